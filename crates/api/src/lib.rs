@@ -1,0 +1,33 @@
+//! Ignite's object model: the `VM`, `Image`, `Kernel` and `Configuration` kinds of
+//! `ignite.weave.works/v1alpha4`, how they are read and written (JSON and YAML), validated,
+//! layered (flags > `--config` > Configuration > built-in defaults) and queried with
+//! Go-style templates and filters. Pure: nothing here touches the filesystem.
+
+mod configuration;
+pub mod filter;
+pub mod humanize;
+mod image;
+mod kernel;
+mod kind_tag;
+pub mod manifest;
+mod meta;
+pub mod ports;
+mod reference;
+mod size;
+mod subjects;
+pub mod template;
+pub mod validation;
+mod vm;
+
+pub use configuration::{Configuration, ConfigurationSpec};
+pub use image::{Image, ImageSpec, ImageStatus};
+pub use kernel::{Kernel, KernelSpec, KernelStatus};
+pub use meta::{API_GROUP, API_VERSION, Kind, ObjectMeta, Time, Uid, UidError};
+pub use ports::{PortMapping, Protocol};
+pub use reference::{ImageReference, ReferenceError};
+pub use size::{Size, SizeError};
+pub use vm::{
+    BlockDeviceVolume, FileMapping, NetworkMode, NetworkStatus, OciImageSource, RuntimeStatus, Ssh,
+    Vm, VmImageSpec, VmKernelSpec, VmNetworkSpec, VmSpec, VmStatus, VmStorageSpec, VmmKind, Volume,
+    VolumeMount, defaults, join_ips,
+};

@@ -1,0 +1,385 @@
+//! The `VM` kind: what a VM should be (`spec`) and what it is (`status`).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::meta::{ObjectMeta, Time, api_version};
+use crate::ports::PortMapping;
+use crate::reference::ImageReference;
+use crate::size::Size;
+
+/// Built-in defaults, the lowest layer of the precedence
+/// flags > `--config` manifest > Configuration `vmDefaults` > built-in.
+pub mod defaults {
+    use crate::size::Size;
+
+    pub const CPUS: u64 = 1;
+    pub const MEMORY: Size = Size::from_mib(512);
+    pub const DISK_SIZE: Size = Size::from_mib(4 * 1024);
+    pub const KERNEL_CMDLINE: &str = "console=ttyS0 reboot=k panic=1";
+}
+
+/// A VM object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Vm {
+    #[serde(with = "crate::kind_tag::vm")]
+    pub kind: (),
+    #[serde(with = "api_version")]
+    pub api_version: (),
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: VmSpec,
+    #[serde(default)]
+    pub status: VmStatus,
+}
+
+impl Vm {
+    pub fn new(metadata: ObjectMeta, spec: VmSpec) -> Vm {
+        Vm {
+            kind: (),
+            api_version: (),
+            metadata,
+            spec,
+            status: VmStatus::default(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.metadata.name
+    }
+}
+
+/// `spec` of a VM. Every field with a default is optional so that layers of configuration
+/// can be merged (see [`VmSpec::layered_over`]) and an explicit bad value (such as `cpus: 0`)
+/// is told apart from an absent one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VmSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<VmImageSpec>,
+    /// Ignite's sandbox container image. Accepted so Ignite manifests load; not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<VmImageSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<VmKernelSpec>,
+    #[serde(default, rename = "cpus", skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Size>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_size: Option<Size>,
+    #[serde(default, skip_serializing_if = "VmNetworkSpec::is_empty")]
+    pub network: VmNetworkSpec,
+    #[serde(default, skip_serializing_if = "VmStorageSpec::is_empty")]
+    pub storage: VmStorageSpec,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copy_files: Vec<FileMapping>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "deserialize_ssh"
+    )]
+    pub ssh: Option<Ssh>,
+    /// Which VMM runs the VM (an addition to Ignite's model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmm: Option<VmmKind>,
+    /// Run this command as the workload instead of the image's init ("container mode";
+    /// an addition to Ignite's model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+}
+
+impl VmSpec {
+    /// Fills every field this layer leaves unset from `lower`. Lists are taken whole
+    /// from the highest layer that sets them.
+    pub fn layered_over(self, lower: VmSpec) -> VmSpec {
+        VmSpec {
+            image: self.image.or(lower.image),
+            sandbox: self.sandbox.or(lower.sandbox),
+            kernel: match (self.kernel, lower.kernel) {
+                (Some(high), Some(low)) => Some(VmKernelSpec {
+                    oci: high.oci.or(low.oci),
+                    cmd_line: high.cmd_line.or(low.cmd_line),
+                }),
+                (high, low) => high.or(low),
+            },
+            cpus: self.cpus.or(lower.cpus),
+            memory: self.memory.or(lower.memory),
+            disk_size: self.disk_size.or(lower.disk_size),
+            network: VmNetworkSpec {
+                ports: non_empty_or(self.network.ports, lower.network.ports),
+                mode: self.network.mode.or(lower.network.mode),
+            },
+            storage: if self.storage.is_empty() {
+                lower.storage
+            } else {
+                self.storage
+            },
+            copy_files: non_empty_or(self.copy_files, lower.copy_files),
+            ssh: self.ssh.or(lower.ssh),
+            vmm: self.vmm.or(lower.vmm),
+            command: self.command.or(lower.command),
+        }
+    }
+
+    /// The built-in defaults as a layer.
+    pub fn builtin_defaults() -> VmSpec {
+        VmSpec {
+            kernel: Some(VmKernelSpec {
+                oci: None,
+                cmd_line: Some(defaults::KERNEL_CMDLINE.to_string()),
+            }),
+            cpus: Some(defaults::CPUS),
+            memory: Some(defaults::MEMORY),
+            disk_size: Some(defaults::DISK_SIZE),
+            ..VmSpec::default()
+        }
+    }
+
+    pub fn image_ref(&self) -> Option<&ImageReference> {
+        self.image.as_ref().map(|i| &i.oci)
+    }
+
+    pub fn kernel_ref(&self) -> Option<&ImageReference> {
+        self.kernel.as_ref().and_then(|k| k.oci.as_ref())
+    }
+
+    pub fn cpus(&self) -> u64 {
+        self.cpus.unwrap_or(defaults::CPUS)
+    }
+
+    pub fn memory(&self) -> Size {
+        self.memory.unwrap_or(defaults::MEMORY)
+    }
+
+    pub fn disk_size(&self) -> Size {
+        self.disk_size.unwrap_or(defaults::DISK_SIZE)
+    }
+}
+
+fn non_empty_or<T>(high: Vec<T>, low: Vec<T>) -> Vec<T> {
+    if high.is_empty() { low } else { high }
+}
+
+/// `spec.image` (and `spec.sandbox`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmImageSpec {
+    pub oci: ImageReference,
+}
+
+/// `spec.kernel`. With no `oci`, the default kernel is used.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VmKernelSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci: Option<ImageReference>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd_line: Option<String>,
+}
+
+/// `spec.network`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmNetworkSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortMapping>,
+    /// How the VM is networked (an addition to Ignite's model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<NetworkMode>,
+}
+
+impl VmNetworkSpec {
+    pub fn is_empty(&self) -> bool {
+        self.ports.is_empty() && self.mode.is_none()
+    }
+}
+
+/// `spec.storage`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VmStorageSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<VolumeMount>,
+}
+
+impl VmStorageSpec {
+    pub fn is_empty(&self) -> bool {
+        self.volumes.is_empty() && self.volume_mounts.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Volume {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_device: Option<BlockDeviceVolume>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockDeviceVolume {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VolumeMount {
+    pub name: String,
+    pub mount_path: PathBuf,
+}
+
+/// `spec.copyFiles[]`: a host file or directory copied into the VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileMapping {
+    pub host_path: PathBuf,
+    pub vm_path: PathBuf,
+}
+
+/// `spec.ssh`: `true` generates a key pair for the VM; a string is the path of a public
+/// key to authorise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ssh {
+    Generate,
+    PublicKey(PathBuf),
+}
+
+impl Serialize for Ssh {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Ssh::Generate => serializer.serialize_bool(true),
+            Ssh::PublicKey(p) => serializer.serialize_str(&p.to_string_lossy()),
+        }
+    }
+}
+
+fn deserialize_ssh<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Ssh>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bool(bool),
+        Path(String),
+    }
+    Ok(match Option::<Raw>::deserialize(deserializer)? {
+        None | Some(Raw::Bool(false)) => None,
+        Some(Raw::Bool(true)) => Some(Ssh::Generate),
+        // Ignite treats the string "true" as `true`.
+        Some(Raw::Path(p)) if p == "true" => Some(Ssh::Generate),
+        Some(Raw::Path(p)) if p.is_empty() || p == "false" => None,
+        Some(Raw::Path(p)) => Some(Ssh::PublicKey(PathBuf::from(p))),
+    })
+}
+
+/// Which VMM runs a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VmmKind {
+    /// Firecracker where its binary is found and KVM works, QEMU otherwise.
+    Auto,
+    Qemu,
+    Firecracker,
+}
+
+/// How a VM is connected to the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// A tap on the `ignite0` bridge, with NAT and port forwards (needs root).
+    Bridge,
+    /// The VMM's user-mode network (no root).
+    User,
+    None,
+}
+
+impl fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NetworkMode::Bridge => "bridge",
+            NetworkMode::User => "user",
+            NetworkMode::None => "none",
+        })
+    }
+}
+
+/// `status` of a VM: what it is, as last recorded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VmStatus {
+    #[serde(default)]
+    pub running: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RuntimeStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkStatus>,
+    #[serde(default)]
+    pub image: OciImageSource,
+    #[serde(default)]
+    pub kernel: OciImageSource,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id_prefix: String,
+}
+
+impl VmStatus {
+    pub fn ip_addresses(&self) -> &[IpAddr] {
+        self.network.as_ref().map_or(&[], |n| &n.ip_addresses)
+    }
+}
+
+/// `status.runtime`: what runs the VM.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeStatus {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+/// `status.network`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NetworkStatus {
+    #[serde(default)]
+    pub plugin: String,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub ip_addresses: Vec<IpAddr>,
+}
+
+/// Where an image or kernel came from: its content id and size.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OciImageSource {
+    /// `oci://<repository>@<digest>` for a registry image, `docker://<digest>` for a local one.
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub size: Size,
+}
+
+/// Ignite writes empty lists as `null`.
+pub(crate) fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// Joins addresses as Ignite's table does: `a, b`.
+pub fn join_ips(ips: &[IpAddr]) -> String {
+    ips.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
