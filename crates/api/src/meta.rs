@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The API group of every object.
@@ -111,8 +111,9 @@ impl<'de> Deserialize<'de> for Uid {
 pub struct Time(pub DateTime<Utc>);
 
 impl Time {
+    /// Now, to the second (the precision objects are written with).
     pub fn now() -> Time {
-        Time(Utc::now())
+        Time(Utc::now().trunc_subsecs(0))
     }
 }
 
