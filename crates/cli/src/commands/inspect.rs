@@ -1,0 +1,42 @@
+//! `ignite inspect KIND OBJECT`: one object in full, as JSON, YAML or through a template.
+
+use std::io::Write;
+
+use anyhow::bail;
+use chrono::Utc;
+use ignite_api::Kind;
+use ignite_api::manifest;
+use ignite_api::template::{Template, TemplateSubject};
+use ignite_store::StoredObject;
+
+use super::Context;
+use crate::args::{InspectArgs, InspectFormat};
+
+pub fn run(ctx: &Context, args: &InspectArgs) -> anyhow::Result<()> {
+    let text = match Kind::from_user_input(&args.kind) {
+        Some(Kind::Vm) => show(ctx.store.vms().find(&args.object)?, args)?,
+        Some(Kind::Image) => show(ctx.store.images().find(&args.object)?, args)?,
+        Some(Kind::Kernel) => show(ctx.store.kernels().find(&args.object)?, args)?,
+        _ => bail!(
+            "unrecognized kind {:?}: inspect takes vm, image or kernel",
+            args.kind
+        ),
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn show<T: StoredObject + TemplateSubject>(
+    object: T,
+    args: &InspectArgs,
+) -> anyhow::Result<String> {
+    if let Some(t) = &args.template {
+        let mut text = Template::compile::<T>(t)?.render(&object, Utc::now());
+        text.push('\n');
+        return Ok(text);
+    }
+    Ok(match args.output {
+        InspectFormat::Json => manifest::to_json(&object),
+        InspectFormat::Yaml => manifest::to_yaml(&object),
+    })
+}

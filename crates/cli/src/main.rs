@@ -1,0 +1,36 @@
+//! `ignite`: the command-line interface. Parsing lives in `args`, one module per command
+//! in `commands`; the work itself is done by the library crates.
+
+mod args;
+mod commands;
+mod logging;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    logging::init(cli.global.log_level);
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("Error: {}", error_chain(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, without repeating a cause already in the message.
+fn error_chain(err: &anyhow::Error) -> String {
+    let mut out = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
+}

@@ -1,0 +1,4 @@
+//! Ignite's operations, shared by the `ignite` CLI and the `ignited` daemon. Nothing here
+//! knows about command-line parsing or output formats.
+
+pub mod config;
