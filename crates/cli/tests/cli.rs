@@ -357,3 +357,23 @@ fn help_and_usage_errors() {
     ignite(root.path()).arg("frobnicate").assert().code(2);
     ignite(root.path()).args(["inspect", "vm"]).assert().code(2);
 }
+
+#[test]
+fn ps_sees_changes_made_after_it_last_ran() {
+    let root = tempfile::tempdir().unwrap();
+    three_vms(root.path());
+    let before = stdout(ignite(root.path()).args(["ps", "-a", "-q"]));
+    assert_eq!(before.lines().count(), 3);
+    let store = Store::open(root.path()).unwrap();
+    let uid: ignite_api::Uid = "20e1d566ce318ada".parse().unwrap();
+    store
+        .vms()
+        .update(&uid, |vm| -> Result<(), ignite_store::StoreError> {
+            vm.status.running = true;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(stdout(ignite(root.path()).args(["ps", "-q"])), "20e1d566ce318ada\nbfc80c948b1e2419\n");
+    store.vms().delete(&uid).unwrap();
+    assert_eq!(stdout(ignite(root.path()).args(["ps", "-a", "-q"])), "bfc80c948b1e2419\ncddc37ba657766e3\n");
+}

@@ -6,6 +6,7 @@
 //!   images/<uid>/metadata.json    an Image object (plus its root filesystem)
 //!   kernels/<uid>/metadata.json   a Kernel object (plus its kernel and modules)
 //!   locks/                        one lock file per object and per kind
+//!   <kind>/.index, .generation    a summary index for fast listings, and its validity token
 //! ```
 //!
 //! Objects are written atomically; the CLI, the daemon and supervisors serialise on file
@@ -21,5 +22,5 @@ mod root;
 pub use atomic::write_atomic;
 pub use error::{Result, StoreError};
 pub use lock::LockGuard;
-pub use objects::{Collection, Listing, METADATA_FILE, Store, StoredObject, find_in};
+pub use objects::{Collection, Listing, METADATA_FILE, Store, StoredObject, Summaries, find_in};
 pub use root::{ROOT_ENV, SYSTEM_ROOT, resolve_root};

@@ -256,7 +256,11 @@ fn twenty_concurrent_writers_lose_nothing() {
     );
     // No temporary file is left in any object directory.
     for entry in fs::read_dir(root.path().join("vms")).unwrap() {
-        for file in fs::read_dir(entry.unwrap().path()).unwrap() {
+        let entry = entry.unwrap();
+        if !entry.file_type().unwrap().is_dir() {
+            continue;
+        }
+        for file in fs::read_dir(entry.path()).unwrap() {
             assert_eq!(file.unwrap().file_name(), METADATA_FILE);
         }
     }
@@ -281,4 +285,54 @@ fn object_directories_are_private() {
         fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
         0o700
     );
+}
+
+#[test]
+fn summaries_follow_every_change() {
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let names = |store: &Store| {
+        let mut lines = store.vms().summaries("test-v1", |vm| vm.metadata.name.clone()).unwrap().lines;
+        lines.sort();
+        lines
+    };
+    assert!(names(&store).is_empty());
+    let a = store.vms().create(vm("a")).unwrap();
+    store.vms().create(vm("b")).unwrap();
+    assert_eq!(names(&store), ["a", "b"]);
+    // Served from the index now: a summary built from the index matches the objects.
+    assert!(root.path().join("vms/.index").exists());
+    assert_eq!(names(&store), ["a", "b"]);
+    let uid = a.metadata.uid.unwrap();
+    store
+        .vms()
+        .update(&uid, |vm| -> Result<(), StoreError> {
+            vm.metadata.name = "renamed".into();
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(names(&store), ["b", "renamed"]);
+    store.vms().delete(&uid).unwrap();
+    assert_eq!(names(&store), ["b"]);
+    // Another line format rebuilds instead of reusing the index.
+    let upper = store.vms().summaries("test-v2", |vm| vm.metadata.name.to_uppercase()).unwrap();
+    assert_eq!(upper.lines, ["B"]);
+    // An index made by a writer that did not bump the generation is never trusted.
+    fs::write(root.path().join("vms/.index"), "test-v1\tbogus\nstale\n").unwrap();
+    assert_eq!(names(&store), ["b"]);
+}
+
+#[test]
+fn summaries_report_damage_and_do_not_cache_it() {
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    store.vms().create(vm("a")).unwrap();
+    let bad = root.path().join("vms/00000000000000bd");
+    fs::create_dir_all(&bad).unwrap();
+    fs::write(bad.join(METADATA_FILE), "garbage").unwrap();
+    for _ in 0..2 {
+        let s = store.vms().summaries("t", |vm| vm.metadata.name.clone()).unwrap();
+        assert_eq!(s.lines, ["a"]);
+        assert_eq!(s.damaged.len(), 1);
+    }
 }

@@ -1,7 +1,5 @@
 //! `ignite inspect KIND OBJECT`: one object in full, as JSON, YAML or through a template.
 
-use std::io::Write;
-
 use anyhow::bail;
 use chrono::Utc;
 use ignite_api::Kind;
@@ -9,7 +7,7 @@ use ignite_api::manifest;
 use ignite_api::template::{Template, TemplateSubject};
 use ignite_store::StoredObject;
 
-use super::Context;
+use super::{Context, write_stdout};
 use crate::args::{InspectArgs, InspectFormat};
 
 pub fn run(ctx: &Context, args: &InspectArgs) -> anyhow::Result<()> {
@@ -22,8 +20,7 @@ pub fn run(ctx: &Context, args: &InspectArgs) -> anyhow::Result<()> {
             args.kind
         ),
     };
-    std::io::stdout().lock().write_all(text.as_bytes())?;
-    Ok(())
+    write_stdout(&text)
 }
 
 fn show<T: StoredObject + TemplateSubject>(

@@ -1,95 +1,155 @@
 //! `ignite ps`: the VMs, as a table or through a template.
+//!
+//! The plain table is drawn from the store's summary index (one line per VM), so that
+//! listing thousands of VMs costs about as much as listing one. Filters and templates
+//! need whole objects and read every VM.
 
-use std::io::Write;
-
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use ignite_api::filter::Filter;
 use ignite_api::humanize;
 use ignite_api::ports::join_ports;
 use ignite_api::template::Template;
 use ignite_api::{Vm, join_ips};
 
-use super::Context;
+use super::{Context, write_stdout};
 use crate::args::PsArgs;
 use crate::output::tab_table;
 
 const HEADER: [&str; 11] = [
-    "VM ID", "IMAGE", "KERNEL", "SIZE", "CPUS", "MEMORY", "CREATED", "STATUS", "IPS", "PORTS",
-    "NAME",
+    "VM ID", "IMAGE", "KERNEL", "SIZE", "CPUS", "MEMORY", "CREATED", "STATUS", "IPS", "PORTS", "NAME",
 ];
 
+/// Names the layout of [`Row::encode`]; change it whenever that layout changes.
+const ROW_FORMAT: &str = "ps-row-v1";
+
 pub fn run(ctx: &Context, args: &PsArgs) -> anyhow::Result<()> {
-    let filter = args
-        .filter
-        .as_deref()
-        .map(Filter::compile::<Vm>)
-        .transpose()?;
-    let template = args
-        .template
-        .as_deref()
-        .map(Template::compile::<Vm>)
-        .transpose()?;
+    let now = Utc::now();
+    let out = if args.filter.is_some() || args.template.is_some() {
+        from_objects(ctx, args, now)?
+    } else {
+        from_summaries(ctx, args, now)?
+    };
+    write_stdout(&out)
+}
+
+fn from_summaries(ctx: &Context, args: &PsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
+    let summaries = ctx.store.vms().summaries(ROW_FORMAT, |vm| Row::of(vm).encode())?;
+    for damaged in &summaries.damaged {
+        tracing::warn!("{damaged}");
+    }
+    let rows: Vec<Row> = summaries.lines.iter().filter_map(|l| Row::decode(l)).collect();
+    Ok(render(ctx, rows.into_iter().filter(|r| args.all || r.running), now))
+}
+
+fn from_objects(ctx: &Context, args: &PsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
+    let filter = args.filter.as_deref().map(Filter::compile::<Vm>).transpose()?;
+    let template = args.template.as_deref().map(Template::compile::<Vm>).transpose()?;
     let listing = ctx.store.vms().list()?;
     for damaged in &listing.damaged {
         tracing::warn!("{damaged}");
     }
-    let now = Utc::now();
-    let vms: Vec<&Vm> = listing
+    let vms = listing
         .objects
         .iter()
         .filter(|vm| args.all || vm.status.running)
-        .filter(|vm| filter.as_ref().is_none_or(|f| f.matches(*vm, now)))
-        .collect();
-
-    let mut out = String::new();
-    if ctx.quiet {
-        for vm in &vms {
-            out.push_str(uid(vm));
-            out.push('\n');
-        }
-    } else if let Some(template) = &template {
-        for vm in &vms {
-            out.push_str(&template.render(*vm, now));
-            out.push('\n');
-        }
-    } else {
-        let mut rows = Vec::with_capacity(vms.len() + 1);
-        rows.push(HEADER.iter().map(ToString::to_string).collect());
-        rows.extend(vms.iter().map(|vm| row(vm, now)));
-        out = tab_table(&rows);
+        .filter(|vm| filter.as_ref().is_none_or(|f| f.matches(*vm, now)));
+    match &template {
+        Some(template) if !ctx.quiet => Ok(vms
+            .map(|vm| template.render(vm, now) + "\n")
+            .collect()),
+        _ => Ok(render(ctx, vms.map(Row::of), now)),
     }
-    std::io::stdout().lock().write_all(out.as_bytes())?;
-    Ok(())
 }
 
-fn uid(vm: &Vm) -> &str {
-    vm.metadata.uid.as_ref().map_or("", |u| u.as_str())
+fn render(ctx: &Context, rows: impl Iterator<Item = Row>, now: DateTime<Utc>) -> String {
+    if ctx.quiet {
+        return rows.map(|r| r.uid + "\n").collect();
+    }
+    let mut table = vec![HEADER.iter().map(ToString::to_string).collect()];
+    table.extend(rows.map(|r| r.cells(now)));
+    tab_table(&table)
 }
 
-fn row(vm: &Vm, now: chrono::DateTime<Utc>) -> Vec<String> {
-    let spec = &vm.spec;
-    let created = vm
-        .metadata
-        .created
-        .map_or_else(String::new, |t| format!("{} ago", humanize::age(t.0, now)));
-    let status = match (vm.status.running, vm.status.start_time) {
-        (true, Some(t)) => format!("Up {}", humanize::age(t.0, now)),
-        (true, None) => "Up".to_string(),
-        (false, _) => "Stopped".to_string(),
-    };
-    vec![
-        uid(vm).to_string(),
-        spec.image_ref()
-            .map_or_else(String::new, ToString::to_string),
-        spec.kernel_ref()
-            .map_or_else(String::new, ToString::to_string),
-        spec.disk_size().to_string(),
-        spec.cpus().to_string(),
-        spec.memory().to_string(),
-        created,
-        status,
-        join_ips(vm.status.ip_addresses()),
-        join_ports(&spec.network.ports),
-        vm.metadata.name.clone(),
-    ]
+/// What one line of the table needs, with times kept raw so ages are always current.
+struct Row {
+    uid: String,
+    running: bool,
+    created: Option<i64>,
+    started: Option<i64>,
+    /// IMAGE, KERNEL, SIZE, CPUS, MEMORY (columns 2 to 6).
+    spec: [String; 5],
+    ips: String,
+    ports: String,
+    name: String,
+}
+
+impl Row {
+    fn of(vm: &Vm) -> Row {
+        let spec = &vm.spec;
+        Row {
+            uid: vm.metadata.uid.as_ref().map_or_else(String::new, ToString::to_string),
+            running: vm.status.running,
+            created: vm.metadata.created.map(|t| t.0.timestamp()),
+            started: vm.status.start_time.map(|t| t.0.timestamp()),
+            spec: [
+                spec.image_ref().map_or_else(String::new, ToString::to_string),
+                spec.kernel_ref().map_or_else(String::new, ToString::to_string),
+                spec.disk_size().to_string(),
+                spec.cpus().to_string(),
+                spec.memory().to_string(),
+            ],
+            ips: join_ips(vm.status.ip_addresses()),
+            ports: join_ports(&spec.network.ports),
+            name: vm.metadata.name.clone(),
+        }
+    }
+
+    fn cells(self, now: DateTime<Utc>) -> Vec<String> {
+        let age = |secs: i64| DateTime::from_timestamp(secs, 0).map_or_else(String::new, |t| humanize::age(t, now));
+        let created = self.created.map_or_else(String::new, |c| format!("{} ago", age(c)));
+        let status = match (self.running, self.started) {
+            (true, Some(s)) => format!("Up {}", age(s)),
+            (true, None) => "Up".to_string(),
+            (false, _) => "Stopped".to_string(),
+        };
+        let [image, kernel, size, cpus, memory] = self.spec;
+        vec![self.uid, image, kernel, size, cpus, memory, created, status, self.ips, self.ports, self.name]
+    }
+
+    /// One tab-separated line. No field can hold a tab or newline (names, references,
+    /// sizes, addresses and ports are all validated), but they are replaced to be sure.
+    fn encode(&self) -> String {
+        let time = |t: Option<i64>| t.map_or_else(|| "-".to_string(), |t| t.to_string());
+        let mut fields = vec![
+            self.uid.clone(),
+            (if self.running { "1" } else { "0" }).to_string(),
+            time(self.created),
+            time(self.started),
+        ];
+        fields.extend(self.spec.iter().cloned());
+        fields.extend([self.ips.clone(), self.ports.clone(), self.name.clone()]);
+        fields
+            .iter()
+            .map(|f| f.replace(['\t', '\n'], " "))
+            .collect::<Vec<_>>()
+            .join("\t")
+    }
+
+    fn decode(line: &str) -> Option<Row> {
+        let f: Vec<&str> = line.split('\t').collect();
+        let [uid, running, created, started, image, kernel, size, cpus, memory, ips, ports, name] = f[..] else {
+            return None;
+        };
+        let time = |t: &str| t.parse::<i64>().ok();
+        Some(Row {
+            uid: uid.to_string(),
+            running: running == "1",
+            created: time(created),
+            started: time(started),
+            spec: [image, kernel, size, cpus, memory].map(str::to_string),
+            ips: ips.to_string(),
+            ports: ports.to_string(),
+            name: name.to_string(),
+        })
+    }
 }

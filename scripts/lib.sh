@@ -1,0 +1,51 @@
+# Shared helpers for scripts/setup.sh, scripts/test.sh and bench/run. Source, don't run.
+
+# The system packages Ignite needs to build and run. Later capabilities add theirs here.
+SYSTEM_PACKAGES=(
+    build-essential # cc and the linker for crates that build C
+    pkg-config
+    git
+    python3 # the benchmarks
+    ca-certificates
+)
+
+MIN_RUST="1.89"
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+require_root() {
+    [ "$(id -u)" -eq 0 ] || die "run this as root (sudo $0): it installs system packages and binaries"
+}
+
+install_packages() {
+    command -v apt-get >/dev/null || die "apt-get not found: this script supports Debian and Ubuntu"
+    log "installing system packages: ${SYSTEM_PACKAGES[*]%%#*}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${SYSTEM_PACKAGES[@]}" >/dev/null
+}
+
+# Finds cargo (also in ~/.cargo/bin when PATH lacks it, as under sudo) and checks its version.
+ensure_cargo() {
+    if ! command -v cargo >/dev/null; then
+        for dir in "$HOME/.cargo/bin" /root/.cargo/bin /usr/local/cargo/bin; do
+            [ -x "$dir/cargo" ] && export PATH="$dir:$PATH" && break
+        done
+    fi
+    command -v cargo >/dev/null || die "cargo not found: install Rust $MIN_RUST or newer with rustup (https://rustup.rs), then run this again"
+    local have
+    have=$(rustc --version | awk '{print $2}')
+    if [ "$(printf '%s\n%s\n' "$MIN_RUST" "$have" | sort -V | head -n1)" != "$MIN_RUST" ]; then
+        die "Rust $have is too old: Ignite needs $MIN_RUST or newer (rustup update)"
+    fi
+}
+
+# The guest init must run before any root filesystem exists: build it fully static.
+build_guest_init() {
+    local target
+    target="$(rustc -vV | awk '/^host:/ {print $2}')"
+    RUSTFLAGS="-C target-feature=+crt-static" \
+        cargo build --release --locked -q -p ignite-guest --target "$target"
+    GUEST_INIT="target/$target/release/ignite-init"
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# From a fresh Debian/Ubuntu machine to a working `ignite`: system packages, build, install.
+# Usage: sudo scripts/setup.sh   (PREFIX=/usr/local by default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+PREFIX="${PREFIX:-/usr/local}"
+
+require_root
+install_packages
+ensure_cargo
+
+log "building ignite and ignited"
+cargo build --release --locked -q -p ignite-cli -p ignite-daemon
+log "building the static guest init"
+build_guest_init
+
+log "installing into $PREFIX"
+install -D -m 0755 target/release/ignite "$PREFIX/bin/ignite"
+install -D -m 0755 target/release/ignited "$PREFIX/bin/ignited"
+install -D -m 0755 "$GUEST_INIT" "$PREFIX/lib/ignite/ignite-init"
+install -d /usr/share/bash-completion/completions
+"$PREFIX/bin/ignite" completion bash > /usr/share/bash-completion/completions/ignite
+"$PREFIX/bin/ignited" completion bash > /usr/share/bash-completion/completions/ignited
+
+log "done: $("$PREFIX/bin/ignite" version -o short)"
