@@ -373,7 +373,13 @@ fn ps_sees_changes_made_after_it_last_ran() {
             Ok(())
         })
         .unwrap();
-    assert_eq!(stdout(ignite(root.path()).args(["ps", "-q"])), "20e1d566ce318ada\nbfc80c948b1e2419\n");
+    assert_eq!(
+        stdout(ignite(root.path()).args(["ps", "-q"])),
+        "20e1d566ce318ada\nbfc80c948b1e2419\n"
+    );
     store.vms().delete(&uid).unwrap();
-    assert_eq!(stdout(ignite(root.path()).args(["ps", "-a", "-q"])), "bfc80c948b1e2419\ncddc37ba657766e3\n");
+    assert_eq!(
+        stdout(ignite(root.path()).args(["ps", "-a", "-q"])),
+        "bfc80c948b1e2419\ncddc37ba657766e3\n"
+    );
 }

@@ -5,7 +5,12 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 /// The Ignite daemon
 #[derive(Debug, Parser)]
-#[command(name = "ignited", version, about = "The Ignite daemon: VMs kept in line with manifests", propagate_version = true)]
+#[command(
+    name = "ignited",
+    version,
+    about = "The Ignite daemon: VMs kept in line with manifests",
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,7 +43,12 @@ fn main() {
                 Shell::Zsh => clap_complete::Shell::Zsh,
                 Shell::Fish => clap_complete::Shell::Fish,
             };
-            clap_complete::generate(shell, &mut Cli::command(), "ignited", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "ignited",
+                &mut std::io::stdout(),
+            );
         }
     }
 }

@@ -28,6 +28,9 @@ fn main() -> ExitCode {
         let _ = rustix::system::reboot(rustix::system::RebootCommand::PowerOff);
         return ExitCode::FAILURE;
     }
-    eprintln!("ignite-init: refusing to run as PID {}: {USAGE}", rustix::process::getpid().as_raw_nonzero());
+    eprintln!(
+        "ignite-init: refusing to run as PID {}: {USAGE}",
+        rustix::process::getpid().as_raw_nonzero()
+    );
     ExitCode::from(2)
 }

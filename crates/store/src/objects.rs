@@ -411,7 +411,11 @@ impl<'s, T: StoredObject> Collection<'s, T> {
     /// so that an index rebuilt while the change was under way is never taken as current.
     fn bump_generation(&self) -> Result<()> {
         let token = format!("{:032x}", rand::rng().random::<u128>());
-        write_atomic(&self.dir().join(GENERATION_FILE), token.as_bytes(), FILE_MODE)
+        write_atomic(
+            &self.dir().join(GENERATION_FILE),
+            token.as_bytes(),
+            FILE_MODE,
+        )
     }
 
     fn generation(&self) -> String {
@@ -432,7 +436,9 @@ impl<'s, T: StoredObject> Collection<'s, T> {
         let header = format!("{format}\t{generation}");
         let index_path = self.dir().join(INDEX_FILE);
         if let Ok(text) = fs::read_to_string(&index_path)
-            && let Some(body) = text.strip_prefix(&header).and_then(|b| b.strip_prefix('\n'))
+            && let Some(body) = text
+                .strip_prefix(&header)
+                .and_then(|b| b.strip_prefix('\n'))
         {
             return Ok(Summaries {
                 lines: body.lines().map(str::to_string).collect(),

@@ -292,7 +292,11 @@ fn summaries_follow_every_change() {
     let root = tempfile::tempdir().unwrap();
     let store = Store::open(root.path()).unwrap();
     let names = |store: &Store| {
-        let mut lines = store.vms().summaries("test-v1", |vm| vm.metadata.name.clone()).unwrap().lines;
+        let mut lines = store
+            .vms()
+            .summaries("test-v1", |vm| vm.metadata.name.clone())
+            .unwrap()
+            .lines;
         lines.sort();
         lines
     };
@@ -315,7 +319,10 @@ fn summaries_follow_every_change() {
     store.vms().delete(&uid).unwrap();
     assert_eq!(names(&store), ["b"]);
     // Another line format rebuilds instead of reusing the index.
-    let upper = store.vms().summaries("test-v2", |vm| vm.metadata.name.to_uppercase()).unwrap();
+    let upper = store
+        .vms()
+        .summaries("test-v2", |vm| vm.metadata.name.to_uppercase())
+        .unwrap();
     assert_eq!(upper.lines, ["B"]);
     // An index made by a writer that did not bump the generation is never trusted.
     fs::write(root.path().join("vms/.index"), "test-v1\tbogus\nstale\n").unwrap();
@@ -331,7 +338,10 @@ fn summaries_report_damage_and_do_not_cache_it() {
     fs::create_dir_all(&bad).unwrap();
     fs::write(bad.join(METADATA_FILE), "garbage").unwrap();
     for _ in 0..2 {
-        let s = store.vms().summaries("t", |vm| vm.metadata.name.clone()).unwrap();
+        let s = store
+            .vms()
+            .summaries("t", |vm| vm.metadata.name.clone())
+            .unwrap();
         assert_eq!(s.lines, ["a"]);
         assert_eq!(s.damaged.len(), 1);
     }

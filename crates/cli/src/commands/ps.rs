@@ -16,7 +16,8 @@ use crate::args::PsArgs;
 use crate::output::tab_table;
 
 const HEADER: [&str; 11] = [
-    "VM ID", "IMAGE", "KERNEL", "SIZE", "CPUS", "MEMORY", "CREATED", "STATUS", "IPS", "PORTS", "NAME",
+    "VM ID", "IMAGE", "KERNEL", "SIZE", "CPUS", "MEMORY", "CREATED", "STATUS", "IPS", "PORTS",
+    "NAME",
 ];
 
 /// Names the layout of [`Row::encode`]; change it whenever that layout changes.
@@ -33,17 +34,36 @@ pub fn run(ctx: &Context, args: &PsArgs) -> anyhow::Result<()> {
 }
 
 fn from_summaries(ctx: &Context, args: &PsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
-    let summaries = ctx.store.vms().summaries(ROW_FORMAT, |vm| Row::of(vm).encode())?;
+    let summaries = ctx
+        .store
+        .vms()
+        .summaries(ROW_FORMAT, |vm| Row::of(vm).encode())?;
     for damaged in &summaries.damaged {
         tracing::warn!("{damaged}");
     }
-    let rows: Vec<Row> = summaries.lines.iter().filter_map(|l| Row::decode(l)).collect();
-    Ok(render(ctx, rows.into_iter().filter(|r| args.all || r.running), now))
+    let rows: Vec<Row> = summaries
+        .lines
+        .iter()
+        .filter_map(|l| Row::decode(l))
+        .collect();
+    Ok(render(
+        ctx,
+        rows.into_iter().filter(|r| args.all || r.running),
+        now,
+    ))
 }
 
 fn from_objects(ctx: &Context, args: &PsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
-    let filter = args.filter.as_deref().map(Filter::compile::<Vm>).transpose()?;
-    let template = args.template.as_deref().map(Template::compile::<Vm>).transpose()?;
+    let filter = args
+        .filter
+        .as_deref()
+        .map(Filter::compile::<Vm>)
+        .transpose()?;
+    let template = args
+        .template
+        .as_deref()
+        .map(Template::compile::<Vm>)
+        .transpose()?;
     let listing = ctx.store.vms().list()?;
     for damaged in &listing.damaged {
         tracing::warn!("{damaged}");
@@ -54,9 +74,7 @@ fn from_objects(ctx: &Context, args: &PsArgs, now: DateTime<Utc>) -> anyhow::Res
         .filter(|vm| args.all || vm.status.running)
         .filter(|vm| filter.as_ref().is_none_or(|f| f.matches(*vm, now)));
     match &template {
-        Some(template) if !ctx.quiet => Ok(vms
-            .map(|vm| template.render(vm, now) + "\n")
-            .collect()),
+        Some(template) if !ctx.quiet => Ok(vms.map(|vm| template.render(vm, now) + "\n").collect()),
         _ => Ok(render(ctx, vms.map(Row::of), now)),
     }
 }
@@ -87,13 +105,19 @@ impl Row {
     fn of(vm: &Vm) -> Row {
         let spec = &vm.spec;
         Row {
-            uid: vm.metadata.uid.as_ref().map_or_else(String::new, ToString::to_string),
+            uid: vm
+                .metadata
+                .uid
+                .as_ref()
+                .map_or_else(String::new, ToString::to_string),
             running: vm.status.running,
             created: vm.metadata.created.map(|t| t.0.timestamp()),
             started: vm.status.start_time.map(|t| t.0.timestamp()),
             spec: [
-                spec.image_ref().map_or_else(String::new, ToString::to_string),
-                spec.kernel_ref().map_or_else(String::new, ToString::to_string),
+                spec.image_ref()
+                    .map_or_else(String::new, ToString::to_string),
+                spec.kernel_ref()
+                    .map_or_else(String::new, ToString::to_string),
                 spec.disk_size().to_string(),
                 spec.cpus().to_string(),
                 spec.memory().to_string(),
@@ -105,15 +129,22 @@ impl Row {
     }
 
     fn cells(self, now: DateTime<Utc>) -> Vec<String> {
-        let age = |secs: i64| DateTime::from_timestamp(secs, 0).map_or_else(String::new, |t| humanize::age(t, now));
-        let created = self.created.map_or_else(String::new, |c| format!("{} ago", age(c)));
+        let age = |secs: i64| {
+            DateTime::from_timestamp(secs, 0).map_or_else(String::new, |t| humanize::age(t, now))
+        };
+        let created = self
+            .created
+            .map_or_else(String::new, |c| format!("{} ago", age(c)));
         let status = match (self.running, self.started) {
             (true, Some(s)) => format!("Up {}", age(s)),
             (true, None) => "Up".to_string(),
             (false, _) => "Stopped".to_string(),
         };
         let [image, kernel, size, cpus, memory] = self.spec;
-        vec![self.uid, image, kernel, size, cpus, memory, created, status, self.ips, self.ports, self.name]
+        vec![
+            self.uid, image, kernel, size, cpus, memory, created, status, self.ips, self.ports,
+            self.name,
+        ]
     }
 
     /// One tab-separated line. No field can hold a tab or newline (names, references,
@@ -137,7 +168,21 @@ impl Row {
 
     fn decode(line: &str) -> Option<Row> {
         let f: Vec<&str> = line.split('\t').collect();
-        let [uid, running, created, started, image, kernel, size, cpus, memory, ips, ports, name] = f[..] else {
+        let [
+            uid,
+            running,
+            created,
+            started,
+            image,
+            kernel,
+            size,
+            cpus,
+            memory,
+            ips,
+            ports,
+            name,
+        ] = f[..]
+        else {
             return None;
         };
         let time = |t: &str| t.parse::<i64>().ok();
