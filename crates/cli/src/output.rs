@@ -6,12 +6,12 @@ const PADDING: usize = 1;
 
 /// Lays out `rows` (the header first). Every cell but the last of a row is followed by
 /// enough tabs to reach its column's width.
-pub fn tab_table(rows: &[Vec<String>]) -> String {
+pub fn tab_table<S: AsRef<str>>(rows: &[Vec<S>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let mut widths = vec![0usize; columns];
     for row in rows {
         for (i, cell) in row.iter().enumerate().take(row.len().saturating_sub(1)) {
-            widths[i] = widths[i].max(cell.chars().count() + PADDING);
+            widths[i] = widths[i].max(cell.as_ref().chars().count() + PADDING);
         }
     }
     for w in &mut widths {
@@ -20,6 +20,7 @@ pub fn tab_table(rows: &[Vec<String>]) -> String {
     let mut out = String::new();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
+            let cell = cell.as_ref();
             out.push_str(cell);
             if i + 1 < row.len() {
                 let gap = widths[i] - cell.chars().count();

@@ -4,6 +4,8 @@
 //! listing thousands of VMs costs about as much as listing one. Filters and templates
 //! need whole objects and read every VM.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use ignite_api::filter::Filter;
 use ignite_api::humanize;
@@ -79,37 +81,41 @@ fn from_objects(ctx: &Context, args: &PsArgs, now: DateTime<Utc>) -> anyhow::Res
     }
 }
 
-fn render(ctx: &Context, rows: impl Iterator<Item = Row>, now: DateTime<Utc>) -> String {
+fn render<'a>(ctx: &Context, rows: impl Iterator<Item = Row<'a>>, now: DateTime<Utc>) -> String {
     if ctx.quiet {
-        return rows.map(|r| r.uid + "\n").collect();
+        return rows.map(|r| r.uid.into_owned() + "\n").collect();
     }
-    let mut table = vec![HEADER.iter().map(ToString::to_string).collect()];
+    let mut table: Vec<Vec<Cow<'a, str>>> =
+        vec![HEADER.iter().map(|h| Cow::Borrowed(*h)).collect()];
     table.extend(rows.map(|r| r.cells(now)));
     tab_table(&table)
 }
 
 /// What one line of the table needs, with times kept raw so ages are always current.
-struct Row {
-    uid: String,
+/// Rows read from the summary index borrow their text from it.
+struct Row<'a> {
+    uid: Cow<'a, str>,
     running: bool,
     created: Option<i64>,
     started: Option<i64>,
     /// IMAGE, KERNEL, SIZE, CPUS, MEMORY (columns 2 to 6).
-    spec: [String; 5],
-    ips: String,
-    ports: String,
-    name: String,
+    spec: [Cow<'a, str>; 5],
+    ips: Cow<'a, str>,
+    ports: Cow<'a, str>,
+    name: Cow<'a, str>,
 }
 
-impl Row {
-    fn of(vm: &Vm) -> Row {
+impl<'a> Row<'a> {
+    fn of(vm: &Vm) -> Row<'a> {
         let spec = &vm.spec;
+        let owned = |s: String| Cow::Owned(s);
         Row {
-            uid: vm
-                .metadata
-                .uid
-                .as_ref()
-                .map_or_else(String::new, ToString::to_string),
+            uid: owned(
+                vm.metadata
+                    .uid
+                    .as_ref()
+                    .map_or_else(String::new, ToString::to_string),
+            ),
             running: vm.status.running,
             created: vm.metadata.created.map(|t| t.0.timestamp()),
             started: vm.status.start_time.map(|t| t.0.timestamp()),
@@ -121,14 +127,15 @@ impl Row {
                 spec.disk_size().to_string(),
                 spec.cpus().to_string(),
                 spec.memory().to_string(),
-            ],
-            ips: join_ips(vm.status.ip_addresses()),
-            ports: join_ports(&spec.network.ports),
-            name: vm.metadata.name.clone(),
+            ]
+            .map(owned),
+            ips: owned(join_ips(vm.status.ip_addresses())),
+            ports: owned(join_ports(&spec.network.ports)),
+            name: owned(vm.metadata.name.clone()),
         }
     }
 
-    fn cells(self, now: DateTime<Utc>) -> Vec<String> {
+    fn cells(self, now: DateTime<Utc>) -> Vec<Cow<'a, str>> {
         let age = |secs: i64| {
             DateTime::from_timestamp(secs, 0).map_or_else(String::new, |t| humanize::age(t, now))
         };
@@ -142,7 +149,16 @@ impl Row {
         };
         let [image, kernel, size, cpus, memory] = self.spec;
         vec![
-            self.uid, image, kernel, size, cpus, memory, created, status, self.ips, self.ports,
+            self.uid,
+            image,
+            kernel,
+            size,
+            cpus,
+            memory,
+            Cow::Owned(created),
+            Cow::Owned(status),
+            self.ips,
+            self.ports,
             self.name,
         ]
     }
@@ -152,13 +168,17 @@ impl Row {
     fn encode(&self) -> String {
         let time = |t: Option<i64>| t.map_or_else(|| "-".to_string(), |t| t.to_string());
         let mut fields = vec![
-            self.uid.clone(),
+            self.uid.to_string(),
             (if self.running { "1" } else { "0" }).to_string(),
             time(self.created),
             time(self.started),
         ];
-        fields.extend(self.spec.iter().cloned());
-        fields.extend([self.ips.clone(), self.ports.clone(), self.name.clone()]);
+        fields.extend(self.spec.iter().map(ToString::to_string));
+        fields.extend([
+            self.ips.to_string(),
+            self.ports.to_string(),
+            self.name.to_string(),
+        ]);
         fields
             .iter()
             .map(|f| f.replace(['\t', '\n'], " "))
@@ -166,35 +186,25 @@ impl Row {
             .join("\t")
     }
 
-    fn decode(line: &str) -> Option<Row> {
-        let f: Vec<&str> = line.split('\t').collect();
-        let [
+    fn decode(line: &'a str) -> Option<Row<'a>> {
+        let mut f = line.split('\t');
+        let mut next = || f.next().map(Cow::Borrowed);
+        let (uid, running, created, started) = (next()?, next()?, next()?, next()?);
+        let spec = [next()?, next()?, next()?, next()?, next()?];
+        let (ips, ports, name) = (next()?, next()?, next()?);
+        if next().is_some() {
+            return None;
+        }
+        let time = |t: &str| t.parse::<i64>().ok();
+        Some(Row {
             uid,
-            running,
-            created,
-            started,
-            image,
-            kernel,
-            size,
-            cpus,
-            memory,
+            running: running == "1",
+            created: time(&created),
+            started: time(&started),
+            spec,
             ips,
             ports,
             name,
-        ] = f[..]
-        else {
-            return None;
-        };
-        let time = |t: &str| t.parse::<i64>().ok();
-        Some(Row {
-            uid: uid.to_string(),
-            running: running == "1",
-            created: time(created),
-            started: time(started),
-            spec: [image, kernel, size, cpus, memory].map(str::to_string),
-            ips: ips.to_string(),
-            ports: ports.to_string(),
-            name: name.to_string(),
         })
     }
 }
