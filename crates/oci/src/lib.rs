@@ -1,0 +1,18 @@
+//! OCI images: where they come from (registries, OCI layouts, `docker save` archives),
+//! the shared blob store, and safe layer unpacking.
+
+pub mod archive;
+pub mod blobs;
+pub mod digest;
+mod error;
+pub mod fetch;
+pub mod layout;
+pub mod registry;
+pub mod source;
+pub mod spec;
+pub mod unpack;
+
+pub use error::{OciError, Result};
+
+pub use fetch::FetchedImage;
+pub use source::ImageSource;
