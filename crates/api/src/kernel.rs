@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::meta::{ObjectMeta, api_version};
-use crate::reference::ImageReference;
+use crate::source::ImageSource;
 use crate::vm::OciImageSource;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,7 +23,7 @@ pub struct Kernel {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KernelSpec {
-    pub oci: ImageReference,
+    pub oci: ImageSource,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -37,7 +37,7 @@ pub struct KernelStatus {
 }
 
 impl Kernel {
-    pub fn new(metadata: ObjectMeta, oci: ImageReference) -> Kernel {
+    pub fn new(metadata: ObjectMeta, oci: ImageSource) -> Kernel {
         Kernel {
             kind: (),
             api_version: (),

@@ -14,18 +14,20 @@ mod meta;
 pub mod ports;
 mod reference;
 mod size;
+mod source;
 mod subjects;
 pub mod template;
 pub mod validation;
 mod vm;
 
 pub use configuration::{Configuration, ConfigurationSpec};
-pub use image::{Image, ImageSpec, ImageStatus};
+pub use image::{Image, ImageRunConfig, ImageSpec, ImageStatus};
 pub use kernel::{Kernel, KernelSpec, KernelStatus};
 pub use meta::{API_GROUP, API_VERSION, Kind, ObjectMeta, Time, Uid, UidError};
 pub use ports::{PortMapping, Protocol};
 pub use reference::{ImageReference, ReferenceError};
 pub use size::{Size, SizeError};
+pub use source::{ImageSource, SourceError};
 pub use vm::{
     BlockDeviceVolume, FileMapping, NetworkMode, NetworkStatus, OciImageSource, RuntimeStatus, Ssh,
     Vm, VmImageSpec, VmKernelSpec, VmNetworkSpec, VmSpec, VmStatus, VmStorageSpec, VmmKind, Volume,

@@ -9,8 +9,8 @@ use crate::image::Image;
 use crate::kernel::Kernel;
 use crate::meta::{ObjectMeta, Time, Uid};
 use crate::ports::{PortMapping, Protocol, join_ports};
-use crate::reference::ImageReference;
 use crate::size::Size;
+use crate::source::ImageSource;
 use crate::template::{TemplateSubject, humanize_time};
 use crate::vm::{
     BlockDeviceVolume, FileMapping, NetworkMode, NetworkStatus, OciImageSource, RuntimeStatus, Ssh,
@@ -28,8 +28,8 @@ fn sample_meta() -> ObjectMeta {
     }
 }
 
-fn sample_ref() -> ImageReference {
-    ImageReference::parse("sample").expect("a valid reference")
+fn sample_ref() -> ImageSource {
+    ImageSource::parse("sample").expect("a valid reference")
 }
 
 fn sample_source() -> OciImageSource {
@@ -127,13 +127,28 @@ impl TemplateSubject for Image {
 
     fn schema() -> Value {
         let mut image = Image::new(sample_meta(), sample_ref());
-        image.status.oci_source = sample_source();
+        image.status = crate::image::ImageStatus {
+            oci_source: sample_source(),
+            image_id: Some(String::new()),
+            config: Some(crate::image::ImageRunConfig {
+                entrypoint: vec![String::new()],
+                cmd: vec![String::new()],
+                env: vec![String::new()],
+                working_dir: "x".into(),
+                user: "x".into(),
+            }),
+            platform: Some(String::new()),
+            unpacked_size: Some(Size::ZERO),
+            disk_size: Some(Size::ZERO),
+        };
         serde_json::to_value(image).expect("an Image serializes")
     }
 
     fn display(&self, pointer: &str, now: DateTime<Utc>) -> Option<String> {
         match pointer {
             "/status/ociSource/size" => Some(self.status.oci_source.size.to_string()),
+            "/status/unpackedSize" => self.status.unpacked_size.map(|s| s.to_string()),
+            "/status/diskSize" => self.status.disk_size.map(|s| s.to_string()),
             _ => shared_display(&self.metadata, pointer, now),
         }
     }

@@ -8,8 +8,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::meta::{ObjectMeta, Time, api_version};
 use crate::ports::PortMapping;
-use crate::reference::ImageReference;
 use crate::size::Size;
+use crate::source::ImageSource;
 
 /// Built-in defaults, the lowest layer of the precedence
 /// flags > `--config` manifest > Configuration `vmDefaults` > built-in.
@@ -141,11 +141,11 @@ impl VmSpec {
         }
     }
 
-    pub fn image_ref(&self) -> Option<&ImageReference> {
+    pub fn image_ref(&self) -> Option<&ImageSource> {
         self.image.as_ref().map(|i| &i.oci)
     }
 
-    pub fn kernel_ref(&self) -> Option<&ImageReference> {
+    pub fn kernel_ref(&self) -> Option<&ImageSource> {
         self.kernel.as_ref().and_then(|k| k.oci.as_ref())
     }
 
@@ -170,7 +170,7 @@ fn non_empty_or<T>(high: Vec<T>, low: Vec<T>) -> Vec<T> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VmImageSpec {
-    pub oci: ImageReference,
+    pub oci: ImageSource,
 }
 
 /// `spec.kernel`. With no `oci`, the default kernel is used.
@@ -178,7 +178,7 @@ pub struct VmImageSpec {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct VmKernelSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub oci: Option<ImageReference>,
+    pub oci: Option<ImageSource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmd_line: Option<String>,
 }

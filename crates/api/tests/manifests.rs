@@ -24,7 +24,12 @@ fn ignite_example_manifest_loads_unchanged() {
         "weaveworks/ignite-ubuntu:latest"
     );
     assert_eq!(
-        vm.spec.image_ref().unwrap().normalized(),
+        vm.spec
+            .image_ref()
+            .unwrap()
+            .reference()
+            .unwrap()
+            .normalized(),
         "docker.io/weaveworks/ignite-ubuntu:latest"
     );
     assert_eq!(

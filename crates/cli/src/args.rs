@@ -62,6 +62,11 @@ pub enum Command {
     /// Manage VMs (with no subcommand: list all VMs)
     #[command(visible_alias = "vms")]
     Vm(VmGroup),
+    /// Manage images (with no subcommand: list them)
+    #[command(visible_alias = "images")]
+    Image(ImageGroup),
+    /// Remove images
+    Rmi(RemoveImageArgs),
     /// Print the version of Ignite
     Version(VersionArgs),
     /// Print a shell completion script
@@ -147,4 +152,52 @@ pub enum Shell {
     Bash,
     Zsh,
     Fish,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageGroup {
+    #[command(subcommand)]
+    pub command: Option<ImageCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Import an image as a root disk for VMs
+    #[command(long_about = "Import an image as a root disk for VMs.\n\n\
+        SOURCE is a registry reference (ubuntu, ubuntu:22.04, ghcr.io/org/app@sha256:...; Docker Hub \
+        names are normalised), oci:DIR[:TAG] (an OCI image layout) or docker-archive:FILE (docker save \
+        output). Credentials come from Docker's config.json (docker login). Registries are reached over \
+        HTTPS; plain HTTP is used only for loopback registries and those listed in \
+        IGNITE_INSECURE_REGISTRIES=host[:port],...")]
+    Import(ImportArgs),
+    /// List images
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Remove images
+    Rm(RemoveImageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// What to import: a registry reference, oci:DIR[:TAG] or docker-archive:FILE
+    pub source: String,
+    /// Ask the registry again even if the image was imported before (a tag may have moved)
+    #[arg(long)]
+    pub pull: bool,
+    /// The platform to import from a multi-platform image, e.g. linux/arm64 [default: this host's]
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+    /// The directory holding Docker's config.json with registry credentials [default: ~/.docker]
+    #[arg(long, value_name = "DIR")]
+    pub registry_config_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveImageArgs {
+    /// Images, by name or ID (or a unique prefix of one)
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    /// Also remove the VMs that use them
+    #[arg(short, long)]
+    pub force: bool,
 }

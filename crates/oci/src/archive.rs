@@ -97,9 +97,12 @@ impl TarIndex {
             });
         }
         let mut f = File::open(&self.file).map_err(io("open", &self.file))?;
-        f.seek(SeekFrom::Start(offset)).map_err(io("seek in", &self.file))?;
+        f.seek(SeekFrom::Start(offset))
+            .map_err(io("seek in", &self.file))?;
         let mut buf = Vec::with_capacity(len as usize);
-        f.take(len).read_to_end(&mut buf).map_err(io("read", &self.file))?;
+        f.take(len)
+            .read_to_end(&mut buf)
+            .map_err(io("read", &self.file))?;
         Ok(buf)
     }
 }
@@ -124,10 +127,12 @@ fn normalize(name: &str) -> String {
 pub fn fetch(file: &Path) -> Result<FetchedImage> {
     let index = TarIndex::build(file)?;
     let what = format!("docker archive {}", file.display());
-    let manifests: Vec<ArchiveManifest> = serde_json::from_slice(&index.read("manifest.json", MAX_DOCUMENT_BYTES)?)
-        .map_err(|e| OciError::Invalid {
-            what: format!("manifest.json of {what}"),
-            reason: e.to_string(),
+    let manifests: Vec<ArchiveManifest> =
+        serde_json::from_slice(&index.read("manifest.json", MAX_DOCUMENT_BYTES)?).map_err(|e| {
+            OciError::Invalid {
+                what: format!("manifest.json of {what}"),
+                reason: e.to_string(),
+            }
         })?;
     let Some(manifest) = manifests.into_iter().next() else {
         return Err(OciError::Invalid {
@@ -146,17 +151,20 @@ pub fn fetch(file: &Path) -> Result<FetchedImage> {
     if named_hex.len() == 64 && named_hex != config_digest.hex() {
         return Err(OciError::DigestMismatch {
             what: format!("image config {} in {what}", manifest.config),
-            expected: format!("sha256:{named_hex}").parse().map_err(|e: crate::digest::DigestParseError| OciError::Invalid {
-                what: what.clone(),
-                reason: e.to_string(),
-            })?,
+            expected: format!("sha256:{named_hex}").parse().map_err(
+                |e: crate::digest::DigestParseError| OciError::Invalid {
+                    what: what.clone(),
+                    reason: e.to_string(),
+                },
+            )?,
             actual: config_digest,
         });
     }
-    let config: ImageConfiguration = serde_json::from_slice(&config_bytes).map_err(|e| OciError::Invalid {
-        what: format!("image config of {what}"),
-        reason: e.to_string(),
-    })?;
+    let config: ImageConfiguration =
+        serde_json::from_slice(&config_bytes).map_err(|e| OciError::Invalid {
+            what: format!("image config of {what}"),
+            reason: e.to_string(),
+        })?;
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
         return Err(OciError::Invalid {
             what,
@@ -175,7 +183,11 @@ pub fn fetch(file: &Path) -> Result<FetchedImage> {
         // to check is the one in the name when there is one, else the diff_id.
         let digest = Path::new(name)
             .file_name()
-            .and_then(|n| format!("sha256:{}", n.to_string_lossy()).parse::<Digest>().ok())
+            .and_then(|n| {
+                format!("sha256:{}", n.to_string_lossy())
+                    .parse::<Digest>()
+                    .ok()
+            })
             .unwrap_or_else(|| diff_id.clone());
         compressed_size += len;
         layers.push(Layer {

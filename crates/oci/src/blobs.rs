@@ -33,7 +33,9 @@ impl BlobStore {
     }
 
     fn partial_path(&self, digest: &Digest) -> PathBuf {
-        self.dir.join("sha256").join(format!("{}.partial", digest.hex()))
+        self.dir
+            .join("sha256")
+            .join(format!("{}.partial", digest.hex()))
     }
 
     /// Is the blob present (and of the expected size)?
@@ -42,7 +44,12 @@ impl BlobStore {
     }
 
     /// Stores a blob read from `reader`, checking its size and digest against `desc`.
-    pub fn ingest<'a>(&self, desc: &Descriptor, what: &str, reader: impl Read + 'a) -> Result<PathBuf> {
+    pub fn ingest<'a>(
+        &self,
+        desc: &Descriptor,
+        what: &str,
+        reader: impl Read + 'a,
+    ) -> Result<PathBuf> {
         let mut reader = Some(reader);
         self.ingest_resumable(desc, what, move |offset| {
             Ok(if offset == 0 {

@@ -41,8 +41,13 @@ impl FromStr for Digest {
     type Err = DigestParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.strip_prefix("sha256:") {
-            Some(hex) if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
-                Ok(Digest { hex: hex.to_string() })
+            Some(hex)
+                if hex.len() == 64
+                    && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+            {
+                Ok(Digest {
+                    hex: hex.to_string(),
+                })
             }
             _ => Err(DigestParseError(s.to_string())),
         }
@@ -63,7 +68,9 @@ impl Serialize for Digest {
 
 impl<'de> Deserialize<'de> for Digest {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -142,9 +149,17 @@ mod tests {
     #[test]
     fn digests_parse_and_hash() {
         let d = Digest::of(b"");
-        assert_eq!(d.to_string(), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            d.to_string(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
         assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
-        for bad in ["sha256:abc", "md5:00", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "sha256:../../etc/passwd0000000000000000000000000000000000000000000000000"] {
+        for bad in [
+            "sha256:abc",
+            "md5:00",
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "sha256:../../etc/passwd0000000000000000000000000000000000000000000000000",
+        ] {
             assert!(bad.parse::<Digest>().is_err(), "{bad}");
         }
         let mut r = HashingReader::new(&b"hello"[..]);

@@ -12,19 +12,27 @@ pub enum OciError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{what} does not match its digest: expected {expected}, got {actual}; the source is corrupt or was tampered with")]
+    #[error(
+        "{what} does not match its digest: expected {expected}, got {actual}; the source is corrupt or was tampered with"
+    )]
     DigestMismatch {
         what: String,
         expected: Digest,
         actual: Digest,
     },
     #[error("{what} is {actual} bytes but its descriptor says {expected}: it is {}", if actual < expected { "truncated" } else { "oversized" })]
-    SizeMismatch { what: String, expected: u64, actual: u64 },
+    SizeMismatch {
+        what: String,
+        expected: u64,
+        actual: u64,
+    },
     #[error("{what} is larger than the {limit} bytes accepted")]
     TooLarge { what: String, limit: u64 },
     #[error("invalid {what}: {reason}")]
     Invalid { what: String, reason: String },
-    #[error("{reference} has no image for {wanted}; it has: {available}. Choose one with --platform")]
+    #[error(
+        "{reference} has no image for {wanted}; it has: {available}. Choose one with --platform"
+    )]
     NoPlatform {
         reference: String,
         wanted: String,
@@ -46,7 +54,14 @@ pub enum OciError {
 
 pub type Result<T> = std::result::Result<T, OciError>;
 
-pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> OciError {
+pub(crate) fn io(
+    action: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> OciError {
     let path = path.into();
-    move |source| OciError::Io { action, path, source }
+    move |source| OciError::Io {
+        action,
+        path,
+        source,
+    }
 }

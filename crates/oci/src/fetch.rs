@@ -55,7 +55,11 @@ pub enum LayerLocation {
     /// A whole file (blob store or OCI layout).
     File(PathBuf),
     /// A byte range of a file (an entry of a `docker save` archive).
-    Range { file: PathBuf, offset: u64, len: u64 },
+    Range {
+        file: PathBuf,
+        offset: u64,
+        len: u64,
+    },
 }
 
 impl Layer {
@@ -65,7 +69,8 @@ impl Layer {
             LayerLocation::Range { file, offset, len } => {
                 use std::io::{Seek, SeekFrom};
                 let mut f = File::open(file).map_err(io("open", file))?;
-                f.seek(SeekFrom::Start(*offset)).map_err(io("seek in", file))?;
+                f.seek(SeekFrom::Start(*offset))
+                    .map_err(io("seek in", file))?;
                 Ok(Box::new(f.take(*len)))
             }
         }
@@ -100,7 +105,10 @@ pub fn parse_manifest(bytes: &[u8], what: &str) -> Result<Manifest> {
     if m.schema_version != 2 {
         return Err(OciError::Invalid {
             what: what.to_string(),
-            reason: format!("schemaVersion {} is not supported (only 2)", m.schema_version),
+            reason: format!(
+                "schemaVersion {} is not supported (only 2)",
+                m.schema_version
+            ),
         });
     }
     for layer in &m.layers {
@@ -110,10 +118,11 @@ pub fn parse_manifest(bytes: &[u8], what: &str) -> Result<Manifest> {
 }
 
 pub fn parse_config(bytes: &[u8], manifest: &Manifest, what: &str) -> Result<ImageConfiguration> {
-    let config: ImageConfiguration = serde_json::from_slice(bytes).map_err(|e| OciError::Invalid {
-        what: what.to_string(),
-        reason: e.to_string(),
-    })?;
+    let config: ImageConfiguration =
+        serde_json::from_slice(bytes).map_err(|e| OciError::Invalid {
+            what: what.to_string(),
+            reason: e.to_string(),
+        })?;
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
         return Err(OciError::Invalid {
             what: what.to_string(),
@@ -140,7 +149,11 @@ pub fn is_index(bytes: &[u8], declared_type: Option<&str>) -> bool {
 }
 
 /// Picks the manifest for `platform` from an index.
-pub fn select_platform(index_bytes: &[u8], platform: &Platform, reference: &str) -> Result<Descriptor> {
+pub fn select_platform(
+    index_bytes: &[u8],
+    platform: &Platform,
+    reference: &str,
+) -> Result<Descriptor> {
     let index: Index = serde_json::from_slice(index_bytes).map_err(|e| OciError::Invalid {
         what: format!("image index of {reference}"),
         reason: e.to_string(),

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use crate::blobs::{MAX_DOCUMENT_BYTES, check_document_size, verify_bytes};
 use crate::digest::Digest;
 use crate::error::{OciError, Result};
-use crate::fetch::{FetchedImage, Layer, LayerLocation, is_index, parse_config, parse_manifest, read_small_file, select_platform};
+use crate::fetch::{
+    FetchedImage, Layer, LayerLocation, is_index, parse_config, parse_manifest, read_small_file,
+    select_platform,
+};
 use crate::spec::{Descriptor, Index, Platform};
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -51,8 +54,15 @@ pub fn fetch(dir: &Path, tag: Option<&str>, platform: &Platform) -> Result<Fetch
             .collect();
         return Err(OciError::Source(format!(
             "{source} has no image {}; its tags are: {}",
-            tag.map_or_else(|| "without a tag (it holds several)".to_string(), |t| format!("tagged {t:?}")),
-            if tags.is_empty() { "(none)".to_string() } else { tags.join(", ") }
+            tag.map_or_else(
+                || "without a tag (it holds several)".to_string(),
+                |t| format!("tagged {t:?}")
+            ),
+            if tags.is_empty() {
+                "(none)".to_string()
+            } else {
+                tags.join(", ")
+            }
         )));
     };
     let mut manifest_desc = desc;

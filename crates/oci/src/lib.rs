@@ -8,11 +8,9 @@ mod error;
 pub mod fetch;
 pub mod layout;
 pub mod registry;
-pub mod source;
 pub mod spec;
 pub mod unpack;
 
 pub use error::{OciError, Result};
 
 pub use fetch::FetchedImage;
-pub use source::ImageSource;

@@ -83,7 +83,8 @@ impl Unpacker {
         let decompressed: Box<dyn Read> = match sniff_compression(head) {
             Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
             Compression::Zstd => Box::new(
-                zstd::stream::read::Decoder::with_buffer(buffered).map_err(|e| self.read_error(layer, e))?,
+                zstd::stream::read::Decoder::with_buffer(buffered)
+                    .map_err(|e| self.read_error(layer, e))?,
             ),
             Compression::None => Box::new(buffered),
         };
@@ -115,7 +116,12 @@ impl Unpacker {
         }
     }
 
-    fn apply_entry<R: Read>(&mut self, layer: &str, mut entry: tar::Entry<'_, R>, state: &mut LayerState) -> Result<()> {
+    fn apply_entry<R: Read>(
+        &mut self,
+        layer: &str,
+        mut entry: tar::Entry<'_, R>,
+        state: &mut LayerState,
+    ) -> Result<()> {
         let raw = entry.path_bytes().into_owned();
         let entry_name = String::from_utf8_lossy(&raw).into_owned();
         let hostile = |reason: &str| OciError::HostileLayer {
@@ -123,7 +129,7 @@ impl Unpacker {
             entry: entry_name.clone(),
             reason: reason.to_string(),
         };
-        let components = clean_components(Path::new(OsStr::from_bytes(&raw))).map_err(|r| hostile(r))?;
+        let components = clean_components(Path::new(OsStr::from_bytes(&raw))).map_err(&hostile)?;
         let Some((name, parents)) = components.split_last() else {
             return Ok(()); // "./": the root itself
         };
@@ -137,7 +143,11 @@ impl Unpacker {
             if name_str == OPAQUE_MARKER {
                 return self.make_opaque(&parent, state);
             }
-            if target.is_empty() || target == "." || target == ".." || target.starts_with(WHITEOUT_PREFIX) {
+            if target.is_empty()
+                || target == "."
+                || target == ".."
+                || target.starts_with(WHITEOUT_PREFIX)
+            {
                 return Err(hostile("malformed whiteout"));
             }
             return remove_any(&parent.join(target));
@@ -174,7 +184,8 @@ impl Unpacker {
                     .link_name_bytes()
                     .ok_or_else(|| hostile("a symlink without a target"))?
                     .into_owned();
-                std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path).map_err(io("create symlink", &path))?;
+                std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path)
+                    .map_err(io("create symlink", &path))?;
             }
             EntryType::Link => {
                 let target = entry
@@ -236,24 +247,36 @@ impl Unpacker {
         Ok(())
     }
 
-    fn apply_metadata<R: Read>(&mut self, path: &Path, entry: &mut tar::Entry<'_, R>, kind: EntryType) -> Result<()> {
+    fn apply_metadata<R: Read>(
+        &mut self,
+        path: &Path,
+        entry: &mut tar::Entry<'_, R>,
+        kind: EntryType,
+    ) -> Result<()> {
         let header = entry.header().clone();
         if self.privileged {
             let uid = header.uid().unwrap_or(0);
             let gid = header.gid().unwrap_or(0);
-            std::os::unix::fs::lchown(path, Some(uid as u32), Some(gid as u32)).map_err(io("set owner of", path))?;
+            std::os::unix::fs::lchown(path, Some(uid as u32), Some(gid as u32))
+                .map_err(io("set owner of", path))?;
         } else if header.uid().unwrap_or(0) != 0 || header.gid().unwrap_or(0) != 0 {
             self.stats.skipped_privileged += 1;
         }
         if kind != EntryType::Symlink {
             let mode = header.mode().unwrap_or(0o644) & 0o7777;
-            fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io("set mode of", path))?;
+            fs::set_permissions(path, fs::Permissions::from_mode(mode))
+                .map_err(io("set mode of", path))?;
         }
         if let Ok(Some(extensions)) = entry.pax_extensions() {
             for ext in extensions.flatten() {
                 if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
                     let name = OsStr::from_bytes(name);
-                    if let Err(e) = rustix::fs::lsetxattr(path, name, ext.value_bytes(), rustix::fs::XattrFlags::empty()) {
+                    if let Err(e) = rustix::fs::lsetxattr(
+                        path,
+                        name,
+                        ext.value_bytes(),
+                        rustix::fs::XattrFlags::empty(),
+                    ) {
                         tracing::warn!(path = %path.display(), "cannot set extended attribute {}: {e}", name.to_string_lossy());
                     }
                 }
@@ -262,10 +285,21 @@ impl Unpacker {
         if kind != EntryType::Directory {
             let mtime = header.mtime().unwrap_or(0) as i64;
             let ts = rustix::fs::Timestamps {
-                last_access: rustix::fs::Timespec { tv_sec: mtime, tv_nsec: 0 },
-                last_modification: rustix::fs::Timespec { tv_sec: mtime, tv_nsec: 0 },
+                last_access: rustix::fs::Timespec {
+                    tv_sec: mtime,
+                    tv_nsec: 0,
+                },
+                last_modification: rustix::fs::Timespec {
+                    tv_sec: mtime,
+                    tv_nsec: 0,
+                },
             };
-            let _ = rustix::fs::utimensat(rustix::fs::CWD, path, &ts, rustix::fs::AtFlags::SYMLINK_NOFOLLOW);
+            let _ = rustix::fs::utimensat(
+                rustix::fs::CWD,
+                path,
+                &ts,
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            );
         }
         Ok(())
     }
@@ -288,7 +322,11 @@ impl Unpacker {
 
     /// Resolves directory components below the root, following symlinks as if the root
     /// were `/`. Missing directories are created when `create` is set.
-    fn resolve_dir(&self, components: &[OsString], create: bool) -> std::result::Result<PathBuf, String> {
+    fn resolve_dir(
+        &self,
+        components: &[OsString],
+        create: bool,
+    ) -> std::result::Result<PathBuf, String> {
         let mut resolved: Vec<OsString> = Vec::new();
         let mut pending: Vec<OsString> = components.iter().rev().cloned().collect();
         let mut hops = 0;
@@ -302,7 +340,10 @@ impl Unpacker {
             if component == "." || component.is_empty() {
                 continue;
             }
-            let candidate: PathBuf = self.root.join(resolved.iter().collect::<PathBuf>()).join(&component);
+            let candidate: PathBuf = self
+                .root
+                .join(resolved.iter().collect::<PathBuf>())
+                .join(&component);
             match fs::symlink_metadata(&candidate) {
                 Ok(m) if m.file_type().is_symlink() => {
                     hops += 1;
@@ -333,7 +374,8 @@ impl Unpacker {
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
                     fs::create_dir(&candidate).map_err(|e| e.to_string())?;
-                    fs::set_permissions(&candidate, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+                    fs::set_permissions(&candidate, fs::Permissions::from_mode(0o755))
+                        .map_err(|e| e.to_string())?;
                     resolved.push(component);
                 }
                 Err(e) => return Err(format!("{}: {e}", candidate.display())),
@@ -356,7 +398,9 @@ fn clean_components(path: &Path) -> std::result::Result<Vec<OsString>, &'static 
             Component::Normal(p) => out.push(p.to_os_string()),
             Component::CurDir => {}
             Component::ParentDir => return Err("its name contains '..'"),
-            Component::RootDir | Component::Prefix(_) => return Err("its name is an absolute path"),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err("its name is an absolute path");
+            }
         }
     }
     Ok(out)
@@ -382,7 +426,10 @@ mod tests {
 
     #[test]
     fn entry_names_are_cleaned() {
-        assert_eq!(clean_components(Path::new("./etc/passwd")).unwrap(), ["etc", "passwd"]);
+        assert_eq!(
+            clean_components(Path::new("./etc/passwd")).unwrap(),
+            ["etc", "passwd"]
+        );
         assert!(clean_components(Path::new("/etc/passwd")).is_err());
         assert!(clean_components(Path::new("a/../../b")).is_err());
         assert!(clean_components(Path::new("./")).unwrap().is_empty());
@@ -391,7 +438,10 @@ mod tests {
     #[test]
     fn compression_is_sniffed() {
         assert_eq!(sniff_compression(&[0x1f, 0x8b, 8]), Compression::Gzip);
-        assert_eq!(sniff_compression(&[0x28, 0xb5, 0x2f, 0xfd]), Compression::Zstd);
+        assert_eq!(
+            sniff_compression(&[0x28, 0xb5, 0x2f, 0xfd]),
+            Compression::Zstd
+        );
         assert_eq!(sniff_compression(b"etc/"), Compression::None);
     }
 }

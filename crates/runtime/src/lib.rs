@@ -2,3 +2,4 @@
 //! knows about command-line parsing or output formats.
 
 pub mod config;
+pub mod images;

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::fs;
 
-use ignite_api::{Image, ImageReference, ObjectMeta, Uid, Vm, VmSpec, manifest};
+use ignite_api::{Image, ImageSource, ObjectMeta, Uid, Vm, VmSpec, manifest};
 use ignite_store::{METADATA_FILE, Store, StoreError};
 
 fn vm(name: &str) -> Vm {
@@ -66,10 +66,7 @@ fn names_and_uids_are_unique_per_kind() {
         Err(StoreError::UidTaken { .. })
     ));
     // Images need a name (their reference); they are never given a random one.
-    let image = Image::new(
-        ObjectMeta::default(),
-        ImageReference::parse("alpine").unwrap(),
-    );
+    let image = Image::new(ObjectMeta::default(), ImageSource::parse("alpine").unwrap());
     assert!(matches!(
         store.images().create(image),
         Err(StoreError::NameRequired { .. })

@@ -1,6 +1,7 @@
 //! One module per command. Each takes its parsed arguments and the shared [`Context`].
 
 mod completion;
+mod image;
 mod inspect;
 mod ps;
 mod version;
@@ -21,6 +22,11 @@ pub struct Context {
 }
 
 impl Context {
+    /// The store, created if it does not exist yet (for commands that write).
+    pub fn writable_store(&self) -> anyhow::Result<Store> {
+        Ok(Store::open(self.store.root())?)
+    }
+
     fn new(cli: &Cli) -> anyhow::Result<Context> {
         let root = ignite_store::resolve_root(cli.global.root.as_deref());
         let configuration =
@@ -49,6 +55,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Completion(args) => completion::run(args),
         Command::Ps(args) => ps::run(&Context::new(&cli)?, args),
         Command::Inspect(args) => inspect::run(&Context::new(&cli)?, args),
+        Command::Image(group) => image::run(&Context::new(&cli)?, group.command.as_ref()),
+        Command::Rmi(args) => image::remove(&Context::new(&cli)?, args),
         Command::Vm(group) => {
             let ctx = Context::new(&cli)?;
             match &group.command {

@@ -68,11 +68,22 @@ impl CredentialStore {
         let path = dir.join("config.json");
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(CredentialStore::default()),
-            Err(e) => return Err(OciError::Source(format!("cannot read {}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(CredentialStore::default());
+            }
+            Err(e) => {
+                return Err(OciError::Source(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )));
+            }
         };
-        let config = serde_json::from_str(&text)
-            .map_err(|e| OciError::Source(format!("{} is not a valid Docker config: {e}", path.display())))?;
+        let config = serde_json::from_str(&text).map_err(|e| {
+            OciError::Source(format!(
+                "{} is not a valid Docker config: {e}",
+                path.display()
+            ))
+        })?;
         Ok(CredentialStore {
             config,
             path: Some(path),
@@ -93,10 +104,10 @@ impl CredentialStore {
             return run_helper(helper, &keys[0], self.helper_path.as_deref());
         }
         for key in &keys {
-            if let Some(entry) = self.config.auths.get(key) {
-                if let Some(creds) = decode_entry(entry, self.path.as_deref())? {
-                    return Ok(Some(creds));
-                }
+            if let Some(entry) = self.config.auths.get(key)
+                && let Some(creds) = decode_entry(entry, self.path.as_deref())?
+            {
+                return Ok(Some(creds));
             }
         }
         // Docker also matches auths keys written as URLs (`https://host/v1/`).
@@ -116,10 +127,21 @@ impl CredentialStore {
 
 /// The keys Docker files a registry's credentials under.
 fn registry_keys(registry: &str) -> Vec<String> {
-    if registry == "docker.io" || registry == "index.docker.io" || registry == "registry-1.docker.io" {
-        vec!["https://index.docker.io/v1/".into(), "docker.io".into(), "index.docker.io".into()]
+    if registry == "docker.io"
+        || registry == "index.docker.io"
+        || registry == "registry-1.docker.io"
+    {
+        vec![
+            "https://index.docker.io/v1/".into(),
+            "docker.io".into(),
+            "index.docker.io".into(),
+        ]
     } else {
-        vec![registry.to_string(), format!("https://{registry}"), format!("http://{registry}")]
+        vec![
+            registry.to_string(),
+            format!("https://{registry}"),
+            format!("http://{registry}"),
+        ]
     }
 }
 
@@ -144,7 +166,9 @@ fn decode_entry(entry: &AuthEntry, path: Option<&Path>) -> Result<Option<Credent
             path.map_or_else(|| "config.json".into(), |p| p.display().to_string())
         ))
     };
-    let decoded = base64::engine::general_purpose::STANDARD.decode(auth).map_err(|_| bad())?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(auth)
+        .map_err(|_| bad())?;
     let text = String::from_utf8(decoded).map_err(|_| bad())?;
     let (username, password) = text.split_once(':').ok_or_else(bad)?;
     Ok(Some(Credentials {
@@ -161,9 +185,15 @@ struct HelperReply {
 }
 
 /// Asks `docker-credential-<helper> get` for a registry's credentials.
-fn run_helper(helper: &str, server: &str, search_path: Option<&std::ffi::OsStr>) -> Result<Option<Credentials>> {
+fn run_helper(
+    helper: &str,
+    server: &str,
+    search_path: Option<&std::ffi::OsStr>,
+) -> Result<Option<Credentials>> {
     if helper.is_empty() || helper.contains('/') {
-        return Err(OciError::Source(format!("invalid credential helper name {helper:?}")));
+        return Err(OciError::Source(format!(
+            "invalid credential helper name {helper:?}"
+        )));
     }
     let program = format!("docker-credential-{helper}");
     let mut command = Command::new(&program);
@@ -184,14 +214,21 @@ fn run_helper(helper: &str, server: &str, search_path: Option<&std::ffi::OsStr>)
         .wait_with_output()
         .map_err(|e| OciError::Source(format!("credential helper {program} failed: {e}")))?;
     if !out.status.success() {
-        let msg = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        let msg = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
         if msg.contains("credentials not found") {
             return Ok(None);
         }
-        return Err(OciError::Source(format!("credential helper {program} failed: {}", msg.trim())));
+        return Err(OciError::Source(format!(
+            "credential helper {program} failed: {}",
+            msg.trim()
+        )));
     }
-    let reply: HelperReply = serde_json::from_slice(&out.stdout)
-        .map_err(|e| OciError::Source(format!("credential helper {program} gave an unreadable answer: {e}")))?;
+    let reply: HelperReply = serde_json::from_slice(&out.stdout).map_err(|e| {
+        OciError::Source(format!(
+            "credential helper {program} gave an unreadable answer: {e}"
+        ))
+    })?;
     Ok(Some(Credentials {
         username: reply.username,
         password: reply.secret,
@@ -212,12 +249,24 @@ mod tests {
         )
         .unwrap();
         let store = CredentialStore::load(Some(dir.path())).unwrap();
-        let alice = Some(Credentials { username: "alice".into(), password: "s3cret".into() });
+        let alice = Some(Credentials {
+            username: "alice".into(),
+            password: "s3cret".into(),
+        });
         assert_eq!(store.get("docker.io").unwrap(), alice);
         assert_eq!(store.get("127.0.0.1:5000").unwrap(), alice);
-        assert_eq!(store.get("reg.example.com").unwrap().unwrap().username, "bob");
+        assert_eq!(
+            store.get("reg.example.com").unwrap().unwrap().username,
+            "bob"
+        );
         assert_eq!(store.get("other.example.com").unwrap(), None);
-        assert!(CredentialStore::load(Some(&dir.path().join("missing"))).unwrap().get("docker.io").unwrap().is_none());
+        assert!(
+            CredentialStore::load(Some(&dir.path().join("missing")))
+                .unwrap()
+                .get("docker.io")
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
@@ -227,9 +276,18 @@ mod tests {
         std::fs::write(&bin, "#!/bin/sh\nread server\necho \"{\\\"ServerURL\\\":\\\"$server\\\",\\\"Username\\\":\\\"helper-user\\\",\\\"Secret\\\":\\\"helper-pw\\\"}\"\n").unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::write(dir.path().join("config.json"), r#"{"credHelpers": {"reg.example.com": "test"}}"#).unwrap();
-        let store = CredentialStore::load(Some(dir.path())).unwrap().with_helper_path(dir.path().as_os_str());
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"credHelpers": {"reg.example.com": "test"}}"#,
+        )
+        .unwrap();
+        let store = CredentialStore::load(Some(dir.path()))
+            .unwrap()
+            .with_helper_path(dir.path().as_os_str());
         let creds = store.get("reg.example.com").unwrap().unwrap();
-        assert_eq!((creds.username.as_str(), creds.password.as_str()), ("helper-user", "helper-pw"));
+        assert_eq!(
+            (creds.username.as_str(), creds.password.as_str()),
+            ("helper-user", "helper-pw")
+        );
     }
 }

@@ -16,7 +16,10 @@ use ignite_api::ImageReference;
 use crate::blobs::{BlobStore, MAX_DOCUMENT_BYTES, verify_bytes};
 use crate::digest::Digest;
 use crate::error::{OciError, Result};
-use crate::fetch::{FetchedImage, Layer, LayerLocation, Progress, is_index, parse_config, parse_manifest, select_platform};
+use crate::fetch::{
+    FetchedImage, Layer, LayerLocation, Progress, is_index, parse_config, parse_manifest,
+    select_platform,
+};
 use crate::spec::{Descriptor, Platform, media};
 use credentials::{CredentialStore, Credentials};
 
@@ -52,15 +55,27 @@ impl RegistryClient {
     }
 
     fn may_use_http(&self, domain: &str) -> bool {
-        let host = domain.rsplit_once(':').map_or(domain, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { domain });
+        let host = domain.rsplit_once(':').map_or(domain, |(h, p)| {
+            if p.chars().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                domain
+            }
+        });
         let host = host.trim_start_matches('[').trim_end_matches(']');
         self.insecure.iter().any(|i| i == domain || i == host)
             || host == "localhost"
-            || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
     }
 
     fn api_host(domain: &str) -> &str {
-        if domain == "docker.io" { "registry-1.docker.io" } else { domain }
+        if domain == "docker.io" {
+            "registry-1.docker.io"
+        } else {
+            domain
+        }
     }
 
     fn registry_error(reference: &ImageReference, message: impl Into<String>) -> OciError {
@@ -81,7 +96,11 @@ impl RegistryClient {
         let domain = reference.domain();
         let auth_key = format!("{domain}/{}", reference.repository());
         for attempt in 0..2 {
-            let url = format!("{}/v2/{}/{path}", self.base_url(reference)?, reference.repository());
+            let url = format!(
+                "{}/v2/{}/{path}",
+                self.base_url(reference)?,
+                reference.repository()
+            );
             let mut request = self.agent.get(&url);
             if let Some(a) = accept {
                 request = request.header("Accept", a);
@@ -114,7 +133,10 @@ impl RegistryClient {
                 .unwrap_or("")
                 .to_string();
             let value = self.authenticate(reference, &challenge)?;
-            self.auth.lock().expect("auth cache lock").insert(auth_key.clone(), value);
+            self.auth
+                .lock()
+                .expect("auth cache lock")
+                .insert(auth_key.clone(), value);
         }
         unreachable!("the loop returns on its second attempt")
     }
@@ -122,8 +144,16 @@ impl RegistryClient {
     fn base_url(&self, reference: &ImageReference) -> Result<String> {
         let domain = reference.domain();
         let host = Self::api_host(domain);
-        if let Some(plain) = self.plain_http.lock().expect("scheme cache lock").get(domain) {
-            return Ok(format!("{}://{host}", if *plain { "http" } else { "https" }));
+        if let Some(plain) = self
+            .plain_http
+            .lock()
+            .expect("scheme cache lock")
+            .get(domain)
+        {
+            return Ok(format!(
+                "{}://{host}",
+                if *plain { "http" } else { "https" }
+            ));
         }
         let https = format!("https://{host}");
         let plain = if self.may_use_http(domain) {
@@ -131,15 +161,25 @@ impl RegistryClient {
             match self.agent.get(&format!("{https}/v2/")).call() {
                 Ok(_) => false,
                 Err(e) => {
-                    tracing::debug!(registry = domain, "HTTPS failed ({e}); using plain HTTP for this insecure registry");
+                    tracing::debug!(
+                        registry = domain,
+                        "HTTPS failed ({e}); using plain HTTP for this insecure registry"
+                    );
                     true
                 }
             }
         } else {
             false
         };
-        self.plain_http.lock().expect("scheme cache lock").insert(domain.to_string(), plain);
-        Ok(if plain { format!("http://{host}") } else { https })
+        self.plain_http
+            .lock()
+            .expect("scheme cache lock")
+            .insert(domain.to_string(), plain);
+        Ok(if plain {
+            format!("http://{host}")
+        } else {
+            https
+        })
     }
 
     /// Answers a `WWW-Authenticate` challenge with an `Authorization` header value.
@@ -157,9 +197,12 @@ impl RegistryClient {
                 Ok(basic_header(&c))
             }
             "bearer" => {
-                let realm = params
-                    .get("realm")
-                    .ok_or_else(|| Self::registry_error(reference, format!("its token challenge has no realm: {challenge:?}")))?;
+                let realm = params.get("realm").ok_or_else(|| {
+                    Self::registry_error(
+                        reference,
+                        format!("its token challenge has no realm: {challenge:?}"),
+                    )
+                })?;
                 let scope = params
                     .get("scope")
                     .cloned()
@@ -172,9 +215,12 @@ impl RegistryClient {
                 if let Some(c) = &creds {
                     request = request.header("Authorization", &basic_header(c));
                 }
-                let mut response = request
-                    .call()
-                    .map_err(|e| Self::registry_error(reference, format!("cannot reach its token service {realm}: {e}")))?;
+                let mut response = request.call().map_err(|e| {
+                    Self::registry_error(
+                        reference,
+                        format!("cannot reach its token service {realm}: {e}"),
+                    )
+                })?;
                 if !response.status().is_success() {
                     return Err(Self::registry_error(
                         reference,
@@ -195,20 +241,33 @@ impl RegistryClient {
                     .with_config()
                     .limit(1 << 20)
                     .read_to_vec()
-                    .map_err(|e| Self::registry_error(reference, format!("reading its token: {e}")))?;
-                let reply: TokenReply = serde_json::from_slice(&body)
-                    .map_err(|e| Self::registry_error(reference, format!("its token service answered nonsense: {e}")))?;
-                let token = reply
-                    .token
-                    .or(reply.access_token)
-                    .ok_or_else(|| Self::registry_error(reference, "its token service sent no token"))?;
+                    .map_err(|e| {
+                        Self::registry_error(reference, format!("reading its token: {e}"))
+                    })?;
+                let reply: TokenReply = serde_json::from_slice(&body).map_err(|e| {
+                    Self::registry_error(
+                        reference,
+                        format!("its token service answered nonsense: {e}"),
+                    )
+                })?;
+                let token = reply.token.or(reply.access_token).ok_or_else(|| {
+                    Self::registry_error(reference, "its token service sent no token")
+                })?;
                 Ok(format!("Bearer {token}"))
             }
-            _ => Err(Self::registry_error(reference, format!("it asks for unsupported authentication: {challenge:?}"))),
+            _ => Err(Self::registry_error(
+                reference,
+                format!("it asks for unsupported authentication: {challenge:?}"),
+            )),
         }
     }
 
-    fn read_document(&self, reference: &ImageReference, path: &str, accept: Option<&str>) -> Result<(Vec<u8>, Option<String>)> {
+    fn read_document(
+        &self,
+        reference: &ImageReference,
+        path: &str,
+        accept: Option<&str>,
+    ) -> Result<(Vec<u8>, Option<String>)> {
         let mut response = self.get(reference, path, accept, None)?;
         let status = response.status();
         let content_type = response
@@ -231,7 +290,10 @@ impl RegistryClient {
         if !status.is_success() {
             return Err(Self::registry_error(
                 reference,
-                format!("GET {path} failed with HTTP {status}: {}", registry_message(&body)),
+                format!(
+                    "GET {path} failed with HTTP {status}: {}",
+                    registry_message(&body)
+                ),
             ));
         }
         Ok((body, content_type))
@@ -240,7 +302,11 @@ impl RegistryClient {
     /// The digest of the manifest (or index) the reference points at now.
     pub fn resolve(&self, reference: &ImageReference) -> Result<Digest> {
         let target = reference.digest().or(reference.tag()).unwrap_or("latest");
-        let (bytes, _) = self.read_document(reference, &format!("manifests/{target}"), Some(media::ACCEPT_MANIFESTS))?;
+        let (bytes, _) = self.read_document(
+            reference,
+            &format!("manifests/{target}"),
+            Some(media::ACCEPT_MANIFESTS),
+        )?;
         Ok(Digest::of(&bytes))
     }
 
@@ -253,29 +319,48 @@ impl RegistryClient {
         progress: &dyn Progress,
     ) -> Result<FetchedImage> {
         let target = reference.digest().or(reference.tag()).unwrap_or("latest");
-        let (mut bytes, mut content_type) =
-            self.read_document(reference, &format!("manifests/{target}"), Some(media::ACCEPT_MANIFESTS))?;
+        let (mut bytes, mut content_type) = self.read_document(
+            reference,
+            &format!("manifests/{target}"),
+            Some(media::ACCEPT_MANIFESTS),
+        )?;
         let mut manifest_digest = Digest::of(&bytes);
         if let Some(pinned) = reference.digest()
             && pinned != manifest_digest.to_string()
         {
             return Err(OciError::DigestMismatch {
                 what: format!("manifest of {reference}"),
-                expected: pinned.parse().map_err(|e: crate::digest::DigestParseError| OciError::Source(e.to_string()))?,
+                expected: pinned
+                    .parse()
+                    .map_err(|e: crate::digest::DigestParseError| {
+                        OciError::Source(e.to_string())
+                    })?,
                 actual: manifest_digest,
             });
         }
         if is_index(&bytes, content_type.as_deref()) {
             let chosen = select_platform(&bytes, platform, &reference.to_string())?;
-            (bytes, content_type) = self.read_document(reference, &format!("manifests/{}", chosen.digest), Some(media::ACCEPT_MANIFESTS))?;
-            verify_bytes(&bytes, &chosen, &format!("manifest of {reference} for {platform}"))?;
+            (bytes, content_type) = self.read_document(
+                reference,
+                &format!("manifests/{}", chosen.digest),
+                Some(media::ACCEPT_MANIFESTS),
+            )?;
+            verify_bytes(
+                &bytes,
+                &chosen,
+                &format!("manifest of {reference} for {platform}"),
+            )?;
             manifest_digest = chosen.digest;
         }
         let _ = content_type;
         let manifest = parse_manifest(&bytes, &format!("manifest of {reference}"))?;
         let config_what = format!("image config of {reference}");
         if !blobs.has(&manifest.config) {
-            let (config_bytes, _) = self.read_document(reference, &format!("blobs/{}", manifest.config.digest), None)?;
+            let (config_bytes, _) = self.read_document(
+                reference,
+                &format!("blobs/{}", manifest.config.digest),
+                None,
+            )?;
             blobs.put_document(&manifest.config, &config_what, &config_bytes)?;
         }
         let config_bytes = blobs.read_document(&manifest.config, &config_what)?;
@@ -299,14 +384,23 @@ impl RegistryClient {
         })
     }
 
-    fn download_layers(&self, reference: &ImageReference, layers: &[Descriptor], blobs: &BlobStore, progress: &dyn Progress) -> Result<()> {
-        let queue: Mutex<Vec<&Descriptor>> = Mutex::new(layers.iter().filter(|d| !blobs.has(d)).rev().collect());
+    fn download_layers(
+        &self,
+        reference: &ImageReference,
+        layers: &[Descriptor],
+        blobs: &BlobStore,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let queue: Mutex<Vec<&Descriptor>> =
+            Mutex::new(layers.iter().filter(|d| !blobs.has(d)).rev().collect());
         let first_error: Mutex<Option<OciError>> = Mutex::new(None);
         std::thread::scope(|s| {
             for _ in 0..PARALLEL_DOWNLOADS.min(layers.len()) {
                 s.spawn(|| {
                     loop {
-                        let Some(desc) = queue.lock().expect("queue lock").pop() else { break };
+                        let Some(desc) = queue.lock().expect("queue lock").pop() else {
+                            break;
+                        };
                         if first_error.lock().expect("error lock").is_some() {
                             break;
                         }
@@ -323,7 +417,13 @@ impl RegistryClient {
         }
     }
 
-    fn download_layer(&self, reference: &ImageReference, desc: &Descriptor, blobs: &BlobStore, progress: &dyn Progress) -> Result<()> {
+    fn download_layer(
+        &self,
+        reference: &ImageReference,
+        desc: &Descriptor,
+        blobs: &BlobStore,
+        progress: &dyn Progress,
+    ) -> Result<()> {
         let short = &desc.digest.hex()[..12];
         let bar = progress.layer(short, desc.size);
         let what = format!("layer {} of {reference}", desc.digest);
@@ -336,12 +436,26 @@ impl RegistryClient {
             }
             if !(status == 200 || status == 206) {
                 let mut response = response;
-                let body = response.body_mut().with_config().limit(1 << 20).read_to_vec().unwrap_or_default();
-                return Err(Self::registry_error(reference, format!("GET {path} failed with HTTP {status}: {}", registry_message(&body))));
+                let body = response
+                    .body_mut()
+                    .with_config()
+                    .limit(1 << 20)
+                    .read_to_vec()
+                    .unwrap_or_default();
+                return Err(Self::registry_error(
+                    reference,
+                    format!(
+                        "GET {path} failed with HTTP {status}: {}",
+                        registry_message(&body)
+                    ),
+                ));
             }
             bar.advance(offset);
             let reader = response.into_body().into_reader();
-            Ok(Some(Box::new(CountingReader { inner: reader, bar: &*bar }) as Box<dyn Read + '_>))
+            Ok(Some(Box::new(CountingReader {
+                inner: reader,
+                bar: &*bar,
+            }) as Box<dyn Read + '_>))
         });
         bar.finish();
         result.map(|_| ())
@@ -370,7 +484,10 @@ fn basic_header(c: &Credentials) -> String {
 
 /// Splits `Bearer realm="x",service="y"` into the scheme and its parameters.
 fn parse_challenge(challenge: &str) -> (String, HashMap<String, String>) {
-    let (scheme, rest) = challenge.trim().split_once(' ').unwrap_or((challenge.trim(), ""));
+    let (scheme, rest) = challenge
+        .trim()
+        .split_once(' ')
+        .unwrap_or((challenge.trim(), ""));
     let mut params = HashMap::new();
     let mut chars = rest.chars().peekable();
     loop {
@@ -406,7 +523,9 @@ fn parse_challenge(challenge: &str) -> (String, HashMap<String, String>) {
 fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -427,11 +546,19 @@ fn registry_message(body: &[u8]) -> String {
         return e
             .errors
             .iter()
-            .map(|x| format!("{} ({})", x.message.as_deref().unwrap_or(""), x.code.as_deref().unwrap_or("")))
+            .map(|x| {
+                format!(
+                    "{} ({})",
+                    x.message.as_deref().unwrap_or(""),
+                    x.code.as_deref().unwrap_or("")
+                )
+            })
             .collect::<Vec<_>>()
             .join("; ");
     }
-    String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string()
+    String::from_utf8_lossy(&body[..body.len().min(200)])
+        .trim()
+        .to_string()
 }
 
 #[cfg(test)]
@@ -440,14 +567,22 @@ mod tests {
 
     #[test]
     fn challenges_parse() {
-        let (scheme, p) = parse_challenge(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull""#);
+        let (scheme, p) = parse_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull""#,
+        );
         assert_eq!(scheme, "Bearer");
         assert_eq!(p["realm"], "https://auth.docker.io/token");
         assert_eq!(p["service"], "registry.docker.io");
         assert_eq!(p["scope"], "repository:library/alpine:pull");
         let (scheme, p) = parse_challenge(r#"Basic realm="Registry Realm""#);
-        assert_eq!((scheme.as_str(), p["realm"].as_str()), ("Basic", "Registry Realm"));
-        assert_eq!(percent_encode("repository:a/b:pull"), "repository%3Aa%2Fb%3Apull");
+        assert_eq!(
+            (scheme.as_str(), p["realm"].as_str()),
+            ("Basic", "Registry Realm")
+        );
+        assert_eq!(
+            percent_encode("repository:a/b:pull"),
+            "repository%3Aa%2Fb%3Apull"
+        );
     }
 
     #[test]

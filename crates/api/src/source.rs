@@ -1,0 +1,148 @@
+//! Where an image comes from, in skopeo's words: a registry reference (`alpine`,
+//! `docker://alpine`), `oci:DIR[:TAG]` (an OCI image layout) or `docker-archive:FILE`
+//! (`docker save` output).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::reference::ImageReference;
+
+/// Why an image source was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SourceError(String);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    Registry(ImageReference),
+    OciLayout { dir: PathBuf, tag: Option<String> },
+    DockerArchive { file: PathBuf },
+}
+
+impl ImageSource {
+    pub fn parse(input: &str) -> Result<ImageSource, SourceError> {
+        if let Some(rest) = input.strip_prefix("oci:") {
+            // The tag follows the last ':' unless that ':' is part of the directory path.
+            let (dir, tag) = match rest.rsplit_once(':') {
+                Some((dir, tag)) if !tag.contains('/') && !dir.is_empty() => {
+                    (dir, Some(tag.to_string()))
+                }
+                _ => (rest, None),
+            };
+            if dir.is_empty() {
+                return Err(SourceError(
+                    "oci: needs a directory, e.g. oci:/path/to/layout:tag".into(),
+                ));
+            }
+            return Ok(ImageSource::OciLayout {
+                dir: PathBuf::from(dir),
+                tag: tag.filter(|t| !t.is_empty()),
+            });
+        }
+        if let Some(file) = input.strip_prefix("docker-archive:") {
+            if file.is_empty() {
+                return Err(SourceError(
+                    "docker-archive: needs a file, e.g. docker-archive:/tmp/image.tar".into(),
+                ));
+            }
+            return Ok(ImageSource::DockerArchive {
+                file: PathBuf::from(file),
+            });
+        }
+        let reference = input.strip_prefix("docker://").unwrap_or(input);
+        ImageReference::parse(reference)
+            .map(ImageSource::Registry)
+            .map_err(|e| {
+                SourceError(format!(
+                    "{e}; other sources are oci:DIR[:TAG] and docker-archive:FILE"
+                ))
+            })
+    }
+
+    /// The name an Image imported from here gets.
+    pub fn image_name(&self) -> String {
+        self.to_string()
+    }
+
+    /// The registry reference, for registry sources.
+    pub fn reference(&self) -> Option<&ImageReference> {
+        match self {
+            ImageSource::Registry(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ImageSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageSource::Registry(r) => write!(f, "{r}"),
+            ImageSource::OciLayout { dir, tag: Some(t) } => write!(f, "oci:{}:{t}", dir.display()),
+            ImageSource::OciLayout { dir, tag: None } => write!(f, "oci:{}", dir.display()),
+            ImageSource::DockerArchive { file } => write!(f, "docker-archive:{}", file.display()),
+        }
+    }
+}
+
+impl FromStr for ImageSource {
+    type Err = SourceError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ImageSource::parse(s)
+    }
+}
+
+impl Serialize for ImageSource {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ImageSource {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        ImageSource::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_source_kind() {
+        assert_eq!(
+            ImageSource::parse("alpine").unwrap().to_string(),
+            "alpine:latest"
+        );
+        assert_eq!(
+            ImageSource::parse("docker://alpine:3").unwrap().to_string(),
+            "alpine:3"
+        );
+        assert_eq!(
+            ImageSource::parse("oci:/tmp/layout:v1").unwrap(),
+            ImageSource::OciLayout {
+                dir: "/tmp/layout".into(),
+                tag: Some("v1".into())
+            }
+        );
+        assert_eq!(
+            ImageSource::parse("oci:/tmp/layout").unwrap(),
+            ImageSource::OciLayout {
+                dir: "/tmp/layout".into(),
+                tag: None
+            }
+        );
+        assert_eq!(
+            ImageSource::parse("docker-archive:/tmp/a.tar").unwrap(),
+            ImageSource::DockerArchive {
+                file: "/tmp/a.tar".into()
+            }
+        );
+        for bad in ["oci:", "docker-archive:", "Bad//Ref"] {
+            assert!(ImageSource::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Disk images. The root disk of an image is an ext4 filesystem built from its unpacked
+//! tree with `mkfs.ext4 -d`: no mount, no loop device, no root needed for the build itself
+//! (ownership is copied from the tree, so the tree must be unpacked as root to keep it).
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BLOCK: u64 = 4096;
+const MIB: u64 = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot run {program}: {source}; install e2fsprogs (apt-get install e2fsprogs)")]
+    Missing {
+        program: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{program} failed on {}: {output}", path.display())]
+    Failed {
+        program: &'static str,
+        path: PathBuf,
+        output: String,
+    },
+}
+
+/// What goes into the filesystem, as counted while unpacking.
+#[derive(Debug, Clone, Copy)]
+pub struct TreeSize {
+    /// File and directory data, in whole blocks.
+    pub data_bytes: u64,
+    /// Files, directories, links and device nodes.
+    pub inodes: u64,
+}
+
+/// The filesystem size for a tree: its data plus room for metadata and the journal, with
+/// a margin (the VM's own disk is grown to its `--size` at boot, so little more is needed).
+pub fn ext4_size_for(tree: TreeSize) -> u64 {
+    let inode_tables = inode_count(tree) * 256;
+    let metadata = tree.data_bytes / 32 + inode_tables;
+    let journal = if tree.data_bytes < 128 * MIB {
+        4 * MIB
+    } else {
+        32 * MIB
+    };
+    let total = tree.data_bytes + tree.data_bytes / 10 + metadata + journal + 8 * MIB;
+    total.div_ceil(MIB) * MIB
+}
+
+fn inode_count(tree: TreeSize) -> u64 {
+    (tree.inodes + tree.inodes / 4 + 2048).next_multiple_of(64)
+}
+
+/// Builds `image` (an ext4 filesystem) from the directory `tree`. Grows and retries if the
+/// estimate was short. Returns the image's size in bytes.
+pub fn build_ext4(tree: &Path, size: TreeSize, image: &Path) -> Result<u64, DiskError> {
+    let mut bytes = ext4_size_for(size);
+    let inodes = inode_count(size);
+    for attempt in 0..4 {
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(image)
+            .map_err(|source| DiskError::Io {
+                action: "create",
+                path: image.to_path_buf(),
+                source,
+            })?;
+        file.set_len(bytes).map_err(|source| DiskError::Io {
+            action: "size",
+            path: image.to_path_buf(),
+            source,
+        })?;
+        drop(file);
+        let output = Command::new("mkfs.ext4")
+            .args([
+                "-q",
+                "-F",
+                "-b",
+                &BLOCK.to_string(),
+                "-I",
+                "256",
+                "-m",
+                "0",
+                "-L",
+                "root",
+            ])
+            .args(["-N", &inodes.to_string()])
+            // Kernels before 5.15 cannot write to a filesystem with an orphan file.
+            .args(["-O", "^orphan_file", "-E", "root_owner=0:0"])
+            .arg("-d")
+            .arg(tree)
+            .arg(image)
+            .env("LC_ALL", "C")
+            .output()
+            .map_err(|source| DiskError::Missing {
+                program: "mkfs.ext4",
+                source,
+            })?;
+        if output.status.success() {
+            return Ok(bytes);
+        }
+        let text = String::from_utf8_lossy(&output.stderr).to_string()
+            + &String::from_utf8_lossy(&output.stdout);
+        let out_of_space = text.contains("Could not allocate")
+            || text.contains("No space")
+            || text.contains("Could not allocate inode");
+        if !out_of_space || attempt == 3 {
+            let _ = std::fs::remove_file(image);
+            return Err(DiskError::Failed {
+                program: "mkfs.ext4",
+                path: image.to_path_buf(),
+                output: text.trim().to_string(),
+            });
+        }
+        tracing::debug!(bytes, "the root disk estimate was short; growing it");
+        bytes = (bytes * 2).div_ceil(MIB) * MIB;
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// Runs `e2fsck -fn` (check only, change nothing) and returns its report on failure.
+pub fn check_ext4(image: &Path) -> Result<(), DiskError> {
+    let output = Command::new("e2fsck")
+        .args(["-f", "-n"])
+        .arg(image)
+        .env("LC_ALL", "C")
+        .output()
+        .map_err(|source| DiskError::Missing {
+            program: "e2fsck",
+            source,
+        })?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(DiskError::Failed {
+            program: "e2fsck",
+            path: image.to_path_buf(),
+            output: String::from_utf8_lossy(&output.stdout).trim().to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_a_filesystem_that_checks_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("etc")).unwrap();
+        std::fs::write(tree.join("etc/hostname"), "test\n").unwrap();
+        std::fs::write(tree.join("big"), vec![7u8; 20 << 20]).unwrap();
+        let image = dir.path().join("root.ext4");
+        // A deliberately short estimate: the build must grow and succeed.
+        let size = build_ext4(
+            &tree,
+            TreeSize {
+                data_bytes: 4096,
+                inodes: 3,
+            },
+            &image,
+        )
+        .unwrap();
+        assert!(
+            size > ext4_size_for(TreeSize {
+                data_bytes: 4096,
+                inodes: 3
+            })
+        );
+        assert_eq!(std::fs::metadata(&image).unwrap().len(), size);
+        check_ext4(&image).unwrap();
+        let listing = Command::new("debugfs")
+            .args(["-R", "cat /etc/hostname"])
+            .arg(&image)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&listing.stdout), "test\n");
+    }
+
+    #[test]
+    fn sizes_have_room_for_metadata() {
+        let s = ext4_size_for(TreeSize {
+            data_bytes: 200 * MIB,
+            inodes: 10_000,
+        });
+        assert!(s > 220 * MIB && s < 300 * MIB, "{s}");
+        assert_eq!(s % MIB, 0);
+    }
+}

@@ -1,0 +1,399 @@
+//! Importing OCI images as root disks, listing and removing them.
+//!
+//! An import resolves the source, fetches what is missing into the shared blob store,
+//! unpacks the layers into a private staging directory (checking every blob's digest and
+//! every layer's diff_id on the way), builds the ext4 root disk from it, and only then
+//! registers the Image. A failed or interrupted import registers nothing and leaves no
+//! staging behind; blobs already fetched stay for the next attempt.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use ignite_api::{Image, ImageRunConfig, ImageSource, ObjectMeta, Size, Vm};
+use ignite_disk::TreeSize;
+use ignite_oci::blobs::BlobStore;
+use ignite_oci::digest::HashingReader;
+use ignite_oci::fetch::{FetchedImage, Progress};
+use ignite_oci::registry::RegistryClient;
+use ignite_oci::registry::credentials::{CredentialStore, default_config_dir};
+use ignite_oci::spec::Platform;
+use ignite_oci::unpack::Unpacker;
+use ignite_oci::{OciError, layout};
+use ignite_store::{Store, StoreError};
+
+/// The file name of a root disk under `<root>/rootfs/`.
+const ROOTFS_DIR: &str = "rootfs";
+const BLOBS_DIR: &str = "blobs";
+const STAGING_DIR: &str = "tmp";
+/// Registries reached over plain HTTP, besides loopback ones: `host[:port],...`.
+pub const INSECURE_REGISTRIES_ENV: &str = "IGNITE_INSECURE_REGISTRIES";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(transparent)]
+    Source(#[from] ignite_api::SourceError),
+    #[error(transparent)]
+    Oci(#[from] OciError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Disk(#[from] ignite_disk::DiskError),
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unknown platform {0:?}: use os/arch[/variant], e.g. linux/amd64")]
+    Platform(String),
+    #[error("image {image} is used by {}: remove them first, or use -f to remove them too", vms.join(", "))]
+    InUse { image: String, vms: Vec<String> },
+}
+
+fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ImageError {
+    let path = path.into();
+    move |source| ImageError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// How to import.
+#[derive(Debug, Default, Clone)]
+pub struct ImportOptions {
+    /// Ask the registry again even if an image of that name exists (a moved tag).
+    pub pull: bool,
+    /// `os/arch[/variant]`; the host's by default.
+    pub platform: Option<String>,
+    /// Where Docker's `config.json` with registry credentials is.
+    pub registry_config_dir: Option<PathBuf>,
+}
+
+/// What an import did.
+#[derive(Debug)]
+pub struct Imported {
+    pub image: Image,
+    /// False when an existing Image was reused as it was.
+    pub fetched: bool,
+}
+
+/// Where an image's root disk is: one per image id (config digest), shared by all names.
+pub fn rootfs_path(store: &Store, image_id: &str) -> PathBuf {
+    let hex = image_id.strip_prefix("sha256:").unwrap_or(image_id);
+    store.root().join(ROOTFS_DIR).join(format!("{hex}.ext4"))
+}
+
+/// Finds an Image by its exact name.
+fn find_by_name(store: &Store, name: &str) -> Result<Option<Image>, ImageError> {
+    Ok(store
+        .images()
+        .list()?
+        .objects
+        .into_iter()
+        .find(|i| i.metadata.name == name))
+}
+
+/// Imports `source` (see [`ImageSource`]) unless an Image of that name exists.
+pub fn import_image(
+    store: &Store,
+    source: &str,
+    options: &ImportOptions,
+    progress: &dyn Progress,
+) -> Result<Imported, ImageError> {
+    let source = ImageSource::parse(source)?;
+    let name = source.image_name();
+    let existing = find_by_name(store, &name)?;
+    if let Some(image) = &existing
+        && !options.pull
+    {
+        return Ok(Imported {
+            image: image.clone(),
+            fetched: false,
+        });
+    }
+    let platform = match &options.platform {
+        Some(p) => Platform::parse(p).ok_or_else(|| ImageError::Platform(p.clone()))?,
+        None => Platform::host(),
+    };
+    let blobs = BlobStore::open(store.root().join(BLOBS_DIR))?;
+    let fetched = match &source {
+        ImageSource::Registry(reference) => {
+            let config_dir = default_config_dir(options.registry_config_dir.as_deref());
+            let credentials = CredentialStore::load(config_dir.as_deref())?;
+            let insecure = std::env::var(INSECURE_REGISTRIES_ENV)
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            let client = RegistryClient::new(credentials, insecure);
+            if let Some(image) = &existing {
+                // --pull: nothing to do when the tag still points at what we have.
+                let current = client.resolve(reference)?;
+                if image
+                    .status
+                    .oci_source
+                    .id
+                    .as_deref()
+                    .is_some_and(|id| id.ends_with(&current.to_string()))
+                {
+                    tracing::info!("{name} is up to date");
+                    return Ok(Imported {
+                        image: image.clone(),
+                        fetched: false,
+                    });
+                }
+            }
+            client.fetch(reference, &platform, &blobs, progress)?
+        }
+        ImageSource::OciLayout { dir, tag } => layout::fetch(dir, tag.as_deref(), &platform)?,
+        ImageSource::DockerArchive { file } => ignite_oci::archive::fetch(file)?,
+    };
+    let image_id = fetched.config_digest.to_string();
+    let disk = rootfs_path(store, &image_id);
+    let unpacked = if disk.exists() {
+        None
+    } else {
+        Some(build_rootfs(store, &source, &fetched, &disk)?)
+    };
+    let disk_size = fs::metadata(&disk).map_err(io("read", &disk))?.len();
+    let content_id = match (&source, &fetched.manifest_digest) {
+        (ImageSource::Registry(r), Some(d)) => {
+            format!("oci://{}/{}@{d}", r.domain(), r.repository())
+        }
+        _ => format!("docker://{image_id}"),
+    };
+    let run = fetched.config.config.clone().unwrap_or_default();
+    let fill = |image: &mut Image| {
+        image.status.oci_source.id = Some(content_id.clone());
+        image.status.oci_source.size = Size::from_bytes(fetched.compressed_size);
+        image.status.image_id = Some(image_id.clone());
+        image.status.platform = Some(format!(
+            "{}/{}",
+            fetched.config.os, fetched.config.architecture
+        ));
+        image.status.config = Some(ImageRunConfig {
+            entrypoint: run.entrypoint.clone().unwrap_or_default(),
+            cmd: run.cmd.clone().unwrap_or_default(),
+            env: run.env.clone().unwrap_or_default(),
+            working_dir: run.working_dir.clone().unwrap_or_default(),
+            user: run.user.clone().unwrap_or_default(),
+        });
+        if let Some(bytes) = unpacked {
+            image.status.unpacked_size = Some(Size::from_bytes(bytes));
+        }
+        image.status.disk_size = Some(Size::from_bytes(disk_size));
+    };
+    let image = match existing {
+        Some(old) => {
+            let old_id = old.status.image_id.clone();
+            let uid = old.metadata.uid.clone().expect("stored images have a uid");
+            let updated = store
+                .images()
+                .update(&uid, |image| -> Result<(), ImageError> {
+                    fill(image);
+                    Ok(())
+                })?;
+            if let Some(old_id) = old_id {
+                remove_unused_rootfs(store, &old_id)?;
+            }
+            updated
+        }
+        None => {
+            let mut image = Image::new(
+                ObjectMeta {
+                    name: name.clone(),
+                    ..ObjectMeta::default()
+                },
+                source.clone(),
+            );
+            fill(&mut image);
+            match store.images().create(image) {
+                Ok(image) => image,
+                // Another import of the same name won the race; theirs is as good.
+                Err(StoreError::NameTaken { .. }) => {
+                    find_by_name(store, &name)?.ok_or(StoreError::NotFound {
+                        kind: ignite_api::Kind::Image,
+                        query: name.clone(),
+                    })?
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    Ok(Imported {
+        image,
+        fetched: true,
+    })
+}
+
+/// Unpacks every layer into a staging directory and builds the root disk at `disk`.
+/// Returns the unpacked size.
+fn build_rootfs(
+    store: &Store,
+    source: &ImageSource,
+    fetched: &FetchedImage,
+    disk: &Path,
+) -> Result<u64, ImageError> {
+    let staging_root = store.root().join(STAGING_DIR);
+    fs::create_dir_all(&staging_root).map_err(io("create directory", &staging_root))?;
+    let staging = tempfile::Builder::new()
+        .prefix("import-")
+        .tempdir_in(&staging_root)
+        .map_err(io("create a staging directory in", &staging_root))?;
+    let tree = staging.path().join("rootfs");
+    fs::create_dir(&tree).map_err(io("create directory", &tree))?;
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&tree, fs::Permissions::from_mode(0o755))
+        .map_err(io("set mode of", &tree))?;
+    let mut unpacker = Unpacker::new(&tree);
+    for (i, layer) in fetched.layers.iter().enumerate() {
+        let desc = &layer.descriptor;
+        let label = format!("{} of {source}", desc.digest);
+        tracing::info!(
+            layer = i + 1,
+            of = fetched.layers.len(),
+            "unpacking layer {}",
+            &desc.digest.hex()[..12]
+        );
+        let mut reader = HashingReader::new(layer.open()?.take(desc.size + 1));
+        let unpacked = unpacker.apply(&label, &mut reader);
+        // Whatever the archive format left unread still counts towards the blob's digest,
+        // which is checked first: a blob that is not what the manifest says explains any
+        // unpacking error it causes.
+        std::io::copy(&mut reader, &mut std::io::sink())
+            .map_err(io("read layer", staging.path()))?;
+        let (digest, size) = reader.finish();
+        if size != desc.size {
+            return Err(OciError::SizeMismatch {
+                what: format!("layer {label}"),
+                expected: desc.size,
+                actual: size,
+            }
+            .into());
+        }
+        if digest != desc.digest {
+            return Err(OciError::DigestMismatch {
+                what: format!("layer {label}"),
+                expected: desc.digest.clone(),
+                actual: digest,
+            }
+            .into());
+        }
+        let diff_id = unpacked?;
+        let expected = &fetched.config.rootfs.diff_ids[i];
+        if &diff_id != expected {
+            return Err(OciError::DigestMismatch {
+                what: format!("uncompressed layer {label} (its diff_id)"),
+                expected: expected.clone(),
+                actual: diff_id,
+            }
+            .into());
+        }
+    }
+    if unpacker.stats.skipped_privileged > 0 {
+        tracing::warn!(
+            "not running as root: {} device nodes and file owners were not kept; import as root for a faithful root disk",
+            unpacker.stats.skipped_privileged
+        );
+    }
+    // Without these the image's own DNS setup may be missing; the guest init writes them.
+    let rootfs_dir = disk.parent().expect("root disks live in a directory");
+    fs::create_dir_all(rootfs_dir).map_err(io("create directory", rootfs_dir))?;
+    let partial = staging.path().join("image.ext4");
+    let stats = unpacker.stats;
+    tracing::info!("building the root disk");
+    ignite_disk::build_ext4(
+        &tree,
+        TreeSize {
+            data_bytes: stats.data_bytes,
+            inodes: stats.inodes,
+        },
+        &partial,
+    )?;
+    fs::rename(&partial, disk).map_err(io("move the root disk to", disk))?;
+    Ok(stats.data_bytes)
+}
+
+/// Removes a root disk no Image refers to any more.
+fn remove_unused_rootfs(store: &Store, image_id: &str) -> Result<(), ImageError> {
+    let still_used = store
+        .images()
+        .list()?
+        .objects
+        .iter()
+        .any(|i| i.status.image_id.as_deref() == Some(image_id));
+    if !still_used {
+        let path = rootfs_path(store, image_id);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io("remove", path)(e));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The VMs that use an image.
+pub fn vms_using(store: &Store, image: &Image) -> Result<Vec<Vm>, ImageError> {
+    Ok(store
+        .vms()
+        .list()?
+        .objects
+        .into_iter()
+        .filter(|vm| {
+            vm.spec
+                .image_ref()
+                .is_some_and(|r| r.to_string() == image.metadata.name)
+                || (image.status.oci_source.id.is_some()
+                    && vm.status.image.id == image.status.oci_source.id)
+        })
+        .collect())
+}
+
+/// Removes an image. Refused while VMs use it, unless `force`, which removes them too.
+/// Returns the VMs removed.
+pub fn remove_image(
+    store: &Store,
+    query: &str,
+    force: bool,
+) -> Result<(Image, Vec<Vm>), ImageError> {
+    let image = store.images().find(query)?;
+    let users = vms_using(store, &image)?;
+    if !users.is_empty() && !force {
+        return Err(ImageError::InUse {
+            image: image.metadata.name.clone(),
+            vms: users
+                .iter()
+                .map(|v| format!("{} ({})", v.metadata.name, uid_str(v)))
+                .collect(),
+        });
+    }
+    for vm in &users {
+        if let Some(uid) = &vm.metadata.uid {
+            store.vms().delete(uid)?;
+        }
+    }
+    let uid = image
+        .metadata
+        .uid
+        .clone()
+        .expect("stored images have a uid");
+    store.images().delete(&uid)?;
+    if let Some(id) = &image.status.image_id {
+        remove_unused_rootfs(store, id)?;
+    }
+    Ok((image, users))
+}
+
+fn uid_str(vm: &Vm) -> String {
+    vm.metadata
+        .uid
+        .as_ref()
+        .map_or_else(String::new, ToString::to_string)
+}

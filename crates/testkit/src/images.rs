@@ -1,0 +1,274 @@
+//! Images built in memory: tar layers (with whiteouts, opaque directories, links, device
+//! nodes), compressed or not, written as an OCI layout or a `docker save` archive.
+
+use std::path::Path;
+
+use sha2::{Digest as _, Sha256};
+
+pub fn sha256(bytes: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// One layer being built.
+pub struct LayerBuilder {
+    tar: tar::Builder<Vec<u8>>,
+}
+
+impl Default for LayerBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn header(kind: tar::EntryType, mode: u32) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    h.set_size(0);
+    h
+}
+
+impl LayerBuilder {
+    pub fn new() -> Self {
+        LayerBuilder {
+            tar: tar::Builder::new(Vec::new()),
+        }
+    }
+
+    /// Writes a raw entry name, bypassing the tar crate's own path checks (hostile names).
+    fn append_raw(&mut self, mut h: tar::Header, name: &str, data: &[u8]) {
+        let bytes = name.as_bytes();
+        assert!(bytes.len() < 100, "test names are short");
+        let gnu = h.as_gnu_mut().expect("gnu header");
+        gnu.name = [0; 100];
+        gnu.name[..bytes.len()].copy_from_slice(bytes);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        self.tar.append(&h, data).expect("append to memory");
+    }
+
+    fn set_link(h: &mut tar::Header, target: &str) {
+        let gnu = h.as_gnu_mut().expect("gnu header");
+        gnu.linkname = [0; 100];
+        gnu.linkname[..target.len()].copy_from_slice(target.as_bytes());
+    }
+
+    pub fn dir(mut self, name: &str, mode: u32) -> Self {
+        self.append_raw(header(tar::EntryType::Directory, mode), name, b"");
+        self
+    }
+
+    pub fn file(mut self, name: &str, content: &[u8], mode: u32) -> Self {
+        self.append_raw(header(tar::EntryType::Regular, mode), name, content);
+        self
+    }
+
+    pub fn owned_file(mut self, name: &str, content: &[u8], uid: u64, gid: u64) -> Self {
+        let mut h = header(tar::EntryType::Regular, 0o640);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        self.append_raw(h, name, content);
+        self
+    }
+
+    pub fn symlink(mut self, name: &str, target: &str) -> Self {
+        let mut h = header(tar::EntryType::Symlink, 0o777);
+        Self::set_link(&mut h, target);
+        self.append_raw(h, name, b"");
+        self
+    }
+
+    pub fn hardlink(mut self, name: &str, target: &str) -> Self {
+        let mut h = header(tar::EntryType::Link, 0o644);
+        Self::set_link(&mut h, target);
+        self.append_raw(h, name, b"");
+        self
+    }
+
+    pub fn char_device(mut self, name: &str, major: u32, minor: u32) -> Self {
+        let mut h = header(tar::EntryType::Char, 0o666);
+        h.set_device_major(major).expect("major");
+        h.set_device_minor(minor).expect("minor");
+        self.append_raw(h, name, b"");
+        self
+    }
+
+    pub fn whiteout(self, dir: &str, name: &str) -> Self {
+        let path = if dir.is_empty() {
+            format!(".wh.{name}")
+        } else {
+            format!("{dir}/.wh.{name}")
+        };
+        self.file(&path, b"", 0o644)
+    }
+
+    pub fn opaque(self, dir: &str) -> Self {
+        self.file(&format!("{dir}/.wh..wh..opq"), b"", 0o644)
+    }
+
+    pub fn finish(self, compression: Compression) -> Layer {
+        let tar = self.tar.into_inner().expect("finish tar");
+        let diff_id = sha256(&tar);
+        let (blob, media_type) = match compression {
+            Compression::None => (tar, "application/vnd.oci.image.layer.v1.tar"),
+            Compression::Gzip => {
+                use std::io::Write;
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(&tar).unwrap();
+                (
+                    e.finish().unwrap(),
+                    "application/vnd.oci.image.layer.v1.tar+gzip",
+                )
+            }
+            Compression::Zstd => (
+                zstd::encode_all(&tar[..], 3).unwrap(),
+                "application/vnd.oci.image.layer.v1.tar+zstd",
+            ),
+        };
+        Layer {
+            digest: sha256(&blob),
+            blob,
+            diff_id,
+            media_type: media_type.to_string(),
+        }
+    }
+}
+
+/// A finished layer.
+#[derive(Clone)]
+pub struct Layer {
+    pub blob: Vec<u8>,
+    pub digest: String,
+    pub diff_id: String,
+    pub media_type: String,
+}
+
+/// A whole image: layers, config and manifest, as bytes.
+#[derive(Clone)]
+pub struct Image {
+    pub layers: Vec<Layer>,
+    pub config: Vec<u8>,
+    pub manifest: Vec<u8>,
+}
+
+impl Image {
+    pub fn new(layers: Vec<Layer>, cmd: &[&str]) -> Image {
+        Image::for_platform(layers, cmd, "amd64")
+    }
+
+    pub fn for_platform(layers: Vec<Layer>, cmd: &[&str], arch: &str) -> Image {
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": arch,
+            "os": "linux",
+            "config": {"Cmd": cmd, "Env": ["PATH=/usr/bin:/bin", "GREETING=hello"], "WorkingDir": "/srv", "User": "1000:1000", "Entrypoint": ["/bin/sh", "-c"]},
+            "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()},
+        }))
+        .unwrap();
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
+            "layers": layers.iter().map(|l| serde_json::json!({"mediaType": l.media_type, "digest": l.digest, "size": l.blob.len()})).collect::<Vec<_>>(),
+        }))
+        .unwrap();
+        Image {
+            layers,
+            config,
+            manifest,
+        }
+    }
+
+    /// The same image with another config (the manifest is rewritten to point at it).
+    pub fn with_config(self, config: Vec<u8>) -> Image {
+        let mut manifest: serde_json::Value = serde_json::from_slice(&self.manifest).unwrap();
+        manifest["config"]["digest"] = sha256(&config).into();
+        manifest["config"]["size"] = config.len().into();
+        Image {
+            layers: self.layers,
+            config,
+            manifest: serde_json::to_vec(&manifest).unwrap(),
+        }
+    }
+
+    pub fn config_digest(&self) -> String {
+        sha256(&self.config)
+    }
+
+    pub fn manifest_digest(&self) -> String {
+        sha256(&self.manifest)
+    }
+
+    /// Writes an OCI image layout with this image tagged `tag`.
+    pub fn write_oci_layout(&self, dir: &Path, tag: &str) {
+        let blobs = dir.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        let put = |bytes: &[u8]| {
+            let d = sha256(bytes);
+            std::fs::write(blobs.join(d.trim_start_matches("sha256:")), bytes).unwrap();
+        };
+        for l in &self.layers {
+            put(&l.blob);
+        }
+        put(&self.config);
+        put(&self.manifest);
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": self.manifest_digest(),
+                "size": self.manifest.len(),
+                "annotations": {"org.opencontainers.image.ref.name": tag},
+            }],
+        });
+        std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    }
+
+    /// Writes what the old `docker save` wrote: uncompressed `<id>/layer.tar` files, the
+    /// config as `<hex>.json`, and `manifest.json`. Layers must be uncompressed.
+    pub fn write_docker_archive(&self, file: &Path, repo_tag: &str) {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |name: &str, data: &[u8]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_cksum();
+            b.append_data(&mut h, name, data).unwrap();
+        };
+        let mut layer_names = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            assert_eq!(
+                l.digest, l.diff_id,
+                "docker-archive layers are uncompressed"
+            );
+            let name = format!("{:064x}/layer.tar", i + 1);
+            add(&name, &l.blob);
+            layer_names.push(name);
+        }
+        let config_name = format!(
+            "{}.json",
+            self.config_digest().trim_start_matches("sha256:")
+        );
+        add(&config_name, &self.config);
+        let manifest = serde_json::json!([{"Config": config_name, "RepoTags": [repo_tag], "Layers": layer_names}]);
+        add("manifest.json", &serde_json::to_vec(&manifest).unwrap());
+        std::fs::write(file, b.into_inner().unwrap()).unwrap();
+    }
+}

@@ -1,0 +1,29 @@
+//! Test support shared by the workspace's integration tests. Nothing here is a stand-in for
+//! a component the product talks to: images are real OCI images, the registry is the
+//! distribution's `docker-registry`, filesystems are read back with e2fsprogs' `debugfs`.
+
+pub mod ext4;
+pub mod images;
+pub mod registry;
+
+/// Fails the test loudly when it is not run as root (CI is root).
+pub fn require_root(what: &str) {
+    let uid = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .expect("id runs");
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        panic!("{what} needs root: run the tests as root (sudo scripts/test.sh)");
+    }
+}
+
+/// Fails the test loudly when a program it needs is missing.
+pub fn require_program(program: &str, package: &str) {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        panic!("{program} is missing: install {package} (scripts/setup.sh does)");
+    }
+}
