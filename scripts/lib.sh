@@ -5,8 +5,13 @@ SYSTEM_PACKAGES=(
     build-essential # cc and the linker for crates that build C
     pkg-config
     git
-    python3 # the benchmarks
     ca-certificates
+    e2fsprogs       # mkfs.ext4 -d builds root disks; debugfs and e2fsck read them back in tests
+    docker-registry # a real OCI registry the tests start on 127.0.0.1
+    apache2-utils   # htpasswd, for the registry with basic auth
+    python3         # the benchmarks
+    mmdebstrap      # the Debian root filesystem of the import benchmark
+    umoci           # the import benchmark's baseline
 )
 
 MIN_RUST="1.89"
@@ -24,6 +29,8 @@ install_packages() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${SYSTEM_PACKAGES[@]}" >/dev/null
+    # The tests start their own registries; the packaged service is not needed.
+    service docker-registry stop >/dev/null 2>&1 || true
 }
 
 # Finds cargo (also in ~/.cargo/bin when PATH lacks it, as under sudo) and checks its version.

@@ -218,3 +218,89 @@ pub fn digest_of_file(path: &Path) -> Result<Digest> {
     io::copy(&mut r, &mut io::sink()).map_err(io("read", path))?;
     Ok(r.finish().0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn descriptor(bytes: &[u8]) -> Descriptor {
+        Descriptor {
+            media_type: String::new(),
+            digest: Digest::of(bytes),
+            size: bytes.len() as u64,
+            platform: None,
+            annotations: Default::default(),
+        }
+    }
+
+    #[test]
+    fn resumes_a_partial_download() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let blob: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let desc = descriptor(&blob);
+        // An earlier attempt got 40,000 bytes.
+        fs::write(store.partial_path(&desc.digest), &blob[..40_000]).unwrap();
+        let mut asked = Vec::new();
+        let (path, fetched) = store
+            .ingest_resumable(&desc, "test blob", |offset| {
+                asked.push(offset);
+                Ok(Some(Box::new(&blob[offset as usize..]) as Box<dyn Read>))
+            })
+            .unwrap();
+        assert_eq!(asked, [40_000]);
+        assert_eq!(fetched, 60_000);
+        assert_eq!(fs::read(path).unwrap(), blob);
+        assert!(!store.partial_path(&desc.digest).exists());
+        // Present now: nothing is fetched again.
+        let (_, fetched) = store
+            .ingest_resumable(&desc, "test blob", |_| panic!("no fetch"))
+            .unwrap();
+        assert_eq!(fetched, 0);
+    }
+
+    #[test]
+    fn starts_over_when_the_source_cannot_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let blob = vec![9u8; 5000];
+        let desc = descriptor(&blob);
+        fs::write(store.partial_path(&desc.digest), &blob[..1000]).unwrap();
+        let (_, fetched) = store
+            .ingest_resumable(&desc, "test blob", |offset| {
+                Ok((offset == 0).then(|| Box::new(&blob[..]) as Box<dyn Read>))
+            })
+            .unwrap();
+        assert_eq!(fetched, 5000);
+    }
+
+    #[test]
+    fn refuses_wrong_size_and_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let blob = vec![1u8; 100];
+        let desc = descriptor(&blob);
+        let err = store
+            .ingest(&desc, "blob", &blob[..50])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("truncated"), "{err}");
+        let long = vec![1u8; 150];
+        let err = store
+            .ingest(&desc, "blob", &long[..])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("oversized"), "{err}");
+        let other = vec![2u8; 100];
+        let err = store
+            .ingest(&desc, "blob", &other[..])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not match its digest"), "{err}");
+        assert!(!store.path(&desc.digest).exists());
+        assert!(
+            !store.partial_path(&desc.digest).exists(),
+            "a corrupt partial is not kept"
+        );
+    }
+}

@@ -48,6 +48,7 @@ fn layered_image() -> Image {
     let top = LayerBuilder::new()
         .file("etc/hostname", b"top\n", 0o644)
         .dir("srv", 0o755)
+        .file_with_xattr("srv/labelled", b"x", "user.origin", b"layer-3")
         .finish(Compression::None);
     Image::new(vec![base, changes, top], &["echo hi"])
 }
@@ -80,6 +81,7 @@ fn check_layered_rootfs(disk: &Path) {
         "/run/pid",
         "/srv",
         "/srv-data",
+        "/srv/labelled",
         "/usr",
         "/usr/bin",
         "/usr/bin/tool",
@@ -127,6 +129,16 @@ fn check_layered_rootfs(disk: &Path) {
     let null = ext4::stat(disk, "/dev/null").unwrap();
     assert!(null.contains("Type: character special"), "{null}");
     assert!(null.contains("Device major/minor number: 01:03"), "{null}");
+    let xattrs = std::process::Command::new("debugfs")
+        .args(["-R", "ea_list /srv/labelled"])
+        .arg(disk)
+        .output()
+        .unwrap();
+    let xattrs = String::from_utf8_lossy(&xattrs.stdout);
+    assert!(
+        xattrs.contains("user.origin") && xattrs.contains("layer-3"),
+        "{xattrs}"
+    );
     let owned = ext4::stat(disk, "/srv-data").unwrap();
     assert_eq!(ext4::field(&owned, "User:").as_deref(), Some("1000"));
     assert_eq!(ext4::field(&owned, "Group:").as_deref(), Some("1000"));
@@ -195,6 +207,15 @@ fn imports_a_docker_archive_and_shares_the_root_disk() {
     let disk = rootfs_path(&store, from_archive.status.image_id.as_ref().unwrap());
     assert!(ext4::fsck_clean(&disk));
     assert_eq!(ext4::all_paths(&disk), ["/etc", "/hello"]);
+
+    // Docker 25's archive layout (OCI blobs plus manifest.json) gives the same image.
+    let modern = dir.path().join("modern.tar");
+    image.write_docker_archive_oci(&modern, "test/app:1");
+    let from_modern = import(&store, &format!("docker-archive:{}", modern.display()))
+        .unwrap()
+        .image;
+    assert_eq!(from_modern.status.image_id, from_archive.status.image_id);
+    remove_image(&store, &from_modern.metadata.name, false).unwrap();
 
     // The same image from an OCI layout has the same id and reuses the root disk.
     let layout = dir.path().join("layout");

@@ -87,6 +87,22 @@ impl LayerBuilder {
         self
     }
 
+    /// A file with an extended attribute, carried in a PAX header as Docker writes it.
+    pub fn file_with_xattr(
+        mut self,
+        name: &str,
+        content: &[u8],
+        xattr: &str,
+        value: &[u8],
+    ) -> Self {
+        let key = format!("SCHILY.xattr.{xattr}");
+        self.tar
+            .append_pax_extensions([(key.as_str(), value)])
+            .expect("pax header");
+        self.append_raw(header(tar::EntryType::Regular, 0o644), name, content);
+        self
+    }
+
     pub fn symlink(mut self, name: &str, target: &str) -> Self {
         let mut h = header(tar::EntryType::Symlink, 0o777);
         Self::set_link(&mut h, target);
@@ -238,6 +254,27 @@ impl Image {
             }],
         });
         std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    }
+
+    /// Writes what `docker save` writes since Docker 25: an OCI layout plus a
+    /// `manifest.json` whose config and layers point into `blobs/sha256/`.
+    pub fn write_docker_archive_oci(&self, file: &Path, repo_tag: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        self.write_oci_layout(dir.path(), repo_tag);
+        let blob = |d: &str| format!("blobs/sha256/{}", d.trim_start_matches("sha256:"));
+        let manifest = serde_json::json!([{
+            "Config": blob(&self.config_digest()),
+            "RepoTags": [repo_tag],
+            "Layers": self.layers.iter().map(|l| blob(&l.digest)).collect::<Vec<_>>(),
+        }]);
+        std::fs::write(
+            dir.path().join("manifest.json"),
+            serde_json::to_vec(&manifest).unwrap(),
+        )
+        .unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_dir_all(".", dir.path()).unwrap();
+        std::fs::write(file, b.into_inner().unwrap()).unwrap();
     }
 
     /// Writes what the old `docker save` wrote: uncompressed `<id>/layer.tar` files, the

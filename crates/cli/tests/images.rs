@@ -1,0 +1,165 @@
+//! `ignite image import|ls|rm`, `ignite images` and `ignite rmi` through the binary.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use ignite_api::{Vm, manifest};
+use ignite_store::Store;
+use ignite_testkit::images::{Compression, Image, LayerBuilder};
+use predicates::prelude::*;
+
+fn ignite(root: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("ignite").unwrap();
+    cmd.env("IGNITE_ROOT", root)
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+fn stdout(cmd: &mut Command) -> String {
+    String::from_utf8(cmd.assert().success().get_output().stdout.clone()).unwrap()
+}
+
+fn layout(dir: &Path, content: &[u8]) -> String {
+    let image = Image::new(
+        vec![
+            LayerBuilder::new()
+                .file("hello", content, 0o644)
+                .finish(Compression::Gzip),
+        ],
+        &["sh"],
+    );
+    let path = dir.join(format!("layout-{}", content.len()));
+    image.write_oci_layout(&path, "v1");
+    format!("oci:{}:v1", path.display())
+}
+
+fn vm_using(root: &Path, image: &str) {
+    let vm: Vm = manifest::decode(&format!(
+        "apiVersion: ignite.weave.works/v1alpha4\nkind: VM\nmetadata:\n  name: user-vm\nspec:\n  image: {{oci: \"{image}\"}}\n"
+    ))
+    .unwrap();
+    Store::open(root).unwrap().vms().create(vm).unwrap();
+}
+
+#[test]
+fn import_list_inspect_and_remove() {
+    ignite_testkit::require_root("importing images");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    let source = layout(dir.path(), b"hi\n");
+    let uid = stdout(ignite(&root).args(["image", "import", &source]));
+    let uid = uid.trim();
+    assert_eq!(uid.len(), 16, "{uid}");
+    // Importing again is a no-op that names the same image.
+    let assert = ignite(&root)
+        .args(["image", "import", &source])
+        .assert()
+        .success();
+    assert_eq!(
+        String::from_utf8_lossy(&assert.get_output().stdout).trim(),
+        uid
+    );
+    assert!(String::from_utf8_lossy(&assert.get_output().stderr).contains("already imported"));
+
+    let table = stdout(ignite(&root).arg("images"));
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().starts_with("IMAGE ID\t"), "{table}");
+    let row = lines.next().unwrap();
+    assert!(
+        row.starts_with(uid) && row.contains(&source) && row.contains("ago"),
+        "{row}"
+    );
+    for args in [&["image"][..], &["image", "ls"], &["image", "list"]] {
+        assert_eq!(stdout(ignite(&root).args(args)), table);
+    }
+    assert_eq!(stdout(ignite(&root).args(["images", "-q"])).trim(), uid);
+    let inspect = stdout(ignite(&root).args([
+        "inspect",
+        "image",
+        &uid[..6],
+        "-t",
+        "{{.Status.Config.Cmd}} {{.Status.Platform}}",
+    ]));
+    assert_eq!(inspect, "[sh] linux/amd64\n");
+
+    assert_eq!(stdout(ignite(&root).args(["rmi", uid])).trim(), uid);
+    assert_eq!(stdout(ignite(&root).args(["images", "-q"])), "");
+    assert_eq!(
+        std::fs::read_dir(root.join("rootfs")).unwrap().count(),
+        0,
+        "the root disk went too"
+    );
+}
+
+#[test]
+fn rmi_refuses_images_in_use_unless_forced() {
+    ignite_testkit::require_root("importing images");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    let source = layout(dir.path(), b"in use\n");
+    ignite(&root)
+        .args(["image", "import", &source])
+        .assert()
+        .success();
+    vm_using(&root, &source);
+    ignite(&root)
+        .args(["rmi", &source])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("is used by user-vm").and(predicate::str::contains("-f")));
+    assert_eq!(
+        stdout(ignite(&root).args(["images", "-q"])).lines().count(),
+        1,
+        "nothing was removed"
+    );
+    assert_eq!(
+        stdout(ignite(&root).args(["ps", "-a", "-q"]))
+            .lines()
+            .count(),
+        1
+    );
+    ignite(&root)
+        .args(["image", "rm", "-f", &source])
+        .assert()
+        .success();
+    assert_eq!(stdout(ignite(&root).args(["images", "-q"])), "");
+    assert_eq!(
+        stdout(ignite(&root).args(["ps", "-a", "-q"])),
+        "",
+        "the VM went with it"
+    );
+}
+
+#[test]
+fn import_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    ignite(&root)
+        .args(["image", "import", "Bad//Name"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "invalid image reference \"Bad//Name\"",
+        ));
+    ignite(&root)
+        .args(["image", "import", &format!("oci:{}", dir.path().display())])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("is not an OCI image layout"));
+    ignite(&root)
+        .args(["image", "import", "docker-archive:/nonexistent.tar"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("/nonexistent.tar"));
+    ignite(&root)
+        .args(["image", "import", "alpine", "--platform", "amd64"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("unknown platform"));
+    ignite(&root)
+        .args(["rmi", "nothing"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("can't find Image"));
+}
