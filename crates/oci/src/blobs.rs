@@ -285,13 +285,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("truncated"), "{err}");
-        let long = vec![1u8; 150];
+        let long = [1u8; 150];
         let err = store
             .ingest(&desc, "blob", &long[..])
             .unwrap_err()
             .to_string();
         assert!(err.contains("oversized"), "{err}");
-        let other = vec![2u8; 100];
+        let other = [2u8; 100];
         let err = store
             .ingest(&desc, "blob", &other[..])
             .unwrap_err()
