@@ -29,6 +29,8 @@ const OPAQUE_MARKER: &str = ".wh..wh..opq";
 const MAX_SYMLINK_HOPS: usize = 40;
 /// The most an image may unpack to; a small layer can decompress to a great deal.
 pub const MAX_UNPACKED_BYTES: u64 = 64 << 30;
+/// Bytes after a layer's end-of-archive marker that are still hashed (padding).
+const MAX_TRAILER_BYTES: u64 = 1 << 20;
 
 /// What unpacking produced, for sizing the root disk.
 #[derive(Debug, Default, Clone, Copy)]
@@ -98,14 +100,10 @@ impl Unpacker {
                 self.apply_entry(layer, entry, &mut layer_state)?;
             }
         }
-        // The diff_id covers the whole stream, including padding after the archive's end.
-        io::copy(&mut hashing, &mut io::sink()).map_err(|e| self.read_error(layer, e))?;
-        if hashing.count() > MAX_UNPACKED_BYTES {
-            return Err(OciError::TooLarge {
-                what: format!("layer {layer} uncompressed"),
-                limit: MAX_UNPACKED_BYTES,
-            });
-        }
+        // The diff_id covers the whole stream, including padding after the archive's end
+        // (bounded: trailing bytes are never written anywhere, but need not be endless).
+        io::copy(&mut (&mut hashing).take(MAX_TRAILER_BYTES), &mut io::sink())
+            .map_err(|e| self.read_error(layer, e))?;
         Ok(hashing.finish().0)
     }
 
@@ -177,6 +175,12 @@ impl Unpacker {
                     .map_err(io("create", &path))?;
                 let n = io::copy(&mut entry, &mut file).map_err(io("write", &path))?;
                 self.stats.data_bytes += n.div_ceil(4096) * 4096;
+                if self.stats.data_bytes > MAX_UNPACKED_BYTES {
+                    return Err(OciError::TooLarge {
+                        what: format!("the image unpacked (at layer {layer})"),
+                        limit: MAX_UNPACKED_BYTES,
+                    });
+                }
             }
             EntryType::Symlink => {
                 replace_existing(&path)?;

@@ -241,8 +241,9 @@ fn build_rootfs(
 ) -> Result<u64, ImageError> {
     let staging_root = store.root().join(STAGING_DIR);
     fs::create_dir_all(&staging_root).map_err(io("create directory", &staging_root))?;
+    remove_abandoned_staging(&staging_root);
     let staging = tempfile::Builder::new()
-        .prefix("import-")
+        .prefix(&format!("import-{}-", std::process::id()))
         .tempdir_in(&staging_root)
         .map_err(io("create a staging directory in", &staging_root))?;
     let tree = staging.path().join("rootfs");
@@ -317,6 +318,27 @@ fn build_rootfs(
     )?;
     fs::rename(&partial, disk).map_err(io("move the root disk to", disk))?;
     Ok(stats.data_bytes)
+}
+
+/// Removes staging directories left by imports that were killed (their process is gone).
+fn remove_abandoned_staging(staging_root: &Path) {
+    let Ok(entries) = fs::read_dir(staging_root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("import-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            tracing::debug!("removing the staging directory of an interrupted import: {name}");
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Removes a root disk no Image refers to any more.

@@ -621,3 +621,17 @@ fn manifest_lists_select_the_platform() {
         "{err}"
     );
 }
+
+#[test]
+fn a_killed_import_leaves_nothing_behind() {
+    ignite_testkit::require_root("unpacking");
+    let (dir, store) = new_store();
+    // What a killed import leaves: a staging directory whose process is gone.
+    let abandoned = store.root().join("tmp/import-999999999-abc");
+    fs::create_dir_all(abandoned.join("rootfs/etc")).unwrap();
+    let layout = dir.path().join("layout");
+    one_layer(LayerBuilder::new().file("a", b"a", 0o644)).write_oci_layout(&layout, "v1");
+    import(&store, &format!("oci:{}:v1", layout.display())).unwrap();
+    assert!(!abandoned.exists());
+    assert_eq!(fs::read_dir(store.root().join("tmp")).unwrap().count(), 0);
+}
