@@ -113,8 +113,8 @@ def main() -> int:
         for i in range(args.runs):
             root = work / f"state-{i}"
             source = f"oci:{layout}:bench"
-            ours.append(timed([args.ignite, "--root", str(root), "image", "import", source]))
-            repeats.append(timed([args.ignite, "--root", str(root), "image", "import", source]))
+            ours.append(timed([args.ignite, "-q", "--root", str(root), "image", "import", source]))
+            repeats.append(timed([args.ignite, "-q", "--root", str(root), "image", "import", source]))
             shutil.rmtree(root)
 
             bundle = work / f"bundle-{i}"

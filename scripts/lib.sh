@@ -12,7 +12,12 @@ SYSTEM_PACKAGES=(
     python3         # the benchmarks
     mmdebstrap      # the Debian root filesystem of the import benchmark
     umoci           # the import benchmark's baseline
+    cpio            # tests read initramfs archives back
+    xz-utils zstd lz4 bzip2 gzip # tests recompress a kernel in every bzImage format
 )
+
+# Where setup.sh keeps Debian's cloud kernel package.
+KERNEL_CACHE=/var/cache/ignite/kernel
 
 MIN_RUST="1.89"
 
@@ -55,4 +60,18 @@ build_guest_init() {
     RUSTFLAGS="-C target-feature=+crt-static" \
         cargo build --release --locked -q -p ignite-guest --target "$target"
     GUEST_INIT="target/$target/release/ignite-init"
+}
+
+# Downloads (does not install) Debian's cloud kernel package into $KERNEL_CACHE.
+fetch_kernel_deb() {
+    local pkg
+    pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')
+    [ -n "$pkg" ] || die "cannot find Debian's cloud kernel package (linux-image-cloud-amd64) in the apt sources"
+    mkdir -p "$KERNEL_CACHE"
+    if ! ls "$KERNEL_CACHE/${pkg}"_*.deb >/dev/null 2>&1; then
+        log "downloading $pkg"
+        rm -f "$KERNEL_CACHE"/*.deb
+        (cd "$KERNEL_CACHE" && apt-get download -qq "$pkg" 2>/dev/null) || die "cannot download $pkg"
+    fi
+    KERNEL_DEB=$(ls "$KERNEL_CACHE/${pkg}"_*.deb | head -n1)
 }

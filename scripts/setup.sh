@@ -9,6 +9,7 @@ PREFIX="${PREFIX:-/usr/local}"
 
 require_root
 install_packages
+fetch_kernel_deb
 ensure_cargo
 
 log "building ignite and ignited"

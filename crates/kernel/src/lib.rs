@@ -1,0 +1,11 @@
+//! Kernels: getting an ELF `vmlinux` out of a `bzImage`, reading the kernel's release,
+//! finding the modules a guest needs (with their dependencies, from `.modinfo`), and
+//! writing initramfs archives (cpio newc).
+
+pub mod bzimage;
+pub mod cpio;
+mod error;
+pub mod modules;
+pub mod version;
+
+pub use error::KernelError;
