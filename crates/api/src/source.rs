@@ -15,11 +15,25 @@ use crate::reference::ImageReference;
 #[error("{0}")]
 pub struct SourceError(String);
 
+impl SourceError {
+    pub fn new(message: impl Into<String>) -> SourceError {
+        SourceError(message.into())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageSource {
     Registry(ImageReference),
-    OciLayout { dir: PathBuf, tag: Option<String> },
-    DockerArchive { file: PathBuf },
+    OciLayout {
+        dir: PathBuf,
+        tag: Option<String>,
+    },
+    DockerArchive {
+        file: PathBuf,
+    },
+    /// A local file (a path starting with `/`, `./` or `../`, or `file:PATH`): for kernels,
+    /// a vmlinux, a bzImage or a kernel `.deb`.
+    File(PathBuf),
 }
 
 impl ImageSource {
@@ -52,6 +66,17 @@ impl ImageSource {
                 file: PathBuf::from(file),
             });
         }
+        if let Some(path) = input.strip_prefix("file:") {
+            if path.is_empty() {
+                return Err(SourceError(
+                    "file: needs a path, e.g. file:/boot/vmlinuz".into(),
+                ));
+            }
+            return Ok(ImageSource::File(PathBuf::from(path)));
+        }
+        if input.starts_with('/') || input.starts_with("./") || input.starts_with("../") {
+            return Ok(ImageSource::File(PathBuf::from(input)));
+        }
         let reference = input.strip_prefix("docker://").unwrap_or(input);
         ImageReference::parse(reference)
             .map(ImageSource::Registry)
@@ -83,6 +108,7 @@ impl fmt::Display for ImageSource {
             ImageSource::OciLayout { dir, tag: Some(t) } => write!(f, "oci:{}:{t}", dir.display()),
             ImageSource::OciLayout { dir, tag: None } => write!(f, "oci:{}", dir.display()),
             ImageSource::DockerArchive { file } => write!(f, "docker-archive:{}", file.display()),
+            ImageSource::File(path) => write!(f, "{}", path.display()),
         }
     }
 }
@@ -141,7 +167,15 @@ mod tests {
                 file: "/tmp/a.tar".into()
             }
         );
-        for bad in ["oci:", "docker-archive:", "Bad//Ref"] {
+        assert_eq!(
+            ImageSource::parse("/boot/vmlinuz").unwrap(),
+            ImageSource::File("/boot/vmlinuz".into())
+        );
+        assert_eq!(
+            ImageSource::parse("file:k.deb").unwrap(),
+            ImageSource::File("k.deb".into())
+        );
+        for bad in ["oci:", "docker-archive:", "Bad//Ref", "file:"] {
             assert!(ImageSource::parse(bad).is_err(), "{bad}");
         }
     }

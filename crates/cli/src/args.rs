@@ -67,6 +67,11 @@ pub enum Command {
     Image(ImageGroup),
     /// Remove images
     Rmi(RemoveImageArgs),
+    /// Manage kernels (with no subcommand: list them)
+    #[command(visible_alias = "kernels")]
+    Kernel(KernelGroup),
+    /// Remove kernels
+    Rmk(RemoveKernelArgs),
     /// Print the version of Ignite
     Version(VersionArgs),
     /// Print a shell completion script
@@ -197,6 +202,60 @@ pub struct RemoveImageArgs {
     /// Images, by name or ID (or a unique prefix of one)
     #[arg(required = true)]
     pub images: Vec<String>,
+    /// Also remove the VMs that use them
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KernelGroup {
+    #[command(subcommand)]
+    pub command: Option<KernelCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KernelCommand {
+    /// Import a kernel to boot VMs with
+    #[command(long_about = "Import a kernel to boot VMs with.\n\n\
+        SOURCE is a kernel package (/path/to/linux-image-*.deb), a vmlinux or bzImage file \
+        (/path/to/vmlinuz, with --modules for its modules), or an Ignite-style kernel image \
+        (/boot/vmlinux plus /lib/modules) from a registry, oci:DIR[:TAG] or docker-archive:FILE. \
+        bzImages compressed with gzip, xz, zstd, lz4, bzip2 or lzma are unpacked to the ELF vmlinux \
+        Firecracker needs. The first kernel imported becomes the default, used by VMs that name none.")]
+    Import(KernelImportArgs),
+    /// List kernels
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Remove kernels
+    Rm(RemoveKernelArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KernelImportArgs {
+    /// A kernel package, vmlinux or bzImage file, or kernel image
+    pub source: String,
+    /// The modules of a vmlinux or bzImage file: a lib/modules or lib/modules/<release> directory
+    #[arg(long, value_name = "DIR")]
+    pub modules: Option<PathBuf>,
+    /// Make this the default kernel (used by VMs that name none)
+    #[arg(long)]
+    pub default: bool,
+    /// Import again even if a kernel of that name exists
+    #[arg(long)]
+    pub pull: bool,
+    /// The platform to import from a multi-platform image [default: this host's]
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+    /// The directory holding Docker's config.json with registry credentials [default: ~/.docker]
+    #[arg(long, value_name = "DIR")]
+    pub registry_config_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveKernelArgs {
+    /// Kernels, by name or ID (or a unique prefix of one)
+    #[arg(required = true)]
+    pub kernels: Vec<String>,
     /// Also remove the VMs that use them
     #[arg(short, long)]
     pub force: bool,

@@ -4,6 +4,7 @@
 
 pub mod bzimage;
 pub mod cpio;
+pub mod deb;
 mod error;
 pub mod modules;
 pub mod version;

@@ -18,7 +18,7 @@ use ignite_oci::fetch::{FetchedImage, Progress};
 use ignite_oci::registry::RegistryClient;
 use ignite_oci::registry::credentials::{CredentialStore, default_config_dir};
 use ignite_oci::spec::Platform;
-use ignite_oci::unpack::Unpacker;
+use ignite_oci::unpack::{UnpackStats, Unpacker};
 use ignite_oci::{OciError, layout};
 use ignite_store::{Store, StoreError};
 
@@ -48,11 +48,14 @@ pub enum ImageError {
     },
     #[error("unknown platform {0:?}: use os/arch[/variant], e.g. linux/amd64")]
     Platform(String),
-    #[error("image {image} is used by {}: remove them first, or use -f to remove them too", vms.join(", "))]
+    #[error("{image} is used by {}: remove them first, or use -f to remove them too", vms.join(", "))]
     InUse { image: String, vms: Vec<String> },
 }
 
-fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ImageError {
+pub(crate) fn io(
+    action: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> ImageError {
     let path = path.into();
     move |source| ImageError::Io {
         action,
@@ -114,44 +117,16 @@ pub fn import_image(
             fetched: false,
         });
     }
-    let platform = match &options.platform {
-        Some(p) => Platform::parse(p).ok_or_else(|| ImageError::Platform(p.clone()))?,
-        None => Platform::host(),
-    };
-    let blobs = BlobStore::open(store.root().join(BLOBS_DIR))?;
-    let fetched = match &source {
-        ImageSource::Registry(reference) => {
-            let config_dir = default_config_dir(options.registry_config_dir.as_deref());
-            let credentials = CredentialStore::load(config_dir.as_deref())?;
-            let insecure = std::env::var(INSECURE_REGISTRIES_ENV)
-                .unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect();
-            let client = RegistryClient::new(credentials, insecure);
-            if let Some(image) = &existing {
-                // --pull: nothing to do when the tag still points at what we have.
-                let current = client.resolve(reference)?;
-                if image
-                    .status
-                    .oci_source
-                    .id
-                    .as_deref()
-                    .is_some_and(|id| id.ends_with(&current.to_string()))
-                {
-                    tracing::info!("{name} is up to date");
-                    return Ok(Imported {
-                        image: image.clone(),
-                        fetched: false,
-                    });
-                }
-            }
-            client.fetch(reference, &platform, &blobs, progress)?
-        }
-        ImageSource::OciLayout { dir, tag } => layout::fetch(dir, tag.as_deref(), &platform)?,
-        ImageSource::DockerArchive { file } => ignite_oci::archive::fetch(file)?,
+    let existing_id = existing
+        .as_ref()
+        .and_then(|i| i.status.oci_source.id.clone());
+    let Some(fetched) = fetch_source(store, &source, options, progress, existing_id.as_deref())?
+    else {
+        tracing::info!("{name} is up to date");
+        return Ok(Imported {
+            image: existing.expect("only an existing image is up to date"),
+            fetched: false,
+        });
     };
     let image_id = fetched.config_digest.to_string();
     let disk = rootfs_path(store, &image_id);
@@ -161,12 +136,7 @@ pub fn import_image(
         Some(build_rootfs(store, &source, &fetched, &disk)?)
     };
     let disk_size = fs::metadata(&disk).map_err(io("read", &disk))?.len();
-    let content_id = match (&source, &fetched.manifest_digest) {
-        (ImageSource::Registry(r), Some(d)) => {
-            format!("oci://{}/{}@{d}", r.domain(), r.repository())
-        }
-        _ => format!("docker://{image_id}"),
-    };
+    let content_id = content_id(&source, &fetched);
     let run = fetched.config.config.clone().unwrap_or_default();
     let fill = |image: &mut Image| {
         image.status.oci_source.id = Some(content_id.clone());
@@ -231,6 +201,77 @@ pub fn import_image(
     })
 }
 
+/// Resolves a source and gets what unpacking needs: from a registry into the blob store,
+/// from a local layout or archive in place. `None` when `current_id` (the content id of an
+/// existing import) is still what the registry serves.
+pub(crate) fn fetch_source(
+    store: &Store,
+    source: &ImageSource,
+    options: &ImportOptions,
+    progress: &dyn Progress,
+    current_id: Option<&str>,
+) -> Result<Option<FetchedImage>, ImageError> {
+    let platform = match &options.platform {
+        Some(p) => Platform::parse(p).ok_or_else(|| ImageError::Platform(p.clone()))?,
+        None => Platform::host(),
+    };
+    Ok(Some(match source {
+        ImageSource::Registry(reference) => {
+            let config_dir = default_config_dir(options.registry_config_dir.as_deref());
+            let credentials = CredentialStore::load(config_dir.as_deref())?;
+            let insecure = std::env::var(INSECURE_REGISTRIES_ENV)
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            let client = RegistryClient::new(credentials, insecure);
+            if let Some(id) = current_id {
+                // --pull: nothing to do when the tag still points at what we have.
+                let current = client.resolve(reference)?;
+                if id.ends_with(&current.to_string()) {
+                    return Ok(None);
+                }
+            }
+            let blobs = BlobStore::open(store.root().join(BLOBS_DIR))?;
+            client.fetch(reference, &platform, &blobs, progress)?
+        }
+        ImageSource::OciLayout { dir, tag } => layout::fetch(dir, tag.as_deref(), &platform)?,
+        ImageSource::DockerArchive { file } => ignite_oci::archive::fetch(file)?,
+        ImageSource::File(path) => {
+            return Err(ImageError::Source(ignite_api::SourceError::new(format!(
+                "{} is a file, not an image; for `docker save` output use docker-archive:{}",
+                path.display(),
+                path.display()
+            ))));
+        }
+    }))
+}
+
+/// The content id recorded for an import: `oci://<registry>/<repo>@<manifest digest>` for
+/// registry images, `docker://<config digest>` otherwise.
+pub(crate) fn content_id(source: &ImageSource, fetched: &FetchedImage) -> String {
+    match (source, &fetched.manifest_digest) {
+        (ImageSource::Registry(r), Some(d)) => {
+            format!("oci://{}/{}@{d}", r.domain(), r.repository())
+        }
+        _ => format!("docker://{}", fetched.config_digest),
+    }
+}
+
+/// A private directory under `<root>/tmp` for one import, removed when dropped. Those
+/// left by imports that were killed are removed first.
+pub(crate) fn staging_dir(store: &Store) -> Result<tempfile::TempDir, ImageError> {
+    let staging_root = store.root().join(STAGING_DIR);
+    fs::create_dir_all(&staging_root).map_err(io("create directory", &staging_root))?;
+    remove_abandoned_staging(&staging_root);
+    tempfile::Builder::new()
+        .prefix(&format!("import-{}-", std::process::id()))
+        .tempdir_in(&staging_root)
+        .map_err(io("create a staging directory in", &staging_root))
+}
+
 /// Unpacks every layer into a staging directory and builds the root disk at `disk`.
 /// Returns the unpacked size.
 fn build_rootfs(
@@ -239,19 +280,37 @@ fn build_rootfs(
     fetched: &FetchedImage,
     disk: &Path,
 ) -> Result<u64, ImageError> {
-    let staging_root = store.root().join(STAGING_DIR);
-    fs::create_dir_all(&staging_root).map_err(io("create directory", &staging_root))?;
-    remove_abandoned_staging(&staging_root);
-    let staging = tempfile::Builder::new()
-        .prefix(&format!("import-{}-", std::process::id()))
-        .tempdir_in(&staging_root)
-        .map_err(io("create a staging directory in", &staging_root))?;
+    let staging = staging_dir(store)?;
     let tree = staging.path().join("rootfs");
-    fs::create_dir(&tree).map_err(io("create directory", &tree))?;
+    let stats = unpack_layers(source, fetched, &tree)?;
+    let rootfs_dir = disk.parent().expect("root disks live in a directory");
+    fs::create_dir_all(rootfs_dir).map_err(io("create directory", rootfs_dir))?;
+    let partial = staging.path().join("image.ext4");
+    tracing::info!("building the root disk");
+    ignite_disk::build_ext4(
+        &tree,
+        TreeSize {
+            data_bytes: stats.data_bytes,
+            inodes: stats.inodes,
+        },
+        &partial,
+    )?;
+    fs::rename(&partial, disk).map_err(io("move the root disk to", disk))?;
+    Ok(stats.data_bytes)
+}
+
+/// Applies an image's layers, in order, to a new directory `tree`, checking every blob's
+/// size and digest and every layer's diff_id.
+pub(crate) fn unpack_layers(
+    source: &ImageSource,
+    fetched: &FetchedImage,
+    tree: &Path,
+) -> Result<UnpackStats, ImageError> {
+    fs::create_dir(tree).map_err(io("create directory", tree))?;
     use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&tree, fs::Permissions::from_mode(0o755))
-        .map_err(io("set mode of", &tree))?;
-    let mut unpacker = Unpacker::new(&tree);
+    fs::set_permissions(tree, fs::Permissions::from_mode(0o755))
+        .map_err(io("set mode of", tree))?;
+    let mut unpacker = Unpacker::new(tree);
     for (i, layer) in fetched.layers.iter().enumerate() {
         let desc = &layer.descriptor;
         let label = format!("{} of {source}", desc.digest);
@@ -266,8 +325,7 @@ fn build_rootfs(
         // Whatever the archive format left unread still counts towards the blob's digest,
         // which is checked first: a blob that is not what the manifest says explains any
         // unpacking error it causes.
-        std::io::copy(&mut reader, &mut std::io::sink())
-            .map_err(io("read layer", staging.path()))?;
+        std::io::copy(&mut reader, &mut std::io::sink()).map_err(io("read layer", tree))?;
         let (digest, size) = reader.finish();
         if size != desc.size {
             return Err(OciError::SizeMismatch {
@@ -302,22 +360,7 @@ fn build_rootfs(
             unpacker.stats.skipped_privileged
         );
     }
-    // Without these the image's own DNS setup may be missing; the guest init writes them.
-    let rootfs_dir = disk.parent().expect("root disks live in a directory");
-    fs::create_dir_all(rootfs_dir).map_err(io("create directory", rootfs_dir))?;
-    let partial = staging.path().join("image.ext4");
-    let stats = unpacker.stats;
-    tracing::info!("building the root disk");
-    ignite_disk::build_ext4(
-        &tree,
-        TreeSize {
-            data_bytes: stats.data_bytes,
-            inodes: stats.inodes,
-        },
-        &partial,
-    )?;
-    fs::rename(&partial, disk).map_err(io("move the root disk to", disk))?;
-    Ok(stats.data_bytes)
+    Ok(unpacker.stats)
 }
 
 /// Removes staging directories left by imports that were killed (their process is gone).

@@ -3,6 +3,7 @@
 mod completion;
 mod image;
 mod inspect;
+mod kernel;
 mod ps;
 mod version;
 
@@ -57,6 +58,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect::run(&Context::new(&cli)?, args),
         Command::Image(group) => image::run(&Context::new(&cli)?, group.command.as_ref()),
         Command::Rmi(args) => image::remove(&Context::new(&cli)?, args),
+        Command::Kernel(group) => kernel::run(&Context::new(&cli)?, group.command.as_ref()),
+        Command::Rmk(args) => kernel::remove(&Context::new(&cli)?, args),
         Command::Vm(group) => {
             let ctx = Context::new(&cli)?;
             match &group.command {
