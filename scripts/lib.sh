@@ -13,6 +13,7 @@ SYSTEM_PACKAGES=(
     mmdebstrap      # the Debian root filesystem of the import benchmark
     umoci           # the import benchmark's baseline
     cpio            # tests read initramfs archives back
+    qemu-system-x86 # boots test guests (TCG)
     xz-utils zstd lz4 bzip2 gzip # tests recompress a kernel in every bzImage format
 )
 

@@ -25,4 +25,7 @@ install -d /usr/share/bash-completion/completions
 "$PREFIX/bin/ignite" completion bash > /usr/share/bash-completion/completions/ignite
 "$PREFIX/bin/ignited" completion bash > /usr/share/bash-completion/completions/ignited
 
+log "importing Debian's cloud kernel as the default kernel"
+"$PREFIX/bin/ignite" -q kernel import --default "$KERNEL_DEB" >/dev/null
+
 log "done: $("$PREFIX/bin/ignite" version -o short)"

@@ -5,6 +5,13 @@
 //! RUSTFLAGS="-C target-feature=+crt-static" \
 //!     cargo build --release -p ignite-guest --target x86_64-unknown-linux-gnu
 //! ```
+//!
+//! What it does so far: mounts /proc, /sys and /dev, loads the modules the initramfs lists
+//! in /etc/ignite/modules (in that order), reports the block devices it then sees, and
+//! powers off. Mounting the root disk, per-VM configuration, VM and container modes and the
+//! guest agent come next.
+
+mod boot;
 
 use std::process::ExitCode;
 
@@ -22,11 +29,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if rustix::process::getpid().is_init() {
-        // The boot sequence (modules, root disk, per-VM config, VM or container mode)
-        // is not in this build. Power off rather than leave the kernel to panic.
-        eprintln!("ignite-init: this build cannot boot a VM yet; powering off");
-        let _ = rustix::system::reboot(rustix::system::RebootCommand::PowerOff);
-        return ExitCode::FAILURE;
+        boot::run();
     }
     eprintln!(
         "ignite-init: refusing to run as PID {}: {USAGE}",

@@ -5,7 +5,8 @@
 //! from any image source. Each Kernel keeps, in its directory:
 //!
 //! ```text
-//! vmlinux               the uncompressed ELF kernel (what Firecracker boots; QEMU too)
+//! vmlinux               the uncompressed ELF kernel (what Firecracker boots)
+//! vmlinuz               the bzImage it came as, if it did (what QEMU boots)
 //! modules/<release>/    its modules
 //! initramfs.cpio        ignite-init and the modules a guest needs, in load order
 //! ```
@@ -30,6 +31,9 @@ use crate::images::{
 };
 
 pub const VMLINUX_FILE: &str = "vmlinux";
+/// The compressed kernel as it came (a bzImage), when it came as one: QEMU boots it under
+/// TCG, where the vmlinux's PVH entry hangs without timers.
+pub const BZIMAGE_FILE: &str = "vmlinuz";
 pub const MODULES_DIR: &str = "modules";
 pub const INITRAMFS_FILE: &str = "initramfs.cpio";
 /// The label that marks the kernel VMs use when they name none.
@@ -174,13 +178,16 @@ pub fn import_kernel(
     };
     let vmlinux = extract_vmlinux(&unpacked.image)
         .map_err(|e| ImageError::Source(ignite_api::SourceError::new(format!("{source}: {e}"))))?;
-    drop(unpacked.image);
+    let bzimage = ignite_kernel::bzimage::is_bzimage(&unpacked.image).then_some(unpacked.image);
     let release = kernel_release(&vmlinux).unwrap_or_else(|| "<unknown>".to_string());
 
     // Everything the Kernel keeps is assembled in staging, then moved in at once.
     let out = staging.path().join("kernel");
     fs::create_dir_all(&out).map_err(io("create directory", &out))?;
     fs::write(out.join(VMLINUX_FILE), &vmlinux).map_err(io("write", out.join(VMLINUX_FILE)))?;
+    if let Some(bz) = &bzimage {
+        fs::write(out.join(BZIMAGE_FILE), bz).map_err(io("write", out.join(BZIMAGE_FILE)))?;
+    }
     let module_count = match unpacked
         .modules
         .as_deref()
@@ -474,6 +481,8 @@ fn build_initramfs(
             );
         }
         let base = format!("lib/modules/{release}");
+        // The kernel's unpacker creates no missing parents: every directory is listed.
+        cpio.dir(&base, 0o755).map_err(w)?;
         let root = out.join(MODULES_DIR).join(release);
         let mut made = std::collections::BTreeSet::new();
         for name in &closure.load_order {
@@ -499,7 +508,7 @@ fn build_initramfs(
 
 /// Moves the staged files into the kernel's directory, replacing older ones.
 fn install_files(from: &Path, dir: &Path) -> Result<(), ImageError> {
-    for name in [VMLINUX_FILE, INITRAMFS_FILE, MODULES_DIR] {
+    for name in [VMLINUX_FILE, BZIMAGE_FILE, INITRAMFS_FILE, MODULES_DIR] {
         let src = from.join(name);
         let dest = dir.join(name);
         if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
@@ -507,6 +516,8 @@ fn install_files(from: &Path, dir: &Path) -> Result<(), ImageError> {
         }
         if src.exists() {
             fs::rename(&src, &dest).map_err(io("move into place", &dest))?;
+        } else if dest.is_file() {
+            fs::remove_file(&dest).map_err(io("remove", &dest))?;
         }
     }
     Ok(())

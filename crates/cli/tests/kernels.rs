@@ -1,0 +1,72 @@
+//! `ignite kernel import|ls|rm`, `ignite kernels` and `ignite rmk` through the binary.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn ignite(root: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("ignite").unwrap();
+    cmd.env("IGNITE_ROOT", root)
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+fn kernel_deb() -> PathBuf {
+    std::fs::read_dir("/var/cache/ignite/kernel")
+        .ok()
+        .and_then(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        })
+        .expect("no kernel package: run scripts/setup.sh (it downloads Debian's cloud kernel)")
+}
+
+#[test]
+fn import_list_and_remove_a_kernel() {
+    ignite_testkit::require_root("unpacking a kernel package");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    let out = ignite(&root)
+        .args(["kernel", "import"])
+        .arg(kernel_deb())
+        .assert()
+        .success();
+    let uid = String::from_utf8_lossy(&out.get_output().stdout)
+        .trim()
+        .to_string();
+    assert_eq!(uid.len(), 16);
+    let table = String::from_utf8(
+        ignite(&root)
+            .arg("kernels")
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone(),
+    )
+    .unwrap();
+    assert!(table.starts_with("KERNEL ID\t"), "{table}");
+    assert!(
+        table.contains("cloud-amd64 (default)") && table.contains(&uid),
+        "{table}"
+    );
+    ignite(&root)
+        .args(["inspect", "kernel", &uid, "-t", "{{.Status.Version}}"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("cloud-amd64"));
+    ignite(&root).args(["rmk", &uid]).assert().success();
+    ignite(&root)
+        .args(["kernel", "ls", "-q"])
+        .assert()
+        .success()
+        .stdout("");
+    ignite(&root)
+        .args(["kernel", "import", "/nonexistent/vmlinuz"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("/nonexistent/vmlinuz"));
+}
