@@ -189,6 +189,13 @@ pub struct ImportArgs {
     /// Ask the registry again even if the image was imported before (a tag may have moved)
     #[arg(long)]
     pub pull: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// How images are fetched from registries.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
     /// The platform to import from a multi-platform image, e.g. linux/arm64 [default: this host's]
     #[arg(long, value_name = "OS/ARCH")]
     pub platform: Option<String>,
@@ -243,12 +250,8 @@ pub struct KernelImportArgs {
     /// Import again even if a kernel of that name exists
     #[arg(long)]
     pub pull: bool,
-    /// The platform to import from a multi-platform image [default: this host's]
-    #[arg(long, value_name = "OS/ARCH")]
-    pub platform: Option<String>,
-    /// The directory holding Docker's config.json with registry credentials [default: ~/.docker]
-    #[arg(long, value_name = "DIR")]
-    pub registry_config_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Args)]

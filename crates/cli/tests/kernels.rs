@@ -1,8 +1,9 @@
 //! `ignite kernel import|ls|rm`, `ignite kernels` and `ignite rmk` through the binary.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use assert_cmd::Command;
+use ignite_testkit::kernel_deb;
 use predicates::prelude::*;
 
 fn ignite(root: &Path) -> Command {
@@ -11,17 +12,6 @@ fn ignite(root: &Path) -> Command {
         .env_remove("RUST_LOG")
         .env("NO_COLOR", "1");
     cmd
-}
-
-fn kernel_deb() -> PathBuf {
-    std::fs::read_dir("/var/cache/ignite/kernel")
-        .ok()
-        .and_then(|d| {
-            d.flatten()
-                .map(|e| e.path())
-                .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        })
-        .expect("no kernel package: run scripts/setup.sh (it downloads Debian's cloud kernel)")
 }
 
 #[test]

@@ -10,6 +10,7 @@ use ignite_runtime::kernels::{
     BZIMAGE_FILE, INITRAMFS_FILE, KernelImportOptions, import_kernel, kernel_dir,
 };
 use ignite_store::Store;
+use ignite_testkit::kernel_deb;
 
 /// The static guest init that scripts/test.sh builds before the tests.
 fn guest_init() -> PathBuf {
@@ -24,17 +25,6 @@ fn guest_init() -> PathBuf {
         p.display()
     );
     p
-}
-
-fn kernel_deb() -> PathBuf {
-    std::fs::read_dir("/var/cache/ignite/kernel")
-        .ok()
-        .and_then(|d| {
-            d.flatten()
-                .map(|e| e.path())
-                .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        })
-        .expect("no kernel package: run scripts/setup.sh (it downloads Debian's cloud kernel)")
 }
 
 #[test]

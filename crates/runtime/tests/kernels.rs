@@ -14,15 +14,7 @@ use ignite_runtime::kernels::{
 };
 use ignite_store::Store;
 use ignite_testkit::images::{Compression, Image, LayerBuilder};
-
-fn kernel_deb() -> PathBuf {
-    std::env::var_os("IGNITE_TEST_KERNEL_DEB").map(PathBuf::from).unwrap_or_else(|| {
-        std::fs::read_dir("/var/cache/ignite/kernel")
-            .ok()
-            .and_then(|d| d.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|e| e == "deb")))
-            .expect("no kernel package: run scripts/setup.sh (it downloads Debian's cloud kernel) or set IGNITE_TEST_KERNEL_DEB")
-    })
-}
+use ignite_testkit::kernel_deb;
 
 /// The package unpacked with dpkg-deb, once.
 fn unpacked() -> &'static Path {

@@ -27,3 +27,20 @@ pub fn require_program(program: &str, package: &str) {
         panic!("{program} is missing: install {package} (scripts/setup.sh does)");
     }
 }
+
+/// Where scripts/setup.sh keeps Debian's cloud kernel package.
+pub const KERNEL_CACHE: &str = "/var/cache/ignite/kernel";
+
+/// Debian's cloud kernel package: `$IGNITE_TEST_KERNEL_DEB`, or the one setup.sh downloaded.
+/// Fails the test loudly when there is none.
+pub fn kernel_deb() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("IGNITE_TEST_KERNEL_DEB") {
+        return p.into();
+    }
+    std::fs::read_dir(KERNEL_CACHE)
+        .ok()
+        .and_then(|d| d.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|e| e == "deb")))
+        .unwrap_or_else(|| {
+            panic!("no kernel package: run scripts/setup.sh (it downloads Debian's cloud kernel into {KERNEL_CACHE}) or set IGNITE_TEST_KERNEL_DEB")
+        })
+}

@@ -2,9 +2,9 @@
 
 use chrono::Utc;
 use ignite_api::humanize;
-use ignite_runtime::images::{self, ImportOptions};
+use ignite_runtime::images;
 
-use super::{Context, write_stdout};
+use super::{Context, remove_each, write_stdout};
 use crate::args::{ImageCommand, ImportArgs, RemoveImageArgs};
 use crate::output::tab_table;
 use crate::progress::Bars;
@@ -19,15 +19,7 @@ pub fn run(ctx: &Context, command: Option<&ImageCommand>) -> anyhow::Result<()> 
 
 fn import(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
     let store = ctx.writable_store()?;
-    let options = ImportOptions {
-        pull: args.pull,
-        platform: args.platform.clone(),
-        registry_config_dir: args.registry_config_dir.clone().or_else(|| {
-            ctx.configuration
-                .as_ref()
-                .and_then(|c| c.spec.registry_config_dir.clone())
-        }),
-    };
+    let options = ctx.import_options(args.pull, &args.registry);
     let imported = images::import_image(&store, &args.source, &options, &Bars::new(ctx.quiet))?;
     let image = &imported.image;
     let uid = image
@@ -86,37 +78,12 @@ fn list(ctx: &Context) -> anyhow::Result<()> {
 
 pub fn remove(ctx: &Context, args: &RemoveImageArgs) -> anyhow::Result<()> {
     let store = ctx.writable_store()?;
-    let mut out = String::new();
-    let mut failed = None;
-    for query in &args.images {
-        match images::remove_image(&store, query, args.force) {
-            Ok((image, vms)) => {
-                for vm in vms {
-                    tracing::info!(
-                        "removed VM {} which used {}",
-                        vm.metadata.name,
-                        image.metadata.name
-                    );
-                }
-                let uid = image
-                    .metadata
-                    .uid
-                    .map_or_else(String::new, |u| u.to_string());
-                tracing::info!("removed image {} ({uid})", image.metadata.name);
-                out.push_str(&uid);
-                out.push('\n');
-            }
-            Err(e) if args.images.len() == 1 => failed = Some(e),
-            Err(e) => {
-                tracing::error!("{e}");
-                failed = Some(e);
-            }
-        }
-    }
-    write_stdout(&out)?;
-    match failed {
-        Some(e) if args.images.len() == 1 => Err(e.into()),
-        Some(_) => anyhow::bail!("some images were not removed"),
-        None => Ok(()),
-    }
+    remove_each("image", &args.images, |query| {
+        let (image, vms) = images::remove_image(&store, query, args.force)?;
+        let uid = image
+            .metadata
+            .uid
+            .map_or_else(String::new, |u| u.to_string());
+        Ok((image.metadata.name, uid, vms))
+    })
 }

@@ -2,10 +2,9 @@
 
 use chrono::Utc;
 use ignite_api::humanize;
-use ignite_runtime::images::ImportOptions;
 use ignite_runtime::kernels::{self, KernelImportOptions};
 
-use super::{Context, write_stdout};
+use super::{Context, remove_each, write_stdout};
 use crate::args::{KernelCommand, KernelImportArgs, RemoveKernelArgs};
 use crate::output::tab_table;
 use crate::progress::Bars;
@@ -21,15 +20,7 @@ pub fn run(ctx: &Context, command: Option<&KernelCommand>) -> anyhow::Result<()>
 fn import(ctx: &Context, args: &KernelImportArgs) -> anyhow::Result<()> {
     let store = ctx.writable_store()?;
     let options = KernelImportOptions {
-        image: ImportOptions {
-            pull: args.pull,
-            platform: args.platform.clone(),
-            registry_config_dir: args.registry_config_dir.clone().or_else(|| {
-                ctx.configuration
-                    .as_ref()
-                    .and_then(|c| c.spec.registry_config_dir.clone())
-            }),
-        },
+        image: ctx.import_options(args.pull, &args.registry),
         modules: args.modules.clone(),
         default: args.default,
         init: None,
@@ -113,37 +104,12 @@ fn list(ctx: &Context) -> anyhow::Result<()> {
 
 pub fn remove(ctx: &Context, args: &RemoveKernelArgs) -> anyhow::Result<()> {
     let store = ctx.writable_store()?;
-    let mut out = String::new();
-    let mut failed = None;
-    for query in &args.kernels {
-        match kernels::remove_kernel(&store, query, args.force) {
-            Ok((kernel, vms)) => {
-                for vm in vms {
-                    tracing::info!(
-                        "removed VM {} which used {}",
-                        vm.metadata.name,
-                        kernel.metadata.name
-                    );
-                }
-                let uid = kernel
-                    .metadata
-                    .uid
-                    .map_or_else(String::new, |u| u.to_string());
-                tracing::info!("removed kernel {} ({uid})", kernel.metadata.name);
-                out.push_str(&uid);
-                out.push('\n');
-            }
-            Err(e) if args.kernels.len() == 1 => failed = Some(e),
-            Err(e) => {
-                tracing::error!("{e}");
-                failed = Some(e);
-            }
-        }
-    }
-    write_stdout(&out)?;
-    match failed {
-        Some(e) if args.kernels.len() == 1 => Err(e.into()),
-        Some(_) => anyhow::bail!("some kernels were not removed"),
-        None => Ok(()),
-    }
+    remove_each("kernel", &args.kernels, |query| {
+        let (kernel, vms) = kernels::remove_kernel(&store, query, args.force)?;
+        let uid = kernel
+            .metadata
+            .uid
+            .map_or_else(String::new, |u| u.to_string());
+        Ok((kernel.metadata.name, uid, vms))
+    })
 }

@@ -17,12 +17,28 @@ use crate::args::{Cli, Command, PsArgs, VmCommand};
 /// What every command that touches state needs.
 pub struct Context {
     pub store: Store,
-    #[allow(dead_code)] // read by the commands that create VMs
     pub configuration: Option<Configuration>,
     pub quiet: bool,
 }
 
 impl Context {
+    /// Import options from the command line, with the Configuration's registry settings.
+    pub fn import_options(
+        &self,
+        pull: bool,
+        registry: &crate::args::RegistryArgs,
+    ) -> ignite_runtime::images::ImportOptions {
+        ignite_runtime::images::ImportOptions {
+            pull,
+            platform: registry.platform.clone(),
+            registry_config_dir: registry.registry_config_dir.clone().or_else(|| {
+                self.configuration
+                    .as_ref()
+                    .and_then(|c| c.spec.registry_config_dir.clone())
+            }),
+        }
+    }
+
     /// The store, created if it does not exist yet (for commands that write).
     pub fn writable_store(&self) -> anyhow::Result<Store> {
         Ok(Store::open(self.store.root())?)
@@ -38,6 +54,44 @@ impl Context {
             configuration,
             quiet: cli.global.quiet,
         })
+    }
+}
+
+/// Removes each of `queries` with `remove`, which returns the removed object's name and
+/// uid and the VMs removed with it. Prints the uids removed; one failure among several is
+/// logged and the others still go.
+pub fn remove_each(
+    kind: &str,
+    queries: &[String],
+    remove: impl Fn(
+        &str,
+    )
+        -> Result<(String, String, Vec<ignite_api::Vm>), ignite_runtime::images::ImageError>,
+) -> anyhow::Result<()> {
+    let mut out = String::new();
+    let mut failed = None;
+    for query in queries {
+        match remove(query) {
+            Ok((name, uid, vms)) => {
+                for vm in vms {
+                    tracing::info!("removed VM {} which used {name}", vm.metadata.name);
+                }
+                tracing::info!("removed {kind} {name} ({uid})");
+                out.push_str(&uid);
+                out.push('\n');
+            }
+            Err(e) if queries.len() == 1 => failed = Some(e),
+            Err(e) => {
+                tracing::error!("{e}");
+                failed = Some(e);
+            }
+        }
+    }
+    write_stdout(&out)?;
+    match failed {
+        Some(e) if queries.len() == 1 => Err(e.into()),
+        Some(_) => anyhow::bail!("some {kind}s were not removed"),
+        None => Ok(()),
     }
 }
 
