@@ -14,6 +14,7 @@ SYSTEM_PACKAGES=(
     umoci           # the import benchmark's baseline
     cpio            # tests read initramfs archives back
     qemu-system-x86 # boots test guests (TCG)
+    busybox-static  # the init of the test image that boots in VM mode
     xz-utils zstd lz4 bzip2 gzip # tests recompress a kernel in every bzImage format
 )
 

@@ -7,9 +7,9 @@
 //! ```
 //!
 //! What it does so far: mounts /proc, /sys and /dev, loads the modules the initramfs lists
-//! in /etc/ignite/modules (in that order), reports the block devices it then sees, and
-//! powers off. Mounting the root disk, per-VM configuration, VM and container modes and the
-//! guest agent come next.
+//! in /etc/ignite/modules (in that order), mounts the root disk and hands over to the
+//! image's `/sbin/init`. Per-VM configuration, growing the root filesystem, container mode
+//! and the guest agent come next.
 
 mod boot;
 
