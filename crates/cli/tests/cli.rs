@@ -1,10 +1,13 @@
 //! The `ignite` binary end to end: ps, inspect, vm, version and completion against a real
 //! state directory. Golden files live in tests/golden; `UPDATE_GOLDEN=1` rewrites them.
 
+mod common;
+
+use common::{ignite, stdout};
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 use chrono::{Duration, SubsecRound, Utc};
 use ignite_api::{Time, Vm, manifest};
 use ignite_store::Store;
@@ -19,19 +22,6 @@ fn golden(name: &str, actual: &str) {
     }
     let expected = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert_eq!(actual, expected, "output differs from {}", path.display());
-}
-
-fn ignite(root: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("ignite").unwrap();
-    cmd.env("IGNITE_ROOT", root)
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1");
-    cmd
-}
-
-fn stdout(cmd: &mut Command) -> String {
-    let out = cmd.assert().success().get_output().stdout.clone();
-    String::from_utf8(out).unwrap()
 }
 
 /// Three VMs as in Ignite's own ps tests, created three days ago; vm2 runs since 2h.

@@ -1,24 +1,15 @@
 //! `ignite image import|ls|rm`, `ignite images` and `ignite rmi` through the binary.
 
+mod common;
+
+use common::{ignite, stdout};
+
 use std::path::Path;
 
-use assert_cmd::Command;
 use ignite_api::{Vm, manifest};
 use ignite_store::Store;
 use ignite_testkit::images::{Compression, Image, LayerBuilder};
 use predicates::prelude::*;
-
-fn ignite(root: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("ignite").unwrap();
-    cmd.env("IGNITE_ROOT", root)
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1");
-    cmd
-}
-
-fn stdout(cmd: &mut Command) -> String {
-    String::from_utf8(cmd.assert().success().get_output().stdout.clone()).unwrap()
-}
 
 fn layout(dir: &Path, content: &[u8]) -> String {
     let image = Image::new(

@@ -1,18 +1,11 @@
 //! `ignite kernel import|ls|rm`, `ignite kernels` and `ignite rmk` through the binary.
 
-use std::path::Path;
+mod common;
 
-use assert_cmd::Command;
+use common::ignite;
+
 use ignite_testkit::kernel_deb;
 use predicates::prelude::*;
-
-fn ignite(root: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("ignite").unwrap();
-    cmd.env("IGNITE_ROOT", root)
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1");
-    cmd
-}
 
 #[test]
 fn import_list_and_remove_a_kernel() {
