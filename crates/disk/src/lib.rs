@@ -59,9 +59,12 @@ fn inode_count(tree: TreeSize) -> u64 {
     (tree.inodes + tree.inodes / 4 + 2048).next_multiple_of(64)
 }
 
-/// Builds `image` (an ext4 filesystem) from the directory `tree`. Grows and retries if the
-/// estimate was short. Returns the image's size in bytes.
-pub fn build_ext4(tree: &Path, size: TreeSize, image: &Path) -> Result<u64, DiskError> {
+/// The label of image root disks.
+pub const ROOT_LABEL: &str = "root";
+
+/// Builds `image` (an ext4 filesystem labelled `label`) from the directory `tree`. Grows
+/// and retries if the estimate was short. Returns the image's size in bytes.
+pub fn build_ext4(tree: &Path, size: TreeSize, image: &Path, label: &str) -> Result<u64, DiskError> {
     let mut bytes = ext4_size_for(size);
     let inodes = inode_count(size);
     for attempt in 0..4 {
@@ -92,7 +95,7 @@ pub fn build_ext4(tree: &Path, size: TreeSize, image: &Path) -> Result<u64, Disk
                 "-m",
                 "0",
                 "-L",
-                "root",
+                label,
             ])
             .args(["-N", &inodes.to_string()])
             // Kernels before 5.15 cannot write to a filesystem with an orphan file.
@@ -126,6 +129,40 @@ pub fn build_ext4(tree: &Path, size: TreeSize, image: &Path) -> Result<u64, Disk
         bytes = (bytes * 2).div_ceil(MIB) * MIB;
     }
     unreachable!("the last attempt returns")
+}
+
+/// Counts what `tree` holds, for [`build_ext4`], without following symlinks.
+pub fn measure_tree(tree: &Path) -> Result<TreeSize, DiskError> {
+    let mut size = TreeSize {
+        data_bytes: 0,
+        inodes: 0,
+    };
+    let mut pending = vec![tree.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|source| DiskError::Io {
+            action: "list",
+            path: dir.clone(),
+            source,
+        })?;
+        for entry in entries {
+            let entry = entry.map_err(|source| DiskError::Io {
+                action: "list",
+                path: dir.clone(),
+                source,
+            })?;
+            let meta = entry.metadata().map_err(|source| DiskError::Io {
+                action: "inspect",
+                path: entry.path(),
+                source,
+            })?;
+            size.inodes += 1;
+            size.data_bytes += meta.len().div_ceil(BLOCK) * BLOCK;
+            if meta.is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    Ok(size)
 }
 
 /// Runs `e2fsck -fn` (check only, change nothing) and returns its report on failure.
@@ -170,6 +207,7 @@ mod tests {
                 inodes: 3,
             },
             &image,
+            ROOT_LABEL,
         )
         .unwrap();
         assert!(

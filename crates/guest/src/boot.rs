@@ -1,7 +1,9 @@
-//! The boot sequence, as PID 1: pseudo filesystems, modules, the root disk (`/dev/vda`, or
-//! `ignite.root=` on the kernel command line), then the image's own `/sbin/init` ("VM
-//! mode"). Every step reports on the console (which `ignite logs` shows) in one line
-//! prefixed `ignite-init:`; a failure powers the VM off.
+//! The boot sequence, as PID 1: pseudo filesystems, modules, the per-VM configuration, the
+//! root disk (grown to its device), the kernel's modules in the root, the switch into the
+//! root, provisioning and network, the agent, then either the image's own `/sbin/init`
+//! ("VM mode") or the image's ENTRYPOINT/CMD as a supervised workload ("container mode").
+//! Every step reports one `ignite-init:` line on the console; a failure powers the VM off
+//! with the step's status (see `ignite_guest_protocol::status`).
 
 use std::ffi::CString;
 use std::fs;
@@ -9,39 +11,142 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use ignite_guest_protocol::config::{
+    BootMode, CONFIG_PATH, CONFIG_VERSION, FILES_DIR, GuestConfig, MODULES_LABEL, Workload,
+};
+use ignite_guest_protocol::status;
 use rustix::mount::{MountFlags, mount, mount_move};
+
+use crate::console::{fail, say};
+use crate::provision::FileToCopy;
+use crate::{agent, grow, network, provision, workload};
 
 /// The modules to load, one path below /lib/modules/<release> a line, in order.
 const MODULE_LIST: &str = "/etc/ignite/modules";
+const NEW_ROOT: &str = "/newroot";
+const ROOT_WAIT: Duration = Duration::from_secs(10);
+const IMAGE_INIT: &str = "/sbin/init";
 
-fn say(message: &str) {
-    println!("ignite-init: {message}");
-}
-
-/// Runs the boot sequence and powers the VM off. Never returns.
+/// Runs the boot sequence. Never returns: it execs the image's init or powers off.
 pub fn run() -> ! {
     say(&format!("v{} starting", env!("CARGO_PKG_VERSION")));
     mount_pseudo_filesystems();
     let loaded = load_modules();
     say(&format!("loaded {loaded} modules"));
-    say(&format!("block devices: {}", block_devices().join(" ")));
-    let root = cmdline_value("ignite.root").unwrap_or_else(|| "/dev/vda".to_string());
+    let config = load_config().unwrap_or_else(|e| fail(status::BAD_CONFIG, &e));
+    let files = read_copied_files(&config).unwrap_or_else(|e| fail(status::BAD_CONFIG, &e));
+    let root = cmdline_value("ignite.root").unwrap_or_else(|| config.root_device.clone());
     if let Err(e) = mount_root(&root) {
-        say(&format!(
-            "cannot mount the root disk {root}: {e}; powering off"
-        ));
-        power_off();
+        fail(
+            status::ROOT_NOT_FOUND,
+            &format!(
+                "cannot mount the root disk {root}: {e} (block devices: {})",
+                block_devices().join(" ")
+            ),
+        );
     }
-    // VM mode: the image's own init takes over as PID 1.
-    let init = "/sbin/init";
-    if !Path::new(init).exists() {
-        say(&format!("the image has no {init}; powering off"));
-        power_off();
+    match grow::grow(NEW_ROOT, &root) {
+        Ok(Some(g)) => say(&format!(
+            "grew the root filesystem from {} to {} MiB",
+            g.from >> 20,
+            g.to >> 20
+        )),
+        Ok(None) => {}
+        Err(e) => say(&format!("warning: {e}")),
     }
-    say(&format!("starting the image's {init}"));
-    let err = std::process::Command::new(init).exec();
-    say(&format!("cannot start {init}: {err}; powering off"));
-    power_off()
+    if let Some(device) = &config.modules_device
+        && let Err(e) = mount_modules(device)
+    {
+        say(&format!("warning: the kernel's modules are not available in the VM: {e}"));
+    }
+    if let Err(e) = switch_root() {
+        fail(status::ROOT_NOT_FOUND, &format!("cannot switch to the root disk: {e}"));
+    }
+    mount_runtime_filesystems();
+    if let Err(e) = provision::apply(&config, &files) {
+        fail(status::PROVISION_FAILED, &e);
+    }
+    if let Err(e) = network::configure(&config.interfaces) {
+        fail(status::PROVISION_FAILED, &format!("network: {e}"));
+    }
+    let mode = choose_mode(config.mode, &config.workload);
+    say(&format!("{} mode", mode.as_str()));
+    let agent = agent::spawn(mode, &config.workload);
+    match mode {
+        BootMode::Container => workload::run(&config.workload, agent),
+        _ => exec_image_init(),
+    }
+}
+
+/// Auto mode: the image's init when it has one and no command was given.
+fn choose_mode(asked: BootMode, workload: &Workload) -> BootMode {
+    match asked {
+        BootMode::Auto if workload.command_given => BootMode::Container,
+        BootMode::Auto if Path::new(IMAGE_INIT).exists() => BootMode::Vm,
+        BootMode::Auto => BootMode::Container,
+        other => other,
+    }
+}
+
+fn exec_image_init() -> ! {
+    if !Path::new(IMAGE_INIT).exists() {
+        fail(
+            status::NO_INIT,
+            &format!("VM mode needs {IMAGE_INIT}, which the image lacks (run it in container mode instead)"),
+        );
+    }
+    say(&format!("starting the image's {IMAGE_INIT}"));
+    let err = std::process::Command::new(IMAGE_INIT).exec();
+    fail(status::NO_INIT, &format!("cannot start {IMAGE_INIT}: {err}"))
+}
+
+/// The per-VM configuration from the initramfs. Without one (a kernel's initramfs booted
+/// on its own) the defaults apply: root on /dev/vda, auto mode.
+fn load_config() -> Result<GuestConfig, String> {
+    let path = Path::new("/").join(CONFIG_PATH);
+    match fs::read(&path) {
+        Ok(bytes) => GuestConfig::from_json(&bytes)
+            .map_err(|e| format!("bad VM configuration {}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(GuestConfig {
+            version: CONFIG_VERSION,
+            name: String::new(),
+            uid: String::new(),
+            hostname: String::new(),
+            mode: BootMode::Auto,
+            workload: Workload::default(),
+            root_device: "/dev/vda".into(),
+            modules_device: None,
+            interfaces: vec![],
+            nameservers: vec![],
+            search_domains: vec![],
+            hosts: vec![],
+            authorized_keys: vec![],
+            files: vec![],
+            volumes: vec![],
+        }),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Copied files live in the initramfs, which is out of reach once the root switched.
+fn read_copied_files(config: &GuestConfig) -> Result<Vec<FileToCopy>, String> {
+    config
+        .files
+        .iter()
+        .map(|file| {
+            if file.source.contains('/') || !file.path.starts_with('/') {
+                return Err(format!("bad copied file {:?} -> {:?}", file.source, file.path));
+            }
+            let path = Path::new("/").join(FILES_DIR).join(&file.source);
+            let contents = fs::read(&path).map_err(|e| {
+                format!("the file to copy to {} is missing ({}): {e}", file.path, path.display())
+            })?;
+            Ok(FileToCopy {
+                file: file.clone(),
+                contents,
+            })
+        })
+        .collect()
 }
 
 /// A `key=value` from the kernel command line.
@@ -54,29 +159,62 @@ fn cmdline_value(key: &str) -> Option<String> {
     })
 }
 
-/// Mounts the root disk on /newroot (waiting for it to appear), moves /dev, /proc and
-/// /sys there, and makes it the root.
-fn mount_root(device: &str) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+fn wait_for(device: &str) -> Result<(), String> {
+    let deadline = Instant::now() + ROOT_WAIT;
     while !Path::new(device).exists() {
         if Instant::now() > deadline {
-            return Err("the device did not appear".into());
+            return Err(format!("{device} did not appear"));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = fs::create_dir_all("/newroot");
-    mount(device, "/newroot", "ext4", MountFlags::empty(), None).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn mount_root(device: &str) -> Result<(), String> {
+    wait_for(device)?;
+    let _ = fs::create_dir_all(NEW_ROOT);
+    mount(device, NEW_ROOT, "ext4", MountFlags::empty(), None).map_err(|e| e.to_string())
+}
+
+/// Mounts the kernel's modules disk read-only on /lib/modules/<release> in the root, so
+/// the image's own init and modprobe find every module of the running kernel.
+fn mount_modules(device: &str) -> Result<(), String> {
+    wait_for(device)?;
+    let label = ext4_label(device)?;
+    if label != MODULES_LABEL {
+        return Err(format!("{device} is labelled {label:?}, not {MODULES_LABEL:?}"));
+    }
+    let release = rustix::system::uname().release().to_string_lossy().into_owned();
+    let target = format!("{NEW_ROOT}/lib/modules/{release}");
+    fs::create_dir_all(&target).map_err(|e| format!("cannot create {target}: {e}"))?;
+    mount(device, target.as_str(), "ext4", MountFlags::RDONLY, None)
+        .map_err(|e| format!("cannot mount {device} on {target}: {e}"))
+}
+
+fn ext4_label(device: &str) -> Result<String, String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut sb = [0u8; 256];
+    let mut f = fs::File::open(device).map_err(|e| format!("cannot open {device}: {e}"))?;
+    f.seek(SeekFrom::Start(1024))
+        .and_then(|_| f.read_exact(&mut sb))
+        .map_err(|e| format!("cannot read {device}: {e}"))?;
+    let label = &sb[0x78..0x88];
+    let end = label.iter().position(|&b| b == 0).unwrap_or(label.len());
+    Ok(String::from_utf8_lossy(&label[..end]).into_owned())
+}
+
+/// Moves /dev, /proc and /sys into the new root and makes it `/`.
+fn switch_root() -> Result<(), String> {
     for dir in ["dev", "proc", "sys"] {
-        let target = format!("/newroot/{dir}");
+        let target = format!("{NEW_ROOT}/{dir}");
         let _ = fs::create_dir_all(&target);
         mount_move(format!("/{dir}").as_str(), target.as_str())
             .map_err(|e| format!("moving /{dir}: {e}"))?;
     }
-    std::env::set_current_dir("/newroot").map_err(|e| e.to_string())?;
+    std::env::set_current_dir(NEW_ROOT).map_err(|e| e.to_string())?;
     mount_move(".", "/").map_err(|e| format!("moving the root: {e}"))?;
     rustix::process::chroot(".").map_err(|e| format!("chroot: {e}"))?;
-    std::env::set_current_dir("/").map_err(|e| e.to_string())?;
-    Ok(())
+    std::env::set_current_dir("/").map_err(|e| e.to_string())
 }
 
 fn mount_pseudo_filesystems() {
@@ -85,17 +223,34 @@ fn mount_pseudo_filesystems() {
         ("sysfs", "/sys", "sysfs"),
         ("devtmpfs", "/dev", "devtmpfs"),
     ] {
-        let _ = fs::create_dir_all(target);
-        match mount(
-            source,
-            target,
-            fstype,
-            MountFlags::NOSUID | MountFlags::NOEXEC,
-            None,
-        ) {
-            Ok(()) | Err(rustix::io::Errno::BUSY) => {}
-            Err(e) => say(&format!("cannot mount {target} ({fstype}): {e}")),
-        }
+        mount_quietly(source, target, fstype, MountFlags::NOSUID | MountFlags::NOEXEC, None);
+    }
+}
+
+/// What processes in the root expect besides /proc, /sys and /dev (systemd mounts these
+/// itself when missing; container mode and the agent's terminals need them).
+fn mount_runtime_filesystems() {
+    mount_quietly(
+        "devpts",
+        "/dev/pts",
+        "devpts",
+        MountFlags::NOSUID | MountFlags::NOEXEC,
+        Some(c"gid=5,mode=620,ptmxmode=666"),
+    );
+    mount_quietly("shm", "/dev/shm", "tmpfs", MountFlags::NOSUID | MountFlags::NODEV, None);
+}
+
+fn mount_quietly(
+    source: &str,
+    target: &str,
+    fstype: &str,
+    flags: MountFlags,
+    data: Option<&std::ffi::CStr>,
+) {
+    let _ = fs::create_dir_all(target);
+    match mount(source, target, fstype, flags, data) {
+        Ok(()) | Err(rustix::io::Errno::BUSY) => {}
+        Err(e) => say(&format!("cannot mount {target} ({fstype}): {e}")),
     }
 }
 
@@ -113,10 +268,13 @@ fn load_modules() -> usize {
         let path = base.join(line);
         let file = match fs::File::open(&path) {
             Ok(f) => f,
-            Err(e) => {
-                say(&format!("cannot open module {}: {e}", path.display()));
-                continue;
-            }
+            Err(e) => fail(
+                status::MODULE_MISSING,
+                &format!(
+                    "the initramfs lacks module {} ({e}): it was built for another kernel; re-import the kernel",
+                    path.display()
+                ),
+            ),
         };
         match rustix::system::finit_module(&file, &CString::default(), 0) {
             Ok(()) => loaded += 1,
@@ -137,13 +295,4 @@ fn block_devices() -> Vec<String> {
         .unwrap_or_default();
     devices.sort();
     devices
-}
-
-fn power_off() -> ! {
-    rustix::fs::sync();
-    let _ = rustix::system::reboot(rustix::system::RebootCommand::PowerOff);
-    // Only reached if the kernel refused; PID 1 must not exit.
-    loop {
-        std::thread::park();
-    }
 }

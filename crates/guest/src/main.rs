@@ -6,12 +6,17 @@
 //!     cargo build --release -p ignite-guest --target x86_64-unknown-linux-gnu
 //! ```
 //!
-//! What it does so far: mounts /proc, /sys and /dev, loads the modules the initramfs lists
-//! in /etc/ignite/modules (in that order), mounts the root disk and hands over to the
-//! image's `/sbin/init`. Per-VM configuration, growing the root filesystem, container mode
-//! and the guest agent come next.
+//! As PID 1 it boots the VM ([`boot`]). The same binary, started again by itself, is the
+//! guest agent (`ignite-init agent MODE`, [`agent`]) and the helper that gives an exec
+//! session its terminal (`ignite-init exec-tty ...`).
 
+mod agent;
 mod boot;
+mod console;
+mod grow;
+mod network;
+mod provision;
+mod workload;
 
 use std::process::ExitCode;
 
@@ -20,13 +25,18 @@ initramfs. It is not meant to be run by hand.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--version" || a == "-V") {
-        println!("ignite-init v{}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
-    }
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
+    match args.first().map(String::as_str) {
+        Some("--version" | "-V") => {
+            println!("ignite-init v{}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Some("--help" | "-h") => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some("agent") => return agent::run(args.get(1).map_or("vm", String::as_str)),
+        Some("exec-tty") => return agent::exec_tty(&args[1..]),
+        _ => {}
     }
     if rustix::process::getpid().is_init() {
         boot::run();

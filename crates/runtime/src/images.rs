@@ -294,6 +294,7 @@ fn build_rootfs(
             inodes: stats.inodes,
         },
         &partial,
+        ignite_disk::ROOT_LABEL,
     )?;
     fs::rename(&partial, disk).map_err(io("move the root disk to", disk))?;
     Ok(stats.data_bytes)

@@ -16,6 +16,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ignite_api::{ImageSource, Kernel, ObjectMeta, Size, Vm};
+use ignite_guest_protocol::config::MODULES_LABEL;
 use ignite_kernel::bzimage::extract_vmlinux;
 use ignite_kernel::cpio::CpioWriter;
 use ignite_kernel::deb;
@@ -36,6 +37,8 @@ pub const VMLINUX_FILE: &str = "vmlinux";
 pub const BZIMAGE_FILE: &str = "vmlinuz";
 pub const MODULES_DIR: &str = "modules";
 pub const INITRAMFS_FILE: &str = "initramfs.cpio";
+/// The kernel's modules (with depmod's indexes) as a read-only ext4 disk for VMs.
+pub const MODULES_DISK_FILE: &str = "modules.ext4";
 /// The label that marks the kernel VMs use when they name none.
 pub const DEFAULT_LABEL: &str = "ignite.weave.works/default-kernel";
 /// Where the guest init is looked for first.
@@ -198,6 +201,7 @@ pub fn import_kernel(
             copy_tree(&dir, &dest)?;
             let index = ModuleIndex::scan(&dest)
                 .map_err(|e| ImageError::Source(ignite_api::SourceError::new(e.to_string())))?;
+            build_modules_disk(&out, &release)?;
             build_initramfs(
                 &out,
                 &release,
@@ -433,6 +437,44 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), ImageError> {
     Ok(())
 }
 
+/// Indexes the modules with the host's `depmod` (so `modprobe` works in the guest) and
+/// packs them into a read-only ext4 disk that ignite-init mounts on
+/// /lib/modules/<release> in the VM's root.
+fn build_modules_disk(out: &Path, release: &str) -> Result<(), ImageError> {
+    let modules = out.join(MODULES_DIR).join(release);
+    // depmod wants <base>/lib/modules/<release>: lend it the tree for the run.
+    let base = out.join("depmod-root");
+    let lent = base.join("lib/modules").join(release);
+    fs::create_dir_all(lent.parent().expect("has a parent"))
+        .map_err(io("create directory", &base))?;
+    fs::rename(&modules, &lent).map_err(io("move", &modules))?;
+    let depmod = ["depmod", "/usr/sbin/depmod", "/sbin/depmod"]
+        .into_iter()
+        .find_map(|program| {
+            std::process::Command::new(program)
+                .arg("-b")
+                .arg(&base)
+                .arg(release)
+                .output()
+                .ok()
+        });
+    fs::rename(&lent, &modules).map_err(io("move back", &lent))?;
+    let _ = fs::remove_dir_all(&base);
+    match depmod {
+        Some(o) if o.status.success() => {}
+        Some(o) => tracing::warn!(
+            "depmod failed ({}); modprobe will not find this kernel's modules inside VMs",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        None => tracing::warn!(
+            "depmod not found (apt-get install kmod); modprobe will not find this kernel's modules inside VMs"
+        ),
+    }
+    let size = ignite_disk::measure_tree(&modules)?;
+    ignite_disk::build_ext4(&modules, size, &out.join(MODULES_DISK_FILE), MODULES_LABEL)?;
+    Ok(())
+}
+
 /// Writes the per-kernel initramfs: the guest init as `/init`, the modules a guest needs
 /// under `/lib/modules/<release>/`, and their load order in `/etc/ignite/modules`.
 fn build_initramfs(
@@ -508,7 +550,13 @@ fn build_initramfs(
 
 /// Moves the staged files into the kernel's directory, replacing older ones.
 fn install_files(from: &Path, dir: &Path) -> Result<(), ImageError> {
-    for name in [VMLINUX_FILE, BZIMAGE_FILE, INITRAMFS_FILE, MODULES_DIR] {
+    for name in [
+        VMLINUX_FILE,
+        BZIMAGE_FILE,
+        INITRAMFS_FILE,
+        MODULES_DIR,
+        MODULES_DISK_FILE,
+    ] {
         let src = from.join(name);
         let dest = dir.join(name);
         if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {

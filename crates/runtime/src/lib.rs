@@ -2,5 +2,6 @@
 //! knows about command-line parsing or output formats.
 
 pub mod config;
+pub mod guest;
 pub mod images;
 pub mod kernels;

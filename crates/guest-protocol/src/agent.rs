@@ -1,0 +1,322 @@
+//! The guest agent's wire protocol.
+//!
+//! A byte stream (a virtio-serial port with QEMU, a vsock connection with Firecracker)
+//! carries frames:
+//!
+//! ```text
+//! magic "IG" (2) | kind (1) | reserved 0 (1) | session (u32 BE) | length (u32 BE) | payload
+//! ```
+//!
+//! Session 0 is the control session (hello, shutdown, the workload's exit); every exec gets
+//! a session id chosen by the host, so any number of them run at once over one stream.
+//! Control bodies are JSON; stdin/stdout/stderr bodies are raw bytes. The magic lets a
+//! reader resynchronise after a peer vanished mid-frame (a virtio-serial port outlives the
+//! host process that had it open).
+
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version both sides announce in [`Hello`]. A peer speaking another version
+/// is refused with an error naming both.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The virtio-serial port name (QEMU `virtserialport,name=`).
+pub const SERIAL_PORT_NAME: &str = "ignite.agent";
+/// The vsock port the agent listens on (Firecracker).
+pub const VSOCK_PORT: u32 = 10789;
+/// No frame carries more than this; larger stdin/stdout chunks are split.
+pub const MAX_PAYLOAD: usize = 1 << 20;
+/// The control session.
+pub const CONTROL: u32 = 0;
+
+const MAGIC: [u8; 2] = *b"IG";
+const HEADER_LEN: usize = 12;
+/// How many bytes a reader skips looking for a frame before it gives up.
+const MAX_RESYNC: usize = 1 << 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FrameKind {
+    /// Both ways on session 0, JSON [`Hello`].
+    Hello = 0x01,
+    /// Host → guest: stop the VM gracefully (the workload or the image's init gets SIGTERM).
+    Shutdown = 0x02,
+    /// Guest → host on session 0, JSON [`ExitStatus`]: the container-mode workload ended.
+    WorkloadExited = 0x03,
+    /// Host → guest, JSON [`ExecRequest`]: start a process in a new session.
+    Exec = 0x10,
+    /// Host → guest, bytes for the process's stdin; an empty payload closes it.
+    Stdin = 0x11,
+    /// Guest → host, bytes the process wrote.
+    Stdout = 0x12,
+    Stderr = 0x13,
+    /// Guest → host, JSON [`ExitStatus`]: the session's process ended; the session is over.
+    Exited = 0x14,
+    /// Host → guest, JSON [`SignalRequest`] for the session's process.
+    Signal = 0x15,
+    /// Host → guest, JSON [`WindowSize`] for the session's terminal.
+    Resize = 0x16,
+    /// Guest → host, JSON [`ErrorBody`]: the request failed; the session is over.
+    Error = 0x17,
+}
+
+impl FrameKind {
+    fn from_u8(b: u8) -> Option<FrameKind> {
+        use FrameKind::*;
+        Some(match b {
+            0x01 => Hello,
+            0x02 => Shutdown,
+            0x03 => WorkloadExited,
+            0x10 => Exec,
+            0x11 => Stdin,
+            0x12 => Stdout,
+            0x13 => Stderr,
+            0x14 => Exited,
+            0x15 => Signal,
+            0x16 => Resize,
+            0x17 => Error,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub kind: FrameKind,
+    pub session: u32,
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    pub fn new(kind: FrameKind, session: u32, payload: Vec<u8>) -> Frame {
+        Frame {
+            kind,
+            session,
+            payload,
+        }
+    }
+
+    pub fn json<T: Serialize>(kind: FrameKind, session: u32, body: &T) -> Frame {
+        Frame::new(
+            kind,
+            session,
+            serde_json::to_vec(body).expect("protocol bodies always serialise"),
+        )
+    }
+
+    pub fn body<T: for<'de> Deserialize<'de>>(&self) -> io::Result<T> {
+        serde_json::from_slice(&self.payload).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bad {:?} frame body: {e}", self.kind),
+            )
+        })
+    }
+
+    /// The frame as bytes; one `write_all` of this keeps frames from interleaving when
+    /// several writers share a stream behind a lock.
+    pub fn encode(&self) -> Vec<u8> {
+        assert!(self.payload.len() <= MAX_PAYLOAD, "frame payload too large");
+        let mut out = Vec::with_capacity(HEADER_LEN + self.payload.len());
+        out.extend_from_slice(&MAGIC);
+        out.push(self.kind as u8);
+        out.push(0);
+        out.extend_from_slice(&self.session.to_be_bytes());
+        out.extend_from_slice(&(self.payload.len() as u32).to_be_bytes());
+        out.extend_from_slice(&self.payload);
+        out
+    }
+
+    pub fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
+        out.write_all(&self.encode())?;
+        out.flush()
+    }
+
+    /// Reads the next frame; `Ok(None)` at a clean end of stream. Bytes that cannot start a
+    /// frame are skipped (up to 64 KiB) so a reader recovers from a torn frame.
+    pub fn read_from(input: &mut impl Read) -> io::Result<Option<Frame>> {
+        let mut header = [0u8; HEADER_LEN];
+        if !read_exact_or_eof(input, &mut header)? {
+            return Ok(None);
+        }
+        let mut skipped = 0;
+        loop {
+            let kind = FrameKind::from_u8(header[2]);
+            let len = u32::from_be_bytes(header[8..12].try_into().expect("4 bytes")) as usize;
+            if header[..2] == MAGIC && header[3] == 0 && len <= MAX_PAYLOAD
+                && let Some(kind) = kind
+            {
+                let session = u32::from_be_bytes(header[4..8].try_into().expect("4 bytes"));
+                let mut payload = vec![0u8; len];
+                input.read_exact(&mut payload)?;
+                return Ok(Some(Frame {
+                    kind,
+                    session,
+                    payload,
+                }));
+            }
+            skipped += 1;
+            if skipped > MAX_RESYNC {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "no agent frame in 64 KiB of input: the other side does not speak the Ignite agent protocol",
+                ));
+            }
+            header.copy_within(1.., 0);
+            let mut byte = [0u8; 1];
+            if !read_exact_or_eof(input, &mut byte)? {
+                return Ok(None);
+            }
+            header[HEADER_LEN - 1] = byte[0];
+        }
+    }
+}
+
+fn read_exact_or_eof(input: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) if filled == 0 => return Ok(false),
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub version: u32,
+    /// `ignite-init v0.1.0`, `ignite v0.1.0`.
+    pub software: String,
+    /// Guest → host: the mode the guest booted in (`vm` or `container`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecRequest {
+    pub argv: Vec<String>,
+    /// `KEY=value` pairs added to the agent's base environment.
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowSize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowSize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    /// The exit code, when the process exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i32>,
+    /// The signal that killed it, otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+}
+
+impl ExitStatus {
+    /// The status a shell would report: the code, or 128 + the signal.
+    pub fn shell_code(&self) -> i32 {
+        match (self.code, self.signal) {
+            (Some(code), _) => code,
+            (None, Some(signal)) => 128 + signal,
+            (None, None) => 255,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalRequest {
+    pub signal: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub message: String,
+    /// The status the host's command should exit with, when there is a natural one (127
+    /// for a command that was not found, 126 for one that cannot run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<i32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_interleave() {
+        let frames = [
+            Frame::json(
+                FrameKind::Hello,
+                CONTROL,
+                &Hello {
+                    version: PROTOCOL_VERSION,
+                    software: "test".into(),
+                    mode: None,
+                },
+            ),
+            Frame::new(FrameKind::Stdout, 7, b"hello".to_vec()),
+            Frame::new(FrameKind::Stdin, 9, Vec::new()),
+            Frame::json(
+                FrameKind::Exited,
+                7,
+                &ExitStatus {
+                    code: Some(3),
+                    signal: None,
+                },
+            ),
+        ];
+        let mut stream = Vec::new();
+        for f in &frames {
+            f.write_to(&mut stream).unwrap();
+        }
+        let mut input = stream.as_slice();
+        for f in &frames {
+            assert_eq!(Frame::read_from(&mut input).unwrap().as_ref(), Some(f));
+        }
+        assert_eq!(Frame::read_from(&mut input).unwrap(), None);
+        let exit: ExitStatus = frames[3].body().unwrap();
+        assert_eq!(exit.shell_code(), 3);
+    }
+
+    #[test]
+    fn a_reader_skips_a_torn_frame() {
+        let whole = Frame::new(FrameKind::Stdout, 1, b"abc".to_vec()).encode();
+        let mut stream = whole[..7].to_vec(); // what a vanished writer left behind
+        stream.extend_from_slice(b"garbage");
+        stream.extend_from_slice(&whole);
+        let frame = Frame::read_from(&mut stream.as_slice()).unwrap().unwrap();
+        assert_eq!(frame.payload, b"abc");
+    }
+
+    #[test]
+    fn garbage_and_truncation_are_errors() {
+        let noise = vec![0x55u8; 70_000];
+        let err = Frame::read_from(&mut noise.as_slice()).unwrap_err();
+        assert!(err.to_string().contains("agent protocol"), "{err}");
+        let whole = Frame::new(FrameKind::Stdout, 1, b"abcdef".to_vec()).encode();
+        let err = Frame::read_from(&mut &whole[..whole.len() - 2]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(
+            ExitStatus {
+                code: None,
+                signal: Some(15)
+            }
+            .shell_code(),
+            143
+        );
+    }
+}

@@ -1,0 +1,44 @@
+//! How a VM's end is reported. ignite-init's last console line is
+//! `ignite-init: exit status N (reason)`: the workload's own status in container mode, or
+//! one of the statuses below when booting failed. The host reads it back from the console
+//! log, which works the same with every VMM and even when the agent never started.
+
+/// The prefix of the last line ignite-init prints before powering off.
+pub const EXIT_MARKER: &str = "ignite-init: exit status ";
+
+/// A kernel module the initramfs lists is not in it.
+pub const MODULE_MISSING: i32 = 119;
+/// The per-VM configuration is missing pieces or malformed.
+pub const BAD_CONFIG: i32 = 120;
+/// The root disk did not appear or cannot be mounted.
+pub const ROOT_NOT_FOUND: i32 = 121;
+/// Hostname, files, keys, volumes or network could not be applied.
+pub const PROVISION_FAILED: i32 = 122;
+/// VM mode was asked for, but the image has no /sbin/init.
+pub const NO_INIT: i32 = 123;
+/// Container mode has nothing to run: no ENTRYPOINT, CMD or command.
+pub const NO_COMMAND: i32 = 124;
+/// The command exists but cannot be executed (as with Docker).
+pub const CANNOT_EXECUTE: i32 = 126;
+/// The command was not found (as with Docker).
+pub const COMMAND_NOT_FOUND: i32 = 127;
+
+/// The status of the last exit marker in a console log, if any.
+pub fn last_exit_status(console: &str) -> Option<i32> {
+    console.lines().rev().find_map(|line| {
+        let rest = line.trim_end_matches('\r').split(EXIT_MARKER).nth(1)?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_last_marker() {
+        let log = "boot\r\nignite-init: exit status 3 (the workload exited)\r\nmore\nignite-init: exit status 127 (command not found: nope)\r\n[  1.0] reboot: Power down\n";
+        assert_eq!(last_exit_status(log), Some(127));
+        assert_eq!(last_exit_status("no marker here\n"), None);
+    }
+}

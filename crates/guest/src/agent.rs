@@ -1,0 +1,502 @@
+//! The guest agent: a child of PID 1 that serves the host over the `ignite.agent`
+//! virtio-serial port (QEMU) and over vsock (Firecracker), speaking the framed protocol of
+//! `ignite_guest_protocol::agent`. It runs processes for `ignite exec` (pipes or a
+//! terminal, any number at once), forwards the host's shutdown request to PID 1, and in
+//! container mode passes the workload's exit status to the host.
+//!
+//! It is a separate process, not a thread of PID 1, so that its children are its own to
+//! wait for while PID 1 reaps everything else.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{ChildStdin, Command, ExitCode, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use ignite_guest_protocol::agent::{
+    CONTROL, ErrorBody, ExecRequest, ExitStatus, Frame, FrameKind, Hello, PROTOCOL_VERSION,
+    SERIAL_PORT_NAME, SignalRequest, VSOCK_PORT, WindowSize,
+};
+use ignite_guest_protocol::config::{BootMode, Workload};
+use rustix::process::{Pid, Signal};
+
+use crate::console::say;
+use crate::workload;
+
+const PORT_WAIT: Duration = Duration::from_secs(10);
+/// How long the host may stay away before the agent looks at the port again.
+const RECONNECT_POLL: Duration = Duration::from_millis(100);
+/// After a process exited, how long output still held by its descendants is forwarded.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+const CHUNK: usize = 32 * 1024;
+
+/// PID 1's end of the agent: the channel for the workload's exit status.
+pub struct AgentHandle {
+    stdin: ChildStdin,
+    acks: mpsc::Receiver<()>,
+}
+
+impl AgentHandle {
+    /// Hands the status to the agent; true once a host connection took it.
+    pub fn report_exit(&mut self, exit: ExitStatus, timeout: Duration) -> bool {
+        let line = serde_json::to_string(&exit).expect("exit status serialises");
+        writeln!(self.stdin, "exit {line}").is_ok() && self.acks.recv_timeout(timeout).is_ok()
+    }
+}
+
+/// Starts the agent (a new process of this same binary). In container mode PID 1 keeps a
+/// pipe to it; in VM mode it is on its own once the image's init takes over.
+pub fn spawn(mode: BootMode, workload: &Workload) -> Option<AgentHandle> {
+    let user = workload::resolve_user(&workload.user).ok().flatten();
+    let mut command = Command::new("/proc/self/exe");
+    command
+        .arg0("ignite-agent")
+        .arg("agent")
+        .arg(mode.as_str())
+        .env_clear()
+        .envs(workload::environment(workload, user.as_ref()))
+        .current_dir("/");
+    if mode == BootMode::Container {
+        command.stdin(Stdio::piped()).stdout(Stdio::piped());
+    } else {
+        command.stdin(Stdio::null());
+    }
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            say(&format!("warning: cannot start the agent ({e}); exec and cp are unavailable"));
+            return None;
+        }
+    };
+    let stdin = child.stdin.take()?;
+    let stdout = child.stdout.take()?;
+    let (tx, acks) = mpsc::channel();
+    std::thread::spawn(move || {
+        for _ in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(());
+        }
+    });
+    Some(AgentHandle { stdin, acks })
+}
+
+/// The agent process's main.
+pub fn run(mode: &str) -> ExitCode {
+    let agent = Arc::new(Agent {
+        mode: BootMode::parse(mode).unwrap_or(BootMode::Vm),
+        connections: Mutex::new(Vec::new()),
+    });
+    if let Ok(listener) = vsock::VsockListener::bind_with_cid_port(vsock::VMADDR_CID_ANY, VSOCK_PORT)
+    {
+        let agent = agent.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let Ok(writer) = stream.try_clone() else { continue };
+                let conn = agent.connect(Box::new(writer));
+                let agent = agent.clone();
+                std::thread::spawn(move || agent.serve(&conn, stream, false));
+            }
+        });
+    }
+    if agent.mode == BootMode::Container {
+        let agent = agent.clone();
+        std::thread::spawn(move || agent.relay_exit_reports());
+    }
+    match find_serial_port() {
+        Some(path) => {
+            let port = OpenOptions::new().read(true).write(true).open(&path);
+            match port.and_then(|p| Ok((p.try_clone()?, p))) {
+                Ok((reader, writer)) => {
+                    let conn = agent.connect(Box::new(writer));
+                    agent.serve(&conn, reader, true);
+                }
+                Err(e) => say(&format!("agent: cannot open {path}: {e}")),
+            }
+        }
+        None => say(&format!(
+            "agent: no virtio-serial port named {SERIAL_PORT_NAME}; serving vsock port {VSOCK_PORT} only"
+        )),
+    }
+    // Without a serial port the vsock thread carries on.
+    loop {
+        std::thread::park();
+    }
+}
+
+/// /dev/vportNpM whose sysfs name is `ignite.agent`.
+fn find_serial_port() -> Option<String> {
+    let deadline = std::time::Instant::now() + PORT_WAIT;
+    loop {
+        if let Ok(dir) = std::fs::read_dir("/sys/class/virtio-ports") {
+            for entry in dir.flatten() {
+                let name = std::fs::read_to_string(entry.path().join("name")).unwrap_or_default();
+                if name.trim() == SERIAL_PORT_NAME {
+                    let dev = format!("/dev/{}", entry.file_name().to_string_lossy());
+                    if std::path::Path::new(&dev).exists() {
+                        return Some(dev);
+                    }
+                }
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Agent {
+    mode: BootMode,
+    connections: Mutex<Vec<Weak<Connection>>>,
+}
+
+struct Connection {
+    writer: Mutex<Box<dyn Write + Send>>,
+    sessions: Mutex<HashMap<u32, Session>>,
+}
+
+struct Session {
+    pid: Pid,
+    stdin: Option<Box<dyn Write + Send>>,
+    terminal: Option<Arc<OwnedFd>>,
+}
+
+impl Connection {
+    fn send(&self, frame: Frame) {
+        let mut writer = self.writer.lock().expect("writer lock");
+        let _ = writer.write_all(&frame.encode()).and_then(|()| writer.flush());
+    }
+
+    fn fail(&self, session: u32, status: Option<i32>, message: String) {
+        self.send(Frame::json(FrameKind::Error, session, &ErrorBody { message, status }));
+    }
+}
+
+impl Agent {
+    fn connect(&self, writer: Box<dyn Write + Send>) -> Arc<Connection> {
+        let conn = Arc::new(Connection {
+            writer: Mutex::new(writer),
+            sessions: Mutex::new(HashMap::new()),
+        });
+        let mut all = self.connections.lock().expect("connections lock");
+        all.retain(|c| c.strong_count() > 0);
+        all.push(Arc::downgrade(&conn));
+        conn
+    }
+
+    /// Reads frames until the stream ends. A serial port "ends" whenever the host side
+    /// closes it and comes back later, so it is polled again instead.
+    fn serve(&self, conn: &Arc<Connection>, reader: impl Read, serial: bool) {
+        let mut reader = BufReader::with_capacity(64 * 1024, reader);
+        loop {
+            match Frame::read_from(&mut reader) {
+                Ok(Some(frame)) => self.handle(conn, frame),
+                Ok(None) | Err(_) if serial => std::thread::sleep(RECONNECT_POLL),
+                Ok(None) => return,
+                Err(e) => {
+                    say(&format!("agent: dropping a vsock connection: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn handle(&self, conn: &Arc<Connection>, frame: Frame) {
+        let session = frame.session;
+        match frame.kind {
+            FrameKind::Hello => {
+                let hello: Result<Hello, _> = frame.body();
+                if let Ok(h) = &hello
+                    && h.version != PROTOCOL_VERSION
+                {
+                    conn.fail(
+                        CONTROL,
+                        None,
+                        format!(
+                            "agent protocol mismatch: the host speaks version {}, ignite-init {PROTOCOL_VERSION}; use matching builds",
+                            h.version
+                        ),
+                    );
+                }
+                conn.send(Frame::json(
+                    FrameKind::Hello,
+                    CONTROL,
+                    &Hello {
+                        version: PROTOCOL_VERSION,
+                        software: format!("ignite-init v{}", env!("CARGO_PKG_VERSION")),
+                        mode: Some(self.mode.as_str().to_string()),
+                    },
+                ));
+            }
+            FrameKind::Exec => match frame.body::<ExecRequest>() {
+                Ok(request) => {
+                    if let Err((status, message)) = start_session(conn, session, request) {
+                        conn.fail(session, Some(status), message);
+                    }
+                }
+                Err(e) => conn.fail(session, None, e.to_string()),
+            },
+            FrameKind::Stdin => {
+                let mut sessions = conn.sessions.lock().expect("sessions lock");
+                if let Some(s) = sessions.get_mut(&session) {
+                    if frame.payload.is_empty() {
+                        match (&s.terminal, s.stdin.as_mut()) {
+                            // A terminal has no separate end of input: send ^D as a user would.
+                            (Some(_), Some(w)) => {
+                                let _ = w.write_all(b"\x04");
+                            }
+                            _ => s.stdin = None,
+                        }
+                    } else if let Some(w) = s.stdin.as_mut()
+                        && w.write_all(&frame.payload).and_then(|()| w.flush()).is_err()
+                    {
+                        s.stdin = None;
+                    }
+                }
+            }
+            FrameKind::Signal => {
+                let pid = conn.sessions.lock().expect("sessions lock").get(&session).map(|s| s.pid);
+                if let (Some(pid), Ok(req)) = (pid, frame.body::<SignalRequest>()) {
+                    match Signal::from_named_raw(req.signal) {
+                        Some(sig) => {
+                            let _ = rustix::process::kill_process(pid, sig);
+                        }
+                        None => conn.fail(session, None, format!("unknown signal {}", req.signal)),
+                    }
+                }
+            }
+            FrameKind::Resize => {
+                let sessions = conn.sessions.lock().expect("sessions lock");
+                if let (Some(Some(term)), Ok(size)) = (
+                    sessions.get(&session).map(|s| s.terminal.clone()),
+                    frame.body::<WindowSize>(),
+                ) {
+                    let _ = rustix::termios::tcsetwinsize(&*term, winsize(size));
+                }
+            }
+            FrameKind::Shutdown => self.shutdown(),
+            _ => {}
+        }
+    }
+
+    /// Asks PID 1 to stop: the workload gets SIGTERM (container mode), or the image's init
+    /// its power-off signal (systemd: SIGRTMIN+4; busybox: SIGUSR2; others: SIGTERM).
+    fn shutdown(&self) {
+        let init = Pid::INIT;
+        if self.mode == BootMode::Container {
+            let _ = rustix::process::kill_process(init, Signal::TERM);
+            return;
+        }
+        let comm = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
+        match comm.trim() {
+            "systemd" => {
+                let _ = signal_systemd_poweroff();
+            }
+            "init" | "busybox" => {
+                let _ = rustix::process::kill_process(init, Signal::USR2);
+            }
+            _ => {
+                let _ = rustix::process::kill_process(init, Signal::TERM);
+            }
+        }
+    }
+
+    /// Container mode: PID 1 writes `exit {json}` lines on our stdin; each is sent to every
+    /// host connection, then acknowledged on stdout.
+    fn relay_exit_reports(&self) {
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            let Some(body) = line.strip_prefix("exit ") else { continue };
+            let Ok(exit) = serde_json::from_str::<ExitStatus>(body) else { continue };
+            let conns: Vec<Arc<Connection>> = self
+                .connections
+                .lock()
+                .expect("connections lock")
+                .iter()
+                .filter_map(Weak::upgrade)
+                .collect();
+            for conn in conns {
+                conn.send(Frame::json(FrameKind::WorkloadExited, CONTROL, &exit));
+            }
+            println!("sent");
+        }
+    }
+}
+
+/// SIGRTMIN+4 asks systemd to power off. rustix only builds named signals safely.
+#[allow(unsafe_code)]
+fn signal_systemd_poweroff() -> rustix::io::Result<()> {
+    const SIGRTMIN: i32 = 34;
+    // SAFETY: the signal is sent to another process (PID 1), so libc's use of low real-time
+    // signals in this process is not affected; 38 is a valid signal number on Linux.
+    let sig = unsafe { Signal::from_raw_unchecked(SIGRTMIN + 4) };
+    rustix::process::kill_process(Pid::INIT, sig)
+}
+
+fn winsize(size: WindowSize) -> rustix::termios::Winsize {
+    rustix::termios::Winsize {
+        ws_row: size.rows,
+        ws_col: size.cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    }
+}
+
+type StartError = (i32, String);
+
+fn start_session(conn: &Arc<Connection>, session: u32, req: ExecRequest) -> Result<(), StartError> {
+    if req.argv.is_empty() {
+        return Err((ignite_guest_protocol::status::NO_COMMAND, "no command to run".into()));
+    }
+    if conn.sessions.lock().expect("sessions lock").contains_key(&session) {
+        return Err((125, format!("session {session} is already running")));
+    }
+    let path = std::env::var("PATH").unwrap_or_else(|_| workload::DEFAULT_PATH.into());
+    let program = workload::find_program(&req.argv[0], &path)?;
+    let workdir = req.working_dir.clone().unwrap_or_else(|| "/".into());
+    let env = req.env.iter().map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair.as_str(), ""));
+        (k.to_string(), v.to_string())
+    });
+    let cannot = |e: std::io::Error| (126, format!("cannot run {}: {e}", req.argv[0]));
+
+    let mut command;
+    let mut readers: Vec<(FrameKind, Box<dyn Read + Send>)> = Vec::new();
+    let (stdin, terminal): (Box<dyn Write + Send>, Option<Arc<OwnedFd>>);
+    if req.tty {
+        let (master, slave) = open_terminal(req.window).map_err(cannot)?;
+        // The helper makes the terminal the process's controlling terminal, then execs it.
+        command = Command::new("/proc/self/exe");
+        command.arg0("ignite-exec").arg("exec-tty").arg(&program).args(&req.argv);
+        if !req.env.iter().any(|e| e.starts_with("TERM=")) {
+            command.env("TERM", "xterm");
+        }
+        command
+            .stdin(Stdio::from(slave.try_clone().map_err(cannot)?))
+            .stdout(Stdio::from(slave.try_clone().map_err(cannot)?))
+            .stderr(Stdio::from(slave));
+        let master = Arc::new(master);
+        readers.push((FrameKind::Stdout, Box::new(File::from(master.try_clone().map_err(cannot)?))));
+        stdin = Box::new(File::from(master.try_clone().map_err(cannot)?));
+        terminal = Some(master);
+    } else {
+        command = Command::new(&program);
+        command
+            .arg0(&req.argv[0])
+            .args(&req.argv[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        terminal = None;
+        stdin = Box::new(std::io::sink()); // replaced below with the child's
+    }
+    command.envs(env).current_dir(&workdir);
+    let mut child = command.spawn().map_err(|e| {
+        if !std::path::Path::new(&workdir).is_dir() {
+            (126, format!("the working directory {workdir} does not exist"))
+        } else {
+            cannot(e)
+        }
+    })?;
+    drop(command); // closes our copies of the terminal's slave side
+    let stdin: Box<dyn Write + Send> = match child.stdin.take() {
+        Some(s) => Box::new(s),
+        None => stdin,
+    };
+    if let Some(out) = child.stdout.take() {
+        readers.push((FrameKind::Stdout, Box::new(out)));
+    }
+    if let Some(err) = child.stderr.take() {
+        readers.push((FrameKind::Stderr, Box::new(err)));
+    }
+    conn.sessions.lock().expect("sessions lock").insert(
+        session,
+        Session {
+            pid: Pid::from_child(&child),
+            stdin: Some(stdin),
+            terminal,
+        },
+    );
+
+    let (done_tx, done_rx) = mpsc::channel();
+    for (kind, mut reader) in readers {
+        let conn = conn.clone();
+        let done = done_tx.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; CHUNK];
+            // A terminal's master reads EIO once the last slave closed: that is its end.
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                conn.send(Frame::new(kind, session, buf[..n].to_vec()));
+            }
+            let _ = done.send(());
+        });
+    }
+    drop(done_tx);
+    let conn = conn.clone();
+    std::thread::spawn(move || {
+        let status = child.wait();
+        // Output still in flight is forwarded; descendants that keep the pipes open do not
+        // hold the session forever.
+        let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match done_rx.recv_timeout(left) {
+                Ok(()) => {}
+                Err(_) => break,
+            }
+        }
+        conn.sessions.lock().expect("sessions lock").remove(&session);
+        let exit = match status {
+            Ok(s) => ExitStatus {
+                code: s.code(),
+                signal: s.signal(),
+            },
+            Err(_) => ExitStatus {
+                code: None,
+                signal: None,
+            },
+        };
+        conn.send(Frame::json(FrameKind::Exited, session, &exit));
+    });
+    Ok(())
+}
+
+fn open_terminal(window: Option<WindowSize>) -> std::io::Result<(OwnedFd, OwnedFd)> {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
+    grantpt(&master)?;
+    unlockpt(&master)?;
+    let name = ptsname(&master, Vec::new())?;
+    if let Some(size) = window {
+        rustix::termios::tcsetwinsize(&master, winsize(size))?;
+    }
+    let slave = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::NOCTTY.bits() as i32)
+        .open(name.to_string_lossy().as_ref())?;
+    Ok((master, OwnedFd::from(slave)))
+}
+
+/// `ignite-init exec-tty PROGRAM ARGV...`: runs in the new process of a terminal session,
+/// makes its stdin terminal the controlling terminal of a new session, and execs.
+pub fn exec_tty(args: &[String]) -> ExitCode {
+    let [program, argv0, rest @ ..] = args else {
+        eprintln!("usage: ignite-init exec-tty PROGRAM ARGV0 [ARG...]");
+        return ExitCode::from(2);
+    };
+    if let Err(e) = rustix::process::setsid()
+        .and_then(|_| rustix::process::ioctl_tiocsctty(std::io::stdin()))
+    {
+        eprintln!("ignite-exec: cannot take the terminal: {e}");
+    }
+    let err = Command::new(program).arg0(argv0).args(rest).exec();
+    eprintln!("ignite-exec: cannot run {program}: {err}");
+    ExitCode::from(126)
+}

@@ -1,0 +1,133 @@
+//! What a VM's guest is handed at boot: the kernel's cached initramfs (ignite-init and the
+//! module closure) with the VM's own configuration appended as a second cpio archive, which
+//! the kernel unpacks over the first. Rebuilt on every start, so a changed setting or
+//! copied file reaches the guest on its next boot.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use ignite_guest_protocol::config::{CONFIG_PATH, CopiedFile, FILES_DIR, GuestConfig};
+use ignite_kernel::cpio::CpioWriter;
+
+use crate::images::{ImageError, io};
+use crate::kernels::INITRAMFS_FILE;
+
+/// Copied files larger than this in total are refused: they travel in the initramfs, which
+/// lives in the guest's memory until the root is switched (use a volume instead).
+pub const MAX_COPIED_BYTES: u64 = 256 << 20;
+
+/// A host file or directory to copy into the VM (`--copy-files HOST:GUEST`).
+#[derive(Debug, Clone)]
+pub struct FileCopy {
+    pub host: PathBuf,
+    pub guest: String,
+}
+
+/// Writes `out`: the kernel's initramfs followed by `config` and the copied files. The
+/// `files` of `config` are filled in from `copies`.
+pub fn write_vm_initramfs(
+    kernel_dir: &Path,
+    config: &GuestConfig,
+    copies: &[FileCopy],
+    out: &Path,
+) -> Result<(), ImageError> {
+    let base = kernel_dir.join(INITRAMFS_FILE);
+    let mut config = config.clone();
+    let mut payloads: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut total = 0u64;
+    for copy in copies {
+        if !copy.guest.starts_with('/') {
+            return Err(bad_copy(format!(
+                "--copy-files {}:{}: the VM path must be absolute",
+                copy.host.display(),
+                copy.guest
+            )));
+        }
+        collect(&copy.host, &copy.guest, &mut config.files, &mut payloads, &mut total)?;
+    }
+
+    let tmp = out.with_extension("partial");
+    fs::copy(&base, &tmp).map_err(io("copy the kernel's initramfs", &base))?;
+    let file = fs::OpenOptions::new()
+        .append(true)
+        .open(&tmp)
+        .map_err(io("open", &tmp))?;
+    let w = |e: std::io::Error| io("write", &tmp)(e);
+    let mut cpio = CpioWriter::new(std::io::BufWriter::new(file));
+    cpio.dir("etc", 0o755).map_err(w)?;
+    cpio.dir("etc/ignite", 0o755).map_err(w)?;
+    cpio.dir(FILES_DIR, 0o700).map_err(w)?;
+    cpio.file(CONFIG_PATH, 0o600, &config.to_json()).map_err(w)?;
+    for (name, bytes) in &payloads {
+        cpio.file(&format!("{FILES_DIR}/{name}"), 0o600, bytes)
+            .map_err(w)?;
+    }
+    let mut writer = cpio.finish().map_err(w)?;
+    writer.flush().map_err(w)?;
+    writer
+        .into_inner()
+        .map_err(|e| io("write", &tmp)(e.into_error()))?
+        .sync_all()
+        .map_err(w)?;
+    fs::rename(&tmp, out).map_err(io("move into place", out))
+}
+
+fn bad_copy(message: String) -> ImageError {
+    ImageError::Source(ignite_api::SourceError::new(message))
+}
+
+/// Adds a file, or a directory's files recursively, keeping their modes (owned by root).
+fn collect(
+    host: &Path,
+    guest: &str,
+    files: &mut Vec<CopiedFile>,
+    payloads: &mut Vec<(String, Vec<u8>)>,
+    total: &mut u64,
+) -> Result<(), ImageError> {
+    let meta = fs::metadata(host).map_err(io("read the file to copy", host))?;
+    if meta.is_dir() {
+        let mut entries: Vec<_> = fs::read_dir(host)
+            .map_err(io("list", host))?
+            .flatten()
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            collect(
+                &entry.path(),
+                &format!("{}/{name}", guest.trim_end_matches('/')),
+                files,
+                payloads,
+                total,
+            )?;
+        }
+        return Ok(());
+    }
+    if !meta.is_file() {
+        return Err(bad_copy(format!(
+            "{} is neither a file nor a directory: --copy-files takes those only",
+            host.display()
+        )));
+    }
+    *total += meta.len();
+    if *total > MAX_COPIED_BYTES {
+        return Err(bad_copy(format!(
+            "the files to copy exceed {} MiB (at {}): they travel in the VM's initramfs; use a volume (-v) for large data",
+            MAX_COPIED_BYTES >> 20,
+            host.display()
+        )));
+    }
+    let bytes = fs::read(host).map_err(io("read the file to copy", host))?;
+    let name = payloads.len().to_string();
+    files.push(CopiedFile {
+        source: name.clone(),
+        path: guest.to_string(),
+        mode: meta.permissions().mode() & 0o7777,
+        uid: 0,
+        gid: 0,
+    });
+    payloads.push((name, bytes));
+    Ok(())
+}
