@@ -13,6 +13,7 @@ SYSTEM_PACKAGES=(
     mmdebstrap      # the Debian root filesystem of the import benchmark
     umoci           # the import benchmark's baseline
     cpio            # tests read initramfs archives back
+    kmod            # depmod indexes a kernel's modules for modprobe inside VMs
     qemu-system-x86 # boots test guests (TCG)
     busybox-static  # the init of the test image that boots in VM mode
     xz-utils zstd lz4 bzip2 gzip # tests recompress a kernel in every bzImage format

@@ -64,7 +64,12 @@ pub const ROOT_LABEL: &str = "root";
 
 /// Builds `image` (an ext4 filesystem labelled `label`) from the directory `tree`. Grows
 /// and retries if the estimate was short. Returns the image's size in bytes.
-pub fn build_ext4(tree: &Path, size: TreeSize, image: &Path, label: &str) -> Result<u64, DiskError> {
+pub fn build_ext4(
+    tree: &Path,
+    size: TreeSize,
+    image: &Path,
+    label: &str,
+) -> Result<u64, DiskError> {
     let mut bytes = ext4_size_for(size);
     let inodes = inode_count(size);
     for attempt in 0..4 {

@@ -143,7 +143,9 @@ impl Frame {
         loop {
             let kind = FrameKind::from_u8(header[2]);
             let len = u32::from_be_bytes(header[8..12].try_into().expect("4 bytes")) as usize;
-            if header[..2] == MAGIC && header[3] == 0 && len <= MAX_PAYLOAD
+            if header[..2] == MAGIC
+                && header[3] == 0
+                && len <= MAX_PAYLOAD
                 && let Some(kind) = kind
             {
                 let session = u32::from_be_bytes(header[4..8].try_into().expect("4 bytes"));

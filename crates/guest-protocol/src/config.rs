@@ -222,6 +222,10 @@ mod tests {
         value["version"] = 99.into();
         let err = GuestConfig::from_json(value.to_string().as_bytes()).unwrap_err();
         assert!(err.contains("version 99"), "{err}");
-        assert!(GuestConfig::from_json(b"{").unwrap_err().contains("not JSON"));
+        assert!(
+            GuestConfig::from_json(b"{")
+                .unwrap_err()
+                .contains("not JSON")
+        );
     }
 }

@@ -7,7 +7,9 @@
 //!   reported on the console.
 //! - [`agent`]: the guest agent's versioned, length-framed protocol, spoken over a
 //!   virtio-serial port (QEMU) or vsock (Firecracker), multiplexing concurrent sessions.
+//! - [`client`]: the host side of that protocol.
 
 pub mod agent;
+pub mod client;
 pub mod config;
 pub mod status;

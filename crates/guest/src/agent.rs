@@ -69,7 +69,9 @@ pub fn spawn(mode: BootMode, workload: &Workload) -> Option<AgentHandle> {
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
-            say(&format!("warning: cannot start the agent ({e}); exec and cp are unavailable"));
+            say(&format!(
+                "warning: cannot start the agent ({e}); exec and cp are unavailable"
+            ));
             return None;
         }
     };
@@ -90,12 +92,15 @@ pub fn run(mode: &str) -> ExitCode {
         mode: BootMode::parse(mode).unwrap_or(BootMode::Vm),
         connections: Mutex::new(Vec::new()),
     });
-    if let Ok(listener) = vsock::VsockListener::bind_with_cid_port(vsock::VMADDR_CID_ANY, VSOCK_PORT)
+    if let Ok(listener) =
+        vsock::VsockListener::bind_with_cid_port(vsock::VMADDR_CID_ANY, VSOCK_PORT)
     {
         let agent = agent.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let Ok(writer) = stream.try_clone() else { continue };
+                let Ok(writer) = stream.try_clone() else {
+                    continue;
+                };
                 let conn = agent.connect(Box::new(writer));
                 let agent = agent.clone();
                 std::thread::spawn(move || agent.serve(&conn, stream, false));
@@ -168,11 +173,17 @@ struct Session {
 impl Connection {
     fn send(&self, frame: Frame) {
         let mut writer = self.writer.lock().expect("writer lock");
-        let _ = writer.write_all(&frame.encode()).and_then(|()| writer.flush());
+        let _ = writer
+            .write_all(&frame.encode())
+            .and_then(|()| writer.flush());
     }
 
     fn fail(&self, session: u32, status: Option<i32>, message: String) {
-        self.send(Frame::json(FrameKind::Error, session, &ErrorBody { message, status }));
+        self.send(Frame::json(
+            FrameKind::Error,
+            session,
+            &ErrorBody { message, status },
+        ));
     }
 }
 
@@ -252,14 +263,21 @@ impl Agent {
                             _ => s.stdin = None,
                         }
                     } else if let Some(w) = s.stdin.as_mut()
-                        && w.write_all(&frame.payload).and_then(|()| w.flush()).is_err()
+                        && w.write_all(&frame.payload)
+                            .and_then(|()| w.flush())
+                            .is_err()
                     {
                         s.stdin = None;
                     }
                 }
             }
             FrameKind::Signal => {
-                let pid = conn.sessions.lock().expect("sessions lock").get(&session).map(|s| s.pid);
+                let pid = conn
+                    .sessions
+                    .lock()
+                    .expect("sessions lock")
+                    .get(&session)
+                    .map(|s| s.pid);
                 if let (Some(pid), Ok(req)) = (pid, frame.body::<SignalRequest>()) {
                     match Signal::from_named_raw(req.signal) {
                         Some(sig) => {
@@ -309,8 +327,12 @@ impl Agent {
     /// host connection, then acknowledged on stdout.
     fn relay_exit_reports(&self) {
         for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-            let Some(body) = line.strip_prefix("exit ") else { continue };
-            let Ok(exit) = serde_json::from_str::<ExitStatus>(body) else { continue };
+            let Some(body) = line.strip_prefix("exit ") else {
+                continue;
+            };
+            let Ok(exit) = serde_json::from_str::<ExitStatus>(body) else {
+                continue;
+            };
             let conns: Vec<Arc<Connection>> = self
                 .connections
                 .lock()
@@ -349,9 +371,17 @@ type StartError = (i32, String);
 
 fn start_session(conn: &Arc<Connection>, session: u32, req: ExecRequest) -> Result<(), StartError> {
     if req.argv.is_empty() {
-        return Err((ignite_guest_protocol::status::NO_COMMAND, "no command to run".into()));
+        return Err((
+            ignite_guest_protocol::status::NO_COMMAND,
+            "no command to run".into(),
+        ));
     }
-    if conn.sessions.lock().expect("sessions lock").contains_key(&session) {
+    if conn
+        .sessions
+        .lock()
+        .expect("sessions lock")
+        .contains_key(&session)
+    {
         return Err((125, format!("session {session} is already running")));
     }
     let path = std::env::var("PATH").unwrap_or_else(|_| workload::DEFAULT_PATH.into());
@@ -370,7 +400,11 @@ fn start_session(conn: &Arc<Connection>, session: u32, req: ExecRequest) -> Resu
         let (master, slave) = open_terminal(req.window).map_err(cannot)?;
         // The helper makes the terminal the process's controlling terminal, then execs it.
         command = Command::new("/proc/self/exe");
-        command.arg0("ignite-exec").arg("exec-tty").arg(&program).args(&req.argv);
+        command
+            .arg0("ignite-exec")
+            .arg("exec-tty")
+            .arg(&program)
+            .args(&req.argv);
         if !req.env.iter().any(|e| e.starts_with("TERM=")) {
             command.env("TERM", "xterm");
         }
@@ -379,7 +413,10 @@ fn start_session(conn: &Arc<Connection>, session: u32, req: ExecRequest) -> Resu
             .stdout(Stdio::from(slave.try_clone().map_err(cannot)?))
             .stderr(Stdio::from(slave));
         let master = Arc::new(master);
-        readers.push((FrameKind::Stdout, Box::new(File::from(master.try_clone().map_err(cannot)?))));
+        readers.push((
+            FrameKind::Stdout,
+            Box::new(File::from(master.try_clone().map_err(cannot)?)),
+        ));
         stdin = Box::new(File::from(master.try_clone().map_err(cannot)?));
         terminal = Some(master);
     } else {
@@ -396,7 +433,10 @@ fn start_session(conn: &Arc<Connection>, session: u32, req: ExecRequest) -> Resu
     command.envs(env).current_dir(&workdir);
     let mut child = command.spawn().map_err(|e| {
         if !std::path::Path::new(&workdir).is_dir() {
-            (126, format!("the working directory {workdir} does not exist"))
+            (
+                126,
+                format!("the working directory {workdir} does not exist"),
+            )
         } else {
             cannot(e)
         }
@@ -451,7 +491,10 @@ fn start_session(conn: &Arc<Connection>, session: u32, req: ExecRequest) -> Resu
                 Err(_) => break,
             }
         }
-        conn.sessions.lock().expect("sessions lock").remove(&session);
+        conn.sessions
+            .lock()
+            .expect("sessions lock")
+            .remove(&session);
         let exit = match status {
             Ok(s) => ExitStatus {
                 code: s.code(),
@@ -491,8 +534,8 @@ pub fn exec_tty(args: &[String]) -> ExitCode {
         eprintln!("usage: ignite-init exec-tty PROGRAM ARGV0 [ARG...]");
         return ExitCode::from(2);
     };
-    if let Err(e) = rustix::process::setsid()
-        .and_then(|_| rustix::process::ioctl_tiocsctty(std::io::stdin()))
+    if let Err(e) =
+        rustix::process::setsid().and_then(|_| rustix::process::ioctl_tiocsctty(std::io::stdin()))
     {
         eprintln!("ignite-exec: cannot take the terminal: {e}");
     }

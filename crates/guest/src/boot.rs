@@ -57,10 +57,15 @@ pub fn run() -> ! {
     if let Some(device) = &config.modules_device
         && let Err(e) = mount_modules(device)
     {
-        say(&format!("warning: the kernel's modules are not available in the VM: {e}"));
+        say(&format!(
+            "warning: the kernel's modules are not available in the VM: {e}"
+        ));
     }
     if let Err(e) = switch_root() {
-        fail(status::ROOT_NOT_FOUND, &format!("cannot switch to the root disk: {e}"));
+        fail(
+            status::ROOT_NOT_FOUND,
+            &format!("cannot switch to the root disk: {e}"),
+        );
     }
     mount_runtime_filesystems();
     if let Err(e) = provision::apply(&config, &files) {
@@ -92,12 +97,17 @@ fn exec_image_init() -> ! {
     if !Path::new(IMAGE_INIT).exists() {
         fail(
             status::NO_INIT,
-            &format!("VM mode needs {IMAGE_INIT}, which the image lacks (run it in container mode instead)"),
+            &format!(
+                "VM mode needs {IMAGE_INIT}, which the image lacks (run it in container mode instead)"
+            ),
         );
     }
     say(&format!("starting the image's {IMAGE_INIT}"));
     let err = std::process::Command::new(IMAGE_INIT).exec();
-    fail(status::NO_INIT, &format!("cannot start {IMAGE_INIT}: {err}"))
+    fail(
+        status::NO_INIT,
+        &format!("cannot start {IMAGE_INIT}: {err}"),
+    )
 }
 
 /// The per-VM configuration from the initramfs. Without one (a kernel's initramfs booted
@@ -135,11 +145,18 @@ fn read_copied_files(config: &GuestConfig) -> Result<Vec<FileToCopy>, String> {
         .iter()
         .map(|file| {
             if file.source.contains('/') || !file.path.starts_with('/') {
-                return Err(format!("bad copied file {:?} -> {:?}", file.source, file.path));
+                return Err(format!(
+                    "bad copied file {:?} -> {:?}",
+                    file.source, file.path
+                ));
             }
             let path = Path::new("/").join(FILES_DIR).join(&file.source);
             let contents = fs::read(&path).map_err(|e| {
-                format!("the file to copy to {} is missing ({}): {e}", file.path, path.display())
+                format!(
+                    "the file to copy to {} is missing ({}): {e}",
+                    file.path,
+                    path.display()
+                )
             })?;
             Ok(FileToCopy {
                 file: file.clone(),
@@ -182,9 +199,14 @@ fn mount_modules(device: &str) -> Result<(), String> {
     wait_for(device)?;
     let label = ext4_label(device)?;
     if label != MODULES_LABEL {
-        return Err(format!("{device} is labelled {label:?}, not {MODULES_LABEL:?}"));
+        return Err(format!(
+            "{device} is labelled {label:?}, not {MODULES_LABEL:?}"
+        ));
     }
-    let release = rustix::system::uname().release().to_string_lossy().into_owned();
+    let release = rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned();
     let target = format!("{NEW_ROOT}/lib/modules/{release}");
     fs::create_dir_all(&target).map_err(|e| format!("cannot create {target}: {e}"))?;
     mount(device, target.as_str(), "ext4", MountFlags::RDONLY, None)
@@ -223,7 +245,13 @@ fn mount_pseudo_filesystems() {
         ("sysfs", "/sys", "sysfs"),
         ("devtmpfs", "/dev", "devtmpfs"),
     ] {
-        mount_quietly(source, target, fstype, MountFlags::NOSUID | MountFlags::NOEXEC, None);
+        mount_quietly(
+            source,
+            target,
+            fstype,
+            MountFlags::NOSUID | MountFlags::NOEXEC,
+            None,
+        );
     }
 }
 
@@ -237,7 +265,13 @@ fn mount_runtime_filesystems() {
         MountFlags::NOSUID | MountFlags::NOEXEC,
         Some(c"gid=5,mode=620,ptmxmode=666"),
     );
-    mount_quietly("shm", "/dev/shm", "tmpfs", MountFlags::NOSUID | MountFlags::NODEV, None);
+    mount_quietly(
+        "shm",
+        "/dev/shm",
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV,
+        None,
+    );
 }
 
 fn mount_quietly(

@@ -61,8 +61,8 @@ pub fn grow(mountpoint: &str, device: &str) -> Result<Option<Growth>, String> {
     resize(&dir, target).map_err(|e| {
         format!(
             "the kernel refused to grow the root filesystem from {} to {} MiB: {e}",
-            blocks * block_size >> 20,
-            target * block_size >> 20
+            (blocks * block_size) >> 20,
+            (target * block_size) >> 20
         )
     })?;
     Ok(Some(Growth {

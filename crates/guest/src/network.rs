@@ -6,9 +6,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use ignite_guest_protocol::config::Interface;
-use rustix::net::{
-    AddressFamily, RecvFlags, SendFlags, SocketType, netlink::SocketAddrNetlink,
-};
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketType, netlink::SocketAddrNetlink};
 
 const RTM_NEWLINK: u16 = 16;
 const RTM_NEWADDR: u16 = 20;
@@ -37,7 +35,8 @@ const INTERFACE_WAIT: Duration = Duration::from_secs(5);
 pub fn configure(interfaces: &[Interface]) -> Result<(), String> {
     let mut nl = Netlink::open()?;
     let lo = ifindex("lo").ok_or("the loopback interface is missing")?;
-    nl.link_up(lo, None).map_err(|e| format!("cannot bring lo up: {e}"))?;
+    nl.link_up(lo, None)
+        .map_err(|e| format!("cannot bring lo up: {e}"))?;
     for iface in interfaces {
         let name = wait_for_mac(&iface.mac)?;
         let index = ifindex(&name).ok_or_else(|| format!("{name} has no index"))?;
@@ -84,8 +83,8 @@ fn wait_for_mac(mac: &str) -> Result<String, String> {
     loop {
         if let Ok(dir) = std::fs::read_dir("/sys/class/net") {
             for entry in dir.flatten() {
-                let address = std::fs::read_to_string(entry.path().join("address"))
-                    .unwrap_or_default();
+                let address =
+                    std::fs::read_to_string(entry.path().join("address")).unwrap_or_default();
                 if address.trim().eq_ignore_ascii_case(mac) {
                     return Ok(entry.file_name().to_string_lossy().into_owned());
                 }
@@ -180,8 +179,13 @@ impl Netlink {
         msg.extend_from_slice(&self.seq.to_ne_bytes());
         msg.extend_from_slice(&0u32.to_ne_bytes());
         msg.extend_from_slice(&body);
-        rustix::net::sendto(&self.fd, &msg, SendFlags::empty(), &SocketAddrNetlink::new(0, 0))
-            .map_err(|e| e.to_string())?;
+        rustix::net::sendto(
+            &self.fd,
+            &msg,
+            SendFlags::empty(),
+            &SocketAddrNetlink::new(0, 0),
+        )
+        .map_err(|e| e.to_string())?;
         let mut buf = vec![0u8; 8192];
         loop {
             let (n, _) = rustix::net::recv(&self.fd, &mut buf, RecvFlags::empty())

@@ -40,11 +40,16 @@ fn set_hostname(hostname: &str) -> Result<(), String> {
     }
     rustix::system::sethostname(hostname.as_bytes())
         .map_err(|e| format!("cannot set the hostname {hostname:?}: {e}"))?;
-    write_if_changed(Path::new("/etc/hostname"), format!("{hostname}\n").as_bytes(), 0o644)
+    write_if_changed(
+        Path::new("/etc/hostname"),
+        format!("{hostname}\n").as_bytes(),
+        0o644,
+    )
 }
 
 fn write_hosts(config: &GuestConfig) -> Result<(), String> {
-    let mut block = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    let mut block =
+        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     let own: Vec<&str> = config
         .interfaces
         .iter()
@@ -75,7 +80,10 @@ fn write_resolv_conf(config: &GuestConfig) -> Result<(), String> {
     }
     let path = Path::new("/etc/resolv.conf");
     // A symlink (to a resolver stub the image's init starts later) is replaced by the file.
-    if path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+    if path
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink())
+    {
         fs::remove_file(path).map_err(|e| format!("cannot replace {}: {e}", path.display()))?;
     }
     write_if_changed(path, text.as_bytes(), 0o644)
@@ -108,8 +116,15 @@ fn mount_volumes(config: &GuestConfig) -> Result<(), String> {
     let mut fstab = String::new();
     for v in &config.volumes {
         let fstype = v.fstype.as_deref().unwrap_or("ext4");
-        let options = if v.read_only { "ro,nofail" } else { "defaults,nofail" };
-        fstab.push_str(&format!("{}\t{}\t{fstype}\t{options}\t0\t2\n", v.device, v.path));
+        let options = if v.read_only {
+            "ro,nofail"
+        } else {
+            "defaults,nofail"
+        };
+        fstab.push_str(&format!(
+            "{}\t{}\t{fstype}\t{options}\t0\t2\n",
+            v.device, v.path
+        ));
         fs::create_dir_all(&v.path).map_err(|e| format!("cannot create {}: {e}", v.path))?;
         let flags = if v.read_only {
             MountFlags::RDONLY
@@ -152,6 +167,10 @@ fn replace_block(path: &Path, block: &str, mode: u32) -> Result<(), String> {
 fn write_if_changed(path: &Path, contents: &[u8], mode: u32) -> Result<(), String> {
     let unchanged = fs::read(path).is_ok_and(|old| old == contents);
     if !unchanged {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
         let tmp = path.with_extension("ignite-tmp");
         fs::write(&tmp, contents)
             .and_then(|()| fs::rename(&tmp, path))

@@ -44,7 +44,10 @@ pub fn run(workload: &Workload, agent: Option<AgentHandle>) -> ! {
         workload.working_dir.as_str()
     };
     if let Err(e) = fs::create_dir_all(workdir) {
-        fail(status::BAD_CONFIG, &format!("cannot create the working directory {workdir}: {e}"));
+        fail(
+            status::BAD_CONFIG,
+            &format!("cannot create the working directory {workdir}: {e}"),
+        );
     }
 
     // Registered before the spawn, so a workload that exits at once is not missed.
@@ -129,13 +132,16 @@ pub fn resolve_user(spec: &str) -> Result<Option<User>, String> {
         None => (spec, None),
     };
     let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let entry = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| {
-        f.len() >= 7 && (f[0] == user || (user.parse::<u32>().is_ok() && f[2] == user))
-    });
+    let entry = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 7 && (f[0] == user || (user.parse::<u32>().is_ok() && f[2] == user)));
     let (uid, mut gid, home) = match (&entry, user.parse::<u32>()) {
         (Some(f), _) => (
-            f[2].parse().map_err(|_| format!("bad uid for {user} in /etc/passwd"))?,
-            f[3].parse().map_err(|_| format!("bad gid for {user} in /etc/passwd"))?,
+            f[2].parse()
+                .map_err(|_| format!("bad uid for {user} in /etc/passwd"))?,
+            f[3].parse()
+                .map_err(|_| format!("bad gid for {user} in /etc/passwd"))?,
             Some(f[5].to_string()),
         ),
         (None, Ok(uid)) => (uid, 0, None),
@@ -154,7 +160,9 @@ pub fn resolve_user(spec: &str) -> Result<Option<User>, String> {
                 .map(|l| l.split(':').collect::<Vec<_>>())
                 .find(|f| f.len() >= 3 && f[0] == group)
                 .and_then(|f| f[2].parse().ok())
-                .ok_or_else(|| format!("the group {group:?} of USER {spec:?} is not in the image's /etc/group"))?,
+                .ok_or_else(|| {
+                    format!("the group {group:?} of USER {spec:?} is not in the image's /etc/group")
+                })?,
         };
     }
     Ok(Some(User { uid, gid, home }))
@@ -166,7 +174,8 @@ pub fn environment(workload: &Workload, user: Option<&User>) -> Vec<(String, Str
         ("PATH".into(), DEFAULT_PATH.into()),
         (
             "HOME".into(),
-            user.and_then(|u| u.home.clone()).unwrap_or_else(|| "/root".into()),
+            user.and_then(|u| u.home.clone())
+                .unwrap_or_else(|| "/root".into()),
         ),
     ];
     if let Ok(hostname) = fs::read_to_string("/proc/sys/kernel/hostname") {

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use ignite_guest_protocol::config::{CONFIG_PATH, CopiedFile, FILES_DIR, GuestConfig};
+use ignite_guest_protocol::config::{CONFIG_PATH, CopiedFile, FILES_DIR, GuestConfig, Workload};
 use ignite_kernel::cpio::CpioWriter;
 
 use crate::images::{ImageError, io};
@@ -45,7 +45,13 @@ pub fn write_vm_initramfs(
                 copy.guest
             )));
         }
-        collect(&copy.host, &copy.guest, &mut config.files, &mut payloads, &mut total)?;
+        collect(
+            &copy.host,
+            &copy.guest,
+            &mut config.files,
+            &mut payloads,
+            &mut total,
+        )?;
     }
 
     let tmp = out.with_extension("partial");
@@ -59,7 +65,8 @@ pub fn write_vm_initramfs(
     cpio.dir("etc", 0o755).map_err(w)?;
     cpio.dir("etc/ignite", 0o755).map_err(w)?;
     cpio.dir(FILES_DIR, 0o700).map_err(w)?;
-    cpio.file(CONFIG_PATH, 0o600, &config.to_json()).map_err(w)?;
+    cpio.file(CONFIG_PATH, 0o600, &config.to_json())
+        .map_err(w)?;
     for (name, bytes) in &payloads {
         cpio.file(&format!("{FILES_DIR}/{name}"), 0o600, bytes)
             .map_err(w)?;
@@ -130,4 +137,22 @@ fn collect(
     });
     payloads.push((name, bytes));
     Ok(())
+}
+
+/// What container mode runs for `image`: its ENTRYPOINT, CMD (replaced by `command` when
+/// one is given, as `docker run IMAGE COMMAND` does), ENV, WORKDIR and USER.
+pub fn workload_of(image: &ignite_api::Image, command: &[String]) -> Workload {
+    let run = image.status.config.clone().unwrap_or_default();
+    Workload {
+        entrypoint: run.entrypoint,
+        cmd: if command.is_empty() {
+            run.cmd
+        } else {
+            command.to_vec()
+        },
+        env: run.env,
+        working_dir: run.working_dir,
+        user: run.user,
+        command_given: !command.is_empty(),
+    }
 }

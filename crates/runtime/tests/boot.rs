@@ -1,19 +1,28 @@
 //! Real boots under QEMU (TCG): Debian's cloud kernel with the initramfs its import built,
-//! holding the static ignite-init. The guest loads its virtio modules, finds its disk and
-//! hands over to the image's own init.
+//! holding the static ignite-init, plus each VM's own configuration appended. Covers the
+//! boot chain of ARCHITECTURE §2: modules, root disk, online grow, provisioning, VM mode,
+//! container mode (status, signals, reaping), the agent, and boot failures.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
+use ignite_guest_protocol::agent::{ExecRequest, WindowSize};
+use ignite_guest_protocol::config::{BootMode, CONFIG_VERSION, GuestConfig, Workload};
+use ignite_guest_protocol::status;
 use ignite_oci::fetch::NoProgress;
+use ignite_runtime::guest::{FileCopy, workload_of, write_vm_initramfs};
 use ignite_runtime::images::{ImportOptions, import_image, rootfs_path};
 use ignite_runtime::kernels::{
-    BZIMAGE_FILE, INITRAMFS_FILE, KernelImportOptions, import_kernel, kernel_dir,
+    BZIMAGE_FILE, INITRAMFS_FILE, KernelImportOptions, MODULES_DISK_FILE, import_kernel, kernel_dir,
 };
 use ignite_store::Store;
 use ignite_testkit::images::{Compression, Image, LayerBuilder};
 use ignite_testkit::kernel_deb;
+use ignite_testkit::qemu::TestVm;
+use ignite_vmm::{Accel, ConsoleSpec, DiskFormat, DiskSpec, MachineSpec};
+
+const BOOT: Duration = Duration::from_secs(120);
+const CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 quiet";
 
 /// The static guest init that scripts/test.sh builds before the tests.
 fn guest_init() -> PathBuf {
@@ -30,93 +39,168 @@ fn guest_init() -> PathBuf {
     p
 }
 
-fn kernel(store: &Store) -> PathBuf {
+struct Fixture {
+    dir: tempfile::TempDir,
+    store: Store,
+    kdir: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    ignite_testkit::require_root("unpacking a kernel package and importing images");
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("state")).unwrap();
     let options = KernelImportOptions {
         init: Some(guest_init()),
         ..KernelImportOptions::default()
     };
     let kernel = import_kernel(
-        store,
+        &store,
         &kernel_deb().display().to_string(),
         &options,
         &NoProgress,
     )
     .unwrap()
     .kernel;
-    kernel_dir(store, &kernel)
+    let kdir = kernel_dir(&store, &kernel);
+    Fixture { dir, store, kdir }
 }
 
-/// Boots the kernel with `disk` as its first virtio disk (changes are not kept) and returns
-/// the console and whether the guest powered off by itself, within two minutes.
-fn boot(kernel: &Path, disk: &Path) -> (String, bool) {
-    ignite_testkit::require_program("qemu-system-x86_64", "qemu-system-x86");
-    let start = Instant::now();
-    let mut child = Command::new("qemu-system-x86_64")
-        // Under TCG the guest calibrates its timers against a clock that drifts with host load,
-        // and hangs most of the time here; counting instructions makes the clock steady.
-        .args([
-            "-M",
-            "microvm,acpi=on",
-            "-accel",
-            "tcg",
-            "-icount",
-            "shift=auto",
-            "-cpu",
-            "max",
-            "-m",
-            "256",
-            "-smp",
-            "1",
-        ])
-        .args(["-no-user-config", "-nographic", "-no-reboot"])
-        .arg("-kernel")
-        .arg(kernel.join(BZIMAGE_FILE))
-        .arg("-initrd")
-        .arg(kernel.join(INITRAMFS_FILE))
-        .args(["-append", "console=ttyS0 panic=-1 quiet"])
-        .arg("-drive")
-        .arg(format!(
-            "id=root,file={},format=raw,if=none,snapshot=on",
-            disk.display()
-        ))
-        .args(["-device", "virtio-blk-device,drive=root"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = start + Duration::from_secs(120);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+fn config(name: &str, mode: BootMode, workload: Workload) -> GuestConfig {
+    GuestConfig {
+        version: CONFIG_VERSION,
+        name: name.into(),
+        uid: "0123456789abcdef".into(),
+        hostname: name.into(),
+        mode,
+        workload,
+        root_device: "/dev/vda".into(),
+        modules_device: Some("/dev/vdb".into()),
+        interfaces: vec![],
+        nameservers: vec![],
+        search_domains: vec![],
+        hosts: vec![],
+        authorized_keys: vec![],
+        files: vec![],
+        volumes: vec![],
     }
-    let output = child.wait_with_output().unwrap();
-    eprintln!("guest ran for {:?}", start.elapsed());
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        output.status.success(),
+}
+
+/// A busybox image: /bin with busybox and sh, more entries from `extra`, and the given
+/// config (the testkit's: ENTRYPOINT /bin/sh -c, WORKDIR /srv, USER 1000:1000, ENV GREETING).
+fn busybox_image(
+    f: &Fixture,
+    name: &str,
+    cmd: &[&str],
+    extra: impl FnOnce(LayerBuilder) -> LayerBuilder,
+) -> ignite_api::Image {
+    ignite_testkit::require_program("busybox", "busybox-static");
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    let layer = extra(
+        LayerBuilder::new()
+            .dir("bin", 0o755)
+            .file("bin/busybox", &busybox, 0o755)
+            .symlink("bin/sh", "busybox"),
     )
+    .finish(Compression::Gzip);
+    let layout = f.dir.path().join(format!("layout-{name}"));
+    Image::new(vec![layer], cmd).write_oci_layout(&layout, name);
+    import_image(
+        &f.store,
+        &format!("oci:{}:{name}", layout.display()),
+        &ImportOptions::default(),
+        &NoProgress,
+    )
+    .unwrap()
+    .image
+}
+
+/// Boots `image` with `config`: its root disk is a sparse copy grown to `disk_size`, the
+/// kernel's modules disk second, the console in a file, the agent on a socket.
+fn boot(
+    f: &Fixture,
+    image: &ignite_api::Image,
+    config: &GuestConfig,
+    copies: &[FileCopy],
+    disk_size: u64,
+    memory_mib: u64,
+) -> TestVm {
+    let vm_dir = f.dir.path().join(format!("vm-{}", config.name));
+    std::fs::create_dir_all(&vm_dir).unwrap();
+    let disk = vm_dir.join("root.img");
+    let base = rootfs_path(&f.store, image.status.image_id.as_ref().unwrap());
+    let status = std::process::Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&base)
+        .arg(&disk)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let file = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
+    if file.metadata().unwrap().len() < disk_size {
+        file.set_len(disk_size).unwrap();
+    }
+    let initrd = vm_dir.join("initramfs.cpio");
+    write_vm_initramfs(&f.kdir, config, copies, &initrd).unwrap();
+    TestVm::start(&MachineSpec {
+        vcpus: 1,
+        memory_mib,
+        kernel: f.kdir.join(BZIMAGE_FILE),
+        initrd,
+        cmdline: CMDLINE.into(),
+        disks: vec![
+            DiskSpec {
+                path: disk,
+                format: DiskFormat::Raw,
+                read_only: false,
+                snapshot: false,
+            },
+            DiskSpec {
+                path: f.kdir.join(MODULES_DISK_FILE),
+                format: DiskFormat::Raw,
+                read_only: true,
+                snapshot: false,
+            },
+        ],
+        console: ConsoleSpec::File(vm_dir.join("console.log")),
+        agent_socket: Some(vm_dir.join("agent.sock")),
+        nics: vec![],
+        accel: Accel::Tcg,
+    })
+}
+
+fn exec(argv: &[&str]) -> ExecRequest {
+    ExecRequest {
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        ..ExecRequest::default()
+    }
 }
 
 #[test]
-fn guest_loads_its_modules_and_sees_its_disk() {
-    ignite_testkit::require_root("unpacking a kernel package");
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("state")).unwrap();
-    let kdir = kernel(&store);
-    let blank = dir.path().join("blank.img");
+fn a_blank_disk_is_reported_and_the_vm_powers_off() {
+    let f = fixture();
+    let blank = f.dir.path().join("blank.img");
     std::fs::File::create(&blank)
         .unwrap()
         .set_len(16 << 20)
         .unwrap();
-    let (console, powered_off) = boot(&kdir, &blank);
-    assert!(
-        console.contains("ignite-init: v"),
-        "the init ran:\n{console}"
-    );
+    let mut vm = TestVm::start(&MachineSpec {
+        vcpus: 1,
+        memory_mib: 256,
+        kernel: f.kdir.join(BZIMAGE_FILE),
+        initrd: f.kdir.join(INITRAMFS_FILE),
+        cmdline: CMDLINE.into(),
+        disks: vec![DiskSpec {
+            path: blank,
+            format: DiskFormat::Raw,
+            read_only: false,
+            snapshot: true,
+        }],
+        console: ConsoleSpec::File(f.dir.path().join("console.log")),
+        agent_socket: None,
+        nics: vec![],
+        accel: Accel::Tcg,
+    });
+    let (console, powered_off) = vm.wait_exit(BOOT);
     let loaded = console
         .lines()
         .find_map(|l| {
@@ -130,13 +214,15 @@ fn guest_loads_its_modules_and_sees_its_disk() {
         "the guest loaded {loaded} modules:\n{console}"
     );
     assert!(!console.contains("cannot load module"), "{console}");
+    // A blank disk is no root filesystem: one clear line, the status, then power-off.
     assert!(
-        console.contains("block devices: vda"),
-        "the virtio disk appeared:\n{console}"
+        console.contains("ignite-init: cannot mount the root disk /dev/vda")
+            && console.contains("block devices: vda"),
+        "{console}"
     );
-    // A blank disk is no root filesystem: one clear line, then power-off.
-    assert!(
-        console.contains("ignite-init: cannot mount the root disk /dev/vda"),
+    assert_eq!(
+        status::last_exit_status(&console),
+        Some(status::ROOT_NOT_FOUND),
         "{console}"
     );
     assert!(
@@ -146,46 +232,249 @@ fn guest_loads_its_modules_and_sees_its_disk() {
 }
 
 #[test]
-fn vm_mode_hands_over_to_the_images_init() {
-    ignite_testkit::require_root("importing images");
-    ignite_testkit::require_program("busybox", "busybox-static");
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("state")).unwrap();
-    let kdir = kernel(&store);
-    let busybox = std::fs::read("/bin/busybox").unwrap();
-    let layer = LayerBuilder::new()
-        .dir("bin", 0o755)
-        .file("bin/busybox", &busybox, 0o755)
-        .symlink("bin/sh", "busybox")
-        .dir("sbin", 0o755)
-        .file(
-            "sbin/init",
-            b"#!/bin/sh\necho \"hello from the image's init, pid $$, root $(busybox cat /proc/mounts | busybox grep ' / ')\"\nbusybox poweroff -f\n",
-            0o755,
-        )
-        .dir("proc", 0o755)
-        .dir("dev", 0o755)
-        .dir("sys", 0o755)
-        .finish(Compression::Gzip);
-    let layout = dir.path().join("layout");
-    Image::new(vec![layer], &["/sbin/init"]).write_oci_layout(&layout, "busybox");
-    let image = import_image(
-        &store,
-        &format!("oci:{}:busybox", layout.display()),
-        &ImportOptions::default(),
-        &NoProgress,
+fn vm_mode_provisions_the_root_and_hands_over_to_the_images_init() {
+    let f = fixture();
+    let init = "#!/bin/sh\n\
+        b=busybox\n\
+        echo \"hello from the image's init, pid $$, root $($b grep ' / ' /proc/mounts | $b cut -d' ' -f1-3)\"\n\
+        echo \"hostname=$($b hostname)\"\n\
+        echo \"keys=$($b cat /root/.ssh/authorized_keys | $b grep -c ssh-ed25519) mode=$($b stat -c %a /root/.ssh/authorized_keys)\"\n\
+        echo \"copied=$($b cat /etc/motd.d/hello) mode=$($b stat -c %a /etc/motd.d/hello)\"\n\
+        echo \"nested=$($b cat /opt/site/sub/page.html)\"\n\
+        echo \"hosts=$($b grep -c 'ignite-init' /etc/hosts) lo=$($b cat /sys/class/net/lo/operstate)\"\n\
+        echo \"modules=$($b ls /lib/modules/$($b uname -r)/modules.dep) virtio_net=$($b find /lib/modules/$($b uname -r) -name virtio_net.ko | $b wc -l)\"\n\
+        echo \"rootsize=$($b df -m / | $b tail -1 | $b awk '{print $2}')\"\n\
+        $b poweroff -f\n";
+    let image = busybox_image(&f, "vmmode", &["/sbin/init"], |l| {
+        l.dir("sbin", 0o755)
+            .file("sbin/init", init.as_bytes(), 0o755)
+            .dir("etc", 0o755)
+            .file("etc/hosts", b"10.9.9.9 kept-from-image\n", 0o644)
+    });
+    let mut cfg = config("vm-mode", BootMode::Auto, workload_of(&image, &[]));
+    cfg.authorized_keys =
+        vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTests test@host".into()];
+    let host_files = f.dir.path().join("host-files");
+    std::fs::create_dir_all(host_files.join("site/sub")).unwrap();
+    std::fs::write(host_files.join("hello"), "copied from the host").unwrap();
+    std::fs::write(host_files.join("site/sub/page.html"), "<p>nested</p>").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        host_files.join("hello"),
+        std::fs::Permissions::from_mode(0o640),
     )
-    .unwrap()
-    .image;
-    let disk = rootfs_path(&store, image.status.image_id.as_ref().unwrap());
-    let (console, powered_off) = boot(&kdir, &disk);
+    .unwrap();
+    let copies = [
+        FileCopy {
+            host: host_files.join("hello"),
+            guest: "/etc/motd.d/hello".into(),
+        },
+        FileCopy {
+            host: host_files.join("site"),
+            guest: "/opt/site".into(),
+        },
+    ];
+    // Twice: the second boot of the same disk must apply everything again, not duplicate it.
+    for round in 0..2 {
+        let mut vm = boot(&f, &image, &cfg, &copies, 256 << 20, 256);
+        let (console, powered_off) = vm.wait_exit(BOOT);
+        assert!(console.contains("ignite-init: vm mode"), "{console}");
+        assert!(
+            console.contains("hello from the image's init, pid 1, root /dev/vda / ext4"),
+            "{console}"
+        );
+        for expected in [
+            "hostname=vm-mode",
+            "keys=1 mode=600",
+            "copied=copied from the host mode=640",
+            "nested=<p>nested</p>",
+            "hosts=1 lo=unknown",
+            "virtio_net=1",
+        ] {
+            assert!(
+                console.contains(expected),
+                "round {round}: no {expected:?}:\n{console}"
+            );
+        }
+        assert!(
+            console.contains("modules=/lib/modules/"),
+            "modprobe's index is there:\n{console}"
+        );
+        let size: u64 = console
+            .lines()
+            .find_map(|l| l.strip_prefix("rootsize="))
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no root size:\n{console}"));
+        assert!(
+            (240..=256).contains(&size),
+            "root grew to {size} MiB of 256:\n{console}"
+        );
+        if round == 0 {
+            assert!(
+                console.contains("ignite-init: grew the root filesystem"),
+                "{console}"
+            );
+        }
+        assert!(powered_off, "{console}");
+    }
+    // The image's own /etc/hosts line is kept, the managed block written once.
+    let disk = f.dir.path().join("vm-vm-mode/root.img");
+    let hosts =
+        String::from_utf8(ignite_testkit::ext4::read_file(&disk, "/etc/hosts").unwrap()).unwrap();
+    assert!(hosts.starts_with("10.9.9.9 kept-from-image\n"), "{hosts}");
+    assert_eq!(hosts.matches("# BEGIN ignite").count(), 1, "{hosts}");
+    assert!(hosts.contains("127.0.1.1\tvm-mode"), "{hosts}");
+}
+
+#[test]
+fn container_mode_runs_the_workload_reaps_orphans_and_reports_its_status() {
+    let f = fixture();
+    // Orphans whose parent exits at once are reparented to PID 1, which must reap them.
+    let script = "b=busybox; for i in 1 2 3; do ($b sleep 0.2 &); done; $b sleep 1; \
+        echo \"greeting=$GREETING cwd=$($b pwd) uid=$($b id -u) gid=$($b id -g) pid1=$($b cat /proc/1/comm)\"; \
+        echo \"zombies=$($b cat /proc/[0-9]*/stat | $b awk '$3==\"Z\"' | $b wc -l)\"; exit 7";
+    let image = busybox_image(&f, "container", &[script], |l| l);
+    let cfg = config("box", BootMode::Auto, workload_of(&image, &[]));
+    let mut vm = boot(&f, &image, &cfg, &[], 64 << 20, 256);
+    let agent = vm.agent(BOOT);
+    assert_eq!(agent.guest.mode.as_deref(), Some("container"));
+    let exit = agent.workload_exit(BOOT).unwrap();
+    assert_eq!(exit.code, Some(7), "{}", vm.console_text());
+    let (console, powered_off) = vm.wait_exit(BOOT);
     assert!(
-        console.contains("ignite-init: starting the image's /sbin/init"),
+        console.contains("greeting=hello cwd=/srv uid=1000 gid=1000 pid1=init"),
         "{console}"
     );
-    assert!(
-        console.contains("hello from the image's init, pid 1, root /dev/vda / ext4"),
-        "{console}"
-    );
+    assert!(console.contains("zombies=0"), "{console}");
+    assert_eq!(status::last_exit_status(&console), Some(7), "{console}");
     assert!(powered_off, "{console}");
+}
+
+#[test]
+fn container_mode_forwards_sigterm_and_the_agent_runs_concurrent_sessions() {
+    let f = fixture();
+    let script = "trap 'echo got SIGTERM; exit 143' TERM; echo workload ready; \
+        while :; do busybox sleep 0.1; done";
+    let image = busybox_image(&f, "sigterm", &[script], |l| l);
+    let cfg = config("sig", BootMode::Container, workload_of(&image, &[]));
+    let mut vm = boot(&f, &image, &cfg, &[], 64 << 20, 256);
+    let agent = vm.agent(BOOT);
+    vm.wait_for_console("workload ready", BOOT);
+    let t = Duration::from_secs(60);
+
+    // Several sessions at once: a reader of stdin, a failing command, a slow one.
+    let cat = agent.exec(&exec(&["busybox", "cat"])).unwrap();
+    let fails = agent
+        .exec(&exec(&["/bin/sh", "-c", "echo to stderr >&2; exit 3"]))
+        .unwrap();
+    let slow = agent
+        .exec(&exec(&["/bin/sh", "-c", "busybox sleep 1; echo slow done"]))
+        .unwrap();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    cat.write_stdin(&data).unwrap();
+    cat.close_stdin().unwrap();
+    let cat = cat.wait(t).unwrap().unwrap();
+    assert_eq!(cat.status.code, Some(0));
+    assert!(
+        cat.stdout == data,
+        "stdin came back through cat intact ({} bytes)",
+        cat.stdout.len()
+    );
+    let fails = fails.wait(t).unwrap().unwrap();
+    assert_eq!(
+        (fails.status.code, fails.stderr.as_slice()),
+        (Some(3), &b"to stderr\n"[..])
+    );
+    let slow = slow.wait(t).unwrap().unwrap();
+    assert_eq!(slow.stdout, b"slow done\n");
+    // The exec environment is the workload's.
+    let env = agent
+        .exec(&exec(&["/bin/sh", "-c", "echo $GREETING"]))
+        .unwrap()
+        .wait(t)
+        .unwrap()
+        .unwrap();
+    assert_eq!(env.stdout, b"hello\n");
+    // A missing command fails as in Docker.
+    let missing = agent
+        .exec(&exec(&["no-such-command"]))
+        .unwrap()
+        .wait(t)
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(missing.status, Some(127), "{}", missing.message);
+    assert!(
+        missing.message.contains("no-such-command"),
+        "{}",
+        missing.message
+    );
+    // A terminal: the process sees one, of the given size.
+    let mut req = exec(&["/bin/sh", "-c", "busybox tty; busybox stty size"]);
+    req.tty = true;
+    req.window = Some(WindowSize {
+        rows: 33,
+        cols: 111,
+    });
+    let tty = agent.exec(&req).unwrap().wait(t).unwrap().unwrap();
+    let text = String::from_utf8_lossy(&tty.stdout);
+    assert!(
+        text.contains("/dev/pts/") && text.contains("33 111"),
+        "{text}"
+    );
+    // A signal to a session.
+    let sleeper = agent.exec(&exec(&["busybox", "sleep", "30"])).unwrap();
+    sleeper.signal(9).unwrap();
+    assert_eq!(sleeper.wait(t).unwrap().unwrap().status.signal, Some(9));
+
+    // Graceful stop: the workload gets SIGTERM, its status comes back, the VM powers off.
+    agent.shutdown().unwrap();
+    let exit = agent.workload_exit(t).unwrap();
+    assert_eq!(exit.code, Some(143));
+    let (console, powered_off) = vm.wait_exit(BOOT);
+    assert!(console.contains("got SIGTERM"), "{console}");
+    assert_eq!(status::last_exit_status(&console), Some(143), "{console}");
+    assert!(powered_off, "{console}");
+}
+
+#[test]
+fn container_mode_failures_have_distinct_statuses() {
+    let f = fixture();
+    let image = busybox_image(&f, "failures", &["true"], |l| l);
+    let cases: [(&str, Vec<String>, i32, &str); 2] = [
+        (
+            "notfound",
+            vec!["/no/such/program".into()],
+            status::COMMAND_NOT_FOUND,
+            "/no/such/program",
+        ),
+        (
+            "noexec",
+            vec!["/bin".into()],
+            status::CANNOT_EXECUTE,
+            "/bin",
+        ),
+    ];
+    for (name, command, expected, needle) in cases {
+        let mut workload = workload_of(&image, &command);
+        workload.entrypoint.clear();
+        let cfg = config(name, BootMode::Auto, workload);
+        let mut vm = boot(&f, &image, &cfg, &[], 64 << 20, 256);
+        let (console, powered_off) = vm.wait_exit(BOOT);
+        assert_eq!(
+            status::last_exit_status(&console),
+            Some(expected),
+            "{console}"
+        );
+        assert!(console.contains(needle), "{console}");
+        assert!(powered_off, "{console}");
+    }
+    // VM mode asked for, no /sbin/init in the image.
+    let cfg = config("noinit", BootMode::Vm, workload_of(&image, &[]));
+    let mut vm = boot(&f, &image, &cfg, &[], 64 << 20, 256);
+    let (console, _) = vm.wait_exit(BOOT);
+    assert_eq!(
+        status::last_exit_status(&console),
+        Some(status::NO_INIT),
+        "{console}"
+    );
 }

@@ -4,6 +4,7 @@
 
 pub mod ext4;
 pub mod images;
+pub mod qemu;
 pub mod registry;
 
 /// Fails the test loudly when it is not run as root (CI is root).

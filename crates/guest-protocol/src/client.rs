@@ -1,0 +1,268 @@
+//! The host's side of the agent protocol over any stream (a unix socket to QEMU's
+//! virtio-serial chardev, or a Firecracker vsock connection after its `CONNECT` handshake).
+//! One reader thread routes frames to their sessions, so sessions run concurrently.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::agent::{
+    CONTROL, ErrorBody, ExecRequest, ExitStatus, Frame, FrameKind, Hello, MAX_PAYLOAD,
+    PROTOCOL_VERSION, SignalRequest, WindowSize,
+};
+
+type Routes = Arc<Mutex<HashMap<u32, Sender<Frame>>>>;
+
+pub struct AgentClient {
+    writer: Arc<Mutex<Box<dyn Write + Send>>>,
+    routes: Routes,
+    control: Mutex<Receiver<Frame>>,
+    next_session: Mutex<u32>,
+    /// What the guest said in its hello.
+    pub guest: Hello,
+}
+
+/// What an exec session ended with.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub status: ExitStatus,
+}
+
+fn protocol_error(message: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message.into())
+}
+
+impl AgentClient {
+    /// Greets the agent and waits up to `timeout` for its answer (the guest may still be
+    /// booting; the greeting is repeated every half second until then).
+    pub fn connect<S>(reader: S, writer: S, timeout: Duration) -> io::Result<AgentClient>
+    where
+        S: Read + Write + Send + 'static,
+    {
+        let writer: Arc<Mutex<Box<dyn Write + Send>>> = Arc::new(Mutex::new(Box::new(writer)));
+        let routes: Routes = Arc::new(Mutex::new(HashMap::new()));
+        let (control_tx, control) = mpsc::channel();
+        {
+            let routes = routes.clone();
+            std::thread::spawn(move || route_frames(reader, routes, control_tx));
+        }
+        let hello = Frame::json(
+            FrameKind::Hello,
+            CONTROL,
+            &Hello {
+                version: PROTOCOL_VERSION,
+                software: format!("ignite v{}", env!("CARGO_PKG_VERSION")),
+                mode: None,
+            },
+        );
+        let deadline = Instant::now() + timeout;
+        loop {
+            writer
+                .lock()
+                .expect("writer lock")
+                .write_all(&hello.encode())?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            match control.recv_timeout(left.min(Duration::from_millis(500))) {
+                Ok(frame) if frame.kind == FrameKind::Hello => {
+                    let guest: Hello = frame.body()?;
+                    if guest.version != PROTOCOL_VERSION {
+                        return Err(protocol_error(format!(
+                            "the VM's agent speaks protocol version {}, this ignite {PROTOCOL_VERSION}: use matching ignite and ignite-init builds",
+                            guest.version
+                        )));
+                    }
+                    return Ok(AgentClient {
+                        writer,
+                        routes,
+                        control: Mutex::new(control),
+                        next_session: Mutex::new(1),
+                        guest,
+                    });
+                }
+                Ok(frame) if frame.kind == FrameKind::Error => {
+                    let body: ErrorBody = frame.body()?;
+                    return Err(protocol_error(body.message));
+                }
+                Ok(_) | Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the VM's agent did not answer",
+                    ));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "the agent connection closed",
+                    ));
+                }
+            }
+        }
+    }
+
+    fn send(&self, frame: &Frame) -> io::Result<()> {
+        let mut writer = self.writer.lock().expect("writer lock");
+        writer.write_all(&frame.encode())?;
+        writer.flush()
+    }
+
+    /// Starts a process in the guest.
+    pub fn exec(&self, request: &ExecRequest) -> io::Result<Session<'_>> {
+        let id = {
+            let mut next = self.next_session.lock().expect("session counter");
+            let id = *next;
+            *next = next.wrapping_add(1).max(1);
+            id
+        };
+        let (tx, rx) = mpsc::channel();
+        self.routes.lock().expect("routes lock").insert(id, tx);
+        self.send(&Frame::json(FrameKind::Exec, id, request))?;
+        Ok(Session {
+            client: self,
+            id,
+            frames: rx,
+        })
+    }
+
+    /// Asks the guest to stop (its workload or init gets the stop signal).
+    pub fn shutdown(&self) -> io::Result<()> {
+        self.send(&Frame::new(FrameKind::Shutdown, CONTROL, Vec::new()))
+    }
+
+    /// Waits for the container-mode workload's exit status.
+    pub fn workload_exit(&self, timeout: Duration) -> io::Result<ExitStatus> {
+        let control = self.control.lock().expect("control lock");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match control.recv_timeout(left) {
+                Ok(frame) if frame.kind == FrameKind::WorkloadExited => return frame.body(),
+                Ok(_) => {}
+                Err(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the workload's exit status did not arrive",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn route_frames(mut reader: impl Read, routes: Routes, control: Sender<Frame>) {
+    while let Ok(Some(frame)) = Frame::read_from(&mut reader) {
+        if frame.session == CONTROL {
+            let _ = control.send(frame);
+            continue;
+        }
+        let route = routes
+            .lock()
+            .expect("routes lock")
+            .get(&frame.session)
+            .cloned();
+        if let Some(route) = route {
+            let ends = matches!(frame.kind, FrameKind::Exited | FrameKind::Error);
+            let session = frame.session;
+            let _ = route.send(frame);
+            if ends {
+                routes.lock().expect("routes lock").remove(&session);
+            }
+        }
+    }
+    // The stream ended: every waiting session sees its channel close.
+    routes.lock().expect("routes lock").clear();
+}
+
+/// One running process in the guest.
+pub struct Session<'a> {
+    client: &'a AgentClient,
+    id: u32,
+    frames: Receiver<Frame>,
+}
+
+/// What a session produced next.
+#[derive(Debug)]
+pub enum Output {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    Exited(ExitStatus),
+    /// The guest could not start the process.
+    Failed(ErrorBody),
+}
+
+impl Session<'_> {
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    pub fn write_stdin(&self, bytes: &[u8]) -> io::Result<()> {
+        for chunk in bytes.chunks(MAX_PAYLOAD) {
+            self.client
+                .send(&Frame::new(FrameKind::Stdin, self.id, chunk.to_vec()))?;
+        }
+        Ok(())
+    }
+
+    pub fn close_stdin(&self) -> io::Result<()> {
+        self.client
+            .send(&Frame::new(FrameKind::Stdin, self.id, Vec::new()))
+    }
+
+    pub fn signal(&self, signal: i32) -> io::Result<()> {
+        self.client.send(&Frame::json(
+            FrameKind::Signal,
+            self.id,
+            &SignalRequest { signal },
+        ))
+    }
+
+    pub fn resize(&self, size: WindowSize) -> io::Result<()> {
+        self.client
+            .send(&Frame::json(FrameKind::Resize, self.id, &size))
+    }
+
+    /// The next piece of output, or the end.
+    pub fn next(&self, timeout: Duration) -> io::Result<Output> {
+        let frame = self.frames.recv_timeout(timeout).map_err(|e| match e {
+            RecvTimeoutError::Timeout => io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the guest process did not finish in time",
+            ),
+            RecvTimeoutError::Disconnected => io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the agent connection closed before the process ended",
+            ),
+        })?;
+        Ok(match frame.kind {
+            FrameKind::Stdout => Output::Stdout(frame.payload),
+            FrameKind::Stderr => Output::Stderr(frame.payload),
+            FrameKind::Exited => Output::Exited(frame.body()?),
+            FrameKind::Error => Output::Failed(frame.body()?),
+            other => return Err(protocol_error(format!("unexpected {other:?} frame"))),
+        })
+    }
+
+    /// Collects all output until the process ends.
+    pub fn wait(self, timeout: Duration) -> io::Result<Result<Finished, ErrorBody>> {
+        let deadline = Instant::now() + timeout;
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        loop {
+            match self.next(deadline.saturating_duration_since(Instant::now()))? {
+                Output::Stdout(b) => stdout.extend(b),
+                Output::Stderr(b) => stderr.extend(b),
+                Output::Exited(status) => {
+                    return Ok(Ok(Finished {
+                        stdout,
+                        stderr,
+                        status,
+                    }));
+                }
+                Output::Failed(body) => return Ok(Err(body)),
+            }
+        }
+    }
+}

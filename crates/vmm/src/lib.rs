@@ -1,0 +1,81 @@
+//! VMM drivers. A [`MachineSpec`] describes a VM the same way whatever runs it; each driver
+//! turns it into its VMM's terms.
+//!
+//! - [`qemu`]: QEMU `-M microvm`, from the distribution's `qemu-system-x86` package.
+
+pub mod qemu;
+
+use std::path::PathBuf;
+
+/// One VM's machine, as every driver sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineSpec {
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    /// The kernel the VMM boots (a bzImage for QEMU, the ELF vmlinux for Firecracker).
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub cmdline: String,
+    /// In order: the root disk first (`/dev/vda` in the guest), then the rest.
+    pub disks: Vec<DiskSpec>,
+    pub console: ConsoleSpec,
+    /// The host end of the guest agent's channel.
+    pub agent_socket: Option<PathBuf>,
+    pub nics: Vec<NicSpec>,
+    pub accel: Accel,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskSpec {
+    pub path: PathBuf,
+    pub format: DiskFormat,
+    pub read_only: bool,
+    /// Writes go to a throw-away overlay (tests boot shared images this way).
+    pub snapshot: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskFormat {
+    Raw,
+    Qcow2,
+}
+
+/// Where the serial console goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleSpec {
+    /// Appended to a log file.
+    File(PathBuf),
+    /// A unix socket (for attach) whose output is also appended to `log`.
+    Socket { path: PathBuf, log: PathBuf },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NicSpec {
+    pub mac: String,
+    pub backend: NicBackend,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NicBackend {
+    /// The VMM's user-mode network, with host ports forwarded to the guest.
+    User { forwards: Vec<PortForward> },
+    /// An existing tap device.
+    Tap { ifname: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortForward {
+    pub udp: bool,
+    pub host_address: String,
+    pub host_port: u16,
+    pub guest_port: u16,
+}
+
+/// How the guest's CPU runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// Hardware virtualisation through /dev/kvm.
+    Kvm,
+    /// Software emulation: slow, but works anywhere.
+    Tcg,
+}

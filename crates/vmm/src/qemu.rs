@@ -1,0 +1,223 @@
+//! QEMU `-M microvm`: the command line for a [`MachineSpec`].
+
+use std::ffi::OsString;
+
+use ignite_guest_protocol::agent::SERIAL_PORT_NAME;
+
+use crate::{Accel, ConsoleSpec, DiskFormat, MachineSpec, NicBackend};
+
+pub const QEMU_BINARY: &str = "qemu-system-x86_64";
+
+/// The arguments after the program name. The kernel's command line is used as given.
+pub fn command_line(spec: &MachineSpec) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
+    let mut push = |a: &str| args.push(a.into());
+    // acpi=on gives the guest a power button (graceful stop) and a clean power-off.
+    push("-M");
+    push("microvm,acpi=on");
+    match spec.accel {
+        Accel::Kvm => {
+            push("-accel");
+            push("kvm");
+            push("-cpu");
+            push("host");
+        }
+        Accel::Tcg => {
+            push("-accel");
+            push("tcg");
+            // Under TCG the guest calibrates its timers against a clock that drifts with
+            // host load and hangs most boots; counting instructions keeps it steady.
+            push("-icount");
+            push("shift=auto");
+            push("-cpu");
+            push("max");
+        }
+    }
+    push("-smp");
+    push(&spec.vcpus.to_string());
+    push("-m");
+    push(&format!("{}M", spec.memory_mib));
+    for a in [
+        "-no-user-config",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-no-reboot",
+    ] {
+        push(a);
+    }
+    push("-kernel");
+    args.push(spec.kernel.clone().into_os_string());
+    args.push("-initrd".into());
+    args.push(spec.initrd.clone().into_os_string());
+    args.push("-append".into());
+    args.push(spec.cmdline.clone().into());
+
+    let console = match &spec.console {
+        ConsoleSpec::File(path) => chardev_path("file,id=console,path=", path, ",append=on"),
+        ConsoleSpec::Socket { path, log } => {
+            let mut s = chardev_path("socket,id=console,path=", path, ",server=on,wait=off");
+            s.push(",logfile=");
+            s.push(escape(log.as_os_str()));
+            s.push(",logappend=on");
+            s
+        }
+    };
+    args.push("-chardev".into());
+    args.push(console);
+    args.push("-serial".into());
+    args.push("chardev:console".into());
+
+    for (i, disk) in spec.disks.iter().enumerate() {
+        let mut drive = chardev_path(&format!("id=disk{i},if=none,file="), &disk.path, "");
+        drive.push(match disk.format {
+            DiskFormat::Raw => ",format=raw",
+            DiskFormat::Qcow2 => ",format=qcow2",
+        });
+        if disk.read_only {
+            drive.push(",read-only=on");
+        }
+        if disk.snapshot {
+            drive.push(",snapshot=on");
+        }
+        args.push("-drive".into());
+        args.push(drive);
+        args.push("-device".into());
+        args.push(format!("virtio-blk-device,drive=disk{i}").into());
+    }
+
+    for (i, nic) in spec.nics.iter().enumerate() {
+        let netdev = match &nic.backend {
+            NicBackend::User { forwards } => {
+                let mut s = format!("user,id=net{i}");
+                for f in forwards {
+                    s.push_str(&format!(
+                        ",hostfwd={}:{}:{}-:{}",
+                        if f.udp { "udp" } else { "tcp" },
+                        f.host_address,
+                        f.host_port,
+                        f.guest_port
+                    ));
+                }
+                s
+            }
+            NicBackend::Tap { ifname } => {
+                format!("tap,id=net{i},ifname={ifname},script=no,downscript=no")
+            }
+        };
+        args.push("-netdev".into());
+        args.push(netdev.into());
+        args.push("-device".into());
+        args.push(format!("virtio-net-device,netdev=net{i},mac={}", nic.mac).into());
+    }
+
+    if let Some(socket) = &spec.agent_socket {
+        args.push("-device".into());
+        args.push("virtio-serial-device".into());
+        args.push("-chardev".into());
+        args.push(chardev_path(
+            "socket,id=agent,path=",
+            socket,
+            ",server=on,wait=off",
+        ));
+        args.push("-device".into());
+        args.push(format!("virtserialport,chardev=agent,name={SERIAL_PORT_NAME}").into());
+    }
+    args
+}
+
+fn chardev_path(prefix: &str, path: &std::path::Path, suffix: &str) -> OsString {
+    let mut s = OsString::from(prefix);
+    s.push(escape(path.as_os_str()));
+    s.push(suffix);
+    s
+}
+
+/// QEMU option values separate with commas; a comma in a path is written twice.
+fn escape(path: &std::ffi::OsStr) -> OsString {
+    let text = path.to_string_lossy();
+    if text.contains(',') {
+        text.replace(',', ",,").into()
+    } else {
+        path.to_os_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DiskSpec, NicSpec, PortForward};
+
+    fn spec() -> MachineSpec {
+        MachineSpec {
+            vcpus: 2,
+            memory_mib: 512,
+            kernel: "/k/vmlinuz".into(),
+            initrd: "/vm/initramfs.cpio".into(),
+            cmdline: "console=ttyS0".into(),
+            disks: vec![
+                DiskSpec {
+                    path: "/vm/root,1.qcow2".into(),
+                    format: DiskFormat::Qcow2,
+                    read_only: false,
+                    snapshot: false,
+                },
+                DiskSpec {
+                    path: "/k/modules.ext4".into(),
+                    format: DiskFormat::Raw,
+                    read_only: true,
+                    snapshot: false,
+                },
+            ],
+            console: ConsoleSpec::File("/vm/console.log".into()),
+            agent_socket: Some("/vm/agent.sock".into()),
+            nics: vec![NicSpec {
+                mac: "52:54:00:00:00:01".into(),
+                backend: NicBackend::User {
+                    forwards: vec![PortForward {
+                        udp: false,
+                        host_address: "127.0.0.1".into(),
+                        host_port: 8080,
+                        guest_port: 80,
+                    }],
+                },
+            }],
+            accel: Accel::Tcg,
+        }
+    }
+
+    #[test]
+    fn the_command_line_describes_the_machine() {
+        let args: Vec<String> = command_line(&spec())
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        let joined = args.join(" ");
+        for expected in [
+            "-M microvm,acpi=on",
+            "-accel tcg -icount shift=auto -cpu max",
+            "-smp 2 -m 512M",
+            "-kernel /k/vmlinuz -initrd /vm/initramfs.cpio -append console=ttyS0",
+            "-chardev file,id=console,path=/vm/console.log,append=on -serial chardev:console",
+            "-drive id=disk0,if=none,file=/vm/root,,1.qcow2,format=qcow2 -device virtio-blk-device,drive=disk0",
+            "-drive id=disk1,if=none,file=/k/modules.ext4,format=raw,read-only=on",
+            "-netdev user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80 -device virtio-net-device,netdev=net0,mac=52:54:00:00:00:01",
+            "-chardev socket,id=agent,path=/vm/agent.sock,server=on,wait=off -device virtserialport,chardev=agent,name=ignite.agent",
+            "-no-reboot",
+        ] {
+            assert!(
+                joined.contains(expected),
+                "missing {expected:?} in {joined}"
+            );
+        }
+        let mut kvm = spec();
+        kvm.accel = Accel::Kvm;
+        let joined: Vec<String> = command_line(&kvm)
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        assert!(joined.join(" ").contains("-accel kvm -cpu host"));
+        assert!(!joined.contains(&"-icount".to_string()));
+    }
+}
