@@ -1,15 +1,12 @@
 #!/usr/bin/env python3
-"""Importing a Debian root filesystem of about 200 MB (made with mmdebstrap, packed as an
-OCI layout with one gzip layer) against the same job done with `umoci unpack` followed by
+"""Importing the Debian base image of scripts/base-image.sh (about 250 MB, made with
+mmdebstrap, packed as an OCI layout with one gzip layer) against the same job done with `umoci unpack` followed by
 `mkfs.ext4 -d`, in the same run. Also a repeat import of the same digest against the first.
 
 Targets: our import at most 0.8 of the baseline's time; a repeat at most 0.05 of the first.
 Needs root, mmdebstrap, umoci and e2fsprogs (scripts/setup.sh installs them).
 """
 import argparse
-import gzip
-import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -18,69 +15,16 @@ import tempfile
 import time
 from pathlib import Path
 
-CACHE = Path(os.environ.get("IGNITE_BENCH_CACHE", "/var/cache/ignite-bench"))
-MIRROR = os.environ.get("IGNITE_BENCH_MIRROR", "http://deb.debian.org/debian")
-PACKAGES = "systemd,systemd-sysv,udev,openssh-server,iproute2,ca-certificates"
+ROOT = Path(__file__).resolve().parent.parent
 IMPORT_TARGET = 0.8
 REPEAT_TARGET = 0.05
 
 
-def debian_tar() -> Path:
-    tar = CACHE / "debian-bookworm.tar"
-    if not tar.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        tmp = CACHE / "debian-bookworm.tar.partial"
-        print(f"bench import: building a Debian root filesystem with mmdebstrap (cached in {CACHE})", file=sys.stderr)
-        subprocess.run(["mmdebstrap", "--quiet", "--format=tar", "--variant=minbase", f"--include={PACKAGES}",
-                        "bookworm", str(tmp), MIRROR], check=True, stdin=subprocess.DEVNULL)
-        tmp.rename(tar)
-    return tar
-
-
-def sha256_file(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-            size += len(chunk)
-    return "sha256:" + h.hexdigest(), size
-
-
-def oci_layout(tar: Path) -> Path:
-    layout = CACHE / "debian-layout"
-    if (layout / "index.json").exists():
-        return layout
-    tmp = CACHE / "debian-layout.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    blobs = tmp / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
-    diff_id, _ = sha256_file(tar)
-    gz = tmp / "layer.tar.gz"
-    with open(tar, "rb") as src, gzip.open(gz, "wb", compresslevel=6) as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
-    layer_digest, layer_size = sha256_file(gz)
-    gz.rename(blobs / layer_digest.split(":")[1])
-
-    def put(doc: dict) -> tuple[str, int]:
-        data = json.dumps(doc).encode()
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        (blobs / digest.split(":")[1]).write_bytes(data)
-        return digest, len(data)
-
-    config = put({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/sbin/init"]},
-                  "rootfs": {"type": "layers", "diff_ids": [diff_id]}})
-    manifest = put({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                               "digest": config[0], "size": config[1]},
-                    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                                "digest": layer_digest, "size": layer_size}]})
-    (tmp / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-    (tmp / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
-        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest[0], "size": manifest[1],
-        "annotations": {"org.opencontainers.image.ref.name": "bench"}}]}))
-    tmp.rename(layout)
-    return layout
+def base_image_layout() -> Path:
+    """The Debian base image scripts/base-image.sh builds (and caches) with mmdebstrap."""
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "base-image.sh")], check=True,
+                         stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL).stdout
+    return Path(out.strip().splitlines()[-1])
 
 
 def timed(cmd: list[str], **kw) -> float:
@@ -106,20 +50,20 @@ def main() -> int:
         if shutil.which(tool) is None:
             print(f"bench import: {tool} is missing; run scripts/setup.sh", file=sys.stderr)
             return 1
-    layout = oci_layout(debian_tar())
+    layout = base_image_layout()
     ours, baseline, repeats = [], [], []
     work = Path(tempfile.mkdtemp(prefix="ignite-bench-", dir="/var/tmp"))
     try:
         for i in range(args.runs):
             root = work / f"state-{i}"
-            source = f"oci:{layout}:bench"
+            source = f"oci:{layout}:bookworm"
             ours.append(timed([args.ignite, "-q", "--root", str(root), "image", "import", source]))
             repeats.append(timed([args.ignite, "-q", "--root", str(root), "image", "import", source]))
             shutil.rmtree(root)
 
             bundle = work / f"bundle-{i}"
             start = time.perf_counter()
-            subprocess.run(["umoci", "unpack", "--image", f"{layout}:bench", str(bundle)], check=True,
+            subprocess.run(["umoci", "unpack", "--image", f"{layout}:bookworm", str(bundle)], check=True,
                            stdout=subprocess.DEVNULL)
             rootfs = bundle / "rootfs"
             size = (du_bytes(rootfs) * 5 // 4 // (1 << 20) + 64) << 20

@@ -28,4 +28,8 @@ install -d /usr/share/bash-completion/completions
 log "importing Debian's cloud kernel as the default kernel"
 "$PREFIX/bin/ignite" -q kernel import --default "$KERNEL_DEB" >/dev/null
 
+log "building the Debian base image (systemd, openssh-server) with mmdebstrap"
+BASE_IMAGE=$(bash scripts/base-image.sh)
+"$PREFIX/bin/ignite" -q image import "oci:$BASE_IMAGE:bookworm" >/dev/null
+
 log "done: $("$PREFIX/bin/ignite" version -o short)"

@@ -19,5 +19,8 @@ if readelf -l "$GUEST_INIT" | grep -q 'Requesting program interpreter'; then
 fi
 "$GUEST_INIT" --version
 
+log "the Debian base image the boot tests use"
+bash scripts/base-image.sh >/dev/null
+
 log "tests"
 cargo test --workspace --locked

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ignite_guest_protocol::agent::{ExecRequest, WindowSize};
-use ignite_guest_protocol::config::{BootMode, CONFIG_VERSION, GuestConfig, Workload};
+use ignite_guest_protocol::config::{
+    BootMode, CONFIG_VERSION, GuestConfig, Interface, Volume, Workload,
+};
 use ignite_guest_protocol::status;
 use ignite_oci::fetch::NoProgress;
 use ignite_runtime::guest::{FileCopy, workload_of, write_vm_initramfs};
@@ -19,7 +21,7 @@ use ignite_store::Store;
 use ignite_testkit::images::{Compression, Image, LayerBuilder};
 use ignite_testkit::kernel_deb;
 use ignite_testkit::qemu::TestVm;
-use ignite_vmm::{Accel, ConsoleSpec, DiskFormat, DiskSpec, MachineSpec};
+use ignite_vmm::{Accel, ConsoleSpec, DiskFormat, DiskSpec, MachineSpec, NicBackend, NicSpec};
 
 const BOOT: Duration = Duration::from_secs(120);
 const CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 quiet";
@@ -124,46 +126,76 @@ fn boot(
     disk_size: u64,
     memory_mib: u64,
 ) -> TestVm {
+    boot_with(
+        f,
+        image,
+        config,
+        copies,
+        disk_size,
+        memory_mib,
+        vec![],
+        vec![],
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn boot_with(
+    f: &Fixture,
+    image: &ignite_api::Image,
+    config: &GuestConfig,
+    copies: &[FileCopy],
+    disk_size: u64,
+    memory_mib: u64,
+    volumes: Vec<DiskSpec>,
+    nics: Vec<NicSpec>,
+) -> TestVm {
     let vm_dir = f.dir.path().join(format!("vm-{}", config.name));
     std::fs::create_dir_all(&vm_dir).unwrap();
     let disk = vm_dir.join("root.img");
     let base = rootfs_path(&f.store, image.status.image_id.as_ref().unwrap());
-    let status = std::process::Command::new("cp")
-        .arg("--sparse=always")
-        .arg(&base)
-        .arg(&disk)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    // A VM's disk outlives its boots: only the first boot of a name gets a fresh copy.
+    if !disk.exists() {
+        let status = std::process::Command::new("cp")
+            .arg("--sparse=always")
+            .arg(&base)
+            .arg(&disk)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
     let file = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
     if file.metadata().unwrap().len() < disk_size {
         file.set_len(disk_size).unwrap();
     }
     let initrd = vm_dir.join("initramfs.cpio");
     write_vm_initramfs(&f.kdir, config, copies, &initrd).unwrap();
+    let mut disks = vec![
+        DiskSpec {
+            path: disk,
+            format: DiskFormat::Raw,
+            read_only: false,
+            snapshot: false,
+        },
+        DiskSpec {
+            path: f.kdir.join(MODULES_DISK_FILE),
+            format: DiskFormat::Raw,
+            read_only: true,
+            snapshot: false,
+        },
+    ];
+    disks.extend(volumes);
+    let console = vm_dir.join("console.log");
+    let _ = std::fs::remove_file(&console);
     TestVm::start(&MachineSpec {
         vcpus: 1,
         memory_mib,
         kernel: f.kdir.join(BZIMAGE_FILE),
         initrd,
         cmdline: CMDLINE.into(),
-        disks: vec![
-            DiskSpec {
-                path: disk,
-                format: DiskFormat::Raw,
-                read_only: false,
-                snapshot: false,
-            },
-            DiskSpec {
-                path: f.kdir.join(MODULES_DISK_FILE),
-                format: DiskFormat::Raw,
-                read_only: true,
-                snapshot: false,
-            },
-        ],
-        console: ConsoleSpec::File(vm_dir.join("console.log")),
+        disks,
+        console: ConsoleSpec::File(console),
         agent_socket: Some(vm_dir.join("agent.sock")),
-        nics: vec![],
+        nics,
         accel: Accel::Tcg,
     })
 }
@@ -244,6 +276,7 @@ fn vm_mode_provisions_the_root_and_hands_over_to_the_images_init() {
         echo \"hosts=$($b grep -c 'ignite-init' /etc/hosts) lo=$($b cat /sys/class/net/lo/operstate)\"\n\
         echo \"modules=$($b ls /lib/modules/$($b uname -r)/modules.dep) virtio_net=$($b find /lib/modules/$($b uname -r) -name virtio_net.ko | $b wc -l)\"\n\
         echo \"rootsize=$($b df -m / | $b tail -1 | $b awk '{print $2}')\"\n\
+        echo \"volume=$($b cat /data/volume.txt) fstab=$($b grep -c '^/dev/vdc' /etc/fstab)\"\n\
         $b poweroff -f\n";
     let image = busybox_image(&f, "vmmode", &["/sbin/init"], |l| {
         l.dir("sbin", 0o755)
@@ -274,9 +307,37 @@ fn vm_mode_provisions_the_root_and_hands_over_to_the_images_init() {
             guest: "/opt/site".into(),
         },
     ];
+    let volume_tree = f.dir.path().join("volume");
+    std::fs::create_dir_all(&volume_tree).unwrap();
+    std::fs::write(volume_tree.join("volume.txt"), "on the volume").unwrap();
+    let volume = f.dir.path().join("volume.ext4");
+    let size = ignite_disk::measure_tree(&volume_tree).unwrap();
+    ignite_disk::build_ext4(&volume_tree, size, &volume, "data").unwrap();
+    cfg.volumes = vec![Volume {
+        name: "data".into(),
+        device: "/dev/vdc".into(),
+        path: "/data".into(),
+        fstype: None,
+        read_only: false,
+    }];
+    let volume_disk = DiskSpec {
+        path: volume,
+        format: DiskFormat::Raw,
+        read_only: false,
+        snapshot: false,
+    };
     // Twice: the second boot of the same disk must apply everything again, not duplicate it.
     for round in 0..2 {
-        let mut vm = boot(&f, &image, &cfg, &copies, 256 << 20, 256);
+        let mut vm = boot_with(
+            &f,
+            &image,
+            &cfg,
+            &copies,
+            256 << 20,
+            256,
+            vec![volume_disk.clone()],
+            vec![],
+        );
         let (console, powered_off) = vm.wait_exit(BOOT);
         assert!(console.contains("ignite-init: vm mode"), "{console}");
         assert!(
@@ -290,6 +351,7 @@ fn vm_mode_provisions_the_root_and_hands_over_to_the_images_init() {
             "nested=<p>nested</p>",
             "hosts=1 lo=unknown",
             "virtio_net=1",
+            "volume=on the volume fstab=1",
         ] {
             assert!(
                 console.contains(expected),
@@ -477,4 +539,107 @@ fn container_mode_failures_have_distinct_statuses() {
         Some(status::NO_INIT),
         "{console}"
     );
+}
+
+#[test]
+fn debian_with_systemd_boots_to_multi_user_in_vm_mode() {
+    let f = fixture();
+    let layout = ignite_testkit::base_image_layout();
+    let image = import_image(
+        &f.store,
+        &format!("oci:{}:bookworm", layout.display()),
+        &ImportOptions::default(),
+        &NoProgress,
+    )
+    .unwrap()
+    .image;
+    let mut cfg = config("debian-vm", BootMode::Auto, workload_of(&image, &[]));
+    let key =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDebianTestKeyDebianTestKeyDebianTestKey00 test@host";
+    cfg.authorized_keys = vec![key.into()];
+    let mac = "52:54:00:12:34:56";
+    cfg.interfaces = vec![Interface {
+        mac: mac.into(),
+        addresses: vec!["10.0.2.15/24".into()],
+        gateway: Some("10.0.2.2".into()),
+        mtu: None,
+    }];
+    cfg.nameservers = vec!["10.0.2.3".into()];
+    let copied = f.dir.path().join("motd");
+    std::fs::write(&copied, "welcome to an ignite VM\n").unwrap();
+    let copies = [FileCopy {
+        host: copied,
+        guest: "/etc/motd".into(),
+    }];
+    // The guest's user-mode network is isolated: nothing leaves this machine.
+    let nic = NicSpec {
+        mac: mac.into(),
+        backend: NicBackend::User {
+            forwards: vec![],
+            isolated: true,
+        },
+    };
+    let mut vm = boot_with(&f, &image, &cfg, &copies, 2 << 30, 512, vec![], vec![nic]);
+    let agent = vm.agent(BOOT);
+    assert_eq!(agent.guest.mode.as_deref(), Some("vm"));
+    let run = |argv: &[&str]| -> String {
+        let done = agent
+            .exec(&exec(argv))
+            .unwrap()
+            .wait(Duration::from_secs(120))
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{argv:?}: {}", e.message));
+        String::from_utf8_lossy(&done.stdout).trim().to_string()
+    };
+    // systemd's own verdict on the boot: up to the multi-user target.
+    let started = std::time::Instant::now();
+    loop {
+        let state = run(&["systemctl", "is-active", "multi-user.target"]);
+        if state == "active" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "multi-user.target is {state:?} after {:?}:\n{}\n{}",
+            started.elapsed(),
+            run(&["systemctl", "--failed", "--no-legend"]),
+            vm.console_text()
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    eprintln!(
+        "multi-user.target reached {:?} after the agent answered",
+        started.elapsed()
+    );
+    assert_eq!(run(&["cat", "/proc/1/comm"]), "systemd");
+    assert_eq!(run(&["hostname"]), "debian-vm");
+    assert_eq!(
+        run(&["cat", "/root/.ssh/authorized_keys"])
+            .lines()
+            .filter(|l| *l == key)
+            .count(),
+        1
+    );
+    assert_eq!(run(&["cat", "/etc/motd"]), "welcome to an ignite VM");
+    let size: u64 = run(&["df", "-B1", "--output=size", "/"])
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap();
+    assert!(
+        size > (19 << 30) / 10,
+        "the root filesystem has {size} bytes of 2 GiB"
+    );
+    assert_eq!(run(&["systemctl", "is-active", "ssh"]), "active");
+    let addresses = run(&["ip", "-4", "-o", "addr", "show"]);
+    assert!(addresses.contains("10.0.2.15/24"), "{addresses}");
+    assert!(run(&["ip", "route"]).contains("default via 10.0.2.2"));
+    assert!(run(&["cat", "/etc/resolv.conf"]).contains("nameserver 10.0.2.3"));
+    // The kernel's modules are visible to the image's own tools.
+    assert!(run(&["modinfo", "-F", "filename", "virtio_net"]).starts_with("/lib/modules/"));
+
+    // A graceful stop through the agent: systemd powers the VM off.
+    agent.shutdown().unwrap();
+    let (console, powered_off) = vm.wait_exit(BOOT);
+    assert!(powered_off, "systemd powered the VM off:\n{console}");
 }

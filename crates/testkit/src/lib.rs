@@ -45,3 +45,21 @@ pub fn kernel_deb() -> std::path::PathBuf {
             panic!("no kernel package: run scripts/setup.sh (it downloads Debian's cloud kernel into {KERNEL_CACHE}) or set IGNITE_TEST_KERNEL_DEB")
         })
 }
+
+/// Where scripts/base-image.sh keeps the Debian base image (systemd, openssh-server).
+pub const BASE_IMAGE_LAYOUT: &str = "/var/cache/ignite/images/debian-bookworm";
+
+/// The Debian base image as an OCI layout (tag `bookworm`): `$IGNITE_TEST_BASE_IMAGE`, or
+/// the one scripts/base-image.sh built. Fails the test loudly when there is none.
+pub fn base_image_layout() -> std::path::PathBuf {
+    let path: std::path::PathBuf = std::env::var_os("IGNITE_TEST_BASE_IMAGE")
+        .map(Into::into)
+        .unwrap_or_else(|| BASE_IMAGE_LAYOUT.into());
+    if !path.join("index.json").is_file() {
+        panic!(
+            "no base image at {}: run scripts/base-image.sh (setup.sh and test.sh do) or set IGNITE_TEST_BASE_IMAGE",
+            path.display()
+        );
+    }
+    path
+}

@@ -57,8 +57,12 @@ pub struct NicSpec {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NicBackend {
-    /// The VMM's user-mode network, with host ports forwarded to the guest.
-    User { forwards: Vec<PortForward> },
+    /// The VMM's user-mode network, with host ports forwarded to the guest. `isolated`
+    /// keeps the guest from reaching the host or beyond (forwards still work).
+    User {
+        forwards: Vec<PortForward>,
+        isolated: bool,
+    },
     /// An existing tap device.
     Tap { ifname: String },
 }

@@ -89,8 +89,11 @@ pub fn command_line(spec: &MachineSpec) -> Vec<OsString> {
 
     for (i, nic) in spec.nics.iter().enumerate() {
         let netdev = match &nic.backend {
-            NicBackend::User { forwards } => {
+            NicBackend::User { forwards, isolated } => {
                 let mut s = format!("user,id=net{i}");
+                if *isolated {
+                    s.push_str(",restrict=on");
+                }
                 for f in forwards {
                     s.push_str(&format!(
                         ",hostfwd={}:{}:{}-:{}",
@@ -181,6 +184,7 @@ mod tests {
                         host_port: 8080,
                         guest_port: 80,
                     }],
+                    isolated: false,
                 },
             }],
             accel: Accel::Tcg,
