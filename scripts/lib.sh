@@ -14,7 +14,8 @@ SYSTEM_PACKAGES=(
     umoci           # the import benchmark's baseline
     cpio            # tests read initramfs archives back
     kmod            # depmod indexes a kernel's modules for modprobe inside VMs
-    qemu-system-x86 # boots test guests (TCG)
+    qemu-system-x86 # the QEMU microvm driver (and test guests, with TCG)
+    qemu-utils      # qemu-img makes each VM's qcow2 disk over its image
     busybox-static  # the init of the test image that boots in VM mode
     xz-utils zstd lz4 bzip2 gzip # tests recompress a kernel in every bzImage format
 )

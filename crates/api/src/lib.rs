@@ -29,7 +29,7 @@ pub use reference::{ImageReference, ReferenceError};
 pub use size::{Size, SizeError};
 pub use source::{ImageSource, SourceError};
 pub use vm::{
-    BlockDeviceVolume, FileMapping, NetworkMode, NetworkStatus, OciImageSource, RuntimeStatus, Ssh,
-    Vm, VmImageSpec, VmKernelSpec, VmNetworkSpec, VmSpec, VmStatus, VmStorageSpec, VmmKind, Volume,
-    VolumeMount, defaults, join_ips,
+    BlockDeviceVolume, ExitRecord, FileMapping, GuestMode, NetworkMode, NetworkStatus,
+    OciImageSource, ProcessRef, RuntimeStatus, Ssh, Vm, VmImageSpec, VmKernelSpec, VmNetworkSpec,
+    VmSpec, VmStatus, VmStorageSpec, VmmKind, VmmStatus, Volume, VolumeMount, defaults, join_ips,
 };

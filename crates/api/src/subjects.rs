@@ -13,9 +13,9 @@ use crate::size::Size;
 use crate::source::ImageSource;
 use crate::template::{TemplateSubject, humanize_time};
 use crate::vm::{
-    BlockDeviceVolume, FileMapping, NetworkMode, NetworkStatus, OciImageSource, RuntimeStatus, Ssh,
-    Vm, VmImageSpec, VmKernelSpec, VmNetworkSpec, VmSpec, VmStatus, VmStorageSpec, VmmKind, Volume,
-    VolumeMount, join_ips,
+    BlockDeviceVolume, ExitRecord, FileMapping, GuestMode, NetworkMode, NetworkStatus,
+    OciImageSource, ProcessRef, RuntimeStatus, Ssh, Vm, VmImageSpec, VmKernelSpec, VmNetworkSpec,
+    VmSpec, VmStatus, VmStorageSpec, VmmKind, VmmStatus, Volume, VolumeMount, join_ips,
 };
 
 fn sample_meta() -> ObjectMeta {
@@ -90,6 +90,7 @@ impl TemplateSubject for Vm {
                 ssh: Some(Ssh::Generate),
                 vmm: Some(VmmKind::Auto),
                 command: Some(vec![String::new()]),
+                mode: Some(GuestMode::Auto),
             },
         );
         vm.status = VmStatus {
@@ -100,6 +101,23 @@ impl TemplateSubject for Vm {
             image: sample_source(),
             kernel: sample_source(),
             id_prefix: "x".into(),
+            supervisor: Some(ProcessRef {
+                pid: 1,
+                start_ticks: 1,
+            }),
+            vmm: Some(VmmStatus {
+                name: String::new(),
+                process: ProcessRef {
+                    pid: 1,
+                    start_ticks: 1,
+                },
+                accel: String::new(),
+            }),
+            exit: Some(ExitRecord {
+                status: Some(0),
+                reason: String::new(),
+                time: Time(DateTime::UNIX_EPOCH),
+            }),
         };
         serde_json::to_value(vm).expect("a VM serializes")
     }

@@ -92,6 +92,10 @@ pub struct VmSpec {
     /// an addition to Ignite's model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
+    /// How the guest runs the image: `vm` (its /sbin/init), `container` (ENTRYPOINT/CMD
+    /// supervised by ignite-init) or `auto` (an addition to Ignite's model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<GuestMode>,
 }
 
 impl VmSpec {
@@ -124,6 +128,7 @@ impl VmSpec {
             ssh: self.ssh.or(lower.ssh),
             vmm: self.vmm.or(lower.vmm),
             command: self.command.or(lower.command),
+            mode: self.mode.or(lower.mode),
         }
     }
 
@@ -289,6 +294,27 @@ pub enum VmmKind {
     Firecracker,
 }
 
+/// How the guest runs the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuestMode {
+    /// VM mode when the image has /sbin/init and no command was given, else container mode.
+    #[default]
+    Auto,
+    Vm,
+    Container,
+}
+
+impl fmt::Display for GuestMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            GuestMode::Auto => "auto",
+            GuestMode::Vm => "vm",
+            GuestMode::Container => "container",
+        })
+    }
+}
+
 /// How a VM is connected to the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -328,6 +354,47 @@ pub struct VmStatus {
     pub kernel: OciImageSource,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub id_prefix: String,
+    /// The VM's supervisor process while it runs (an addition to Ignite's model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervisor: Option<ProcessRef>,
+    /// The VMM process while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmm: Option<VmmStatus>,
+    /// How the VM last ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<ExitRecord>,
+}
+
+/// A process, identified by its pid and its start time (in clock ticks since boot, from
+/// /proc/<pid>/stat) so a recycled pid is never mistaken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProcessRef {
+    pub pid: u32,
+    pub start_ticks: u64,
+}
+
+/// `status.vmm`: what runs the VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VmmStatus {
+    /// `qemu` or `firecracker`.
+    pub name: String,
+    pub process: ProcessRef,
+    /// `kvm` or `tcg`.
+    pub accel: String,
+}
+
+/// `status.exit`: the end of the VM's last run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExitRecord {
+    /// The workload's exit status (container mode) or ignite-init's failure status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<i32>,
+    /// Why it ended: `powered off`, `stopped`, `killed`, `VMM crashed`, ...
+    pub reason: String,
+    pub time: Time,
 }
 
 impl VmStatus {

@@ -55,6 +55,22 @@ pub enum LogLevel {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create a VM and start it
+    Run(RunArgs),
+    /// Create a VM, stopped
+    Create(CreateArgs),
+    /// Start a stopped VM
+    Start(StartArgs),
+    /// Stop running VMs gracefully (killed after 20 s; -f at once)
+    Stop(StopArgs),
+    /// Kill running VMs at once
+    Kill(VmsArgs),
+    /// Remove VMs
+    Rm(RmArgs),
+    /// Print a VM's console output
+    Logs(LogsArgs),
+    /// Attach to a running VM's console (detach with ^P^Q)
+    Attach(VmArg),
     /// List running VMs (-a for all)
     Ps(PsArgs),
     /// Show an object (vm, image or kernel) in full
@@ -109,6 +125,196 @@ pub enum VmCommand {
     /// List all VMs
     #[command(visible_alias = "list")]
     Ls(PsArgs),
+    /// Create a VM and start it
+    Run(RunArgs),
+    /// Create a VM, stopped
+    Create(CreateArgs),
+    /// Start a stopped VM
+    Start(StartArgs),
+    /// Stop running VMs gracefully (killed after 20 s; -f at once)
+    Stop(StopArgs),
+    /// Kill running VMs at once
+    Kill(VmsArgs),
+    /// Remove VMs
+    Rm(RmArgs),
+    /// Print a VM's console output
+    Logs(LogsArgs),
+    /// Attach to a running VM's console (detach with ^P^Q)
+    Attach(VmArg),
+    /// Run a VM's supervisor (started by `ignite start`; not for direct use)
+    #[command(hide = true)]
+    Supervise(VmArg),
+    /// Exec a VMM that dies with its supervisor (internal)
+    #[command(hide = true)]
+    ExecVmm(ExecVmmArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExecVmmArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// `ignite create` flags (Ignite's, plus --network, --vmm, --accel and --mode).
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The image to run (a registry reference, oci:DIR[:TAG], docker-archive:FILE); imported if needed
+    pub image: Option<String>,
+    /// The VM's name [default: a random adjective-noun]
+    #[arg(short, long)]
+    pub name: Option<String>,
+    /// Refuse to create a VM without --name
+    #[arg(long)]
+    pub require_name: bool,
+    /// A VM manifest (YAML or JSON) to start from; flags override it
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Copy a host file or directory into the VM: /host/path:/vm/path (repeatable)
+    #[arg(short = 'f', long = "copy-files", value_name = "HOST:VM")]
+    pub copy_files: Vec<String>,
+    /// Publish a VM port on the host: [ip:]hostPort:vmPort[/tcp|udp] (repeatable)
+    #[arg(short, long, value_name = "PORTS")]
+    pub ports: Vec<String>,
+    /// Virtual CPUs [default: 1]
+    #[arg(long)]
+    pub cpus: Option<u64>,
+    /// Memory, e.g. 512MB or 2GB [default: 512MB]
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// The root filesystem's size, e.g. 4GB [default: 4GB]
+    #[arg(short, long)]
+    pub size: Option<String>,
+    /// The kernel command line [default: console=ttyS0 reboot=k panic=1]
+    #[arg(long, value_name = "ARGS")]
+    pub kernel_args: Option<String>,
+    /// The kernel (a kernel name, package, file or image) [default: the default kernel]
+    #[arg(short, long, value_name = "KERNEL")]
+    pub kernel_image: Option<String>,
+    /// Authorise SSH: generate a key pair, or give a public key (--ssh=PATH)
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "PATH")]
+    pub ssh: Option<String>,
+    /// Attach a host block device or file: /dev/sdb1:/mnt (repeatable)
+    #[arg(short, long, value_name = "DEVICE:PATH")]
+    pub volumes: Vec<String>,
+    /// A label key=value (repeatable)
+    #[arg(short, long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Networking: user (the VMM's own, no root) or none [default: user]
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+    /// The VMM: auto, qemu or firecracker [default: auto]
+    #[arg(long, value_name = "VMM")]
+    pub vmm: Option<String>,
+    /// How the guest runs the image: auto, vm (its /sbin/init) or container (ENTRYPOINT/CMD)
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    #[command(flatten)]
+    pub legacy: LegacyArgs,
+}
+
+/// Flags of Ignite's container sandbox, accepted so scripts keep working; they change nothing.
+#[derive(Debug, Args)]
+pub struct LegacyArgs {
+    /// Ignored (Ignite's sandbox container image)
+    #[arg(long, hide = true)]
+    pub sandbox_image: Option<String>,
+    /// Ignored (Ignite's container runtime)
+    #[arg(long, hide = true)]
+    pub runtime: Option<String>,
+    /// Ignored (Ignite's network plugin)
+    #[arg(long, hide = true)]
+    pub network_plugin: Option<String>,
+    /// Ignored (Ignite's container name prefix)
+    #[arg(long, hide = true)]
+    pub id_prefix: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StartFlags {
+    /// Attach to the console after starting; exit with the VM
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// The accelerator: auto, kvm or tcg [default: IGNITE_ACCEL, else auto: kvm when /dev/kvm works]
+    #[arg(long, value_name = "ACCEL")]
+    pub accel: Option<String>,
+    /// Ignored (Ignite kept its sandbox container)
+    #[arg(short, long, hide = true)]
+    pub debug: bool,
+    /// Ignored (checks run always; see ignite doctor)
+    #[arg(long, hide = true, value_name = "CHECKS")]
+    pub ignore_preflight_checks: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub create: CreateArgs,
+    #[command(flatten)]
+    pub start: StartFlags,
+    /// Remove the VM when it ends; wait for that and exit with its status
+    #[arg(long)]
+    pub rm: bool,
+    /// A command to run instead of the image's ENTRYPOINT/CMD arguments (container mode)
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// The VM, by name or ID (or a unique prefix of one)
+    pub vm: String,
+    #[command(flatten)]
+    pub start: StartFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct VmArg {
+    /// The VM, by name or ID (or a unique prefix of one)
+    pub vm: String,
+}
+
+#[derive(Debug, Args)]
+pub struct VmsArgs {
+    /// VMs, by name or ID (or a unique prefix of one)
+    #[arg(required = true)]
+    pub vms: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// VMs, by name or ID (or a unique prefix of one)
+    #[arg(required = true)]
+    pub vms: Vec<String>,
+    /// Kill at once instead of asking the guest to power off
+    #[arg(short, long = "force-kill")]
+    pub force_kill: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// VMs, by name or ID (or a unique prefix of one)
+    pub vms: Vec<String>,
+    /// Kill running VMs first
+    #[arg(short, long)]
+    pub force: bool,
+    /// Remove the VM a manifest describes (by its uid or name)
+    #[arg(long, value_name = "FILE", conflicts_with = "vms")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The VM, by name or ID (or a unique prefix of one)
+    pub vm: String,
+    /// Keep printing new output until the VM stops
+    #[arg(short, long)]
+    pub follow: bool,
 }
 
 #[derive(Debug, Args)]

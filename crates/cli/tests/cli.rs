@@ -24,7 +24,22 @@ fn golden(name: &str, actual: &str) {
     assert_eq!(actual, expected, "output differs from {}", path.display());
 }
 
-/// Three VMs as in Ignite's own ps tests, created three days ago; vm2 runs since 2h.
+/// A live process to record as a running VM's supervisor: this test process.
+fn live_supervisor() -> String {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap();
+    let ticks = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .to_string();
+    format!("{{pid: {}, startTicks: {ticks}}}", std::process::id())
+}
+
+/// Three VMs as in Ignite's own ps tests, created three days ago; vm2 runs since 2h (its
+/// supervisor is this test process, so it counts as running).
 fn three_vms(root: &Path) {
     let store = Store::open(root).unwrap();
     let created = Time((Utc::now() - Duration::days(3)).trunc_subsecs(0));
@@ -40,7 +55,7 @@ fn three_vms(root: &Path) {
             "vm2",
             "bfc80c948b1e2419",
             "image: {oci: foo/bar}\n  cpus: 2\n  memory: 800MB\n  diskSize: 3GB\n  network: {ports: [{hostPort: 8080, vmPort: 80, protocol: tcp}]}",
-            "status:\n  running: true\n  startTime: STARTED\n  network: {plugin: bridge, ipAddresses: [10.61.0.2, 10.61.0.3]}\n",
+            "status:\n  running: true\n  startTime: STARTED\n  supervisor: SUPERVISOR\n  network: {plugin: bridge, ipAddresses: [10.61.0.2, 10.61.0.3]}\n",
         ),
         (
             "vm3",
@@ -52,7 +67,9 @@ fn three_vms(root: &Path) {
     for (name, uid, spec, status) in docs {
         let doc = format!(
             "apiVersion: ignite.weave.works/v1alpha4\nkind: VM\nmetadata:\n  name: {name}\n  uid: {uid}\n  created: {created}\nspec:\n  kernel: {{oci: weaveworks/ignite-kernel:5.10.51}}\n  {spec}\n{}",
-            status.replace("STARTED", &started.to_string())
+            status
+                .replace("STARTED", &started.to_string())
+                .replace("SUPERVISOR", &live_supervisor())
         );
         let vm: Vm = manifest::decode(&doc).unwrap();
         store.vms().create(vm).unwrap();
@@ -360,6 +377,19 @@ fn ps_sees_changes_made_after_it_last_ran() {
         .vms()
         .update(&uid, |vm| -> Result<(), ignite_store::StoreError> {
             vm.status.running = true;
+            vm.status.supervisor = Some(ignite_api::ProcessRef {
+                pid: std::process::id(),
+                start_ticks: fs::read_to_string("/proc/self/stat")
+                    .unwrap()
+                    .rsplit_once(')')
+                    .unwrap()
+                    .1
+                    .split_whitespace()
+                    .nth(19)
+                    .unwrap()
+                    .parse()
+                    .unwrap(),
+            });
             Ok(())
         })
         .unwrap();

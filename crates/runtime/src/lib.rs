@@ -5,3 +5,4 @@ pub mod config;
 pub mod guest;
 pub mod images;
 pub mod kernels;
+pub mod vms;

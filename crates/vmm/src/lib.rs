@@ -1,11 +1,29 @@
 //! VMM drivers. A [`MachineSpec`] describes a VM the same way whatever runs it; each driver
 //! turns it into its VMM's terms.
 //!
-//! - [`qemu`]: QEMU `-M microvm`, from the distribution's `qemu-system-x86` package.
+//! - [`qemu`]: QEMU `-M microvm`, from the distribution's `qemu-system-x86` package, and
+//!   [`qmp`], its control socket.
 
 pub mod qemu;
+pub mod qmp;
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// What the supervisor needs from a VMM. The supervisor starts the returned command as its
+/// child, so it owns the VMM process whatever the driver.
+pub trait Vmm: Send + Sync {
+    /// `qemu` or `firecracker`, as recorded in the VM's status.
+    fn name(&self) -> &'static str;
+    /// The program and arguments that run `spec`; `control` is the VMM's control socket.
+    fn command(&self, spec: &MachineSpec, control: &Path) -> (PathBuf, Vec<OsString>);
+    /// Configures and boots the machine once the process runs (a no-op where the command
+    /// line says it all).
+    fn boot(&self, spec: &MachineSpec, control: &Path) -> io::Result<()>;
+    /// Presses the power button: a guest that listens powers off.
+    fn power_button(&self, control: &Path) -> io::Result<()>;
+}
 
 /// One VM's machine, as every driver sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,12 +1,56 @@
 //! QEMU `-M microvm`: the command line for a [`MachineSpec`].
 
 use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ignite_guest_protocol::agent::SERIAL_PORT_NAME;
 
-use crate::{Accel, ConsoleSpec, DiskFormat, MachineSpec, NicBackend};
+use crate::qmp::Qmp;
+use crate::{Accel, ConsoleSpec, DiskFormat, MachineSpec, NicBackend, Vmm};
 
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
+
+/// The QEMU microvm driver, controlled over QMP.
+pub struct Qemu {
+    /// The QEMU binary (`qemu-system-x86_64` from PATH by default).
+    pub binary: PathBuf,
+}
+
+impl Default for Qemu {
+    fn default() -> Self {
+        Qemu {
+            binary: PathBuf::from(QEMU_BINARY),
+        }
+    }
+}
+
+impl Vmm for Qemu {
+    fn name(&self) -> &'static str {
+        "qemu"
+    }
+
+    fn command(&self, spec: &MachineSpec, control: &Path) -> (PathBuf, Vec<OsString>) {
+        let mut args = command_line(spec);
+        args.push("-qmp".into());
+        let mut qmp = OsString::from("unix:");
+        qmp.push(escape(control.as_os_str()));
+        qmp.push(",server=on,wait=off");
+        args.push(qmp);
+        (self.binary.clone(), args)
+    }
+
+    fn boot(&self, _spec: &MachineSpec, _control: &Path) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn power_button(&self, control: &Path) -> io::Result<()> {
+        Qmp::connect(control, Duration::from_secs(5))?
+            .execute("system_powerdown", None)
+            .map(|_| ())
+    }
+}
 
 /// The arguments after the program name. The kernel's command line is used as given.
 pub fn command_line(spec: &MachineSpec) -> Vec<OsString> {

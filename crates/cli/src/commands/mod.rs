@@ -6,6 +6,7 @@ mod inspect;
 mod kernel;
 mod ps;
 mod version;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -108,6 +109,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Version(args) => version::run(args),
         Command::Completion(args) => completion::run(args),
+        Command::Run(args) => return vm::run(&Context::new(&cli)?, args),
+        Command::Create(args) => return vm::create(&Context::new(&cli)?, args),
+        Command::Start(args) => return vm::start_command(&Context::new(&cli)?, args),
+        Command::Stop(args) => return vm::stop(&Context::new(&cli)?, args),
+        Command::Kill(args) => return vm::kill(&Context::new(&cli)?, args),
+        Command::Rm(args) => return vm::rm(&Context::new(&cli)?, args),
+        Command::Logs(args) => return vm::logs(&Context::new(&cli)?, args),
+        Command::Attach(args) => return vm::attach(&Context::new(&cli)?, args),
         Command::Ps(args) => ps::run(&Context::new(&cli)?, args),
         Command::Inspect(args) => inspect::run(&Context::new(&cli)?, args),
         Command::Image(group) => image::run(&Context::new(&cli)?, group.command.as_ref()),
@@ -126,6 +135,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     },
                 ),
                 Some(VmCommand::Ps(args)) => ps::run(&ctx, args),
+                Some(VmCommand::Run(args)) => return vm::run(&ctx, args),
+                Some(VmCommand::Create(args)) => return vm::create(&ctx, args),
+                Some(VmCommand::Start(args)) => return vm::start_command(&ctx, args),
+                Some(VmCommand::Stop(args)) => return vm::stop(&ctx, args),
+                Some(VmCommand::Kill(args)) => return vm::kill(&ctx, args),
+                Some(VmCommand::Rm(args)) => return vm::rm(&ctx, args),
+                Some(VmCommand::Logs(args)) => return vm::logs(&ctx, args),
+                Some(VmCommand::Attach(args)) => return vm::attach(&ctx, args),
+                Some(VmCommand::Supervise(args)) => return vm::supervise(&ctx, args),
+                Some(VmCommand::ExecVmm(args)) => return vm::exec_vmm(&args.command),
                 Some(VmCommand::Ls(args)) => ps::run(
                     &ctx,
                     &PsArgs {

@@ -11,7 +11,7 @@ use ignite_api::filter::Filter;
 use ignite_api::humanize;
 use ignite_api::ports::join_ports;
 use ignite_api::template::Template;
-use ignite_api::{Vm, join_ips};
+use ignite_api::{ProcessRef, Vm, join_ips};
 
 use super::{Context, write_stdout};
 use crate::args::PsArgs;
@@ -23,7 +23,7 @@ const HEADER: [&str; 11] = [
 ];
 
 /// Names the layout of [`Row::encode`]; change it whenever that layout changes.
-const ROW_FORMAT: &str = "ps-row-v1";
+const ROW_FORMAT: &str = "ps-row-v2";
 
 pub fn run(ctx: &Context, args: &PsArgs) -> anyhow::Result<()> {
     let now = Utc::now();
@@ -47,6 +47,7 @@ fn from_summaries(ctx: &Context, args: &PsArgs, now: DateTime<Utc>) -> anyhow::R
         .lines
         .iter()
         .filter_map(|l| Row::decode(l))
+        .map(Row::checked)
         .collect();
     Ok(render(
         ctx,
@@ -70,8 +71,16 @@ fn from_objects(ctx: &Context, args: &PsArgs, now: DateTime<Utc>) -> anyhow::Res
     for damaged in &listing.damaged {
         tracing::warn!("{damaged}");
     }
-    let vms = listing
+    // The recorded state is checked against the processes, as in the table.
+    let objects: Vec<Vm> = listing
         .objects
+        .into_iter()
+        .map(|mut vm| {
+            vm.status.running = ignite_runtime::vms::is_running(&vm);
+            vm
+        })
+        .collect();
+    let vms = objects
         .iter()
         .filter(|vm| args.all || vm.status.running)
         .filter(|vm| filter.as_ref().is_none_or(|f| f.matches(*vm, now)));
@@ -96,6 +105,8 @@ fn render<'a>(ctx: &Context, rows: impl Iterator<Item = Row<'a>>, now: DateTime<
 struct Row<'a> {
     uid: Cow<'a, str>,
     running: bool,
+    /// The supervisor recorded for a running VM, checked before the VM is shown as Up.
+    supervisor: Option<ProcessRef>,
     created: Option<i64>,
     started: Option<i64>,
     /// IMAGE, KERNEL, SIZE, CPUS, MEMORY (columns 2 to 6).
@@ -117,6 +128,7 @@ impl<'a> Row<'a> {
                     .map_or_else(String::new, ToString::to_string),
             ),
             running: vm.status.running,
+            supervisor: vm.status.supervisor,
             created: vm.metadata.created.map(|t| t.0.timestamp()),
             started: vm.status.start_time.map(|t| t.0.timestamp()),
             spec: [
@@ -170,6 +182,10 @@ impl<'a> Row<'a> {
         let mut fields = vec![
             self.uid.to_string(),
             (if self.running { "1" } else { "0" }).to_string(),
+            self.supervisor.map_or_else(
+                || "-".to_string(),
+                |p| format!("{}:{}", p.pid, p.start_ticks),
+            ),
             time(self.created),
             time(self.started),
         ];
@@ -186,19 +202,38 @@ impl<'a> Row<'a> {
             .join("\t")
     }
 
+    /// Running only while the recorded supervisor is (a host reboot or a `kill -9` leaves
+    /// the record behind; `start` and `rm` repair it).
+    fn checked(mut self) -> Row<'a> {
+        self.running = self.running
+            && self
+                .supervisor
+                .as_ref()
+                .is_some_and(ignite_runtime::vms::process::is_alive);
+        self
+    }
+
     fn decode(line: &'a str) -> Option<Row<'a>> {
         let mut f = line.split('\t');
         let mut next = || f.next().map(Cow::Borrowed);
-        let (uid, running, created, started) = (next()?, next()?, next()?, next()?);
+        let (uid, running, supervisor, created, started) =
+            (next()?, next()?, next()?, next()?, next()?);
         let spec = [next()?, next()?, next()?, next()?, next()?];
         let (ips, ports, name) = (next()?, next()?, next()?);
         if next().is_some() {
             return None;
         }
         let time = |t: &str| t.parse::<i64>().ok();
+        let supervisor = supervisor.split_once(':').and_then(|(pid, ticks)| {
+            Some(ProcessRef {
+                pid: pid.parse().ok()?,
+                start_ticks: ticks.parse().ok()?,
+            })
+        });
         Some(Row {
             uid,
             running: running == "1",
+            supervisor,
             created: time(&created),
             started: time(&started),
             spec,

@@ -1,0 +1,433 @@
+//! The VM lifecycle commands: `run`, `create`, `start`, `stop`, `kill`, `rm`, `logs` and
+//! `attach` (also under `ignite vm`), plus the hidden `vm supervise` and `vm exec-vmm`.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use ignite_api::{
+    BlockDeviceVolume, FileMapping, GuestMode, ImageSource, NetworkMode, PortMapping, Size, Ssh,
+    Vm, VmImageSpec, VmKernelSpec, VmSpec, VmmKind, Volume, VolumeMount,
+};
+use ignite_runtime::vms::{self, CreateRequest, StartOptions, VmFiles};
+use ignite_store::Store;
+
+use super::{Context, write_stdout};
+use crate::args::{
+    CreateArgs, LogsArgs, RmArgs, RunArgs, StartArgs, StartFlags, StopArgs, VmArg, VmsArgs,
+};
+use crate::progress::Bars;
+
+/// ^P^Q, as in Docker, detaches from a console.
+const DETACH: [u8; 2] = [0x10, 0x11];
+
+pub fn create(ctx: &Context, args: &CreateArgs) -> anyhow::Result<ExitCode> {
+    let vm = create_vm(ctx, args, &[])?;
+    announce(ctx, "created", &vm)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let vm = create_vm(ctx, &args.create, &args.command)?;
+    let store = ctx.writable_store()?;
+    let vm = match start(&store, vm.clone(), &args.start) {
+        Ok(vm) => vm,
+        Err(e) => {
+            if args.rm {
+                let _ = vms::remove_vm(&store, vm, true);
+            }
+            return Err(e);
+        }
+    };
+    announce(ctx, "started", &vm)?;
+    if !args.start.interactive && !args.rm {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let uid = vms::uid_of(&vm);
+    if args.start.interactive {
+        attach_console(&store, &vm)?;
+    }
+    let done = vms::wait_for_exit(&store, &uid, (!args.rm).then_some(Duration::ZERO))?;
+    if vms::is_running(&done) {
+        // Detached from a VM that keeps running.
+        return Ok(ExitCode::SUCCESS);
+    }
+    let status = done.status.exit.as_ref().and_then(|e| e.status);
+    if args.rm {
+        vms::remove_vm(&store, done, true)?;
+    }
+    Ok(exit_code(status))
+}
+
+pub fn start_command(ctx: &Context, args: &StartArgs) -> anyhow::Result<ExitCode> {
+    let store = ctx.writable_store()?;
+    let vm = store.vms().find(&args.vm)?;
+    let vm = start(&store, vm, &args.start)?;
+    announce(ctx, "started", &vm)?;
+    if args.start.interactive {
+        attach_console(&store, &vm)?;
+        let done = vms::wait_for_exit(&store, &vms::uid_of(&vm), Some(Duration::ZERO))?;
+        if !vms::is_running(&done) {
+            return Ok(exit_code(done.status.exit.and_then(|e| e.status)));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn stop(ctx: &Context, args: &StopArgs) -> anyhow::Result<ExitCode> {
+    each(ctx, &args.vms, |store, vm| {
+        let vm = vms::stop_vm(store, vm, args.force_kill)?;
+        tracing::info!("stopped VM {}", vm.metadata.name);
+        Ok(vm)
+    })
+}
+
+pub fn kill(ctx: &Context, args: &VmsArgs) -> anyhow::Result<ExitCode> {
+    each(ctx, &args.vms, |store, vm| {
+        let vm = vms::stop_vm(store, vm, true)?;
+        tracing::info!("killed VM {}", vm.metadata.name);
+        Ok(vm)
+    })
+}
+
+pub fn rm(ctx: &Context, args: &RmArgs) -> anyhow::Result<ExitCode> {
+    let queries = match &args.config {
+        Some(path) => {
+            let manifest = read_manifest(path)?;
+            vec![match &manifest.metadata.uid {
+                Some(uid) => uid.to_string(),
+                None if !manifest.metadata.name.is_empty() => manifest.metadata.name.clone(),
+                None => bail!(
+                    "{} names no VM: it has neither metadata.uid nor metadata.name",
+                    path.display()
+                ),
+            }]
+        }
+        None if args.vms.is_empty() => bail!("name the VMs to remove, or give --config FILE"),
+        None => args.vms.clone(),
+    };
+    each(ctx, &queries, |store, vm| {
+        let vm = vms::remove_vm(store, vm, args.force)?;
+        tracing::info!("removed VM {}", vm.metadata.name);
+        Ok(vm)
+    })
+}
+
+pub fn logs(ctx: &Context, args: &LogsArgs) -> anyhow::Result<ExitCode> {
+    let vm = ctx.store.vms().find(&args.vm)?;
+    let uid = vms::uid_of(&vm);
+    let path = VmFiles::new(&ctx.store, &uid).console_log();
+    let mut offset = 0u64;
+    loop {
+        let running = vms::is_running(&ctx.store.vms().get(&uid)?);
+        if let Ok(mut file) = std::fs::File::open(&path) {
+            use std::io::Seek;
+            file.seek(std::io::SeekFrom::Start(offset))?;
+            let mut buf = Vec::new();
+            file.read_to_end(&mut buf)?;
+            offset += buf.len() as u64;
+            let mut out = std::io::stdout().lock();
+            if let Err(e) = out.write_all(&buf).and_then(|()| out.flush()) {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                return Err(e.into());
+            }
+        }
+        if !args.follow || !running {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn attach(ctx: &Context, args: &VmArg) -> anyhow::Result<ExitCode> {
+    let vm = ctx.store.vms().find(&args.vm)?;
+    let vm = vms::repair(&ctx.store, vm);
+    if !vms::is_running(&vm) {
+        bail!(
+            "VM {} is not running: start it first (ignite start {})",
+            vm.metadata.name,
+            vm.metadata.name
+        );
+    }
+    write_stdout(&format!("{}\n", vms::uid_of(&vm)))?;
+    attach_console(&ctx.store, &vm)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn supervise(ctx: &Context, args: &VmArg) -> anyhow::Result<ExitCode> {
+    let store = ctx.writable_store()?;
+    let vm = store.vms().find(&args.vm)?;
+    let helper = std::env::current_exe().context("cannot find the ignite binary")?;
+    vms::supervisor::run(&store, &vms::uid_of(&vm), &helper)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn exec_vmm(command: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
+    let err = vms::supervisor::exec_vmm(command);
+    bail!(
+        "cannot start the VMM {:?}: {err}",
+        command.first().unwrap_or(&"".into())
+    )
+}
+
+fn start(store: &Store, vm: Vm, flags: &StartFlags) -> anyhow::Result<Vm> {
+    let supervisor = std::env::current_exe().context("cannot find the ignite binary")?;
+    Ok(vms::start_vm(
+        store,
+        vm,
+        &StartOptions {
+            supervisor: &supervisor,
+            accel: flags.accel.clone(),
+            timeout: vms::START_TIMEOUT,
+        },
+    )?)
+}
+
+fn announce(ctx: &Context, what: &str, vm: &Vm) -> anyhow::Result<()> {
+    let uid = vms::uid_of(vm);
+    tracing::info!("{what} VM {} ({uid})", vm.metadata.name);
+    if ctx.quiet || what == "created" {
+        write_stdout(&format!("{uid}\n"))?;
+    }
+    Ok(())
+}
+
+fn exit_code(status: Option<i32>) -> ExitCode {
+    match status {
+        Some(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        None => ExitCode::SUCCESS,
+    }
+}
+
+/// Applies `op` to each VM; one failure among several is logged and the rest still go.
+fn each(
+    ctx: &Context,
+    queries: &[String],
+    op: impl Fn(&Store, Vm) -> anyhow::Result<Vm>,
+) -> anyhow::Result<ExitCode> {
+    let store = ctx.writable_store()?;
+    let mut out = String::new();
+    let mut failures = 0;
+    let mut last = None;
+    for query in queries {
+        match store
+            .vms()
+            .find(query)
+            .map_err(anyhow::Error::from)
+            .and_then(|vm| op(&store, vm))
+        {
+            Ok(vm) => out.push_str(&format!("{}\n", vms::uid_of(&vm))),
+            Err(e) => {
+                failures += 1;
+                if queries.len() > 1 {
+                    tracing::error!("{query}: {e:#}");
+                }
+                last = Some(e);
+            }
+        }
+    }
+    if ctx.quiet {
+        write_stdout(&out)?;
+    }
+    match (failures, last) {
+        (0, _) => Ok(ExitCode::SUCCESS),
+        (1, Some(e)) if queries.len() == 1 => Err(e),
+        _ => bail!("{failures} of {} VMs failed", queries.len()),
+    }
+}
+
+fn read_manifest(path: &Path) -> anyhow::Result<Vm> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the VM manifest {}", path.display()))?;
+    let vm: Vm = ignite_api::manifest::decode(&text)
+        .with_context(|| format!("{} is not a valid VM manifest", path.display()))?;
+    ignite_api::validation::validate_vm_manifest(&vm)
+        .with_context(|| format!("{} is not a valid VM manifest", path.display()))?;
+    Ok(vm)
+}
+
+fn create_vm(ctx: &Context, args: &CreateArgs, command: &[String]) -> anyhow::Result<Vm> {
+    let manifest = args.config.as_deref().map(read_manifest).transpose()?;
+    let flags = flag_spec(args, command)?;
+    let spec = ignite_runtime::config::effective_vm_spec(
+        flags,
+        manifest.as_ref().map(|m| m.spec.clone()),
+        ctx.configuration.as_ref(),
+    );
+    let mut meta = manifest.map(|m| m.metadata).unwrap_or_default();
+    meta.created = None;
+    if let Some(name) = &args.name {
+        meta.name = name.clone();
+    }
+    if args.require_name && meta.name.is_empty() {
+        bail!("--require-name: give the VM a name with --name");
+    }
+    for label in &args.labels {
+        match label.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                meta.labels.insert(k.to_string(), v.to_string());
+            }
+            _ => bail!("bad label {label:?}: want KEY=VALUE"),
+        }
+    }
+    let candidate = Vm::new(meta.clone(), spec.clone());
+    ignite_api::validation::validate_vm_manifest(&candidate)?;
+    let store = ctx.writable_store()?;
+    let bars = Bars::new(ctx.quiet);
+    let import = ctx.import_options(false, &args.registry);
+    Ok(vms::create_vm(
+        &store,
+        CreateRequest {
+            meta,
+            spec,
+            import,
+            progress: &bars,
+        },
+    )?)
+}
+
+/// The spec layer the flags make: only what was given.
+fn flag_spec(args: &CreateArgs, command: &[String]) -> anyhow::Result<VmSpec> {
+    let size = |flag: &str, v: &Option<String>| -> anyhow::Result<Option<Size>> {
+        v.as_deref()
+            .map(|s| {
+                s.parse::<Size>()
+                    .with_context(|| format!("bad {flag} {s:?}"))
+            })
+            .transpose()
+    };
+    let mut spec = VmSpec {
+        image: args
+            .image
+            .as_deref()
+            .map(|i| ImageSource::parse(i).map(|oci| VmImageSpec { oci }))
+            .transpose()?,
+        cpus: args.cpus,
+        memory: size("--memory", &args.memory)?,
+        disk_size: size("--size", &args.size)?,
+        ..VmSpec::default()
+    };
+    if args.kernel_image.is_some() || args.kernel_args.is_some() {
+        spec.kernel = Some(VmKernelSpec {
+            oci: args
+                .kernel_image
+                .as_deref()
+                .map(ImageSource::parse)
+                .transpose()?,
+            cmd_line: args.kernel_args.clone(),
+        });
+    }
+    for mapping in &args.copy_files {
+        let (host, vm) = mapping
+            .split_once(':')
+            .with_context(|| format!("bad --copy-files {mapping:?}: want /host/path:/vm/path"))?;
+        spec.copy_files.push(FileMapping {
+            host_path: host.into(),
+            vm_path: vm.into(),
+        });
+    }
+    for ports in &args.ports {
+        spec.network.ports.extend(
+            PortMapping::parse_spec(ports).with_context(|| format!("bad --ports {ports:?}"))?,
+        );
+    }
+    spec.network.mode = args
+        .network
+        .as_deref()
+        .map(|m| match m {
+            "user" => Ok(NetworkMode::User),
+            "none" => Ok(NetworkMode::None),
+            "bridge" => bail!("--network bridge is not available yet: use user or none"),
+            other => bail!("unknown --network {other:?}: use user or none"),
+        })
+        .transpose()?;
+    spec.vmm = args
+        .vmm
+        .as_deref()
+        .map(|v| match v {
+            "auto" => Ok(VmmKind::Auto),
+            "qemu" => Ok(VmmKind::Qemu),
+            "firecracker" => bail!("--vmm firecracker is not available yet: use qemu or auto"),
+            other => bail!("unknown --vmm {other:?}: use auto, qemu or firecracker"),
+        })
+        .transpose()?;
+    spec.mode = args
+        .mode
+        .as_deref()
+        .map(|m| match m {
+            "auto" => Ok(GuestMode::Auto),
+            "vm" => Ok(GuestMode::Vm),
+            "container" => Ok(GuestMode::Container),
+            other => bail!("unknown --mode {other:?}: use auto, vm or container"),
+        })
+        .transpose()?;
+    spec.ssh = match args.ssh.as_deref() {
+        None | Some("false") => None,
+        Some("true") => Some(Ssh::Generate),
+        Some(path) => Some(Ssh::PublicKey(path.into())),
+    };
+    for (i, volume) in args.volumes.iter().enumerate() {
+        let (device, path) = volume
+            .split_once(':')
+            .with_context(|| format!("bad --volumes {volume:?}: want /dev/device:/vm/path"))?;
+        let name = format!("volume{i}");
+        spec.storage.volumes.push(Volume {
+            name: name.clone(),
+            block_device: Some(BlockDeviceVolume {
+                path: device.into(),
+            }),
+        });
+        spec.storage.volume_mounts.push(VolumeMount {
+            name,
+            mount_path: path.into(),
+        });
+    }
+    if !command.is_empty() {
+        spec.command = Some(command.to_vec());
+    }
+    Ok(spec)
+}
+
+/// Joins the console: the terminal in raw mode, ^P^Q detaches, the VM's end ends it.
+fn attach_console(store: &Store, vm: &Vm) -> anyhow::Result<()> {
+    let socket = VmFiles::new(store, &vms::uid_of(vm)).console_socket();
+    let stream = std::os::unix::net::UnixStream::connect(&socket)
+        .with_context(|| format!("cannot attach to {}", socket.display()))?;
+    let _raw = crate::terminal::RawMode::enable();
+    let mut to_vm = stream.try_clone()?;
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut buf = [0u8; 1024];
+        let mut last = 0u8;
+        while let Ok(n) = stdin.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            for &b in &buf[..n] {
+                if last == DETACH[0] && b == DETACH[1] {
+                    let _ = to_vm.shutdown(std::net::Shutdown::Both);
+                    return;
+                }
+                last = b;
+            }
+            if to_vm.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    let mut from_vm = stream;
+    let mut stdout = std::io::stdout();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = from_vm.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        stdout.write_all(&buf[..n])?;
+        stdout.flush()?;
+    }
+    Ok(())
+}

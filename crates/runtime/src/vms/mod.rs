@@ -1,0 +1,429 @@
+//! The VM lifecycle: create, start (a detached supervisor per VM), stop, kill, remove, and
+//! the repair of records that outlived their processes (a host reboot, a `kill -9`).
+//!
+//! Nothing is trusted blindly: a VM counts as running only while the supervisor recorded
+//! in its status is alive (same pid, same start time).
+
+pub mod accel;
+pub mod files;
+pub mod process;
+pub mod supervisor;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ignite_api::{ExitRecord, GuestMode, Image, Kernel, ObjectMeta, Size, Time, Vm, VmSpec};
+use ignite_oci::fetch::Progress;
+use ignite_store::{Store, StoreError};
+use rustix::process::Signal;
+
+use crate::images::{ImageError, ImportOptions, import_image, rootfs_path};
+use crate::kernels::{KernelImportOptions, default_kernel, import_kernel};
+pub use files::VmFiles;
+
+/// VMs get at least this much memory: the kernel and the initramfs need it to boot.
+pub const MIN_MEMORY_MIB: u64 = 128;
+/// How long a graceful stop waits before the VMM is killed (Ignite's 20 s).
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long `start` waits for the supervisor to report the VMM running.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("VM {0} is already running")]
+    AlreadyRunning(String),
+    #[error("VM {0} is running: stop it first (ignite stop {0}), or use -f")]
+    Running(String),
+    #[error("VM {vm} did not start: {reason}")]
+    StartFailed { vm: String, reason: String },
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> VmError {
+    let path = path.into();
+    move |source| VmError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+pub fn uid_of(vm: &Vm) -> ignite_api::Uid {
+    vm.metadata.uid.clone().expect("stored VMs have a uid")
+}
+
+/// What `create` needs besides the effective spec.
+pub struct CreateRequest<'a> {
+    pub meta: ObjectMeta,
+    pub spec: VmSpec,
+    pub import: ImportOptions,
+    pub progress: &'a dyn Progress,
+}
+
+/// Creates a VM (stopped): imports its image and kernel when missing, records them, and
+/// makes its disk, a qcow2 overlay on the image's ext4 (instant whatever the size).
+/// Creates nothing when any step fails.
+pub fn create_vm(store: &Store, request: CreateRequest<'_>) -> Result<Vm, VmError> {
+    let CreateRequest {
+        meta,
+        mut spec,
+        import,
+        progress,
+    } = request;
+    validate_spec(&spec)?;
+    if !meta.name.is_empty()
+        && store
+            .vms()
+            .list()?
+            .objects
+            .iter()
+            .any(|v| v.metadata.name == meta.name)
+    {
+        return Err(VmError::Invalid(format!(
+            "a VM named {:?} already exists: choose another name, or remove it (ignite rm {})",
+            meta.name, meta.name
+        )));
+    }
+    let image = find_or_import_image(store, &spec, &import, progress)?;
+    let kernel = find_or_import_kernel(store, &spec, &import, progress)?;
+    let image_disk = rootfs_path(store, image.status.image_id.as_deref().unwrap_or_default());
+    let base_size = std::fs::metadata(&image_disk)
+        .map_err(io("read the image's disk", &image_disk))?
+        .len();
+    if spec.disk_size().bytes() < base_size {
+        tracing::warn!(
+            "--size {} is smaller than the image's disk ({}): using that",
+            spec.disk_size(),
+            Size::from_bytes(base_size)
+        );
+        spec.disk_size = Some(Size::from_bytes(base_size));
+    }
+    let mut vm = Vm::new(meta, spec);
+    vm.status.image = image.status.oci_source.clone();
+    vm.status.kernel = kernel.status.oci_source.clone();
+    let vm = store.vms().create(vm).map_err(|e| match e {
+        StoreError::NameTaken { .. } => VmError::Invalid(format!("{e}: choose another name")),
+        e => e.into(),
+    })?;
+    let uid = uid_of(&vm);
+    let files = VmFiles::new(store, &uid);
+    if let Err(e) = files.create_overlay(&image_disk, vm.spec.disk_size().bytes()) {
+        let _ = store.vms().delete(&uid);
+        return Err(e);
+    }
+    Ok(vm)
+}
+
+fn validate_spec(spec: &VmSpec) -> Result<(), VmError> {
+    if spec.image_ref().is_none() {
+        return Err(VmError::Invalid(
+            "no image: give one (ignite run IMAGE) or set spec.image.oci in --config".into(),
+        ));
+    }
+    let memory = spec.memory().bytes() >> 20;
+    if memory < MIN_MEMORY_MIB {
+        return Err(VmError::Invalid(format!(
+            "--memory {} is too little: a VM needs at least {MIN_MEMORY_MIB} MB",
+            spec.memory()
+        )));
+    }
+    if spec.mode == Some(GuestMode::Vm) && spec.command.as_ref().is_some_and(|c| !c.is_empty()) {
+        return Err(VmError::Invalid(
+            "a command runs in container mode: drop --mode vm, or the command".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The image a VM names: the imported one of that name, or imported now.
+pub fn find_or_import_image(
+    store: &Store,
+    spec: &VmSpec,
+    import: &ImportOptions,
+    progress: &dyn Progress,
+) -> Result<Image, VmError> {
+    let source = spec.image_ref().expect("validated");
+    let name = source.image_name();
+    if !import.pull
+        && let Some(image) = store
+            .images()
+            .list()?
+            .objects
+            .into_iter()
+            .find(|i| i.metadata.name == name)
+    {
+        return Ok(image);
+    }
+    Ok(import_image(store, &source.to_string(), import, progress)?.image)
+}
+
+/// The kernel a VM names, or the default kernel.
+pub fn find_or_import_kernel(
+    store: &Store,
+    spec: &VmSpec,
+    import: &ImportOptions,
+    progress: &dyn Progress,
+) -> Result<Kernel, VmError> {
+    match spec.kernel_ref() {
+        Some(source) => {
+            let name = source.image_name();
+            if let Some(k) = store
+                .kernels()
+                .list()?
+                .objects
+                .into_iter()
+                .find(|k| k.metadata.name == name)
+            {
+                return Ok(k);
+            }
+            let options = KernelImportOptions {
+                image: import.clone(),
+                ..KernelImportOptions::default()
+            };
+            Ok(import_kernel(store, &source.to_string(), &options, progress)?.kernel)
+        }
+        None => default_kernel(store)?.ok_or_else(|| {
+            VmError::Invalid(
+                "no kernel: import one as the default (ignite kernel import --default FILE; scripts/setup.sh imports Debian's cloud kernel) or give --kernel-image".into(),
+            )
+        }),
+    }
+}
+
+/// The kernel a VM was created with (matched by content id), else the one it names or the
+/// default.
+pub fn kernel_of(store: &Store, vm: &Vm) -> Result<Kernel, VmError> {
+    let kernels = store.kernels().list()?.objects;
+    if let Some(id) = &vm.status.kernel.id
+        && let Some(k) = kernels
+            .iter()
+            .find(|k| k.status.oci_source.id.as_ref() == Some(id))
+    {
+        return Ok(k.clone());
+    }
+    find_or_import_kernel(
+        store,
+        &vm.spec,
+        &ImportOptions::default(),
+        &ignite_oci::fetch::NoProgress,
+    )
+}
+
+/// The image a VM was created from.
+pub fn image_of(store: &Store, vm: &Vm) -> Result<Image, VmError> {
+    let images = store.images().list()?.objects;
+    if let Some(id) = &vm.status.image.id
+        && let Some(i) = images
+            .iter()
+            .find(|i| i.status.oci_source.id.as_ref() == Some(id))
+    {
+        return Ok(i.clone());
+    }
+    let name = vm
+        .spec
+        .image_ref()
+        .map(|s| s.image_name())
+        .unwrap_or_default();
+    images
+        .into_iter()
+        .find(|i| i.metadata.name == name)
+        .ok_or_else(|| {
+            VmError::Invalid(format!(
+                "the image of VM {} ({name}) is gone: import it again (ignite image import {name})",
+                vm.metadata.name
+            ))
+        })
+}
+
+/// True while the VM's supervisor runs.
+pub fn is_running(vm: &Vm) -> bool {
+    vm.status.running && vm.status.supervisor.as_ref().is_some_and(process::is_alive)
+}
+
+/// Brings a record whose processes are gone back to the truth: not running, the VMM
+/// killed if it outlived its supervisor, the exit recorded. Returns the repaired VM (in
+/// memory only when the store cannot be written).
+pub fn repair(store: &Store, vm: Vm) -> Vm {
+    if !vm.status.running || is_running(&vm) {
+        return vm;
+    }
+    if let Some(vmm) = &vm.status.vmm {
+        process::signal(&vmm.process, Signal::KILL);
+    }
+    let fix = |vm: &mut Vm| {
+        vm.status.running = false;
+        vm.status.supervisor = None;
+        vm.status.vmm = None;
+        vm.status.exit = Some(ExitRecord {
+            status: None,
+            reason: "its supervisor is gone (host reboot or killed)".into(),
+            time: Time::now(),
+        });
+    };
+    let uid = uid_of(&vm);
+    VmFiles::new(store, &uid).remove_runtime_files();
+    match store.vms().update(&uid, |v| -> Result<(), StoreError> {
+        if v.status.running && !is_running(v) {
+            fix(v);
+        }
+        Ok(())
+    }) {
+        Ok(v) => v,
+        Err(_) => {
+            let mut vm = vm;
+            fix(&mut vm);
+            vm
+        }
+    }
+}
+
+pub struct StartOptions<'a> {
+    /// The program that supervises VMs: the `ignite` binary (`ignite vm supervise UID`).
+    pub supervisor: &'a Path,
+    /// `--accel`, if given.
+    pub accel: Option<String>,
+    pub timeout: Duration,
+}
+
+/// Starts a stopped VM: a detached supervisor boots it. Returns once the VMM runs.
+pub fn start_vm(store: &Store, vm: Vm, options: &StartOptions<'_>) -> Result<Vm, VmError> {
+    let vm = repair(store, vm);
+    let name = vm.metadata.name.clone();
+    if is_running(&vm) {
+        return Err(VmError::AlreadyRunning(name));
+    }
+    let accel = accel::resolve(options.accel.as_deref()).map_err(VmError::Invalid)?;
+    // What the supervisor needs is checked here, so errors reach the user directly.
+    image_of(store, &vm)?;
+    kernel_of(store, &vm)?;
+    let uid = uid_of(&vm);
+    let files = VmFiles::new(store, &uid);
+    files.remove_runtime_files();
+    let log_path = files.supervisor_log();
+    let log = std::fs::File::create(&log_path).map_err(io("create", &log_path))?;
+    let mut child = Command::new(options.supervisor)
+        .arg("--root")
+        .arg(store.root())
+        .args(["vm", "supervise"])
+        .arg(uid.to_string())
+        .env(accel::ACCEL_ENV, accel::name(accel))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(io("open", &log_path))?)
+        .stderr(log)
+        .spawn()
+        .map_err(io("start the supervisor", options.supervisor))?;
+    let deadline = Instant::now() + options.timeout;
+    loop {
+        let current = store.vms().get(&uid)?;
+        if current.status.running
+            && current
+                .status
+                .supervisor
+                .is_some_and(|s| s.pid == child.id())
+        {
+            // The supervisor lives on detached; it is not this process's to wait for.
+            std::mem::forget(child);
+            return Ok(current);
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            return Err(VmError::StartFailed {
+                vm: name,
+                reason: last_lines(&log, 5),
+            });
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(VmError::StartFailed {
+                vm: name,
+                reason: format!(
+                    "the supervisor did not report the VMM running within {:?} (see {})",
+                    options.timeout,
+                    log_path.display()
+                ),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = lines.len().saturating_sub(n);
+    let tail = lines[start..].join("\n");
+    if tail.is_empty() {
+        "the supervisor exited without a word".into()
+    } else {
+        tail
+    }
+}
+
+/// Stops a VM: gracefully (the guest is asked to power off; killed after
+/// [`STOP_TIMEOUT`]) or at once with `kill`. Stopping a stopped VM is not an error.
+pub fn stop_vm(store: &Store, vm: Vm, kill: bool) -> Result<Vm, VmError> {
+    let vm = repair(store, vm);
+    if !is_running(&vm) {
+        return Ok(vm);
+    }
+    let supervisor = vm.status.supervisor.expect("running VMs have a supervisor");
+    process::signal(&supervisor, if kill { Signal::QUIT } else { Signal::TERM });
+    let deadline = Instant::now() + STOP_TIMEOUT + Duration::from_secs(10);
+    while process::is_alive(&supervisor) {
+        if Instant::now() > deadline {
+            // A stuck supervisor: its VMM dies with it (parent-death signal).
+            process::signal(&supervisor, Signal::KILL);
+            std::thread::sleep(Duration::from_millis(100));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let vm = store.vms().get(&uid_of(&vm))?;
+    Ok(repair(store, vm))
+}
+
+/// Removes a VM and everything it owns. A running VM is refused unless `force`, which
+/// kills it first.
+pub fn remove_vm(store: &Store, vm: Vm, force: bool) -> Result<Vm, VmError> {
+    let vm = repair(store, vm);
+    if is_running(&vm) {
+        if !force {
+            return Err(VmError::Running(vm.metadata.name.clone()));
+        }
+        stop_vm(store, vm.clone(), true)?;
+    }
+    store.vms().delete(&uid_of(&vm))?;
+    Ok(vm)
+}
+
+/// Waits until the VM no longer runs (`None`: no limit) and returns its final record.
+pub fn wait_for_exit(
+    store: &Store,
+    uid: &ignite_api::Uid,
+    timeout: Option<Duration>,
+) -> Result<Vm, VmError> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let vm = store.vms().get(uid)?;
+        if !is_running(&vm) {
+            return Ok(repair(store, vm));
+        }
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            return Ok(vm);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,377 @@
+//! The per-VM supervisor (ARCHITECTURE §4): a detached process, one per running VM, that
+//! owns the VMM process, hands the guest its configuration, holds the agent connection,
+//! stops the VM gracefully on SIGTERM (at once on SIGQUIT), and records how it ended.
+//! The VMM gets a parent-death signal, so a `kill -9` of the supervisor takes it along.
+
+use std::ffi::OsString;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ignite_api::{ExitRecord, GuestMode, NetworkMode, Time, Uid, Vm, VmmStatus};
+use ignite_guest_protocol::agent::ExitStatus;
+use ignite_guest_protocol::client::AgentClient;
+use ignite_guest_protocol::config::{
+    BootMode, CONFIG_VERSION, GuestConfig, Interface, Volume as GuestVolume,
+};
+use ignite_guest_protocol::status::last_exit_status;
+use ignite_store::{Store, StoreError};
+use ignite_vmm::qemu::Qemu;
+use ignite_vmm::{
+    ConsoleSpec, DiskFormat, DiskSpec, MachineSpec, NicBackend, NicSpec, PortForward, Vmm,
+};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use super::{STOP_TIMEOUT, VmError, VmFiles, accel, image_of, io, kernel_of, process};
+use crate::guest::{FileCopy, workload_of, write_vm_initramfs};
+use crate::kernels::{BZIMAGE_FILE, MODULES_DISK_FILE, VMLINUX_FILE, kernel_dir};
+
+const POLL: Duration = Duration::from_millis(50);
+
+/// Runs the VM until it ends. Called as `ignite vm supervise UID` by [`super::start_vm`].
+pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmError> {
+    // Detach from the starting command's session and terminal.
+    let _ = rustix::process::setsid();
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP])
+        .map_err(io("handle signals in", "the supervisor"))?;
+    let vm = store.vms().get(uid)?;
+    let image = image_of(store, &vm)?;
+    let kernel = kernel_of(store, &vm)?;
+    let kdir = kernel_dir(store, &kernel);
+    let files = VmFiles::new(store, uid);
+    let accel = accel::resolve(None).map_err(VmError::Invalid)?;
+
+    let modules_disk = kdir.join(MODULES_DISK_FILE);
+    let has_modules = modules_disk.is_file();
+    let config = guest_config(&vm, &image, has_modules);
+    let copies: Vec<FileCopy> = vm
+        .spec
+        .copy_files
+        .iter()
+        .map(|m| FileCopy {
+            host: m.host_path.clone(),
+            guest: m.vm_path.to_string_lossy().into_owned(),
+        })
+        .collect();
+    write_vm_initramfs(&kdir, &config, &copies, &files.initramfs())?;
+
+    let mut disks = vec![DiskSpec {
+        path: files.overlay(),
+        format: DiskFormat::Qcow2,
+        read_only: false,
+        snapshot: false,
+    }];
+    if has_modules {
+        disks.push(DiskSpec {
+            path: modules_disk,
+            format: DiskFormat::Raw,
+            read_only: true,
+            snapshot: false,
+        });
+    }
+    for volume in &config.volumes {
+        let source = vm
+            .spec
+            .storage
+            .volumes
+            .iter()
+            .find(|v| v.name == volume.name)
+            .and_then(|v| v.block_device.as_ref())
+            .map(|b| b.path.clone())
+            .expect("guest volumes come from spec volumes");
+        disks.push(DiskSpec {
+            path: source,
+            format: DiskFormat::Raw,
+            read_only: false,
+            snapshot: false,
+        });
+    }
+    let bzimage = kdir.join(BZIMAGE_FILE);
+    let spec = MachineSpec {
+        vcpus: vm.spec.cpus() as u32,
+        memory_mib: vm.spec.memory().bytes() >> 20,
+        kernel: if bzimage.is_file() {
+            bzimage
+        } else {
+            kdir.join(VMLINUX_FILE)
+        },
+        initrd: files.initramfs(),
+        cmdline: vm
+            .spec
+            .kernel
+            .as_ref()
+            .and_then(|k| k.cmd_line.clone())
+            .unwrap_or_else(|| ignite_api::defaults::KERNEL_CMDLINE.to_string()),
+        disks,
+        console: ConsoleSpec::Socket {
+            path: files.console_socket(),
+            log: files.console_log(),
+        },
+        agent_socket: Some(files.agent_socket()),
+        nics: nics(&vm),
+        accel,
+    };
+    let vmm = Qemu::default();
+    let control = files.control_socket();
+    let (program, args) = vmm.command(&spec, &control);
+    let log_offset = std::fs::metadata(files.console_log()).map_or(0, |m| m.len());
+
+    // The helper sets the parent-death signal, then execs the VMM. This thread lives as
+    // long as the supervisor, which is what the signal is tied to.
+    let mut child = Command::new(helper)
+        .args(["vm", "exec-vmm", "--"])
+        .arg(&program)
+        .args(&args)
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(io("start", &program))?;
+    let vmm_process = wait_for_process(child.id());
+    if let Err(e) = vmm.boot(&spec, &control) {
+        let _ = child.kill();
+        return Err(VmError::Invalid(format!(
+            "{} refused the VM: {e}",
+            vmm.name()
+        )));
+    }
+    store.vms().update(uid, |v| -> Result<(), StoreError> {
+        v.status.running = true;
+        v.status.start_time = Some(Time::now());
+        v.status.supervisor = Some(process::current());
+        v.status.vmm = vmm_process.map(|p| VmmStatus {
+            name: vmm.name().to_string(),
+            process: p,
+            accel: accel::name(accel).to_string(),
+        });
+        v.status.exit = None;
+        Ok(())
+    })?;
+    tracing::info!(pid = child.id(), "the VMM runs");
+
+    let agent: Arc<Mutex<Option<Arc<AgentClient>>>> = Arc::default();
+    let workload_exit: Arc<Mutex<Option<ExitStatus>>> = Arc::default();
+    {
+        let agent = agent.clone();
+        let workload_exit = workload_exit.clone();
+        let socket = files.agent_socket();
+        std::thread::spawn(move || hold_agent(socket, agent, workload_exit));
+    }
+
+    let mut stop_deadline: Option<Instant> = None;
+    let mut killed = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(io("wait for", &program))? {
+            break status;
+        }
+        for signal in signals.pending() {
+            match signal {
+                SIGQUIT => {
+                    let _ = child.kill();
+                    killed = true;
+                }
+                SIGTERM | SIGINT if stop_deadline.is_none() => {
+                    stop_deadline = Some(Instant::now() + STOP_TIMEOUT);
+                    let client = agent.lock().expect("agent lock").clone();
+                    let asked = client.is_some_and(|a| a.shutdown().is_ok());
+                    if !asked && let Err(e) = vmm.power_button(&control) {
+                        tracing::warn!("cannot press the power button: {e}");
+                    }
+                }
+                _ => {}
+            }
+        }
+        if stop_deadline.is_some_and(|d| Instant::now() > d) && !killed {
+            tracing::warn!("the guest did not power off within {STOP_TIMEOUT:?}: killing it");
+            let _ = child.kill();
+            killed = true;
+        }
+        std::thread::sleep(POLL);
+    };
+
+    let exit_status = workload_exit
+        .lock()
+        .expect("exit lock")
+        .map(|e| e.shell_code())
+        .or_else(|| console_exit_status(&files, log_offset));
+    let reason = if killed && stop_deadline.is_some() {
+        "stopped (killed after the grace period)".to_string()
+    } else if killed {
+        "killed".to_string()
+    } else if stop_deadline.is_some() {
+        "stopped".to_string()
+    } else if status.success() {
+        "powered off".to_string()
+    } else {
+        format!(
+            "the VMM failed ({status}); see {}",
+            files.supervisor_log().display()
+        )
+    };
+    tracing::info!(reason, ?exit_status, "the VM ended");
+    files.remove_runtime_files();
+    store.vms().update(uid, |v| -> Result<(), StoreError> {
+        v.status.running = false;
+        v.status.supervisor = None;
+        v.status.vmm = None;
+        v.status.exit = Some(ExitRecord {
+            status: exit_status,
+            reason,
+            time: Time::now(),
+        });
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// The VMM's process record, once the helper has exec'd into it.
+fn wait_for_process(pid: u32) -> Option<ignite_api::ProcessRef> {
+    process::lookup(pid)
+}
+
+fn console_exit_status(files: &VmFiles, offset: u64) -> Option<i32> {
+    let log = std::fs::read(files.console_log()).ok()?;
+    let new = log.get(offset as usize..)?;
+    last_exit_status(&String::from_utf8_lossy(new))
+}
+
+/// Connects to the guest agent (retrying while the guest boots), keeps the connection for
+/// stop requests, and records the workload's exit status when it arrives.
+fn hold_agent(
+    socket: PathBuf,
+    slot: Arc<Mutex<Option<Arc<AgentClient>>>>,
+    workload_exit: Arc<Mutex<Option<ExitStatus>>>,
+) {
+    let stream = loop {
+        match UnixStream::connect(&socket) {
+            Ok(s) => break s,
+            Err(_) if socket.parent().is_some_and(|d| d.exists()) => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            Err(_) => return,
+        }
+    };
+    let Ok(reader) = stream.try_clone() else {
+        return;
+    };
+    let client = match AgentClient::connect(reader, stream, Duration::from_secs(600)) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            tracing::warn!("the guest agent did not answer: {e}");
+            return;
+        }
+    };
+    tracing::info!(guest = %client.guest.software, "the guest agent answered");
+    *slot.lock().expect("agent lock") = Some(client.clone());
+    if let Ok(exit) = client.workload_exit(Duration::from_secs(u64::MAX / 4)) {
+        *workload_exit.lock().expect("exit lock") = Some(exit);
+    }
+}
+
+/// A stable MAC address per VM, in QEMU's locally administered range.
+pub fn mac_of(uid: &Uid) -> String {
+    let hex = uid.to_string();
+    format!("52:54:00:{}:{}:{}", &hex[0..2], &hex[2..4], &hex[4..6])
+}
+
+fn nics(vm: &Vm) -> Vec<NicSpec> {
+    match vm.spec.network.mode.unwrap_or(NetworkMode::User) {
+        NetworkMode::User => vec![NicSpec {
+            mac: mac_of(&super::uid_of(vm)),
+            backend: NicBackend::User {
+                forwards: vm
+                    .spec
+                    .network
+                    .ports
+                    .iter()
+                    .map(|p| PortForward {
+                        udp: p.protocol == Some(ignite_api::Protocol::Udp),
+                        host_address: p
+                            .bind_address
+                            .map_or_else(|| "0.0.0.0".to_string(), |a| a.to_string()),
+                        host_port: p.host_port,
+                        guest_port: p.vm_port,
+                    })
+                    .collect(),
+                isolated: false,
+            },
+        }],
+        NetworkMode::None | NetworkMode::Bridge => vec![],
+    }
+}
+
+/// The per-VM configuration ignite-init applies.
+pub fn guest_config(vm: &Vm, image: &ignite_api::Image, has_modules: bool) -> GuestConfig {
+    let command = vm.spec.command.clone().unwrap_or_default();
+    let user_network = vm.spec.network.mode.unwrap_or(NetworkMode::User) == NetworkMode::User;
+    // Disks: vda root, vdb modules (when the kernel has them), then volumes in order.
+    let first_volume = if has_modules { b'c' } else { b'b' };
+    let volumes = vm
+        .spec
+        .storage
+        .volume_mounts
+        .iter()
+        .enumerate()
+        .map(|(i, m)| GuestVolume {
+            name: m.name.clone(),
+            device: format!("/dev/vd{}", (first_volume + i as u8) as char),
+            path: m.mount_path.to_string_lossy().into_owned(),
+            fstype: None,
+            read_only: false,
+        })
+        .collect();
+    GuestConfig {
+        version: CONFIG_VERSION,
+        name: vm.metadata.name.clone(),
+        uid: super::uid_of(vm).to_string(),
+        hostname: vm.metadata.name.clone(),
+        mode: match vm.spec.mode.unwrap_or_default() {
+            GuestMode::Auto => BootMode::Auto,
+            GuestMode::Vm => BootMode::Vm,
+            GuestMode::Container => BootMode::Container,
+        },
+        workload: workload_of(image, &command),
+        root_device: "/dev/vda".into(),
+        modules_device: has_modules.then(|| "/dev/vdb".to_string()),
+        // QEMU's user-mode network: the guest is 10.0.2.15 behind 10.0.2.2, DNS at .3.
+        interfaces: if user_network {
+            vec![Interface {
+                mac: mac_of(&super::uid_of(vm)),
+                addresses: vec!["10.0.2.15/24".into()],
+                gateway: Some("10.0.2.2".into()),
+                mtu: None,
+            }]
+        } else {
+            vec![]
+        },
+        nameservers: if user_network {
+            vec!["10.0.2.3".into()]
+        } else {
+            vec![]
+        },
+        search_domains: vec![],
+        hosts: vec![],
+        authorized_keys: vec![],
+        files: vec![],
+        volumes,
+    }
+}
+
+/// `ignite vm exec-vmm -- PROGRAM ARGS...`: the VMM dies with its supervisor.
+pub fn exec_vmm(args: &[OsString]) -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    let Some((program, rest)) = args.split_first() else {
+        return std::io::Error::other("exec-vmm needs a program");
+    };
+    if let Err(e) =
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+    {
+        return e.into();
+    }
+    // The supervisor may have died before the signal was armed.
+    if rustix::process::getppid().is_none_or(|p| p.as_raw_nonzero().get() == 1) {
+        return std::io::Error::other("the supervisor is gone");
+    }
+    Command::new(program).args(rest).exec()
+}
