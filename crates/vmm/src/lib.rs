@@ -101,3 +101,15 @@ pub enum Accel {
     /// Software emulation: slow, but works anywhere.
     Tcg,
 }
+
+/// A program in PATH, as a shell would find it.
+pub fn find_in_path(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| {
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}

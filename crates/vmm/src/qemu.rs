@@ -26,6 +26,17 @@ impl Default for Qemu {
     }
 }
 
+impl Qemu {
+    /// The QEMU binary from PATH, or how to get one.
+    pub fn locate() -> Result<Qemu, String> {
+        crate::find_in_path(QEMU_BINARY)
+            .map(|binary| Qemu { binary })
+            .ok_or_else(|| {
+                format!("{QEMU_BINARY} is not installed (or not in PATH): install qemu-system-x86 (apt-get install qemu-system-x86)")
+            })
+    }
+}
+
 impl Vmm for Qemu {
     fn name(&self) -> &'static str {
         "qemu"

@@ -306,6 +306,7 @@ pub fn start_vm(store: &Store, vm: Vm, options: &StartOptions<'_>) -> Result<Vm,
         return Err(VmError::AlreadyRunning(name));
     }
     let accel = accel::resolve(options.accel.as_deref()).map_err(VmError::Invalid)?;
+    ignite_vmm::qemu::Qemu::locate().map_err(VmError::Invalid)?;
     // What the supervisor needs is checked here, so errors reach the user directly.
     image_of(store, &vm)?;
     kernel_of(store, &vm)?;

@@ -114,7 +114,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         nics: nics(&vm),
         accel,
     };
-    let vmm = Qemu::default();
+    let vmm = Qemu::locate().map_err(VmError::Invalid)?;
     let control = files.control_socket();
     let (program, args) = vmm.command(&spec, &control);
     let log_offset = std::fs::metadata(files.console_log()).map_or(0, |m| m.len());
@@ -128,6 +128,22 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         .stdin(Stdio::null())
         .spawn()
         .map_err(io("start", &program))?;
+    // Until the helper has exec'd, the VMM is not running yet; a failed exec ends the start.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let helper_exe = std::fs::canonicalize(helper).unwrap_or_else(|_| helper.to_path_buf());
+    loop {
+        if let Some(status) = child.try_wait().map_err(io("wait for", &program))? {
+            return Err(VmError::Invalid(format!(
+                "{} exited at once ({status})",
+                program.display()
+            )));
+        }
+        let exe = std::fs::read_link(format!("/proc/{}/exe", child.id())).ok();
+        if exe.is_some_and(|e| e != helper_exe) || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let vmm_process = wait_for_process(child.id());
     if let Err(e) = vmm.boot(&spec, &control) {
         let _ = child.kill();

@@ -1,0 +1,394 @@
+//! The VM lifecycle through the `ignite` binary, booting real VMs under QEMU (TCG): run,
+//! stop, start, rm, `run --rm` exit statuses, logs, crash recovery, concurrent runs, and
+//! errors that create nothing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{ignite, stdout};
+use ignite_api::Vm;
+use ignite_testkit::images::{Compression, Image, LayerBuilder};
+
+/// The static guest init that scripts/test.sh builds before the tests.
+fn guest_init() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/x86_64-unknown-linux-gnu/release/ignite-init");
+    assert!(
+        p.is_file(),
+        "no static ignite-init at {}: run scripts/test.sh (it builds it)",
+        p.display()
+    );
+    p
+}
+
+struct Host {
+    dir: tempfile::TempDir,
+}
+
+impl Host {
+    /// A state directory with Debian's kernel as the default and a busybox image whose
+    /// init (VM mode) powers off on SIGUSR2 or SIGTERM and otherwise idles.
+    fn new() -> Host {
+        ignite_testkit::require_root("importing kernels and images");
+        ignite_testkit::require_program("qemu-system-x86_64", "qemu-system-x86");
+        ignite_testkit::require_program("qemu-img", "qemu-utils");
+        let host = Host {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let deb = ignite_testkit::kernel_deb();
+        host.ignite()
+            .args(["kernel", "import"])
+            .arg(&deb)
+            .assert()
+            .success();
+        let busybox = std::fs::read("/bin/busybox").unwrap();
+        let init = "#!/bin/sh\ntrap 'echo init: powering off; busybox poweroff -f' USR2 TERM\necho init: up\nwhile :; do busybox sleep 0.2; done\n";
+        let layer = LayerBuilder::new()
+            .dir("bin", 0o755)
+            .file("bin/busybox", &busybox, 0o755)
+            .symlink("bin/sh", "busybox")
+            .dir("sbin", 0o755)
+            .file("sbin/init", init.as_bytes(), 0o755)
+            .finish(Compression::Gzip);
+        Image::new(vec![layer], &["echo from CMD"]).write_oci_layout(&host.layout(), "busybox");
+        host
+    }
+
+    fn layout(&self) -> PathBuf {
+        self.dir.path().join("layout")
+    }
+
+    fn image(&self) -> String {
+        format!("oci:{}:busybox", self.layout().display())
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn ignite(&self) -> assert_cmd::Command {
+        let mut cmd = ignite(&self.root().join("state"));
+        cmd.env("IGNITE_INIT", guest_init())
+            .env("IGNITE_ACCEL", "tcg")
+            .timeout(Duration::from_secs(300));
+        cmd
+    }
+
+    fn vm(&self, name: &str) -> Vm {
+        let json = stdout(self.ignite().args(["inspect", "vm", name]));
+        serde_json::from_str(&json).unwrap()
+    }
+
+    fn ps_all(&self) -> String {
+        stdout(self.ignite().args(["ps", "-a"]))
+    }
+
+    fn status_of(&self, name: &str) -> String {
+        let ps = self.ps_all();
+        let line = ps
+            .lines()
+            .find(|l| l.split_whitespace().last() == Some(name))
+            .unwrap_or_else(|| panic!("{name} is not listed:\n{ps}"));
+        if line.contains("\tUp") {
+            "Up".into()
+        } else {
+            "Stopped".into()
+        }
+    }
+
+    fn wait_for_log(&self, name: &str, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let logs = stdout(self.ignite().args(["logs", name]));
+            if logs.contains(needle) {
+                return logs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} never logged {needle:?}:\n{logs}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| !s.rsplit_once(')').unwrap().1.trim_start().starts_with('Z'))
+}
+
+fn kill9(pid: u32) {
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+#[test]
+fn run_rm_exits_with_the_workloads_status() {
+    let host = Host::new();
+    // A command replaces CMD; the image's ENTRYPOINT (/bin/sh -c) stays.
+    let out = host
+        .ignite()
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            &host.image(),
+            "echo out of the vm; exit 5",
+        ])
+        .assert()
+        .code(5);
+    drop(out);
+    // Without a command, container mode runs ENTRYPOINT + CMD ... but this image has an
+    // init, so auto mode would pick VM mode: force container mode.
+    host.ignite()
+        .args([
+            "run",
+            "--rm",
+            "--mode",
+            "container",
+            "--network",
+            "none",
+            &host.image(),
+        ])
+        .assert()
+        .code(0);
+    host.ignite()
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            &host.image(),
+            "no-such-program",
+        ])
+        .assert()
+        .code(127);
+    assert_eq!(
+        stdout(host.ignite().args(["ps", "-a", "-q"])),
+        "",
+        "--rm removed every VM"
+    );
+}
+
+#[test]
+fn lifecycle_run_stop_start_rm_leaves_nothing_behind() {
+    let host = Host::new();
+    let uid = stdout(host.ignite().args([
+        "run",
+        "--name",
+        "life",
+        "--network",
+        "none",
+        "-q",
+        &host.image(),
+    ]));
+    let uid = uid.trim().to_string();
+    assert_eq!(uid.len(), 16, "{uid}");
+    assert_eq!(host.status_of("life"), "Up");
+    host.wait_for_log("life", "init: up");
+    let first = host.vm("life");
+    let vmm = first
+        .status
+        .vmm
+        .clone()
+        .expect("a running VM records its VMM");
+    assert_eq!((vmm.name.as_str(), vmm.accel.as_str()), ("qemu", "tcg"));
+    let supervisor = first.status.supervisor.expect("and its supervisor");
+
+    host.ignite().args(["stop", "life"]).assert().success();
+    assert_eq!(host.status_of("life"), "Stopped");
+    let stopped = host.vm("life");
+    assert_eq!(stopped.status.exit.as_ref().unwrap().reason, "stopped");
+    assert!(!alive(supervisor.pid) && !alive(vmm.process.pid));
+    assert!(stdout(host.ignite().args(["logs", "life"])).contains("init: powering off"));
+
+    // A stopped VM starts again, any number of times.
+    for round in 0..2 {
+        host.ignite().args(["start", "life"]).assert().success();
+        assert_eq!(host.status_of("life"), "Up", "round {round}");
+        host.ignite()
+            .args(["start", "life"])
+            .assert()
+            .failure()
+            .stderr(predicates::str::contains("already running"));
+        host.ignite().args(["stop", "life"]).assert().success();
+        assert_eq!(host.status_of("life"), "Stopped", "round {round}");
+    }
+
+    // rm refuses a running VM; -f kills it; nothing is left.
+    host.ignite().args(["start", "life"]).assert().success();
+    let running = host.vm("life");
+    host.ignite()
+        .args(["rm", "life"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("is running"));
+    host.ignite().args(["rm", "-f", "life"]).assert().success();
+    assert_eq!(stdout(host.ignite().args(["ps", "-a", "-q"])), "");
+    assert!(!alive(running.status.supervisor.unwrap().pid));
+    assert!(!alive(running.status.vmm.unwrap().process.pid));
+    assert!(
+        !host.root().join("state/vms").join(&uid).exists(),
+        "the VM's directory is gone"
+    );
+}
+
+#[test]
+fn killed_supervisors_and_vmms_leave_a_truthful_state() {
+    let host = Host::new();
+    host.ignite()
+        .args(["run", "--name", "crash", "--network", "none", &host.image()])
+        .assert()
+        .success();
+    host.wait_for_log("crash", "init: up");
+
+    // kill -9 of the supervisor: the VMM goes with it, ps says Stopped, start works.
+    let vm = host.vm("crash");
+    let (supervisor, vmm) = (vm.status.supervisor.unwrap(), vm.status.vmm.unwrap());
+    kill9(supervisor.pid);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(vmm.process.pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(vmm.process.pid), "the VMM died with its supervisor");
+    assert_eq!(host.status_of("crash"), "Stopped");
+    host.ignite().args(["start", "crash"]).assert().success();
+    assert_eq!(host.status_of("crash"), "Up");
+
+    // kill -9 of the VMM: the supervisor records it and ends.
+    let vm = host.vm("crash");
+    kill9(vm.status.vmm.unwrap().process.pid);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while host.status_of("crash") == "Up" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(host.status_of("crash"), "Stopped");
+    let exit = host.vm("crash").status.exit.unwrap();
+    assert!(exit.reason.contains("VMM failed"), "{exit:?}");
+
+    // A host reboot: the record says running, no process exists.
+    host.ignite().args(["start", "crash"]).assert().success();
+    let vm = host.vm("crash");
+    kill9(vm.status.supervisor.unwrap().pid);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(host.status_of("crash"), "Stopped");
+    host.ignite().args(["rm", "crash"]).assert().success();
+    assert_eq!(stdout(host.ignite().args(["ps", "-a", "-q"])), "");
+}
+
+#[test]
+fn concurrent_runs_all_succeed_with_distinct_names() {
+    let host = Host::new();
+    // The image is imported once first; ten runs then race on create and start.
+    host.ignite()
+        .args(["image", "import", &host.image()])
+        .assert()
+        .success();
+    let runs: Vec<_> = (0..10)
+        .map(|_| {
+            let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("ignite"));
+            cmd.env("IGNITE_ROOT", host.root().join("state"))
+                .env("IGNITE_INIT", guest_init())
+                .env("IGNITE_ACCEL", "tcg")
+                .args([
+                    "run",
+                    "-q",
+                    "--network",
+                    "none",
+                    "--memory",
+                    "256MB",
+                    &host.image(),
+                ]);
+            std::thread::spawn(move || cmd.output())
+        })
+        .collect();
+    let outputs: Vec<_> = runs
+        .into_iter()
+        .map(|t| t.join().unwrap().unwrap())
+        .collect();
+    for o in &outputs {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let ps = stdout(host.ignite().args(["ps", "-q"]));
+    assert_eq!(ps.lines().count(), 10, "ten VMs run:\n{ps}");
+    let names = stdout(
+        host.ignite()
+            .args(["ps", "-a", "-t", "{{.ObjectMeta.Name}}"]),
+    );
+    let unique: std::collections::BTreeSet<_> = names.lines().collect();
+    assert_eq!(unique.len(), 10, "{names}");
+    let all: Vec<String> = ps.lines().map(String::from).collect();
+    host.ignite()
+        .args(["rm", "-f"])
+        .args(&all)
+        .assert()
+        .success();
+    assert_eq!(stdout(host.ignite().args(["ps", "-a", "-q"])), "");
+}
+
+#[test]
+fn bad_requests_fail_clearly_and_create_nothing() {
+    let host = Host::new();
+    host.ignite()
+        .args([
+            "create",
+            "--name",
+            "taken",
+            "--network",
+            "none",
+            &host.image(),
+        ])
+        .assert()
+        .success();
+    let cases: [(&[&str], &str); 4] = [
+        (&["create", "--name", "taken", "IMAGE"], "already exists"),
+        (&["create", "oci:/no/such/layout:x"], "/no/such/layout"),
+        (&["create", "--memory", "16MB", "IMAGE"], "too little"),
+        (
+            &["create", "--kernel-image", "/no/such/vmlinux", "IMAGE"],
+            "/no/such/vmlinux",
+        ),
+    ];
+    for (args, needle) in cases {
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.replace("IMAGE", &host.image()))
+            .collect();
+        host.ignite()
+            .args(&args)
+            .assert()
+            .failure()
+            .stderr(predicates::str::contains(needle));
+    }
+    assert_eq!(
+        stdout(host.ignite().args(["ps", "-a", "-q"]))
+            .lines()
+            .count(),
+        1
+    );
+    // No VMM: a clear error, and the VM stays stopped.
+    host.ignite()
+        .env("PATH", "/nonexistent")
+        .args(["start", "taken"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("qemu-system-x86_64"));
+    assert_eq!(host.status_of("taken"), "Stopped");
+    // A kernel package's VMs without any kernel: a fresh state has none.
+    let empty = tempfile::tempdir().unwrap();
+    ignite(empty.path())
+        .env("IGNITE_INIT", guest_init())
+        .args(["create", &host.image()])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("no kernel"));
+    assert_eq!(stdout(ignite(empty.path()).args(["ps", "-a", "-q"])), "");
+}
