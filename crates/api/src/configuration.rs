@@ -39,4 +39,8 @@ pub struct ConfigurationSpec {
     /// Where registry credentials (`config.json`) are read from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry_config_dir: Option<PathBuf>,
+    /// The accelerator VMs get: `auto` (KVM when /dev/kvm works), `kvm` or `tcg` (an
+    /// addition to Ignite's model; `--accel` and `IGNITE_ACCEL` override it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accel: Option<String>,
 }

@@ -155,6 +155,11 @@ pub fn validate_configuration(config: &Configuration) -> Result<(), ValidationEr
             "must be containerd or docker (accepted for Ignite compatibility)",
         );
     }
+    if let Some(a) = &spec.accel
+        && !["auto", "kvm", "tcg"].contains(&a.as_str())
+    {
+        errors.add("spec.accel", a, "must be auto, kvm or tcg");
+    }
     if let Some(p) = &spec.network_plugin
         && !["cni", "docker-bridge"].contains(&p.as_str())
     {

@@ -395,6 +395,9 @@ pub struct ImportArgs {
     /// Ask the registry again even if the image was imported before (a tag may have moved)
     #[arg(long)]
     pub pull: bool,
+    /// Store the image under this name (an image reference, e.g. ignite/debian:bookworm)
+    #[arg(long)]
+    pub name: Option<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }

@@ -73,6 +73,8 @@ pub struct ImportOptions {
     pub platform: Option<String>,
     /// Where Docker's `config.json` with registry credentials is.
     pub registry_config_dir: Option<PathBuf>,
+    /// Store the image under this name (an image reference) instead of its source's.
+    pub name: Option<String>,
 }
 
 /// What an import did.
@@ -107,7 +109,17 @@ pub fn import_image(
     progress: &dyn Progress,
 ) -> Result<Imported, ImageError> {
     let source = ImageSource::parse(source)?;
-    let name = source.image_name();
+    let name = match &options.name {
+        Some(name) => match ImageSource::parse(name)? {
+            named @ ImageSource::Registry(_) => named.image_name(),
+            _ => {
+                return Err(ImageError::Source(ignite_api::SourceError::new(format!(
+                    "--name {name:?} must be an image reference such as ignite/debian:bookworm"
+                ))));
+            }
+        },
+        None => source.image_name(),
+    };
     let existing = find_by_name(store, &name)?;
     if let Some(image) = &existing
         && !options.pull

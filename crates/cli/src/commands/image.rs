@@ -19,7 +19,8 @@ pub fn run(ctx: &Context, command: Option<&ImageCommand>) -> anyhow::Result<()> 
 
 fn import(ctx: &Context, args: &ImportArgs) -> anyhow::Result<()> {
     let store = ctx.writable_store()?;
-    let options = ctx.import_options(args.pull, &args.registry);
+    let mut options = ctx.import_options(args.pull, &args.registry);
+    options.name = args.name.clone();
     let imported = images::import_image(&store, &args.source, &options, &Bars::new(ctx.quiet))?;
     let image = &imported.image;
     let uid = image

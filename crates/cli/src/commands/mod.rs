@@ -37,6 +37,7 @@ impl Context {
                     .as_ref()
                     .and_then(|c| c.spec.registry_config_dir.clone())
             }),
+            name: None,
         }
     }
 

@@ -32,7 +32,7 @@ pub fn create(ctx: &Context, args: &CreateArgs) -> anyhow::Result<ExitCode> {
 pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let vm = create_vm(ctx, &args.create, &args.command)?;
     let store = ctx.writable_store()?;
-    let vm = match start(&store, vm.clone(), &args.start) {
+    let vm = match start(ctx, &store, vm.clone(), &args.start) {
         Ok(vm) => vm,
         Err(e) => {
             if args.rm {
@@ -64,7 +64,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<ExitCode> {
 pub fn start_command(ctx: &Context, args: &StartArgs) -> anyhow::Result<ExitCode> {
     let store = ctx.writable_store()?;
     let vm = store.vms().find(&args.vm)?;
-    let vm = start(&store, vm, &args.start)?;
+    let vm = start(ctx, &store, vm, &args.start)?;
     announce(ctx, "started", &vm)?;
     if args.start.interactive {
         attach_console(&store, &vm)?;
@@ -174,7 +174,7 @@ pub fn exec_vmm(command: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
     )
 }
 
-fn start(store: &Store, vm: Vm, flags: &StartFlags) -> anyhow::Result<Vm> {
+fn start(ctx: &Context, store: &Store, vm: Vm, flags: &StartFlags) -> anyhow::Result<Vm> {
     let supervisor = std::env::current_exe().context("cannot find the ignite binary")?;
     Ok(vms::start_vm(
         store,
@@ -182,6 +182,10 @@ fn start(store: &Store, vm: Vm, flags: &StartFlags) -> anyhow::Result<Vm> {
         &StartOptions {
             supervisor: &supervisor,
             accel: flags.accel.clone(),
+            configured_accel: ctx
+                .configuration
+                .as_ref()
+                .and_then(|c| c.spec.accel.clone()),
             timeout: vms::START_TIMEOUT,
         },
     )?)

@@ -17,10 +17,10 @@ pub fn parse(value: &str) -> Result<Option<Accel>, String> {
     }
 }
 
-/// Resolves the accelerator; `requested` is the flag or the Configuration's value.
-pub fn resolve(requested: Option<&str>) -> Result<Accel, String> {
+/// Resolves the accelerator from the flag, then `IGNITE_ACCEL`, then the Configuration.
+pub fn resolve(flag: Option<&str>, configured: Option<&str>) -> Result<Accel, String> {
     let env = std::env::var(ACCEL_ENV).ok();
-    let asked = match requested.or(env.as_deref()) {
+    let asked = match flag.or(env.as_deref()).or(configured) {
         Some(v) => parse(v)?,
         None => None,
     };
@@ -59,6 +59,7 @@ mod tests {
         assert_eq!(parse("kvm").unwrap(), Some(Accel::Kvm));
         assert_eq!(parse("auto").unwrap(), None);
         assert!(parse("hvf").unwrap_err().contains("auto, kvm or tcg"));
-        assert_eq!(resolve(Some("tcg")).unwrap(), Accel::Tcg);
+        assert_eq!(resolve(Some("tcg"), Some("kvm")).unwrap(), Accel::Tcg);
+        assert!(resolve(Some("nope"), None).is_err());
     }
 }

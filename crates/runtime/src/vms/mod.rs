@@ -295,6 +295,8 @@ pub struct StartOptions<'a> {
     pub supervisor: &'a Path,
     /// `--accel`, if given.
     pub accel: Option<String>,
+    /// The Configuration's `spec.accel`, if any.
+    pub configured_accel: Option<String>,
     pub timeout: Duration,
 }
 
@@ -305,7 +307,11 @@ pub fn start_vm(store: &Store, vm: Vm, options: &StartOptions<'_>) -> Result<Vm,
     if is_running(&vm) {
         return Err(VmError::AlreadyRunning(name));
     }
-    let accel = accel::resolve(options.accel.as_deref()).map_err(VmError::Invalid)?;
+    let accel = accel::resolve(
+        options.accel.as_deref(),
+        options.configured_accel.as_deref(),
+    )
+    .map_err(VmError::Invalid)?;
     ignite_vmm::qemu::Qemu::locate().map_err(VmError::Invalid)?;
     // What the supervisor needs is checked here, so errors reach the user directly.
     image_of(store, &vm)?;

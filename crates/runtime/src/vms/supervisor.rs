@@ -42,7 +42,8 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     let kernel = kernel_of(store, &vm)?;
     let kdir = kernel_dir(store, &kernel);
     let files = VmFiles::new(store, uid);
-    let accel = accel::resolve(None).map_err(VmError::Invalid)?;
+    // start_vm resolved it and passed it on in IGNITE_ACCEL.
+    let accel = accel::resolve(None, None).map_err(VmError::Invalid)?;
 
     let modules_disk = kdir.join(MODULES_DISK_FILE);
     let has_modules = modules_disk.is_file();
