@@ -73,6 +73,8 @@ pub enum Command {
     Attach(VmArg),
     /// List running VMs (-a for all)
     Ps(PsArgs),
+    /// Check what VMs need on this host, and say how to fix what is missing
+    Doctor(DoctorArgs),
     /// Show an object (vm, image or kernel) in full
     Inspect(InspectArgs),
     /// Manage VMs (with no subcommand: list all VMs)
@@ -147,6 +149,13 @@ pub enum VmCommand {
     /// Exec a VMM that dies with its supervisor (internal)
     #[command(hide = true)]
     ExecVmm(ExecVmmArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Skip booting a test guest with KVM (which tells a working KVM from a nested one)
+    #[arg(long)]
+    pub quick: bool,
 }
 
 #[derive(Debug, Args)]

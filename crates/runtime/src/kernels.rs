@@ -67,7 +67,7 @@ pub struct ImportedKernel {
 /// Where the static guest init is: `$IGNITE_INIT`, beside the running binary
 /// (`../lib/ignite/ignite-init`), or where scripts/setup.sh installs it.
 pub fn find_guest_init() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os(INIT_ENV) {
+    if let Some(p) = std::env::var_os(INIT_ENV).filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(p));
     }
     let mut candidates = Vec::new();

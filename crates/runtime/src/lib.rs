@@ -2,6 +2,7 @@
 //! knows about command-line parsing or output formats.
 
 pub mod config;
+pub mod doctor;
 pub mod guest;
 pub mod images;
 pub mod kernels;

@@ -1,6 +1,7 @@
 //! One module per command. Each takes its parsed arguments and the shared [`Context`].
 
 mod completion;
+mod doctor;
 mod image;
 mod inspect;
 mod kernel;
@@ -119,6 +120,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => return vm::logs(&Context::new(&cli)?, args),
         Command::Attach(args) => return vm::attach(&Context::new(&cli)?, args),
         Command::Ps(args) => ps::run(&Context::new(&cli)?, args),
+        Command::Doctor(args) => return doctor::run(&Context::new(&cli)?, args),
         Command::Inspect(args) => inspect::run(&Context::new(&cli)?, args),
         Command::Image(group) => image::run(&Context::new(&cli)?, group.command.as_ref()),
         Command::Rmi(args) => image::remove(&Context::new(&cli)?, args),

@@ -54,11 +54,11 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<ExitCode> {
         // Detached from a VM that keeps running.
         return Ok(ExitCode::SUCCESS);
     }
-    let status = done.status.exit.as_ref().and_then(|e| e.status);
+    let code = final_code(&done);
     if args.rm {
         vms::remove_vm(&store, done, true)?;
     }
-    Ok(exit_code(status))
+    Ok(code)
 }
 
 pub fn start_command(ctx: &Context, args: &StartArgs) -> anyhow::Result<ExitCode> {
@@ -70,7 +70,7 @@ pub fn start_command(ctx: &Context, args: &StartArgs) -> anyhow::Result<ExitCode
         attach_console(&store, &vm)?;
         let done = vms::wait_for_exit(&store, &vms::uid_of(&vm), Some(Duration::ZERO))?;
         if !vms::is_running(&done) {
-            return Ok(exit_code(done.status.exit.and_then(|e| e.status)));
+            return Ok(final_code(&done));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -200,10 +200,22 @@ fn announce(ctx: &Context, what: &str, vm: &Vm) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn exit_code(status: Option<i32>) -> ExitCode {
-    match status {
+/// What a foreground `run` or `start -i` exits with: the workload's (or ignite-init's)
+/// status, 0 for a guest that powered off or was stopped, 125 (as Docker) when the VM
+/// failed without a status.
+fn final_code(vm: &Vm) -> ExitCode {
+    let Some(exit) = &vm.status.exit else {
+        return ExitCode::SUCCESS;
+    };
+    match exit.status {
         Some(code) => ExitCode::from(code.clamp(0, 255) as u8),
-        None => ExitCode::SUCCESS,
+        None if exit.reason == "powered off" || exit.reason.starts_with("stopped") => {
+            ExitCode::SUCCESS
+        }
+        None => {
+            tracing::error!("VM {} ended: {}", vm.metadata.name, exit.reason);
+            ExitCode::from(125)
+        }
     }
 }
 

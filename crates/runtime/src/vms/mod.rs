@@ -307,15 +307,17 @@ pub fn start_vm(store: &Store, vm: Vm, options: &StartOptions<'_>) -> Result<Vm,
     if is_running(&vm) {
         return Err(VmError::AlreadyRunning(name));
     }
-    let accel = accel::resolve(
-        options.accel.as_deref(),
-        options.configured_accel.as_deref(),
-    )
-    .map_err(VmError::Invalid)?;
     ignite_vmm::qemu::Qemu::locate().map_err(VmError::Invalid)?;
     // What the supervisor needs is checked here, so errors reach the user directly.
     image_of(store, &vm)?;
-    kernel_of(store, &vm)?;
+    let kernel = kernel_of(store, &vm)?;
+    let kdir = crate::kernels::kernel_dir(store, &kernel);
+    let accel = accel::resolve_with(
+        options.accel.as_deref(),
+        options.configured_accel.as_deref(),
+        || accel::auto(store.root(), &kdir),
+    )
+    .map_err(VmError::Invalid)?;
     let uid = uid_of(&vm);
     let files = VmFiles::new(store, &uid);
     files.remove_runtime_files();
