@@ -392,3 +392,102 @@ fn bad_requests_fail_clearly_and_create_nothing() {
         .stderr(predicates::str::contains("no kernel"));
     assert_eq!(stdout(ignite(empty.path()).args(["ps", "-a", "-q"])), "");
 }
+
+#[test]
+fn logs_follow_and_attach_detach() {
+    let host = Host::new();
+    // logs -f prints everything and returns when the VM ends.
+    host.ignite()
+        .args([
+            "run",
+            "--name",
+            "talker",
+            "--network",
+            "none",
+            &host.image(),
+            "echo line one; busybox sleep 2; echo line two",
+        ])
+        .assert()
+        .success();
+    let followed = stdout(host.ignite().args(["logs", "-f", "talker"]));
+    assert!(
+        followed.contains("line one") && followed.contains("line two"),
+        "{followed}"
+    );
+    assert!(
+        followed.contains("ignite-init: exit status 0"),
+        "{followed}"
+    );
+    assert_eq!(host.status_of("talker"), "Stopped");
+
+    // attach joins the console of a shell; ^P^Q detaches and the VM keeps running.
+    host.ignite()
+        .args([
+            "run",
+            "--name",
+            "shell",
+            "--network",
+            "none",
+            &host.image(),
+            "exec sh",
+        ])
+        .assert()
+        .success();
+    host.wait_for_log("shell", "ignite-init: container mode");
+    std::thread::sleep(Duration::from_secs(2));
+    let mut attach = std::process::Command::new(assert_cmd::cargo::cargo_bin("ignite"))
+        .env("IGNITE_ROOT", host.root().join("state"))
+        .args(["attach", "shell"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = attach.stdin.take().unwrap();
+    use std::io::Write;
+    stdin.write_all(b"echo attached-$((6*7))\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !stdout(host.ignite().args(["logs", "shell"])).contains("attached-42") {
+        assert!(Instant::now() < deadline, "the shell never answered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stdin.write_all(&[0x10, 0x11]).unwrap();
+    let out = attach.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("attached-42"), "{text}");
+    assert_eq!(
+        host.status_of("shell"),
+        "Up",
+        "detaching leaves the VM running"
+    );
+    host.ignite()
+        .args(["rm", "-f", "shell", "talker"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn doctor_reports_what_is_missing_and_how_to_fix_it() {
+    let host = Host::new();
+    let out = stdout(host.ignite().args(["doctor", "--quick"]));
+    for check in [
+        "qemu",
+        "qemu-img",
+        "mkfs.ext4",
+        "guest init",
+        "default kernel",
+        "kvm",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.split('\t').next() == Some(check))
+            .unwrap_or_else(|| panic!("no {check} check:\n{out}"));
+        assert!(!line.contains("MISSING"), "{line}");
+    }
+    host.ignite()
+        .env("PATH", "/nonexistent")
+        .args(["doctor", "--quick"])
+        .assert()
+        .failure()
+        .stdout(predicates::str::contains("apt-get install qemu-system-x86"));
+}

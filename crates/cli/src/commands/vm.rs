@@ -47,7 +47,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     let uid = vms::uid_of(&vm);
     if args.start.interactive {
-        attach_console(&store, &vm)?;
+        attach_console(&store, &vm, 0)?;
     }
     let done = vms::wait_for_exit(&store, &uid, (!args.rm).then_some(Duration::ZERO))?;
     if vms::is_running(&done) {
@@ -64,10 +64,12 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<ExitCode> {
 pub fn start_command(ctx: &Context, args: &StartArgs) -> anyhow::Result<ExitCode> {
     let store = ctx.writable_store()?;
     let vm = store.vms().find(&args.vm)?;
+    let log_offset = std::fs::metadata(VmFiles::new(&store, &vms::uid_of(&vm)).console_log())
+        .map_or(0, |m| m.len());
     let vm = start(ctx, &store, vm, &args.start)?;
     announce(ctx, "started", &vm)?;
     if args.start.interactive {
-        attach_console(&store, &vm)?;
+        attach_console(&store, &vm, log_offset)?;
         let done = vms::wait_for_exit(&store, &vms::uid_of(&vm), Some(Duration::ZERO))?;
         if !vms::is_running(&done) {
             return Ok(final_code(&done));
@@ -154,7 +156,9 @@ pub fn attach(ctx: &Context, args: &VmArg) -> anyhow::Result<ExitCode> {
         );
     }
     write_stdout(&format!("{}\n", vms::uid_of(&vm)))?;
-    attach_console(&ctx.store, &vm)?;
+    let log_len = std::fs::metadata(VmFiles::new(&ctx.store, &vms::uid_of(&vm)).console_log())
+        .map_or(0, |m| m.len());
+    attach_console(&ctx.store, &vm, log_len)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -409,10 +413,31 @@ fn flag_spec(args: &CreateArgs, command: &[String]) -> anyhow::Result<VmSpec> {
 }
 
 /// Joins the console: the terminal in raw mode, ^P^Q detaches, the VM's end ends it.
-fn attach_console(store: &Store, vm: &Vm) -> anyhow::Result<()> {
-    let socket = VmFiles::new(store, &vms::uid_of(vm)).console_socket();
-    let stream = std::os::unix::net::UnixStream::connect(&socket)
-        .with_context(|| format!("cannot attach to {}", socket.display()))?;
+fn attach_console(store: &Store, vm: &Vm, log_offset: u64) -> anyhow::Result<()> {
+    let files = VmFiles::new(store, &vms::uid_of(vm));
+    let socket = files.console_socket();
+    // The VMM creates its console socket as it starts; a quick VM may even be over by now.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let stream = loop {
+        match std::os::unix::net::UnixStream::connect(&socket) {
+            Ok(s) => break s,
+            Err(e) => {
+                let current = store.vms().get(&vms::uid_of(vm))?;
+                if !vms::is_running(&current) {
+                    // Over before we could join: show what it printed instead.
+                    let log = std::fs::read(files.console_log()).unwrap_or_default();
+                    let start = (log_offset as usize).min(log.len());
+                    std::io::stdout().write_all(&log[start..])?;
+                    return Ok(());
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(e)
+                        .with_context(|| format!("cannot attach to {}", socket.display()));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
     let _raw = crate::terminal::RawMode::enable();
     let mut to_vm = stream.try_clone()?;
     std::thread::spawn(move || {

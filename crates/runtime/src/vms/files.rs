@@ -47,14 +47,18 @@ impl VmFiles {
     pub fn supervisor_log(&self) -> PathBuf {
         self.dir.join("supervisor.log")
     }
+    /// The VMM's command line of the last start, NUL-separated (for debugging and the
+    /// manager-overhead benchmark, which replays it with a bare QEMU).
+    pub fn vmm_command_line(&self) -> PathBuf {
+        self.dir.join("vmm.cmdline")
+    }
 
-    /// Sockets and per-boot files: stale after a crash, recreated on every start.
+    /// Sockets: stale after a crash, recreated on every start.
     pub fn remove_runtime_files(&self) {
         for path in [
             self.console_socket(),
             self.agent_socket(),
             self.control_socket(),
-            self.initramfs(),
         ] {
             let _ = std::fs::remove_file(path);
         }

@@ -119,6 +119,15 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     let control = files.control_socket();
     let (program, args) = vmm.command(&spec, &control);
     let log_offset = std::fs::metadata(files.console_log()).map_or(0, |m| m.len());
+    let mut recorded = program.clone().into_os_string();
+    for arg in &args {
+        recorded.push("\0");
+        recorded.push(arg);
+    }
+    let _ = std::fs::write(
+        files.vmm_command_line(),
+        std::os::unix::ffi::OsStrExt::as_bytes(recorded.as_os_str()),
+    );
 
     // The helper sets the parent-death signal, then execs the VMM. This thread lives as
     // long as the supervisor, which is what the signal is tied to.
