@@ -30,6 +30,6 @@ log "importing Debian's cloud kernel as the default kernel"
 
 log "building the Debian base image (systemd, openssh-server) with mmdebstrap"
 BASE_IMAGE=$(bash scripts/base-image.sh)
-"$PREFIX/bin/ignite" -q image import "oci:$BASE_IMAGE:bookworm" >/dev/null
+"$PREFIX/bin/ignite" -q image import --name ignite/debian:bookworm "oci:$BASE_IMAGE:bookworm" >/dev/null
 
 log "done: $("$PREFIX/bin/ignite" version -o short)"
