@@ -453,9 +453,12 @@ pub fn remove_image(
         });
     }
     for vm in &users {
-        if let Some(uid) = &vm.metadata.uid {
-            store.vms().delete(uid)?;
-        }
+        // Running ones are killed first: nothing of theirs is left behind.
+        crate::vms::remove_vm(store, vm.clone(), true).map_err(|e| match e {
+            crate::vms::VmError::Image(e) => e,
+            crate::vms::VmError::Store(e) => ImageError::Store(e),
+            other => ImageError::Source(ignite_api::SourceError::new(other.to_string())),
+        })?;
     }
     let uid = image
         .metadata
