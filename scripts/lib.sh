@@ -13,6 +13,7 @@ SYSTEM_PACKAGES=(
     mmdebstrap      # the Debian root filesystem of the import benchmark
     umoci           # the import benchmark's baseline
     cpio            # tests read initramfs archives back
+    openssh-client  # ssh-keygen makes the key pairs of --ssh; ignite ssh runs ssh
     kmod            # depmod indexes a kernel's modules for modprobe inside VMs
     qemu-system-x86 # the QEMU microvm driver (and test guests, with TCG)
     qemu-utils      # qemu-img makes each VM's qcow2 disk over its image

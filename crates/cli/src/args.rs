@@ -71,6 +71,8 @@ pub enum Command {
     Logs(LogsArgs),
     /// Attach to a running VM's console (detach with ^P^Q)
     Attach(VmArg),
+    /// Run a command in a running VM (through its guest agent: no sshd needed)
+    Exec(ExecArgs),
     /// List running VMs (-a for all)
     Ps(PsArgs),
     /// Check what VMs need on this host, and say how to fix what is missing
@@ -149,6 +151,24 @@ pub enum VmCommand {
     /// Exec a VMM that dies with its supervisor (internal)
     #[command(hide = true)]
     ExecVmm(ExecVmmArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The VM, by name or ID (or a unique prefix of one)
+    pub vm: String,
+    /// The command and its arguments
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+    /// Give the command a terminal (of this terminal's size)
+    #[arg(short, long)]
+    pub tty: bool,
+    /// An SSH private key (accepted for Ignite compatibility; exec needs no SSH)
+    #[arg(short, long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Seconds to wait for the VM's agent (a booting VM)
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -443,7 +444,6 @@ fn logs_follow_and_attach_detach() {
         .spawn()
         .unwrap();
     let mut stdin = attach.stdin.take().unwrap();
-    use std::io::Write;
     stdin.write_all(b"echo attached-$((6*7))\n").unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !stdout(host.ignite().args(["logs", "shell"])).contains("attached-42") {
@@ -490,4 +490,168 @@ fn doctor_reports_what_is_missing_and_how_to_fix_it() {
         .assert()
         .failure()
         .stdout(predicates::str::contains("apt-get install qemu-system-x86"));
+}
+
+#[test]
+fn ssh_keys_are_generated_or_imported_and_authorised_in_the_guest() {
+    use std::os::unix::fs::PermissionsExt;
+    let host = Host::new();
+    // The image's USER is 1000: root's keys are read through exec, which runs as root.
+    let uid = stdout(host.ignite().args([
+        "run",
+        "-q",
+        "--ssh",
+        "--name",
+        "keyed",
+        "--network",
+        "none",
+        &host.image(),
+        "echo up; while :; do busybox sleep 1; done",
+    ]));
+    let dir = host.root().join("state/vms").join(uid.trim());
+    let private = dir.join("id_ed25519");
+    assert_eq!(
+        std::fs::metadata(&private).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let public = std::fs::read_to_string(dir.join("id_ed25519.pub")).unwrap();
+    assert!(public.starts_with("ssh-ed25519 "), "{public}");
+    host.wait_for_log("keyed", "up");
+    let keys = stdout(host.ignite().args([
+        "exec",
+        "keyed",
+        "busybox",
+        "cat",
+        "/root/.ssh/authorized_keys",
+    ]));
+    assert!(
+        keys.contains(public.trim()),
+        "the guest authorised the generated key:\n{keys}"
+    );
+
+    // --ssh=PATH imports a public key (".pub" is tried too); a missing one creates nothing.
+    let key = host.root().join("mykey");
+    std::fs::write(
+        key.with_extension("pub"),
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIImportedKeyImportedKeyImportedKeyImported0 me@host\n",
+    )
+    .unwrap();
+    host.ignite()
+        .args([
+            "create",
+            "--name",
+            "imported",
+            &format!("--ssh={}", key.display()),
+            &host.image(),
+        ])
+        .assert()
+        .success();
+    host.ignite()
+        .args([
+            "create",
+            "--name",
+            "nokey",
+            "--ssh=/no/such/key",
+            &host.image(),
+        ])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("/no/such/key"));
+    let names = stdout(
+        host.ignite()
+            .args(["ps", "-a", "-t", "{{.ObjectMeta.Name}}"]),
+    );
+    assert!(!names.contains("nokey"), "{names}");
+    host.ignite()
+        .args(["rm", "-f", "keyed", "imported"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn exec_runs_commands_through_the_agent() {
+    let host = Host::new();
+    host.ignite()
+        .args([
+            "run",
+            "--name",
+            "box",
+            "--network",
+            "none",
+            &host.image(),
+            "echo workload up; while :; do busybox sleep 1; done",
+        ])
+        .assert()
+        .success();
+    host.wait_for_log("box", "workload up");
+    let exec = |args: &[&str]| {
+        let mut cmd = host.ignite();
+        cmd.arg("exec").arg("box").args(args);
+        cmd
+    };
+    // Exit status, stdout and stderr apart.
+    let out = exec(&["sh", "-c", "echo out; echo err >&2; exit 7"])
+        .assert()
+        .code(7);
+    let output = out.get_output();
+    assert_eq!(output.stdout, b"out\n");
+    assert_eq!(output.stderr, b"err\n");
+    // stdin streams through, a megabyte of it.
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let out = exec(&["busybox", "md5sum"])
+        .write_stdin(data.clone())
+        .assert()
+        .success();
+    let expected = String::from_utf8(
+        std::process::Command::new("md5sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                c.stdin.take().unwrap().write_all(&data)?;
+                c.wait_with_output()
+            })
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.get_output().stdout)
+            .split_whitespace()
+            .next(),
+        expected.split_whitespace().next()
+    );
+    // A terminal.
+    let out = exec(&["-t", "busybox", "tty"]).assert().success();
+    assert!(String::from_utf8_lossy(&out.get_output().stdout).contains("/dev/pts/"));
+    // Several at once.
+    let runs: Vec<_> = (0..4)
+        .map(|i| {
+            let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("ignite"));
+            cmd.env("IGNITE_ROOT", host.root().join("state")).args([
+                "exec",
+                "box",
+                "sh",
+                "-c",
+                &format!("busybox sleep 1; echo session {i}"),
+            ]);
+            std::thread::spawn(move || cmd.output().unwrap())
+        })
+        .collect();
+    for (i, run) in runs.into_iter().enumerate() {
+        let o = run.join().unwrap();
+        assert!(o.status.success());
+        assert_eq!(String::from_utf8_lossy(&o.stdout), format!("session {i}\n"));
+    }
+    // As in Docker: 127 for a missing command.
+    exec(&["no-such-command"])
+        .assert()
+        .code(127)
+        .stderr(predicates::str::contains("no-such-command"));
+    host.ignite().args(["stop", "-f", "box"]).assert().success();
+    exec(&["true"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("not running"));
+    host.ignite().args(["rm", "box"]).assert().success();
 }

@@ -112,6 +112,18 @@ impl AgentClient {
 
     /// Starts a process in the guest.
     pub fn exec(&self, request: &ExecRequest) -> io::Result<Session<'_>> {
+        let (id, rx) = self.open_route();
+        self.send(&Frame::json(FrameKind::Exec, id, request))?;
+        Ok(Session {
+            client: self,
+            id,
+            frames: Mutex::new(rx),
+        })
+    }
+
+    /// A new session id whose frames from the guest go to the returned receiver: for
+    /// relaying another client's session (the supervisor does this for `ignite exec`).
+    pub fn open_route(&self) -> (u32, Receiver<Frame>) {
         let id = {
             let mut next = self.next_session.lock().expect("session counter");
             let id = *next;
@@ -120,12 +132,12 @@ impl AgentClient {
         };
         let (tx, rx) = mpsc::channel();
         self.routes.lock().expect("routes lock").insert(id, tx);
-        self.send(&Frame::json(FrameKind::Exec, id, request))?;
-        Ok(Session {
-            client: self,
-            id,
-            frames: rx,
-        })
+        (id, rx)
+    }
+
+    /// Sends a frame as it is (see [`AgentClient::open_route`]).
+    pub fn send_frame(&self, frame: &Frame) -> io::Result<()> {
+        self.send(frame)
     }
 
     /// Asks the guest to stop (its workload or init gets the stop signal).
@@ -181,7 +193,8 @@ fn route_frames(mut reader: impl Read, routes: Routes, control: Sender<Frame>) {
 pub struct Session<'a> {
     client: &'a AgentClient,
     id: u32,
-    frames: Receiver<Frame>,
+    /// Behind a lock so one thread can read output while another feeds stdin.
+    frames: Mutex<Receiver<Frame>>,
 }
 
 /// What a session produced next.
@@ -227,16 +240,21 @@ impl Session<'_> {
 
     /// The next piece of output, or the end.
     pub fn next(&self, timeout: Duration) -> io::Result<Output> {
-        let frame = self.frames.recv_timeout(timeout).map_err(|e| match e {
-            RecvTimeoutError::Timeout => io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the guest process did not finish in time",
-            ),
-            RecvTimeoutError::Disconnected => io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "the agent connection closed before the process ended",
-            ),
-        })?;
+        let frame = self
+            .frames
+            .lock()
+            .expect("session frames lock")
+            .recv_timeout(timeout)
+            .map_err(|e| match e {
+                RecvTimeoutError::Timeout => io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the guest process did not finish in time",
+                ),
+                RecvTimeoutError::Disconnected => io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "the agent connection closed before the process ended",
+                ),
+            })?;
         Ok(match frame.kind {
             FrameKind::Stdout => Output::Stdout(frame.payload),
             FrameKind::Stderr => Output::Stderr(frame.payload),

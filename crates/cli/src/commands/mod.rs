@@ -2,6 +2,7 @@
 
 mod completion;
 mod doctor;
+mod exec;
 mod image;
 mod inspect;
 mod kernel;
@@ -121,6 +122,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Attach(args) => return vm::attach(&Context::new(&cli)?, args),
         Command::Ps(args) => ps::run(&Context::new(&cli)?, args),
         Command::Doctor(args) => return doctor::run(&Context::new(&cli)?, args),
+        Command::Exec(args) => return exec::run(&Context::new(&cli)?, args),
         Command::Inspect(args) => inspect::run(&Context::new(&cli)?, args),
         Command::Image(group) => image::run(&Context::new(&cli)?, group.command.as_ref()),
         Command::Rmi(args) => image::remove(&Context::new(&cli)?, args),

@@ -40,6 +40,10 @@ impl VmFiles {
     pub fn agent_socket(&self) -> PathBuf {
         self.dir.join("agent.sock")
     }
+    /// Where `ignite exec` reaches the guest agent, through the supervisor.
+    pub fn exec_socket(&self) -> PathBuf {
+        self.dir.join("exec.sock")
+    }
     /// The VMM's control socket (QMP, or Firecracker's API).
     pub fn control_socket(&self) -> PathBuf {
         self.dir.join("vmm.sock")
@@ -53,11 +57,80 @@ impl VmFiles {
         self.dir.join("vmm.cmdline")
     }
 
+    /// The key pair `--ssh` generates (the private key is 0600).
+    pub fn ssh_key(&self) -> PathBuf {
+        self.dir.join("id_ed25519")
+    }
+    /// The public keys ignite-init puts into root's authorized_keys on every boot.
+    pub fn authorized_keys(&self) -> PathBuf {
+        self.dir.join("authorized_keys")
+    }
+
+    /// Sets up SSH access for `--ssh`: a new ed25519 key pair, or the given public key
+    /// (`.pub` is tried after the path as given, as Ignite did).
+    pub fn set_up_ssh(&self, ssh: &ignite_api::Ssh, comment: &str) -> Result<(), VmError> {
+        let public = match ssh {
+            ignite_api::Ssh::Generate => {
+                let key = self.ssh_key();
+                let out = Command::new("ssh-keygen")
+                    .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+                    .arg(&key)
+                    .output()
+                    .map_err(|e| {
+                        VmError::Invalid(format!(
+                            "cannot run ssh-keygen ({e}): install openssh-client"
+                        ))
+                    })?;
+                if !out.status.success() {
+                    return Err(VmError::Invalid(format!(
+                        "ssh-keygen could not create {}: {}",
+                        key.display(),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )));
+                }
+                key.with_extension("pub")
+            }
+            ignite_api::Ssh::PublicKey(path) => {
+                let with_pub = PathBuf::from(format!("{}.pub", path.display()));
+                if path.is_file() {
+                    path.clone()
+                } else if with_pub.is_file() {
+                    with_pub
+                } else {
+                    return Err(VmError::Invalid(format!(
+                        "--ssh={}: no such public key (nor {})",
+                        path.display(),
+                        with_pub.display()
+                    )));
+                }
+            }
+        };
+        let text = std::fs::read_to_string(&public).map_err(io("read the public key", &public))?;
+        let keys: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        if keys.is_empty()
+            || keys
+                .iter()
+                .any(|k| !k.starts_with("ssh-") && !k.starts_with("ecdsa-"))
+        {
+            return Err(VmError::Invalid(format!(
+                "{} is not an OpenSSH public key (ssh-ed25519 AAAA..., ssh-rsa AAAA...)",
+                public.display()
+            )));
+        }
+        let dest = self.authorized_keys();
+        std::fs::write(&dest, keys.join("\n") + "\n").map_err(io("write", &dest))
+    }
+
     /// Sockets: stale after a crash, recreated on every start.
     pub fn remove_runtime_files(&self) {
         for path in [
             self.console_socket(),
             self.agent_socket(),
+            self.exec_socket(),
             self.control_socket(),
         ] {
             let _ = std::fs::remove_file(path);

@@ -5,6 +5,7 @@
 //! in its status is alive (same pid, same start time).
 
 pub mod accel;
+pub mod agent_proxy;
 pub mod files;
 pub mod process;
 pub mod supervisor;
@@ -120,7 +121,13 @@ pub fn create_vm(store: &Store, request: CreateRequest<'_>) -> Result<Vm, VmErro
     })?;
     let uid = uid_of(&vm);
     let files = VmFiles::new(store, &uid);
-    if let Err(e) = files.create_overlay(&image_disk, vm.spec.disk_size().bytes()) {
+    let prepared = files
+        .create_overlay(&image_disk, vm.spec.disk_size().bytes())
+        .and_then(|()| match &vm.spec.ssh {
+            Some(ssh) => files.set_up_ssh(ssh, &format!("ignite-{}", vm.metadata.name)),
+            None => Ok(()),
+        });
+    if let Err(e) = prepared {
         let _ = store.vms().delete(&uid);
         return Err(e);
     }

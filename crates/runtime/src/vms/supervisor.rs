@@ -47,7 +47,10 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
 
     let modules_disk = kdir.join(MODULES_DISK_FILE);
     let has_modules = modules_disk.is_file();
-    let config = guest_config(&vm, &image, has_modules);
+    let mut config = guest_config(&vm, &image, has_modules);
+    if let Ok(keys) = std::fs::read_to_string(files.authorized_keys()) {
+        config.authorized_keys = keys.lines().map(str::to_string).collect();
+    }
     let copies: Vec<FileCopy> = vm
         .spec
         .copy_files
@@ -176,7 +179,17 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     })?;
     tracing::info!(pid = child.id(), "the VMM runs");
 
-    let agent: Arc<Mutex<Option<Arc<AgentClient>>>> = Arc::default();
+    let agent: super::agent_proxy::AgentSlot = Arc::default();
+    match std::os::unix::net::UnixListener::bind(files.exec_socket()) {
+        Ok(listener) => {
+            let agent = agent.clone();
+            std::thread::spawn(move || super::agent_proxy::serve(listener, agent));
+        }
+        Err(e) => tracing::warn!(
+            "ignite exec will not reach this VM: cannot listen on {}: {e}",
+            files.exec_socket().display()
+        ),
+    }
     let workload_exit: Arc<Mutex<Option<ExitStatus>>> = Arc::default();
     {
         let agent = agent.clone();

@@ -1,0 +1,98 @@
+//! `ignite exec VM COMMAND...`: runs a command in the VM through its guest agent (reached
+//! via the VM's supervisor), streaming stdin, stdout and stderr, and exits with the
+//! command's status. Works without sshd and without a network.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use ignite_guest_protocol::agent::{ExecRequest, WindowSize};
+use ignite_guest_protocol::client::{AgentClient, Output};
+use ignite_runtime::vms::{self, VmFiles};
+
+use super::Context;
+use crate::args::ExecArgs;
+
+pub fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<ExitCode> {
+    let vm = vms::repair(&ctx.store, ctx.store.vms().find(&args.vm)?);
+    if !vms::is_running(&vm) {
+        bail!(
+            "VM {} is not running: start it first (ignite start {})",
+            vm.metadata.name,
+            vm.metadata.name
+        );
+    }
+    let socket = VmFiles::new(&ctx.store, &vms::uid_of(&vm)).exec_socket();
+    let stream = UnixStream::connect(&socket).with_context(|| {
+        format!(
+            "cannot reach the supervisor of VM {} at {}",
+            vm.metadata.name,
+            socket.display()
+        )
+    })?;
+    let timeout = Duration::from_secs(args.timeout);
+    let agent = AgentClient::connect(stream.try_clone()?, stream, timeout)
+        .with_context(|| format!("cannot reach the agent of VM {}", vm.metadata.name))?;
+
+    let mut request = ExecRequest {
+        argv: args.command.clone(),
+        tty: args.tty,
+        ..ExecRequest::default()
+    };
+    if args.tty {
+        if let Ok(size) = rustix::termios::tcgetwinsize(std::io::stdout()) {
+            request.window = Some(WindowSize {
+                rows: size.ws_row,
+                cols: size.ws_col,
+            });
+        }
+        request.env.push(format!(
+            "TERM={}",
+            std::env::var("TERM").unwrap_or_else(|_| "xterm".into())
+        ));
+    }
+    let _raw = args.tty.then(crate::terminal::RawMode::enable);
+    let session = agent.exec(&request)?;
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut stdin = std::io::stdin().lock();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) | Err(_) => {
+                        let _ = session.close_stdin();
+                        return;
+                    }
+                    Ok(n) => {
+                        if session.write_stdin(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+        let code = loop {
+            match session.next(Duration::from_secs(u64::MAX / 4))? {
+                Output::Stdout(b) => {
+                    out.write_all(&b)?;
+                    out.flush()?;
+                }
+                Output::Stderr(b) => {
+                    err.write_all(&b)?;
+                    err.flush()?;
+                }
+                Output::Exited(status) => break (status.shell_code(), None),
+                Output::Failed(body) => break (body.status.unwrap_or(126), Some(body.message)),
+            }
+        };
+        // stdin may still be blocked on a terminal read: restore the terminal, leave now.
+        drop(_raw);
+        if let Some(message) = code.1 {
+            eprintln!("Error: {message}");
+        }
+        std::process::exit(code.0.clamp(0, 255));
+    })
+}
