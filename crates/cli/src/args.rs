@@ -73,6 +73,8 @@ pub enum Command {
     Attach(VmArg),
     /// Run a command in a running VM (through its guest agent: no sshd needed)
     Exec(ExecArgs),
+    /// Copy files or directories between the host and a running VM (VM:path on one side)
+    Cp(CpArgs),
     /// List running VMs (-a for all)
     Ps(PsArgs),
     /// Check what VMs need on this host, and say how to fix what is missing
@@ -164,6 +166,20 @@ pub struct ExecArgs {
     #[arg(short, long)]
     pub tty: bool,
     /// An SSH private key (accepted for Ignite compatibility; exec needs no SSH)
+    #[arg(short, long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Seconds to wait for the VM's agent (a booting VM)
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// A host path, or VM:path
+    pub source: String,
+    /// A host path, or VM:path
+    pub destination: String,
+    /// An SSH private key (accepted for Ignite compatibility; cp needs no SSH)
     #[arg(short, long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
     /// Seconds to wait for the VM's agent (a booting VM)

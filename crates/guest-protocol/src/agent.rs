@@ -58,6 +58,12 @@ pub enum FrameKind {
     Resize = 0x16,
     /// Guest → host, JSON [`ErrorBody`]: the request failed; the session is over.
     Error = 0x17,
+    /// Host → guest, JSON [`CopyRequest`]: a tar archive follows as Stdin frames (an empty
+    /// one ends it) and is unpacked at the path with `docker cp` semantics; Exited ends it.
+    CopyIn = 0x20,
+    /// Host → guest, JSON [`CopyRequest`]: the path comes back as a tar archive in Stdout
+    /// frames (its top entry named after the path's last component), then Exited.
+    CopyOut = 0x21,
 }
 
 impl FrameKind {
@@ -75,6 +81,8 @@ impl FrameKind {
             0x15 => Signal,
             0x16 => Resize,
             0x17 => Error,
+            0x20 => CopyIn,
+            0x21 => CopyOut,
             _ => return None,
         })
     }
@@ -211,6 +219,12 @@ pub struct ExecRequest {
     pub tty: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<WindowSize>,
+}
+
+/// The guest path of a copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyRequest {
+    pub path: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::agent::{
-    CONTROL, ErrorBody, ExecRequest, ExitStatus, Frame, FrameKind, Hello, MAX_PAYLOAD,
+    CONTROL, CopyRequest, ErrorBody, ExecRequest, ExitStatus, Frame, FrameKind, Hello, MAX_PAYLOAD,
     PROTOCOL_VERSION, SignalRequest, WindowSize,
 };
 
@@ -112,8 +112,23 @@ impl AgentClient {
 
     /// Starts a process in the guest.
     pub fn exec(&self, request: &ExecRequest) -> io::Result<Session<'_>> {
+        self.start(FrameKind::Exec, request)
+    }
+
+    /// Starts a copy into the guest: write a tar archive with [`Session::write_stdin`],
+    /// then [`Session::close_stdin`], then wait.
+    pub fn copy_in(&self, path: &str) -> io::Result<Session<'_>> {
+        self.start(FrameKind::CopyIn, &CopyRequest { path: path.into() })
+    }
+
+    /// Starts a copy out of the guest: the tar archive arrives as stdout.
+    pub fn copy_out(&self, path: &str) -> io::Result<Session<'_>> {
+        self.start(FrameKind::CopyOut, &CopyRequest { path: path.into() })
+    }
+
+    fn start<T: serde::Serialize>(&self, kind: FrameKind, body: &T) -> io::Result<Session<'_>> {
         let (id, rx) = self.open_route();
-        self.send(&Frame::json(FrameKind::Exec, id, request))?;
+        self.send(&Frame::json(kind, id, body))?;
         Ok(Session {
             client: self,
             id,

@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use ignite_guest_protocol::agent::{
-    CONTROL, ErrorBody, ExecRequest, ExitStatus, Frame, FrameKind, Hello, PROTOCOL_VERSION,
-    SERIAL_PORT_NAME, SignalRequest, VSOCK_PORT, WindowSize,
+    CONTROL, CopyRequest, ErrorBody, ExecRequest, ExitStatus, Frame, FrameKind, Hello,
+    PROTOCOL_VERSION, SERIAL_PORT_NAME, SignalRequest, VSOCK_PORT, WindowSize,
 };
 use ignite_guest_protocol::config::{BootMode, Workload};
 use rustix::process::{Pid, Signal};
@@ -165,7 +165,8 @@ struct Connection {
 }
 
 struct Session {
-    pid: Pid,
+    /// The process, for signals (a copy has none).
+    pid: Option<Pid>,
     stdin: Option<Box<dyn Write + Send>>,
     terminal: Option<Arc<OwnedFd>>,
 }
@@ -277,7 +278,7 @@ impl Agent {
                     .lock()
                     .expect("sessions lock")
                     .get(&session)
-                    .map(|s| s.pid);
+                    .and_then(|s| s.pid);
                 if let (Some(pid), Ok(req)) = (pid, frame.body::<SignalRequest>()) {
                     match Signal::from_named_raw(req.signal) {
                         Some(sig) => {
@@ -297,6 +298,14 @@ impl Agent {
                 }
             }
             FrameKind::Shutdown => self.shutdown(),
+            FrameKind::CopyIn => match frame.body::<CopyRequest>() {
+                Ok(req) => start_copy_in(conn, session, req.path),
+                Err(e) => conn.fail(session, None, e.to_string()),
+            },
+            FrameKind::CopyOut => match frame.body::<CopyRequest>() {
+                Ok(req) => start_copy_out(conn, session, req.path),
+                Err(e) => conn.fail(session, None, e.to_string()),
+            },
             _ => {}
         }
     }
@@ -455,7 +464,7 @@ fn start_session(conn: &Arc<Connection>, session: u32, req: ExecRequest) -> Resu
     conn.sessions.lock().expect("sessions lock").insert(
         session,
         Session {
-            pid: Pid::from_child(&child),
+            pid: Some(Pid::from_child(&child)),
             stdin: Some(stdin),
             terminal,
         },
@@ -508,6 +517,88 @@ fn start_session(conn: &Arc<Connection>, session: u32, req: ExecRequest) -> Resu
         conn.send(Frame::json(FrameKind::Exited, session, &exit));
     });
     Ok(())
+}
+
+fn finish_copy(conn: &Arc<Connection>, session: u32, result: Result<(), String>) {
+    conn.sessions
+        .lock()
+        .expect("sessions lock")
+        .remove(&session);
+    match result {
+        Ok(()) => conn.send(Frame::json(
+            FrameKind::Exited,
+            session,
+            &ExitStatus {
+                code: Some(0),
+                signal: None,
+            },
+        )),
+        Err(message) => conn.fail(session, Some(1), message),
+    }
+}
+
+/// The archive arrives as the session's stdin, through a pipe to the unpacking thread.
+fn start_copy_in(conn: &Arc<Connection>, session: u32, path: String) {
+    let (reader, writer) = match std::io::pipe() {
+        Ok(p) => p,
+        Err(e) => return conn.fail(session, None, format!("cannot copy: {e}")),
+    };
+    conn.sessions.lock().expect("sessions lock").insert(
+        session,
+        Session {
+            pid: None,
+            stdin: Some(Box::new(writer)),
+            terminal: None,
+        },
+    );
+    let conn = conn.clone();
+    std::thread::spawn(move || {
+        let mut reader = reader;
+        let result = crate::copy::copy_in(&path, &mut reader);
+        // Drain what is left so the sender is never stuck on a full pipe.
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        finish_copy(&conn, session, result);
+    });
+}
+
+/// Sends what it is given as Stdout frames of the session.
+struct FrameSink {
+    conn: Arc<Connection>,
+    session: u32,
+    buf: Vec<u8>,
+}
+
+impl Write for FrameSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK * 8 {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            let chunk = std::mem::take(&mut self.buf);
+            self.conn
+                .send(Frame::new(FrameKind::Stdout, self.session, chunk));
+        }
+        Ok(())
+    }
+}
+
+fn start_copy_out(conn: &Arc<Connection>, session: u32, path: String) {
+    let conn = conn.clone();
+    std::thread::spawn(move || {
+        let mut sink = FrameSink {
+            conn: conn.clone(),
+            session,
+            buf: Vec::new(),
+        };
+        let result = crate::copy::copy_out(&path, &mut sink);
+        let _ = sink.flush();
+        finish_copy(&conn, session, result);
+    });
 }
 
 fn open_terminal(window: Option<WindowSize>) -> std::io::Result<(OwnedFd, OwnedFd)> {

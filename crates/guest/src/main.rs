@@ -13,6 +13,7 @@
 mod agent;
 mod boot;
 mod console;
+mod copy;
 mod grow;
 mod network;
 mod provision;

@@ -1,6 +1,7 @@
 //! One module per command. Each takes its parsed arguments and the shared [`Context`].
 
 mod completion;
+mod cp;
 mod doctor;
 mod exec;
 mod image;
@@ -123,6 +124,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ps(args) => ps::run(&Context::new(&cli)?, args),
         Command::Doctor(args) => return doctor::run(&Context::new(&cli)?, args),
         Command::Exec(args) => return exec::run(&Context::new(&cli)?, args),
+        Command::Cp(args) => return cp::run(&Context::new(&cli)?, args),
         Command::Inspect(args) => inspect::run(&Context::new(&cli)?, args),
         Command::Image(group) => image::run(&Context::new(&cli)?, group.command.as_ref()),
         Command::Rmi(args) => image::remove(&Context::new(&cli)?, args),

@@ -70,7 +70,7 @@ fn relay(stream: UnixStream, slot: AgentSlot) {
                     return;
                 }
             },
-            FrameKind::Exec => {
+            FrameKind::Exec | FrameKind::CopyIn | FrameKind::CopyOut => {
                 let Some(a) = &agent else { return };
                 let (id, frames) = a.open_route();
                 sessions.insert(frame.session, id);
@@ -91,7 +91,7 @@ fn relay(stream: UnixStream, slot: AgentSlot) {
                         }
                     }
                 });
-                let _ = a.send_frame(&Frame::new(FrameKind::Exec, id, frame.payload));
+                let _ = a.send_frame(&Frame::new(frame.kind, id, frame.payload));
             }
             FrameKind::Stdin | FrameKind::Signal | FrameKind::Resize => {
                 if let (Some(a), Some(&id)) = (&agent, sessions.get(&frame.session)) {

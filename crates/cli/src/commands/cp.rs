@@ -1,0 +1,223 @@
+//! `ignite cp SRC DST`: files and directories into or out of a running VM, `VM:path` on
+//! one side, with `docker cp` semantics (into an existing directory, otherwise as the
+//! named path; modes kept), through the guest agent: no sshd or network needed.
+//!
+//! What comes out of a VM is hostile input: it is unpacked into a staging directory beside
+//! the destination with the `tar` crate's checks (nothing outside it, no device nodes, no
+//! owners), then moved into place.
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use ignite_guest_protocol::agent::MAX_PAYLOAD;
+use ignite_guest_protocol::client::{AgentClient, Output, Session};
+use ignite_runtime::vms::{self, VmFiles};
+
+use super::Context;
+use crate::args::CpArgs;
+
+const WAIT: Duration = Duration::from_secs(24 * 3600);
+
+/// `VM:path`, when the part before the first ':' could be a VM (no '/').
+fn vm_path(arg: &str) -> Option<(&str, &str)> {
+    let (vm, path) = arg.split_once(':')?;
+    (!vm.is_empty() && !vm.contains('/')).then_some((vm, path))
+}
+
+pub fn run(ctx: &Context, args: &CpArgs) -> anyhow::Result<ExitCode> {
+    match (vm_path(&args.source), vm_path(&args.destination)) {
+        (Some(_), Some(_)) => bail!("copy between a VM and the host: VM:path on one side only"),
+        (None, None) => bail!("name the VM's side as VM:path (ignite cp ./file my-vm:/root/)"),
+        (None, Some((vm, path))) => {
+            let agent = connect(ctx, vm, args.timeout)?;
+            copy_in(&agent, Path::new(&args.source), guest_path(path))?;
+        }
+        (Some((vm, path)), None) => {
+            let agent = connect(ctx, vm, args.timeout)?;
+            copy_out(&agent, guest_path(path), Path::new(&args.destination))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn guest_path(path: &str) -> &str {
+    if path.is_empty() { "/root" } else { path }
+}
+
+fn connect(ctx: &Context, vm: &str, timeout: u64) -> anyhow::Result<AgentClient> {
+    let vm = vms::repair(&ctx.store, ctx.store.vms().find(vm)?);
+    if !vms::is_running(&vm) {
+        bail!("VM {} is not running: start it first", vm.metadata.name);
+    }
+    let socket = VmFiles::new(&ctx.store, &vms::uid_of(&vm)).exec_socket();
+    let stream = UnixStream::connect(&socket)
+        .with_context(|| format!("cannot reach the supervisor of VM {}", vm.metadata.name))?;
+    AgentClient::connect(stream.try_clone()?, stream, Duration::from_secs(timeout))
+        .with_context(|| format!("cannot reach the agent of VM {}", vm.metadata.name))
+}
+
+/// Feeds a tar archive into the session's stdin.
+struct SessionWriter<'a, 'b> {
+    session: &'a Session<'b>,
+    buf: Vec<u8>,
+}
+
+impl Write for SessionWriter<'_, '_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= MAX_PAYLOAD / 2 {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            self.session.write_stdin(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+fn finish(session: Session<'_>) -> anyhow::Result<()> {
+    loop {
+        match session.next(WAIT)? {
+            Output::Exited(s) if s.code == Some(0) => return Ok(()),
+            Output::Exited(s) => bail!("the copy failed in the VM (status {})", s.shell_code()),
+            Output::Failed(body) => bail!("{}", body.message),
+            Output::Stdout(_) | Output::Stderr(_) => {}
+        }
+    }
+}
+
+fn copy_in(agent: &AgentClient, source: &Path, dest: &str) -> anyhow::Result<()> {
+    let meta = std::fs::symlink_metadata(source)
+        .with_context(|| format!("cannot copy {}", source.display()))?;
+    let name = source
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let session = agent.copy_in(dest)?;
+    {
+        let mut writer = SessionWriter {
+            session: &session,
+            buf: Vec::new(),
+        };
+        let mut builder = tar::Builder::new(&mut writer);
+        builder.follow_symlinks(false);
+        if meta.is_dir() {
+            builder.append_dir_all(&name, source)?;
+        } else {
+            builder.append_path_with_name(source, &name)?;
+        }
+        builder.into_inner()?.flush()?;
+    }
+    session.close_stdin()?;
+    finish(session)
+}
+
+fn copy_out(agent: &AgentClient, source: &str, dest: &Path) -> anyhow::Result<()> {
+    let (into, rename) = if dest.is_dir() {
+        (dest.to_path_buf(), None)
+    } else {
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !parent.is_dir() {
+            bail!("{} is not a directory", parent.display());
+        }
+        (parent, dest.file_name().map(PathBuf::from))
+    };
+    let staging = tempfile::Builder::new()
+        .prefix(".ignite-cp-")
+        .tempdir_in(&into)
+        .with_context(|| format!("cannot write into {}", into.display()))?;
+    let session = agent.copy_out(source)?;
+    let (reader, mut writer) = std::io::pipe()?;
+    let stage = staging.path().to_path_buf();
+    let unpacker = std::thread::spawn(move || unpack_safely(reader, &stage));
+    let outcome = loop {
+        match session.next(WAIT) {
+            Ok(Output::Stdout(bytes)) => {
+                if writer.write_all(&bytes).is_err() {
+                    break Err(anyhow::anyhow!("the archive from the VM was refused"));
+                }
+            }
+            Ok(Output::Exited(_)) => break Ok(()),
+            Ok(Output::Failed(body)) => break Err(anyhow::anyhow!("{}", body.message)),
+            Ok(Output::Stderr(_)) => {}
+            Err(e) => break Err(e.into()),
+        }
+    };
+    drop(writer);
+    let unpacked = unpacker
+        .join()
+        .expect("the unpacking thread does not panic");
+    outcome?;
+    let top = unpacked?;
+    let name = rename.unwrap_or_else(|| top.clone());
+    move_into_place(&staging.path().join(&top), &into.join(name))
+}
+
+/// Unpacks within `dir` only; returns the archive's top-level name.
+fn unpack_safely(reader: impl std::io::Read, dir: &Path) -> anyhow::Result<PathBuf> {
+    let mut archive = tar::Archive::new(reader);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_mtime(true);
+    archive.set_unpack_xattrs(false);
+    let mut top: Option<PathBuf> = None;
+    for entry in archive.entries()? {
+        let mut entry = entry.context("the archive from the VM is malformed")?;
+        let kind = entry.header().entry_type();
+        if kind.is_block_special() || kind.is_character_special() || kind.is_fifo() {
+            tracing::warn!("skipping the device node {}", entry.path()?.display());
+            continue;
+        }
+        let path = entry.path()?.into_owned();
+        let first = path
+            .components()
+            .next()
+            .map(|c| PathBuf::from(c.as_os_str()));
+        match (&top, first) {
+            (None, Some(f)) => top = Some(f),
+            (Some(t), Some(f)) if *t != f => {
+                bail!("the archive from the VM has several top-level entries")
+            }
+            _ => {}
+        }
+        if !entry.unpack_in(dir)? {
+            bail!(
+                "the archive from the VM reaches outside its destination ({})",
+                path.display()
+            );
+        }
+    }
+    top.ok_or_else(|| anyhow::anyhow!("the VM sent an empty archive"))
+}
+
+/// Moves a staged file or tree to `dest`, merging into an existing directory.
+fn move_into_place(staged: &Path, dest: &Path) -> anyhow::Result<()> {
+    let staged_meta = std::fs::symlink_metadata(staged)?;
+    match std::fs::symlink_metadata(dest) {
+        Ok(m) if m.is_dir() && staged_meta.is_dir() => {
+            for entry in std::fs::read_dir(staged)? {
+                let entry = entry?;
+                move_into_place(&entry.path(), &dest.join(entry.file_name()))?;
+            }
+            Ok(())
+        }
+        Ok(m) if m.is_dir() => bail!(
+            "cannot overwrite the directory {} with a file",
+            dest.display()
+        ),
+        _ => std::fs::rename(staged, dest)
+            .with_context(|| format!("cannot move the copy to {}", dest.display())),
+    }
+}
