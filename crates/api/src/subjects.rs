@@ -118,6 +118,7 @@ impl TemplateSubject for Vm {
                 reason: String::new(),
                 time: Time(DateTime::UNIX_EPOCH),
             }),
+            ssh_address: Some(String::new()),
         };
         serde_json::to_value(vm).expect("a VM serializes")
     }

@@ -363,6 +363,10 @@ pub struct VmStatus {
     /// How the VM last ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit: Option<ExitRecord>,
+    /// Where the VM's sshd is reached from the host while it runs (`127.0.0.1:PORT` with
+    /// user networking; an addition to Ignite's model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_address: Option<String>,
 }
 
 /// A process, identified by its pid and its start time (in clock ticks since boot, from

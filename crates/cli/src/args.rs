@@ -75,6 +75,8 @@ pub enum Command {
     Exec(ExecArgs),
     /// Copy files or directories between the host and a running VM (VM:path on one side)
     Cp(CpArgs),
+    /// SSH into a running VM created with --ssh (the system's ssh client, the VM's key)
+    Ssh(SshArgs),
     /// List running VMs (-a for all)
     Ps(PsArgs),
     /// Check what VMs need on this host, and say how to fix what is missing
@@ -147,6 +149,8 @@ pub enum VmCommand {
     Logs(LogsArgs),
     /// Attach to a running VM's console (detach with ^P^Q)
     Attach(VmArg),
+    /// SSH into a running VM created with --ssh
+    Ssh(SshArgs),
     /// Run a VM's supervisor (started by `ignite start`; not for direct use)
     #[command(hide = true)]
     Supervise(VmArg),
@@ -171,6 +175,24 @@ pub struct ExecArgs {
     /// Seconds to wait for the VM's agent (a booting VM)
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    /// The VM, by name or ID (or a unique prefix of one)
+    pub vm: String,
+    /// A command to run instead of a login shell
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+    /// The private key [default: the one --ssh generated]
+    #[arg(short, long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Seconds to wait for the VM's sshd
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+    /// Allocate a terminal when this one is a terminal
+    #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub tty: bool,
 }
 
 #[derive(Debug, Args)]

@@ -805,3 +805,116 @@ fn cp_copies_files_and_trees_both_ways() {
         .stderr(predicates::str::contains("VM:path"));
     host.ignite().args(["rm", "-f", "files"]).assert().success();
 }
+
+/// A network namespace of the test's own with loopback up: VMs with user networking
+/// started in it reach nothing beyond it, and their forwarded ports are its 127.0.0.1.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        ignite_testkit::require_program("ip", "iproute2");
+        let name = format!("ignite-{tag}-{}", std::process::id());
+        let ok = |args: &[&str]| {
+            assert!(
+                std::process::Command::new("ip")
+                    .args(args)
+                    .status()
+                    .unwrap()
+                    .success(),
+                "ip {args:?}"
+            );
+        };
+        ok(&["netns", "add", &name]);
+        ok(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
+        Netns(name)
+    }
+
+    fn ignite(&self, host: &Host) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::new("ip");
+        cmd.args(["netns", "exec", &self.0])
+            .arg(assert_cmd::cargo::cargo_bin("ignite"))
+            .env("IGNITE_ROOT", host.root().join("state"))
+            .env("IGNITE_INIT", guest_init())
+            .env("IGNITE_ACCEL", "tcg")
+            .env("NO_COLOR", "1")
+            .timeout(Duration::from_secs(600));
+        cmd
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+#[test]
+fn ssh_reaches_the_debian_image_and_start_waits_for_sshd() {
+    let host = Host::new();
+    let ns = Netns::new("ssh");
+    let layout = ignite_testkit::base_image_layout();
+    host.ignite()
+        .args(["image", "import", "--name", "ignite/debian:bookworm"])
+        .arg(format!("oci:{}:bookworm", layout.display()))
+        .assert()
+        .success();
+    // run returns once the agent and sshd answer.
+    ns.ignite(&host)
+        .args([
+            "run",
+            "--ssh",
+            "--name",
+            "deb",
+            "--memory",
+            "512MB",
+            "ignite/debian:bookworm",
+        ])
+        .assert()
+        .success();
+    let vm = host.vm("deb");
+    let address = vm
+        .status
+        .ssh_address
+        .expect("a --ssh VM with user networking has an SSH address");
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+    let out = ns
+        .ignite(&host)
+        .args(["ssh", "deb", "--", "hostname"])
+        .assert()
+        .success();
+    assert_eq!(
+        String::from_utf8_lossy(&out.get_output().stdout).trim(),
+        "deb"
+    );
+    let out = ns
+        .ignite(&host)
+        .args(["ssh", "deb", "--", "sh", "-c", "exit 3"])
+        .assert()
+        .code(3);
+    drop(out);
+    // exec needs none of it.
+    let out = ns
+        .ignite(&host)
+        .args(["exec", "deb", "systemctl", "is-system-running", "--wait"])
+        .assert();
+    let state = String::from_utf8_lossy(&out.get_output().stdout)
+        .trim()
+        .to_string();
+    assert!(state == "running" || state == "degraded", "{state}");
+    // Without --ssh there is nothing to reach.
+    ns.ignite(&host)
+        .args(["run", "--name", "nossh", "--network", "none", &host.image()])
+        .assert()
+        .success();
+    ns.ignite(&host)
+        .args(["ssh", "nossh"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("--ssh"));
+    ns.ignite(&host)
+        .args(["rm", "-f", "deb", "nossh"])
+        .assert()
+        .success();
+}

@@ -8,6 +8,7 @@ mod image;
 mod inspect;
 mod kernel;
 mod ps;
+mod ssh;
 mod version;
 mod vm;
 
@@ -125,6 +126,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => return doctor::run(&Context::new(&cli)?, args),
         Command::Exec(args) => return exec::run(&Context::new(&cli)?, args),
         Command::Cp(args) => return cp::run(&Context::new(&cli)?, args),
+        Command::Ssh(args) => return ssh::run(&Context::new(&cli)?, args),
         Command::Inspect(args) => inspect::run(&Context::new(&cli)?, args),
         Command::Image(group) => image::run(&Context::new(&cli)?, group.command.as_ref()),
         Command::Rmi(args) => image::remove(&Context::new(&cli)?, args),
@@ -150,6 +152,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(VmCommand::Rm(args)) => return vm::rm(&ctx, args),
                 Some(VmCommand::Logs(args)) => return vm::logs(&ctx, args),
                 Some(VmCommand::Attach(args)) => return vm::attach(&ctx, args),
+                Some(VmCommand::Ssh(args)) => return ssh::run(&ctx, args),
                 Some(VmCommand::Supervise(args)) => return vm::supervise(&ctx, args),
                 Some(VmCommand::ExecVmm(args)) => return vm::exec_vmm(&args.command),
                 Some(VmCommand::Ls(args)) => ps::run(

@@ -43,6 +43,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<ExitCode> {
     };
     announce(ctx, "started", &vm)?;
     if !args.start.interactive && !args.rm {
+        vms::wait_until_ready(&store, &vm, vms::READY_TIMEOUT)?;
         return Ok(ExitCode::SUCCESS);
     }
     let uid = vms::uid_of(&vm);
@@ -68,6 +69,9 @@ pub fn start_command(ctx: &Context, args: &StartArgs) -> anyhow::Result<ExitCode
         .map_or(0, |m| m.len());
     let vm = start(ctx, &store, vm, &args.start)?;
     announce(ctx, "started", &vm)?;
+    if !args.start.interactive {
+        vms::wait_until_ready(&store, &vm, vms::READY_TIMEOUT)?;
+    }
     if args.start.interactive {
         attach_console(&store, &vm, log_offset)?;
         let done = vms::wait_for_exit(&store, &vms::uid_of(&vm), Some(Duration::ZERO))?;

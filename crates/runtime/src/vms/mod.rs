@@ -274,6 +274,8 @@ pub fn repair(store: &Store, vm: Vm) -> Vm {
         vm.status.running = false;
         vm.status.supervisor = None;
         vm.status.vmm = None;
+        vm.status.ssh_address = None;
+        vm.status.network = None;
         vm.status.exit = Some(ExitRecord {
             status: None,
             reason: "its supervisor is gone (host reboot or killed)".into(),
@@ -442,4 +444,76 @@ pub fn wait_for_exit(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// How long `start` waits for a VM to be ready: its agent answering, and its sshd when
+/// the VM has `--ssh`.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Waits until the VM is ready (see [`READY_TIMEOUT`]). A VM that ends on the way is
+/// ready enough: its exit is recorded for whoever looks.
+pub fn wait_until_ready(store: &Store, vm: &Vm, timeout: Duration) -> Result<(), VmError> {
+    let uid = uid_of(vm);
+    let name = vm.metadata.name.clone();
+    let deadline = Instant::now() + timeout;
+    let files = VmFiles::new(store, &uid);
+    let not_ready = |what: &str| VmError::StartFailed {
+        vm: name.clone(),
+        reason: format!(
+            "{what} within {} s; the console may say why: ignite logs {name}",
+            timeout.as_secs()
+        ),
+    };
+    // The agent: a hello through the supervisor.
+    loop {
+        if !is_running(&store.vms().get(&uid)?) {
+            return Ok(());
+        }
+        if let Ok(stream) = std::os::unix::net::UnixStream::connect(files.exec_socket())
+            && let Ok(reader) = stream.try_clone()
+        {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match ignite_guest_protocol::client::AgentClient::connect(reader, stream, left) {
+                Ok(_) => break,
+                Err(_) if Instant::now() > deadline => {
+                    return Err(not_ready("its agent did not answer"));
+                }
+                Err(_) => {}
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(not_ready("its agent did not answer"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // sshd: its banner on the forwarded port.
+    let Some(address) = store.vms().get(&uid)?.status.ssh_address else {
+        return Ok(());
+    };
+    loop {
+        if !is_running(&store.vms().get(&uid)?) {
+            return Ok(());
+        }
+        if ssh_banner(&address) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(not_ready("its sshd did not answer"));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// True when an SSH server greets on `address`.
+pub fn ssh_banner(address: &str) -> bool {
+    use std::io::Read;
+    let Ok(addr) = address.parse::<std::net::SocketAddr>() else {
+        return false;
+    };
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut banner = [0u8; 8];
+    stream.read_exact(&mut banner).is_ok() && banner.starts_with(b"SSH-")
 }

@@ -93,6 +93,10 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
             snapshot: false,
         });
     }
+    let ssh_port = (vm.spec.ssh.is_some()
+        && vm.spec.network.mode.unwrap_or(NetworkMode::User) == NetworkMode::User)
+        .then(free_loopback_port)
+        .flatten();
     let bzimage = kdir.join(BZIMAGE_FILE);
     let spec = MachineSpec {
         vcpus: vm.spec.cpus() as u32,
@@ -115,7 +119,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
             log: files.console_log(),
         },
         agent_socket: Some(files.agent_socket()),
-        nics: nics(&vm),
+        nics: nics(&vm, ssh_port),
         accel,
     };
     let vmm = Qemu::locate().map_err(VmError::Invalid)?;
@@ -175,6 +179,12 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
             accel: accel::name(accel).to_string(),
         });
         v.status.exit = None;
+        v.status.ssh_address = ssh_port.map(|p| format!("127.0.0.1:{p}"));
+        v.status.network = (v.spec.network.mode.unwrap_or(NetworkMode::User) == NetworkMode::User)
+            .then(|| ignite_api::NetworkStatus {
+                plugin: "user".into(),
+                ip_addresses: vec![[10, 0, 2, 15].into()],
+            });
         Ok(())
     })?;
     tracing::info!(pid = child.id(), "the VMM runs");
@@ -254,6 +264,8 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         v.status.running = false;
         v.status.supervisor = None;
         v.status.vmm = None;
+        v.status.ssh_address = None;
+        v.status.network = None;
         v.status.exit = Some(ExitRecord {
             status: exit_status,
             reason,
@@ -314,28 +326,47 @@ pub fn mac_of(uid: &Uid) -> String {
     format!("52:54:00:{}:{}:{}", &hex[0..2], &hex[2..4], &hex[4..6])
 }
 
-fn nics(vm: &Vm) -> Vec<NicSpec> {
+/// A free TCP port on 127.0.0.1 for the VM's sshd (VMs with `--ssh` and user networking).
+fn free_loopback_port() -> Option<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .ok()
+}
+
+fn nics(vm: &Vm, ssh_port: Option<u16>) -> Vec<NicSpec> {
     match vm.spec.network.mode.unwrap_or(NetworkMode::User) {
-        NetworkMode::User => vec![NicSpec {
-            mac: mac_of(&super::uid_of(vm)),
-            backend: NicBackend::User {
-                forwards: vm
-                    .spec
-                    .network
-                    .ports
-                    .iter()
-                    .map(|p| PortForward {
-                        udp: p.protocol == Some(ignite_api::Protocol::Udp),
-                        host_address: p
-                            .bind_address
-                            .map_or_else(|| "0.0.0.0".to_string(), |a| a.to_string()),
-                        host_port: p.host_port,
-                        guest_port: p.vm_port,
-                    })
-                    .collect(),
-                isolated: false,
-            },
-        }],
+        NetworkMode::User => {
+            let mut forwards: Vec<PortForward> = vm
+                .spec
+                .network
+                .ports
+                .iter()
+                .map(|p| PortForward {
+                    udp: p.protocol == Some(ignite_api::Protocol::Udp),
+                    host_address: p
+                        .bind_address
+                        .map_or_else(|| "0.0.0.0".to_string(), |a| a.to_string()),
+                    host_port: p.host_port,
+                    guest_port: p.vm_port,
+                })
+                .collect();
+            if let Some(port) = ssh_port {
+                forwards.push(PortForward {
+                    udp: false,
+                    host_address: "127.0.0.1".into(),
+                    host_port: port,
+                    guest_port: 22,
+                });
+            }
+            vec![NicSpec {
+                mac: mac_of(&super::uid_of(vm)),
+                backend: NicBackend::User {
+                    forwards,
+                    isolated: false,
+                },
+            }]
+        }
         NetworkMode::None | NetworkMode::Bridge => vec![],
     }
 }
