@@ -53,30 +53,16 @@ pub enum LogLevel {
     Trace,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a VM and start it
-    Run(RunArgs),
-    /// Create a VM, stopped
-    Create(CreateArgs),
-    /// Start a stopped VM
-    Start(StartArgs),
-    /// Stop running VMs gracefully (killed after 20 s; -f at once)
-    Stop(StopArgs),
-    /// Kill running VMs at once
-    Kill(VmsArgs),
-    /// Remove VMs
-    Rm(RmArgs),
-    /// Print a VM's console output
-    Logs(LogsArgs),
-    /// Attach to a running VM's console (detach with ^P^Q)
-    Attach(VmArg),
+    #[command(flatten)]
+    Lifecycle(LifecycleCommand),
     /// Run a command in a running VM (through its guest agent: no sshd needed)
     Exec(ExecArgs),
     /// Copy files or directories between the host and a running VM (VM:path on one side)
     Cp(CpArgs),
-    /// SSH into a running VM created with --ssh (the system's ssh client, the VM's key)
-    Ssh(SshArgs),
     /// List running VMs (-a for all)
     Ps(PsArgs),
     /// Check what VMs need on this host, and say how to fix what is missing
@@ -126,6 +112,8 @@ pub struct VmGroup {
     pub command: Option<VmCommand>,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum VmCommand {
     /// List running VMs (-a for all)
@@ -133,24 +121,8 @@ pub enum VmCommand {
     /// List all VMs
     #[command(visible_alias = "list")]
     Ls(PsArgs),
-    /// Create a VM and start it
-    Run(RunArgs),
-    /// Create a VM, stopped
-    Create(CreateArgs),
-    /// Start a stopped VM
-    Start(StartArgs),
-    /// Stop running VMs gracefully (killed after 20 s; -f at once)
-    Stop(StopArgs),
-    /// Kill running VMs at once
-    Kill(VmsArgs),
-    /// Remove VMs
-    Rm(RmArgs),
-    /// Print a VM's console output
-    Logs(LogsArgs),
-    /// Attach to a running VM's console (detach with ^P^Q)
-    Attach(VmArg),
-    /// SSH into a running VM created with --ssh
-    Ssh(SshArgs),
+    #[command(flatten)]
+    Lifecycle(LifecycleCommand),
     /// Run a VM's supervisor (started by `ignite start`; not for direct use)
     #[command(hide = true)]
     Supervise(VmArg),
@@ -214,6 +186,29 @@ pub struct DoctorArgs {
     /// Skip booting a test guest with KVM (which tells a working KVM from a nested one)
     #[arg(long)]
     pub quick: bool,
+}
+
+/// The VM commands that exist both at the top level and under `ignite vm`.
+#[derive(Debug, Subcommand)]
+pub enum LifecycleCommand {
+    /// Create a VM and start it
+    Run(RunArgs),
+    /// Create a VM, stopped
+    Create(CreateArgs),
+    /// Start a stopped VM
+    Start(StartArgs),
+    /// Stop running VMs gracefully (killed after 20 s; -f at once)
+    Stop(StopArgs),
+    /// Kill running VMs at once
+    Kill(VmsArgs),
+    /// Remove VMs
+    Rm(RmArgs),
+    /// Print a VM's console output
+    Logs(LogsArgs),
+    /// Attach to a running VM's console (detach with ^P^Q)
+    Attach(VmArg),
+    /// SSH into a running VM created with --ssh (the system's ssh client, the VM's key)
+    Ssh(SshArgs),
 }
 
 #[derive(Debug, Args)]

@@ -158,6 +158,27 @@ pub struct Volume {
 }
 
 impl GuestConfig {
+    /// What a guest does with no configuration: root on /dev/vda, auto mode, nothing else.
+    pub fn defaults() -> GuestConfig {
+        GuestConfig {
+            version: CONFIG_VERSION,
+            name: String::new(),
+            uid: String::new(),
+            hostname: String::new(),
+            mode: BootMode::Auto,
+            workload: Workload::default(),
+            root_device: "/dev/vda".into(),
+            modules_device: None,
+            interfaces: vec![],
+            nameservers: vec![],
+            search_domains: vec![],
+            hosts: vec![],
+            authorized_keys: vec![],
+            files: vec![],
+            volumes: vec![],
+        }
+    }
+
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec_pretty(self).expect("the guest config always serialises")
     }

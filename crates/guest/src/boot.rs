@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ignite_guest_protocol::config::{
-    BootMode, CONFIG_PATH, CONFIG_VERSION, FILES_DIR, GuestConfig, MODULES_LABEL, Workload,
+    BootMode, CONFIG_PATH, FILES_DIR, GuestConfig, MODULES_LABEL, Workload,
 };
 use ignite_guest_protocol::status;
 use rustix::mount::{MountFlags, mount, mount_move};
@@ -117,23 +117,7 @@ fn load_config() -> Result<GuestConfig, String> {
     match fs::read(&path) {
         Ok(bytes) => GuestConfig::from_json(&bytes)
             .map_err(|e| format!("bad VM configuration {}: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(GuestConfig {
-            version: CONFIG_VERSION,
-            name: String::new(),
-            uid: String::new(),
-            hostname: String::new(),
-            mode: BootMode::Auto,
-            workload: Workload::default(),
-            root_device: "/dev/vda".into(),
-            modules_device: None,
-            interfaces: vec![],
-            nameservers: vec![],
-            search_domains: vec![],
-            hosts: vec![],
-            authorized_keys: vec![],
-            files: vec![],
-            volumes: vec![],
-        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(GuestConfig::defaults()),
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
 }

@@ -7,9 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ignite_guest_protocol::agent::{ExecRequest, WindowSize};
-use ignite_guest_protocol::config::{
-    BootMode, CONFIG_VERSION, GuestConfig, Interface, Volume, Workload,
-};
+use ignite_guest_protocol::config::{BootMode, GuestConfig, Interface, Volume, Workload};
 use ignite_guest_protocol::status;
 use ignite_oci::fetch::NoProgress;
 use ignite_runtime::guest::{FileCopy, workload_of, write_vm_initramfs};
@@ -69,21 +67,13 @@ fn fixture() -> Fixture {
 
 fn config(name: &str, mode: BootMode, workload: Workload) -> GuestConfig {
     GuestConfig {
-        version: CONFIG_VERSION,
         name: name.into(),
         uid: "0123456789abcdef".into(),
         hostname: name.into(),
         mode,
         workload,
-        root_device: "/dev/vda".into(),
         modules_device: Some("/dev/vdb".into()),
-        interfaces: vec![],
-        nameservers: vec![],
-        search_domains: vec![],
-        hosts: vec![],
-        authorized_keys: vec![],
-        files: vec![],
-        volumes: vec![],
+        ..GuestConfig::defaults()
     }
 }
 

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use ignite_api::Configuration;
 use ignite_store::Store;
 
-use crate::args::{Cli, Command, PsArgs, VmCommand};
+use crate::args::{Cli, Command, LifecycleCommand, PsArgs, VmCommand};
 
 /// What every command that touches state needs.
 pub struct Context {
@@ -110,23 +110,29 @@ pub fn write_stdout(text: &str) -> anyhow::Result<()> {
     }
 }
 
+fn lifecycle(ctx: &Context, command: &LifecycleCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        LifecycleCommand::Run(args) => vm::run(ctx, args),
+        LifecycleCommand::Create(args) => vm::create(ctx, args),
+        LifecycleCommand::Start(args) => vm::start_command(ctx, args),
+        LifecycleCommand::Stop(args) => vm::stop(ctx, args),
+        LifecycleCommand::Kill(args) => vm::kill(ctx, args),
+        LifecycleCommand::Rm(args) => vm::rm(ctx, args),
+        LifecycleCommand::Logs(args) => vm::logs(ctx, args),
+        LifecycleCommand::Attach(args) => vm::attach(ctx, args),
+        LifecycleCommand::Ssh(args) => ssh::run(ctx, args),
+    }
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Version(args) => version::run(args),
         Command::Completion(args) => completion::run(args),
-        Command::Run(args) => return vm::run(&Context::new(&cli)?, args),
-        Command::Create(args) => return vm::create(&Context::new(&cli)?, args),
-        Command::Start(args) => return vm::start_command(&Context::new(&cli)?, args),
-        Command::Stop(args) => return vm::stop(&Context::new(&cli)?, args),
-        Command::Kill(args) => return vm::kill(&Context::new(&cli)?, args),
-        Command::Rm(args) => return vm::rm(&Context::new(&cli)?, args),
-        Command::Logs(args) => return vm::logs(&Context::new(&cli)?, args),
-        Command::Attach(args) => return vm::attach(&Context::new(&cli)?, args),
+        Command::Lifecycle(command) => return lifecycle(&Context::new(&cli)?, command),
         Command::Ps(args) => ps::run(&Context::new(&cli)?, args),
         Command::Doctor(args) => return doctor::run(&Context::new(&cli)?, args),
         Command::Exec(args) => return exec::run(&Context::new(&cli)?, args),
         Command::Cp(args) => return cp::run(&Context::new(&cli)?, args),
-        Command::Ssh(args) => return ssh::run(&Context::new(&cli)?, args),
         Command::Inspect(args) => inspect::run(&Context::new(&cli)?, args),
         Command::Image(group) => image::run(&Context::new(&cli)?, group.command.as_ref()),
         Command::Rmi(args) => image::remove(&Context::new(&cli)?, args),
@@ -144,15 +150,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     },
                 ),
                 Some(VmCommand::Ps(args)) => ps::run(&ctx, args),
-                Some(VmCommand::Run(args)) => return vm::run(&ctx, args),
-                Some(VmCommand::Create(args)) => return vm::create(&ctx, args),
-                Some(VmCommand::Start(args)) => return vm::start_command(&ctx, args),
-                Some(VmCommand::Stop(args)) => return vm::stop(&ctx, args),
-                Some(VmCommand::Kill(args)) => return vm::kill(&ctx, args),
-                Some(VmCommand::Rm(args)) => return vm::rm(&ctx, args),
-                Some(VmCommand::Logs(args)) => return vm::logs(&ctx, args),
-                Some(VmCommand::Attach(args)) => return vm::attach(&ctx, args),
-                Some(VmCommand::Ssh(args)) => return ssh::run(&ctx, args),
+                Some(VmCommand::Lifecycle(command)) => return lifecycle(&ctx, command),
                 Some(VmCommand::Supervise(args)) => return vm::supervise(&ctx, args),
                 Some(VmCommand::ExecVmm(args)) => return vm::exec_vmm(&args.command),
                 Some(VmCommand::Ls(args)) => ps::run(
