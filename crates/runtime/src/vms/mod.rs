@@ -112,6 +112,17 @@ pub fn create_vm(store: &Store, request: CreateRequest<'_>) -> Result<Vm, VmErro
         );
         spec.disk_size = Some(Size::from_bytes(base_size));
     }
+    // The kernel is recorded by name, as Ignite recorded its default kernel image: `ps`
+    // shows it, and a later change of the default does not change this VM.
+    if spec.kernel_ref().is_none()
+        && let Ok(source) = ignite_api::ImageSource::parse(&kernel.metadata.name)
+    {
+        let cmd_line = spec.kernel.take().and_then(|k| k.cmd_line);
+        spec.kernel = Some(ignite_api::VmKernelSpec {
+            oci: Some(source),
+            cmd_line,
+        });
+    }
     let mut vm = Vm::new(meta, spec);
     vm.status.image = image.status.oci_source.clone();
     vm.status.kernel = kernel.status.oci_source.clone();
@@ -442,7 +453,7 @@ pub fn wait_for_exit(
         if deadline.is_some_and(|d| Instant::now() > d) {
             return Ok(vm);
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

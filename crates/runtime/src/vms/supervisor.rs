@@ -208,6 +208,16 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         std::thread::spawn(move || hold_agent(socket, agent, workload_exit));
     }
 
+    // Wakes the loop below the moment the VMM exits (without reaping it: try_wait does).
+    let (exited_tx, exited) = std::sync::mpsc::channel::<()>();
+    let vmm_pid = rustix::process::Pid::from_child(&child);
+    std::thread::spawn(move || {
+        let _ = rustix::process::waitid(
+            rustix::process::WaitId::Pid(vmm_pid),
+            rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOWAIT,
+        );
+        let _ = exited_tx.send(());
+    });
     let mut stop_deadline: Option<Instant> = None;
     let mut killed = false;
     let status = loop {
@@ -236,7 +246,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
             let _ = child.kill();
             killed = true;
         }
-        std::thread::sleep(POLL);
+        let _ = exited.recv_timeout(POLL);
     };
 
     let exit_status = workload_exit
