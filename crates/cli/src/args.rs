@@ -318,12 +318,10 @@ pub struct RunArgs {
     /// Remove the VM when it ends; wait for that and exit with its status
     #[arg(long)]
     pub rm: bool,
-    /// A command to run instead of the image's ENTRYPOINT/CMD arguments (container mode)
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "COMMAND"
-    )]
+    /// A command to run instead of the image's CMD (container mode); after `--` when its
+    /// arguments start with '-'
+    // Flags may follow the image, as in Ignite (`ignite run IMAGE --name x`).
+    #[arg(value_name = "COMMAND")]
     pub command: Vec<String>,
 }
 

@@ -161,6 +161,19 @@ fn run_rm_exits_with_the_workloads_status() {
         ])
         .assert()
         .code(0);
+    // Ignite's order, flags after the image; `--` before a command.
+    host.ignite()
+        .args([
+            "run",
+            &host.image(),
+            "--rm",
+            "--network",
+            "none",
+            "--",
+            "exit 6",
+        ])
+        .assert()
+        .code(6);
     host.ignite()
         .args([
             "run",
