@@ -134,9 +134,12 @@ def main() -> int:
         overhead = statistics.median(ours) / statistics.median(bare)
 
         # Supervisor memory while a VM runs.
-        uid = ignite("run", "--network", "none", images["small"], "sleep 60")
+        uid = ignite("run", "--network", "none", images["small"], "sleep", "60")
         vm = json.loads(subprocess.run(ig[:1] + ig[2:] + ["inspect", "vm", uid], check=True,
                                        capture_output=True, text=True).stdout)
+        if "supervisor" not in vm["status"]:
+            print(f"bench lifecycle: the VM for the RSS probe is not running: {vm['status'].get('exit')}", file=sys.stderr)
+            return 1
         pid = vm["status"]["supervisor"]["pid"]
         rss_kib = next(int(l.split()[1]) for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS:"))
         rss_mib = rss_kib / 1024
