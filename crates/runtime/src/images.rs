@@ -452,14 +452,7 @@ pub fn remove_image(
                 .collect(),
         });
     }
-    for vm in &users {
-        // Running ones are killed first: nothing of theirs is left behind.
-        crate::vms::remove_vm(store, vm.clone(), true).map_err(|e| match e {
-            crate::vms::VmError::Image(e) => e,
-            crate::vms::VmError::Store(e) => ImageError::Store(e),
-            other => ImageError::Source(ignite_api::SourceError::new(other.to_string())),
-        })?;
-    }
+    crate::vms::remove_all(store, &users)?;
     let uid = image
         .metadata
         .uid
