@@ -13,7 +13,8 @@ SYSTEM_PACKAGES=(
     mmdebstrap      # the Debian root filesystem of the import benchmark
     umoci           # the import benchmark's baseline
     cpio            # tests read initramfs archives back
-    iproute2        # ip: network namespaces in tests and benchmarks
+    iproute2        # ip: the bridge and taps of --network bridge; network namespaces in tests
+    nftables        # nft: masquerade and port forwards of --network bridge
     openssh-client  # ssh-keygen makes the key pairs of --ssh; ignite ssh runs ssh
     kmod            # depmod indexes a kernel's modules for modprobe inside VMs
     qemu-system-x86 # the QEMU microvm driver (and test guests, with TCG)

@@ -43,4 +43,20 @@ pub struct ConfigurationSpec {
     /// addition to Ignite's model; `--accel` and `IGNITE_ACCEL` override it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accel: Option<String>,
+    /// The bridge of `--network bridge` (an addition to Ignite's model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<BridgeConfig>,
+}
+
+/// `spec.bridge`: the Linux bridge VMs with `--network bridge` are plugged into.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BridgeConfig {
+    /// The bridge's name; `ignite0` when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The VMs' IPv4 subnet; the bridge takes its first address. `10.61.0.0/16` when
+    /// not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
 }

@@ -141,7 +141,7 @@ pub struct ExecArgs {
     /// Give the command a terminal (of this terminal's size)
     #[arg(short, long)]
     pub tty: bool,
-    /// An SSH private key (accepted for Ignite compatibility; exec needs no SSH)
+    /// The private key for the SSH fallback (exec uses the guest agent; SSH only when the agent is off or does not answer)
     #[arg(short, long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
     /// Seconds to wait for the VM's agent (a booting VM)
@@ -261,7 +261,7 @@ pub struct CreateArgs {
     /// A label key=value (repeatable)
     #[arg(short, long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
-    /// Networking: user (the VMM's own, no root) or none [default: user]
+    /// Networking: bridge (a tap on ignite0, root), user (the VMM's own, no root) or none [default: bridge as root, else user]
     #[arg(long, value_name = "MODE")]
     pub network: Option<String>,
     /// The VMM: auto, qemu or firecracker [default: auto]

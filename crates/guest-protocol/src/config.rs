@@ -13,6 +13,10 @@ pub const FILES_DIR: &str = "etc/ignite/files";
 pub const CONFIG_VERSION: u32 = 1;
 /// The ext4 label of a kernel's modules disk, checked before it is mounted.
 pub const MODULES_LABEL: &str = "ignite-modules";
+/// On the kernel command line, keeps ignite-init from starting the guest agent: no
+/// `ignite exec`/`cp` into the VM (exec falls back to SSH), for guests that must not
+/// take commands from the host.
+pub const AGENT_OFF_ARG: &str = "ignite.agent=off";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -76,7 +76,12 @@ pub fn run() -> ! {
     }
     let mode = choose_mode(config.mode, &config.workload);
     say(&format!("{} mode", mode.as_str()));
-    let agent = agent::spawn(mode, &config.workload);
+    let agent = if cmdline_value("ignite.agent").as_deref() == Some("off") {
+        say("the agent is off (ignite.agent=off): ignite exec and cp are unavailable");
+        None
+    } else {
+        agent::spawn(mode, &config.workload)
+    };
     match mode {
         BootMode::Container => workload::run(&config.workload, agent),
         _ => exec_image_init(),

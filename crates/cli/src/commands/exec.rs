@@ -8,12 +8,30 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use ignite_api::Vm;
 use ignite_guest_protocol::agent::{ExecRequest, WindowSize};
 use ignite_guest_protocol::client::{AgentClient, Output};
 use ignite_runtime::vms::{self, VmFiles};
 
-use super::Context;
+use super::{Context, ssh};
 use crate::args::ExecArgs;
+
+/// The VM's agent, through its supervisor.
+fn connect(ctx: &Context, vm: &Vm, timeout: Duration) -> anyhow::Result<AgentClient> {
+    let name = &vm.metadata.name;
+    if !vms::agent_enabled(vm) {
+        bail!("the agent of VM {name} is off (ignite.agent=off)");
+    }
+    let socket = VmFiles::new(&ctx.store, &vms::uid_of(vm)).exec_socket();
+    let stream = UnixStream::connect(&socket).with_context(|| {
+        format!(
+            "cannot reach the supervisor of VM {name} at {}",
+            socket.display()
+        )
+    })?;
+    AgentClient::connect(stream.try_clone()?, stream, timeout)
+        .with_context(|| format!("cannot reach the agent of VM {name}"))
+}
 
 pub fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<ExitCode> {
     let vm = vms::repair(&ctx.store, ctx.store.vms().find(&args.vm)?);
@@ -24,17 +42,29 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<ExitCode> {
             vm.metadata.name
         );
     }
-    let socket = VmFiles::new(&ctx.store, &vms::uid_of(&vm)).exec_socket();
-    let stream = UnixStream::connect(&socket).with_context(|| {
-        format!(
-            "cannot reach the supervisor of VM {} at {}",
-            vm.metadata.name,
-            socket.display()
-        )
-    })?;
-    let timeout = Duration::from_secs(args.timeout);
-    let agent = AgentClient::connect(stream.try_clone()?, stream, timeout)
-        .with_context(|| format!("cannot reach the agent of VM {}", vm.metadata.name))?;
+    let agent = match connect(ctx, &vm, Duration::from_secs(args.timeout)) {
+        Ok(agent) => agent,
+        // SSH is the fallback when the VM has it.
+        Err(e) if vm.status.ssh_address.is_some() => {
+            tracing::warn!("{e:#}: running the command over SSH");
+            return ssh::exec_ssh(
+                ctx,
+                &vm,
+                &ssh::SshCall {
+                    identity: args.identity.as_deref(),
+                    timeout: args.timeout,
+                    tty: args.tty,
+                    command: &args.command,
+                },
+            );
+        }
+        Err(e) => {
+            return Err(e.context(format!(
+                "VM {} has no SSH access to fall back to either (create VMs with --ssh for that)",
+                vm.metadata.name
+            )));
+        }
+    };
 
     let mut request = ExecRequest {
         argv: args.command.clone(),

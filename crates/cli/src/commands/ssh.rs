@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use ignite_api::Vm;
 use ignite_runtime::vms::{self, VmFiles};
 
 use super::Context;
@@ -17,12 +18,36 @@ pub fn run(ctx: &Context, args: &SshArgs) -> anyhow::Result<ExitCode> {
     if !vms::is_running(&vm) {
         bail!("VM {name} is not running: start it first (ignite start {name})");
     }
+    exec_ssh(
+        ctx,
+        &vm,
+        &SshCall {
+            identity: args.identity.as_deref(),
+            timeout: args.timeout,
+            tty: args.tty,
+            command: &args.command,
+        },
+    )
+}
+
+/// How to reach a running VM over SSH.
+pub struct SshCall<'a> {
+    pub identity: Option<&'a std::path::Path>,
+    pub timeout: u64,
+    pub tty: bool,
+    pub command: &'a [String],
+}
+
+/// Replaces this process with `ssh` to the running `vm` (returns only on failure).
+pub fn exec_ssh(ctx: &Context, vm: &Vm, call: &SshCall<'_>) -> anyhow::Result<ExitCode> {
+    let name = vm.metadata.name.clone();
+    let args = call;
     let Some(address) = vm.status.ssh_address.clone() else {
         bail!("VM {name} has no SSH access: create it with --ssh (ignite exec needs none)");
     };
-    let key = match &args.identity {
-        Some(key) => key.clone(),
-        None => VmFiles::new(&ctx.store, &vms::uid_of(&vm)).ssh_key(),
+    let key = match args.identity {
+        Some(key) => key.to_path_buf(),
+        None => VmFiles::new(&ctx.store, &vms::uid_of(vm)).ssh_key(),
     };
     if !key.is_file() {
         bail!(

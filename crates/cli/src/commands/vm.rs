@@ -194,6 +194,7 @@ fn start(ctx: &Context, store: &Store, vm: Vm, flags: &StartFlags) -> anyhow::Re
                 .configuration
                 .as_ref()
                 .and_then(|c| c.spec.accel.clone()),
+            bridge: vms::network::BridgeSettings::from_configuration(ctx.configuration.as_ref())?,
             timeout: vms::START_TIMEOUT,
         },
     )?)
@@ -363,10 +364,10 @@ fn flag_spec(args: &CreateArgs, command: &[String]) -> anyhow::Result<VmSpec> {
         .network
         .as_deref()
         .map(|m| match m {
+            "bridge" => Ok(NetworkMode::Bridge),
             "user" => Ok(NetworkMode::User),
             "none" => Ok(NetworkMode::None),
-            "bridge" => bail!("--network bridge is not available yet: use user or none"),
-            other => bail!("unknown --network {other:?}: use user or none"),
+            other => bail!("unknown --network {other:?}: use bridge, user or none"),
         })
         .transpose()?;
     spec.vmm = args

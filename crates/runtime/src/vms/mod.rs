@@ -7,6 +7,7 @@
 pub mod accel;
 pub mod agent_proxy;
 pub mod files;
+pub mod network;
 pub mod process;
 pub mod supervisor;
 
@@ -14,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ignite_api::{ExitRecord, GuestMode, Image, Kernel, ObjectMeta, Size, Time, Vm, VmSpec};
+use ignite_api::{
+    ExitRecord, GuestMode, Image, Kernel, NetworkMode, ObjectMeta, Size, Time, Vm, VmSpec,
+};
 use ignite_oci::fetch::Progress;
 use ignite_store::{Store, StoreError};
 use rustix::process::Signal;
@@ -84,7 +87,11 @@ pub fn create_vm(store: &Store, request: CreateRequest<'_>) -> Result<Vm, VmErro
         import,
         progress,
     } = request;
+    if spec.network.mode.is_none() {
+        spec.network.mode = Some(network::default_mode());
+    }
     validate_spec(&spec)?;
+    network::check_host_ports(&spec.network.ports)?;
     if !meta.name.is_empty()
         && store
             .vms()
@@ -157,6 +164,11 @@ fn validate_spec(spec: &VmSpec) -> Result<(), VmError> {
             "--memory {} is too little: a VM needs at least {MIN_MEMORY_MIB} MB",
             spec.memory()
         )));
+    }
+    if spec.network.mode == Some(NetworkMode::Bridge) && !rustix::process::geteuid().is_root() {
+        return Err(VmError::Invalid(
+            "--network bridge needs root (it makes a bridge, taps and firewall rules): run as root, or use --network user".into(),
+        ));
     }
     if spec.mode == Some(GuestMode::Vm) && spec.command.as_ref().is_some_and(|c| !c.is_empty()) {
         return Err(VmError::Invalid(
@@ -267,6 +279,20 @@ pub fn image_of(store: &Store, vm: &Vm) -> Result<Image, VmError> {
 }
 
 /// True while the VM's supervisor runs.
+/// False when the VM's kernel command line turns its guest agent off
+/// (`ignite.agent=off`): no exec or cp through it, readiness is sshd alone, and a
+/// graceful stop presses the power button.
+pub fn agent_enabled(vm: &Vm) -> bool {
+    !vm.spec
+        .kernel
+        .as_ref()
+        .and_then(|k| k.cmd_line.as_deref())
+        .is_some_and(|c| {
+            c.split_whitespace()
+                .any(|a| a == ignite_guest_protocol::config::AGENT_OFF_ARG)
+        })
+}
+
 pub fn is_running(vm: &Vm) -> bool {
     vm.status.running && vm.status.supervisor.as_ref().is_some_and(process::is_alive)
 }
@@ -295,6 +321,9 @@ pub fn repair(store: &Store, vm: Vm) -> Vm {
     };
     let uid = uid_of(&vm);
     VmFiles::new(store, &uid).remove_runtime_files();
+    if network::mode_of(&vm) == NetworkMode::Bridge {
+        network::detach_from_bridge(&uid);
+    }
     match store.vms().update(&uid, |v| -> Result<(), StoreError> {
         if v.status.running && !is_running(v) {
             fix(v);
@@ -317,6 +346,8 @@ pub struct StartOptions<'a> {
     pub accel: Option<String>,
     /// The Configuration's `spec.accel`, if any.
     pub configured_accel: Option<String>,
+    /// The bridge of `--network bridge` VMs (the Configuration's `spec.bridge`).
+    pub bridge: network::BridgeSettings,
     pub timeout: Duration,
 }
 
@@ -329,6 +360,8 @@ pub fn start_vm(store: &Store, vm: Vm, options: &StartOptions<'_>) -> Result<Vm,
     }
     ignite_vmm::qemu::Qemu::locate().map_err(VmError::Invalid)?;
     // What the supervisor needs is checked here, so errors reach the user directly.
+    validate_spec(&vm.spec)?;
+    network::check_host_ports(&vm.spec.network.ports)?;
     image_of(store, &vm)?;
     let kernel = kernel_of(store, &vm)?;
     let kdir = crate::kernels::kernel_dir(store, &kernel);
@@ -349,6 +382,7 @@ pub fn start_vm(store: &Store, vm: Vm, options: &StartOptions<'_>) -> Result<Vm,
         .args(["vm", "supervise"])
         .arg(uid.to_string())
         .env(accel::ACCEL_ENV, accel::name(accel))
+        .envs(options.bridge.env())
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(io("open", &log_path))?)
         .stderr(log)
@@ -434,6 +468,7 @@ pub fn remove_vm(store: &Store, vm: Vm, force: bool) -> Result<Vm, VmError> {
         }
         stop_vm(store, vm.clone(), true)?;
     }
+    network::release(store, &vm);
     store.vms().delete(&uid_of(&vm))?;
     Ok(vm)
 }
@@ -489,7 +524,7 @@ pub fn wait_until_ready(store: &Store, vm: &Vm, timeout: Duration) -> Result<(),
         ),
     };
     // The agent: a hello through the supervisor.
-    loop {
+    while agent_enabled(vm) {
         if !is_running(&store.vms().get(&uid)?) {
             return Ok(());
         }

@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 use ignite_api::{ExitRecord, GuestMode, NetworkMode, Time, Uid, Vm, VmmStatus};
 use ignite_guest_protocol::agent::ExitStatus;
 use ignite_guest_protocol::client::AgentClient;
-use ignite_guest_protocol::config::{
-    BootMode, CONFIG_VERSION, GuestConfig, Interface, Volume as GuestVolume,
-};
+use ignite_guest_protocol::config::{BootMode, CONFIG_VERSION, GuestConfig, Volume as GuestVolume};
 use ignite_guest_protocol::status::last_exit_status;
 use ignite_store::{Store, StoreError};
 use ignite_vmm::qemu::Qemu;
@@ -25,7 +23,7 @@ use ignite_vmm::{
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use super::{STOP_TIMEOUT, VmError, VmFiles, accel, image_of, io, kernel_of, process};
+use super::{STOP_TIMEOUT, VmError, VmFiles, accel, image_of, io, kernel_of, network, process};
 use crate::guest::{FileCopy, workload_of, write_vm_initramfs};
 use crate::kernels::{BZIMAGE_FILE, MODULES_DISK_FILE, VMLINUX_FILE, kernel_dir};
 
@@ -47,7 +45,21 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
 
     let modules_disk = kdir.join(MODULES_DISK_FILE);
     let has_modules = modules_disk.is_file();
-    let mut config = guest_config(&vm, &image, has_modules);
+    let mode = network::mode_of(&vm);
+    // Held until the supervisor ends; dropping it takes the VM off the bridge.
+    let bridge = match mode {
+        NetworkMode::Bridge => {
+            let settings = network::BridgeSettings::from_env()?;
+            Some(network::attach_to_bridge(store, &vm, &settings)?)
+        }
+        _ => None,
+    };
+    let guest_network = match (&bridge, mode) {
+        (Some(b), _) => b.guest.clone(),
+        (None, NetworkMode::User) => network::user_guest_network(&vm),
+        (None, _) => network::GuestNetwork::default(),
+    };
+    let mut config = guest_config(&vm, &image, has_modules, &guest_network);
     if let Ok(keys) = std::fs::read_to_string(files.authorized_keys()) {
         config.authorized_keys = keys.lines().map(str::to_string).collect();
     }
@@ -93,8 +105,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
             snapshot: false,
         });
     }
-    let ssh_port = (vm.spec.ssh.is_some()
-        && vm.spec.network.mode.unwrap_or(NetworkMode::User) == NetworkMode::User)
+    let ssh_port = (vm.spec.ssh.is_some() && mode == NetworkMode::User)
         .then(free_loopback_port)
         .flatten();
     let bzimage = kdir.join(BZIMAGE_FILE);
@@ -119,7 +130,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
             log: files.console_log(),
         },
         agent_socket: Some(files.agent_socket()),
-        nics: nics(&vm, ssh_port),
+        nics: nics(&vm, ssh_port, bridge.as_ref()),
         accel,
     };
     let vmm = Qemu::locate().map_err(VmError::Invalid)?;
@@ -179,29 +190,46 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
             accel: accel::name(accel).to_string(),
         });
         v.status.exit = None;
-        v.status.ssh_address = ssh_port.map(|p| format!("127.0.0.1:{p}"));
-        v.status.network = (v.spec.network.mode.unwrap_or(NetworkMode::User) == NetworkMode::User)
-            .then(|| ignite_api::NetworkStatus {
+        v.status.ssh_address = match &bridge {
+            Some(b) => v.spec.ssh.as_ref().map(|_| format!("{}:22", b.address)),
+            None => ssh_port.map(|p| format!("127.0.0.1:{p}")),
+        };
+        v.status.network = match (&bridge, mode) {
+            (Some(b), _) => Some(ignite_api::NetworkStatus {
+                plugin: "bridge".into(),
+                ip_addresses: vec![b.address.into()],
+            }),
+            (None, NetworkMode::User) => Some(ignite_api::NetworkStatus {
                 plugin: "user".into(),
-                ip_addresses: vec![[10, 0, 2, 15].into()],
-            });
+                ip_addresses: vec![network::USER_GUEST.into()],
+            }),
+            (None, _) => None,
+        };
         Ok(())
     })?;
     tracing::info!(pid = child.id(), "the VMM runs");
 
     let agent: super::agent_proxy::AgentSlot = Arc::default();
-    match std::os::unix::net::UnixListener::bind(files.exec_socket()) {
-        Ok(listener) => {
+    let agent_on = super::agent_enabled(&vm);
+    let listener = if agent_on {
+        Some(std::os::unix::net::UnixListener::bind(files.exec_socket()))
+    } else {
+        tracing::info!("the guest agent is off (ignite.agent=off)");
+        None
+    };
+    match listener {
+        None => {}
+        Some(Ok(listener)) => {
             let agent = agent.clone();
             std::thread::spawn(move || super::agent_proxy::serve(listener, agent));
         }
-        Err(e) => tracing::warn!(
+        Some(Err(e)) => tracing::warn!(
             "ignite exec will not reach this VM: cannot listen on {}: {e}",
             files.exec_socket().display()
         ),
     }
     let workload_exit: Arc<Mutex<Option<ExitStatus>>> = Arc::default();
-    {
+    if agent_on {
         let agent = agent.clone();
         let workload_exit = workload_exit.clone();
         let socket = files.agent_socket();
@@ -270,6 +298,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     };
     tracing::info!(reason, ?exit_status, "the VM ended");
     files.remove_runtime_files();
+    drop(bridge);
     store.vms().update(uid, |v| -> Result<(), StoreError> {
         v.status.running = false;
         v.status.supervisor = None;
@@ -330,12 +359,6 @@ fn hold_agent(
     }
 }
 
-/// A stable MAC address per VM, in QEMU's locally administered range.
-pub fn mac_of(uid: &Uid) -> String {
-    let hex = uid.to_string();
-    format!("52:54:00:{}:{}:{}", &hex[0..2], &hex[2..4], &hex[4..6])
-}
-
 /// A free TCP port on 127.0.0.1 for the VM's sshd (VMs with `--ssh` and user networking).
 fn free_loopback_port() -> Option<u16> {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -344,8 +367,21 @@ fn free_loopback_port() -> Option<u16> {
         .ok()
 }
 
-fn nics(vm: &Vm, ssh_port: Option<u16>) -> Vec<NicSpec> {
-    match vm.spec.network.mode.unwrap_or(NetworkMode::User) {
+fn nics(
+    vm: &Vm,
+    ssh_port: Option<u16>,
+    bridge: Option<&network::BridgeAttachment>,
+) -> Vec<NicSpec> {
+    let mac = network::mac_of(&super::uid_of(vm));
+    if let Some(b) = bridge {
+        return vec![NicSpec {
+            mac,
+            backend: NicBackend::Tap {
+                ifname: b.tap.clone(),
+            },
+        }];
+    }
+    match network::mode_of(vm) {
         NetworkMode::User => {
             let mut forwards: Vec<PortForward> = vm
                 .spec
@@ -370,7 +406,7 @@ fn nics(vm: &Vm, ssh_port: Option<u16>) -> Vec<NicSpec> {
                 });
             }
             vec![NicSpec {
-                mac: mac_of(&super::uid_of(vm)),
+                mac,
                 backend: NicBackend::User {
                     forwards,
                     isolated: false,
@@ -382,9 +418,13 @@ fn nics(vm: &Vm, ssh_port: Option<u16>) -> Vec<NicSpec> {
 }
 
 /// The per-VM configuration ignite-init applies.
-pub fn guest_config(vm: &Vm, image: &ignite_api::Image, has_modules: bool) -> GuestConfig {
+pub fn guest_config(
+    vm: &Vm,
+    image: &ignite_api::Image,
+    has_modules: bool,
+    network: &network::GuestNetwork,
+) -> GuestConfig {
     let command = vm.spec.command.clone().unwrap_or_default();
-    let user_network = vm.spec.network.mode.unwrap_or(NetworkMode::User) == NetworkMode::User;
     // Disks: vda root, vdb modules (when the kernel has them), then volumes in order.
     let first_volume = if has_modules { b'c' } else { b'b' };
     let volumes = vm
@@ -414,22 +454,8 @@ pub fn guest_config(vm: &Vm, image: &ignite_api::Image, has_modules: bool) -> Gu
         workload: workload_of(image, &command),
         root_device: "/dev/vda".into(),
         modules_device: has_modules.then(|| "/dev/vdb".to_string()),
-        // QEMU's user-mode network: the guest is 10.0.2.15 behind 10.0.2.2, DNS at .3.
-        interfaces: if user_network {
-            vec![Interface {
-                mac: mac_of(&super::uid_of(vm)),
-                addresses: vec!["10.0.2.15/24".into()],
-                gateway: Some("10.0.2.2".into()),
-                mtu: None,
-            }]
-        } else {
-            vec![]
-        },
-        nameservers: if user_network {
-            vec!["10.0.2.3".into()]
-        } else {
-            vec![]
-        },
+        interfaces: network.interfaces.clone(),
+        nameservers: network.nameservers.clone(),
         search_domains: vec![],
         hosts: vec![],
         authorized_keys: vec![],

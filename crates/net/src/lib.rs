@@ -1,0 +1,94 @@
+//! Bridge networking for VMs (ARCHITECTURE §5): the `ignite0` bridge and a tap per VM
+//! (made with iproute2's `ip`), masquerade and port forwards in an nftables table of
+//! Ignite's own (`ip ignite`), a file-backed address allocator, and a DHCP responder
+//! that answers one VM's MAC address with the address the allocator gave it.
+//!
+//! Everything here needs CAP_NET_ADMIN except the allocator and the packet codecs.
+
+pub mod allocator;
+pub mod dhcp;
+pub mod firewall;
+pub mod links;
+pub mod subnet;
+
+pub use allocator::AddressBook;
+pub use firewall::{Forward, Transport};
+pub use subnet::Subnet;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("`{command}` failed: {message}")]
+    Command { command: String, message: String },
+    #[error("cannot run `{program}`: {source} (install {package}: apt-get install {package})")]
+    Missing {
+        program: &'static str,
+        package: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the subnet {subnet} has no free address left: remove VMs (ignite rm) or configure a larger subnet"
+    )]
+    Exhausted { subnet: Subnet },
+}
+
+/// Runs a networking tool and returns its stdout; a failure carries its stderr.
+fn run(program: &'static str, package: &'static str, args: &[&str]) -> Result<String, NetError> {
+    run_with_input(program, package, args, None)
+}
+
+fn run_with_input(
+    program: &'static str,
+    package: &'static str,
+    args: &[&str],
+    input: Option<&str>,
+) -> Result<String, NetError> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| NetError::Missing {
+            program,
+            package,
+            source,
+        })?;
+    if let Some(text) = input {
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let _ = stdin.write_all(text.as_bytes());
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|source| NetError::Missing {
+            program,
+            package,
+            source,
+        })?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(NetError::Command {
+            command: format!("{program} {}", args.join(" ")),
+            message: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        })
+    }
+}

@@ -1,0 +1,348 @@
+//! A VM's network on the host side (ARCHITECTURE §5): which mode it gets, its host ports,
+//! and in bridge mode its tap, address, forwards and DHCP answers, made by the
+//! supervisor when the VM starts and removed when it ends, or on the next start or
+//! removal when the supervisor could not (a crash).
+
+use std::net::{IpAddr, Ipv4Addr, TcpListener, UdpSocket};
+
+use ignite_api::{Configuration, NetworkMode, PortMapping, Protocol, Uid, Vm};
+use ignite_guest_protocol::config::Interface;
+use ignite_net::{AddressBook, Forward, NetError, Subnet, Transport, dhcp, firewall, links};
+use ignite_store::Store;
+
+use super::{VmError, uid_of};
+
+/// How `ignite vm supervise` learns the bridge settings of the command that started it.
+pub const BRIDGE_ENV: &str = "IGNITE_BRIDGE";
+pub const SUBNET_ENV: &str = "IGNITE_SUBNET";
+pub const DEFAULT_BRIDGE: &str = "ignite0";
+
+/// QEMU's user-mode network: the guest is 10.0.2.15 behind 10.0.2.2, DNS at .3.
+pub const USER_GUEST: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
+
+impl From<NetError> for VmError {
+    fn from(e: NetError) -> VmError {
+        VmError::Invalid(format!("bridge networking: {e}"))
+    }
+}
+
+/// The bridge of `--network bridge`, from the Configuration's `spec.bridge`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeSettings {
+    pub name: String,
+    pub subnet: Subnet,
+}
+
+impl Default for BridgeSettings {
+    fn default() -> BridgeSettings {
+        BridgeSettings {
+            name: DEFAULT_BRIDGE.into(),
+            subnet: Subnet::DEFAULT,
+        }
+    }
+}
+
+impl BridgeSettings {
+    pub fn from_configuration(config: Option<&Configuration>) -> Result<BridgeSettings, VmError> {
+        let bridge = config.and_then(|c| c.spec.bridge.as_ref());
+        let name = bridge.and_then(|b| b.name.clone());
+        let subnet = bridge.and_then(|b| b.subnet.clone());
+        BridgeSettings::new(name.as_deref(), subnet.as_deref())
+            .map_err(|e| VmError::Invalid(format!("the Configuration's spec.bridge: {e}")))
+    }
+
+    /// What the starting command passed on (see [`BridgeSettings::env`]).
+    pub fn from_env() -> Result<BridgeSettings, VmError> {
+        let name = std::env::var(BRIDGE_ENV).ok();
+        let subnet = std::env::var(SUBNET_ENV).ok();
+        BridgeSettings::new(name.as_deref(), subnet.as_deref()).map_err(VmError::Invalid)
+    }
+
+    fn new(name: Option<&str>, subnet: Option<&str>) -> Result<BridgeSettings, String> {
+        let name = name.unwrap_or(DEFAULT_BRIDGE).to_string();
+        if name.is_empty()
+            || name.len() > 15
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(format!(
+                "bad bridge name {name:?}: 1 to 15 letters, digits, '-', '_' or '.'"
+            ));
+        }
+        let subnet = match subnet {
+            Some(s) => s.parse().map_err(|e: NetError| e.to_string())?,
+            None => Subnet::DEFAULT,
+        };
+        Ok(BridgeSettings { name, subnet })
+    }
+
+    pub fn env(&self) -> [(&'static str, String); 2] {
+        [
+            (BRIDGE_ENV, self.name.clone()),
+            (SUBNET_ENV, self.subnet.to_string()),
+        ]
+    }
+}
+
+/// The mode a VM gets when neither it nor the Configuration names one: bridge as root
+/// (it needs CAP_NET_ADMIN), user otherwise.
+pub fn default_mode() -> NetworkMode {
+    if rustix::process::geteuid().is_root() {
+        NetworkMode::Bridge
+    } else {
+        NetworkMode::User
+    }
+}
+
+/// A VM's recorded mode (VMs recorded before modes were had user networking).
+pub fn mode_of(vm: &Vm) -> NetworkMode {
+    vm.spec.network.mode.unwrap_or(NetworkMode::User)
+}
+
+/// A stable MAC address per VM, in QEMU's locally administered range.
+pub fn mac_of(uid: &Uid) -> String {
+    let hex = uid.to_string();
+    format!("52:54:00:{}:{}:{}", &hex[0..2], &hex[2..4], &hex[4..6])
+}
+
+/// A host port held open so that nothing else takes it while the VM runs.
+#[derive(Debug)]
+pub enum HeldPort {
+    Tcp(#[allow(dead_code)] TcpListener),
+    Udp(#[allow(dead_code)] UdpSocket),
+}
+
+/// Binds every host port of `ports`; the first one taken is a clear error.
+pub fn hold_host_ports(ports: &[PortMapping]) -> Result<Vec<HeldPort>, VmError> {
+    ports
+        .iter()
+        .map(|p| {
+            let address = p.bind_address.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+            let at = (address, p.host_port);
+            let held = match p.protocol() {
+                Protocol::Udp => UdpSocket::bind(at).map(HeldPort::Udp),
+                Protocol::Tcp => TcpListener::bind(at).map(HeldPort::Tcp),
+            };
+            held.map_err(|e| {
+                let what = if e.kind() == std::io::ErrorKind::AddrInUse {
+                    "is already in use".to_string()
+                } else {
+                    format!("cannot be used ({e})")
+                };
+                VmError::Invalid(format!(
+                    "host port {}/{} of -p {p} {what}: choose another host port",
+                    p.host_port,
+                    p.protocol()
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Checks that the host ports of a VM about to be made are free: bound and let go.
+pub fn check_host_ports(ports: &[PortMapping]) -> Result<(), VmError> {
+    hold_host_ports(ports).map(drop)
+}
+
+/// What the guest is told about its network.
+#[derive(Debug, Clone, Default)]
+pub struct GuestNetwork {
+    pub interfaces: Vec<Interface>,
+    pub nameservers: Vec<String>,
+}
+
+/// The guest side of user-mode networking.
+pub fn user_guest_network(vm: &Vm) -> GuestNetwork {
+    GuestNetwork {
+        interfaces: vec![Interface {
+            mac: mac_of(&uid_of(vm)),
+            addresses: vec![format!("{USER_GUEST}/24")],
+            gateway: Some("10.0.2.2".into()),
+            mtu: None,
+        }],
+        nameservers: vec!["10.0.2.3".into()],
+    }
+}
+
+/// A VM on the bridge, while its supervisor runs.
+pub struct BridgeAttachment {
+    uid: Uid,
+    pub tap: String,
+    pub address: Ipv4Addr,
+    pub guest: GuestNetwork,
+    _held: Vec<HeldPort>,
+}
+
+/// Puts a VM on the bridge: its host ports held, the bridge and firewall base made,
+/// its address leased, its tap on the bridge, its forwards in place and its DHCP
+/// responder listening. Whatever fails undoes the VM's part.
+pub fn attach_to_bridge(
+    store: &Store,
+    vm: &Vm,
+    settings: &BridgeSettings,
+) -> Result<BridgeAttachment, VmError> {
+    let uid = uid_of(vm);
+    let forwards = vm
+        .spec
+        .network
+        .ports
+        .iter()
+        .map(|p| {
+            let host_address = match p.bind_address {
+                None => None,
+                Some(IpAddr::V4(a)) => Some(a),
+                Some(IpAddr::V6(a)) => {
+                    return Err(VmError::Invalid(format!(
+                        "-p {p}: the IPv6 host address {a} cannot be forwarded with --network bridge (use an IPv4 address, or --network user)"
+                    )));
+                }
+            };
+            Ok(Forward {
+                transport: match p.protocol() {
+                    Protocol::Tcp => Transport::Tcp,
+                    Protocol::Udp => Transport::Udp,
+                },
+                host_address,
+                host_port: p.host_port,
+                vm_port: p.vm_port,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let held = hold_host_ports(&vm.spec.network.ports)?;
+    links::ensure_bridge(&settings.name, settings.subnet)?;
+    firewall::ensure_base(&settings.name, settings.subnet)?;
+    let address = address_book(store).allocate(uid.as_str(), settings.subnet, |owner| {
+        owner
+            .parse::<Uid>()
+            .is_ok_and(|u| store.vms().get(&u).is_ok())
+    })?;
+    let tap = links::tap_name(uid.as_str());
+    links::create_tap(&tap, &settings.name)?;
+    if let Err(e) = firewall::add_forwards(uid.as_str(), address, &forwards) {
+        detach_from_bridge(&uid);
+        return Err(e.into());
+    }
+    let mac = mac_of(&uid);
+    let nameservers = host_nameservers();
+    let lease = dhcp::Lease {
+        mac: dhcp::parse_mac(&mac)?,
+        address,
+        mask: settings.subnet.mask(),
+        gateway: settings.subnet.gateway(),
+        nameservers: nameservers.clone(),
+        hostname: vm.metadata.name.clone(),
+    };
+    // The static configuration still works without it, so this is no reason to fail.
+    if let Err(e) = dhcp::serve(&settings.name, lease) {
+        tracing::warn!("no DHCP answers for this VM: {e}");
+    }
+    Ok(BridgeAttachment {
+        uid,
+        tap,
+        address,
+        guest: GuestNetwork {
+            interfaces: vec![Interface {
+                mac,
+                addresses: vec![format!("{address}/{}", settings.subnet.prefix())],
+                gateway: Some(settings.subnet.gateway().to_string()),
+                mtu: None,
+            }],
+            nameservers: nameservers.iter().map(ToString::to_string).collect(),
+        },
+        _held: held,
+    })
+}
+
+impl Drop for BridgeAttachment {
+    fn drop(&mut self) {
+        detach_from_bridge(&self.uid);
+    }
+}
+
+/// Removes a VM's tap and forwards; the address stays leased for its next start.
+/// Idempotent; failures are logged (there is nothing better to do with them).
+pub fn detach_from_bridge(uid: &Uid) {
+    if let Err(e) = links::delete_link(&links::tap_name(uid.as_str())) {
+        tracing::warn!("cannot remove the tap of VM {uid}: {e}");
+    }
+    if let Err(e) = firewall::remove_forwards(uid.as_str()) {
+        tracing::warn!("cannot remove the port forwards of VM {uid}: {e}");
+    }
+}
+
+/// Removes what a VM had on the bridge, its address lease included (it is removed).
+pub fn release(store: &Store, vm: &Vm) {
+    if mode_of(vm) != NetworkMode::Bridge {
+        return;
+    }
+    let uid = uid_of(vm);
+    detach_from_bridge(&uid);
+    if let Err(e) = address_book(store).release(uid.as_str()) {
+        tracing::warn!("cannot release the address of VM {uid}: {e}");
+    }
+}
+
+fn address_book(store: &Store) -> AddressBook {
+    AddressBook::new(store.root().join("network"))
+}
+
+/// The host's IPv4 nameservers that a VM can reach (not the host's loopback stubs).
+fn host_nameservers() -> Vec<Ipv4Addr> {
+    let parse = |path: &str| -> Vec<Ipv4Addr> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("nameserver"))
+            .filter_map(|a| a.trim().parse::<Ipv4Addr>().ok())
+            .filter(|a| !a.is_loopback())
+            .collect()
+    };
+    let servers = parse("/etc/resolv.conf");
+    if servers.is_empty() {
+        // systemd-resolved's stub: its upstream servers.
+        parse("/run/systemd/resolve/resolv.conf")
+    } else {
+        servers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bridge_settings_default_and_validate() {
+        assert_eq!(
+            BridgeSettings::new(None, None).unwrap(),
+            BridgeSettings::default()
+        );
+        let s = BridgeSettings::new(Some("br-test"), Some("172.30.0.0/24")).unwrap();
+        assert_eq!(s.subnet.gateway(), Ipv4Addr::new(172, 30, 0, 1));
+        assert!(
+            BridgeSettings::new(Some("a-name-much-too-long"), None)
+                .unwrap_err()
+                .contains("1 to 15")
+        );
+        assert!(
+            BridgeSettings::new(None, Some("10.61.0.0/40"))
+                .unwrap_err()
+                .contains("between 8 and 30")
+        );
+    }
+
+    #[test]
+    fn a_taken_host_port_is_a_clear_error() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let mapping: PortMapping = format!("127.0.0.1:{port}:80").parse().unwrap();
+        let e = check_host_ports(&[mapping]).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("host port {port}/tcp")) && e.contains("already in use"),
+            "{e}"
+        );
+        drop(taken);
+        let mapping: PortMapping = format!("127.0.0.1:{port}:80").parse().unwrap();
+        check_host_ports(&[mapping]).unwrap();
+    }
+}
