@@ -1046,7 +1046,7 @@ impl Drop for Netns {
 }
 
 #[test]
-fn ssh_reaches_the_debian_image_and_start_waits_for_sshd() {
+fn debian_on_the_bridge_gets_dhcp_ssh_exec_and_restarts() {
     let host = Host::new();
     let ns = Netns::new("ssh");
     let layout = ignite_testkit::base_image_layout();
@@ -1055,7 +1055,7 @@ fn ssh_reaches_the_debian_image_and_start_waits_for_sshd() {
         .arg(format!("oci:{}:bookworm", layout.display()))
         .assert()
         .success();
-    // run returns once the agent and sshd answer.
+    // run returns once the agent and sshd answer; bridge networking is the default as root.
     ns.ignite(&host)
         .args([
             "run",
@@ -1069,11 +1069,8 @@ fn ssh_reaches_the_debian_image_and_start_waits_for_sshd() {
         .assert()
         .success();
     let vm = host.vm("deb");
-    let address = vm
-        .status
-        .ssh_address
-        .expect("a --ssh VM with user networking has an SSH address");
-    assert!(address.starts_with("127.0.0.1:"), "{address}");
+    let ip = address_of(&host, "deb");
+    assert_eq!(vm.status.ssh_address.as_deref(), Some(&*format!("{ip}:22")));
     let out = ns
         .ignite(&host)
         .args(["ssh", "deb", "--", "hostname"])
@@ -1083,12 +1080,31 @@ fn ssh_reaches_the_debian_image_and_start_waits_for_sshd() {
         String::from_utf8_lossy(&out.get_output().stdout).trim(),
         "deb"
     );
-    let out = ns
-        .ignite(&host)
+    ns.ignite(&host)
         .args(["ssh", "deb", "--", "sh", "-c", "exit 3"])
         .assert()
         .code(3);
-    drop(out);
+    // The image's systemd-networkd asked DHCP and got the address ignite-init set.
+    let log = std::fs::read_to_string(
+        host.root()
+            .join("state/vms")
+            .join(vm.metadata.uid.as_ref().unwrap().as_str())
+            .join("supervisor.log"),
+    )
+    .unwrap();
+    assert!(log.contains(&format!("DHCPACK {ip} to ")), "{log}");
+    let networkd = stdout(&mut ns.ignite(&host).args([
+        "exec",
+        "deb",
+        "networkctl",
+        "status",
+        "eth0",
+        "--no-pager",
+    ]));
+    assert!(
+        networkd.contains(&format!("{ip} (DHCP4 via 10.61.0.1)")),
+        "{networkd}"
+    );
     // exec needs none of it.
     let out = ns
         .ignite(&host)
@@ -1098,6 +1114,44 @@ fn ssh_reaches_the_debian_image_and_start_waits_for_sshd() {
         .trim()
         .to_string();
     assert!(state == "running" || state == "degraded", "{state}");
+    // Ignite's scenario: stop, start, exec again; the address stays.
+    ns.ignite(&host).args(["stop", "deb"]).assert().success();
+    ns.ignite(&host).args(["start", "deb"]).assert().success();
+    assert_eq!(address_of(&host, "deb"), ip);
+    let name = stdout(&mut ns.ignite(&host).args(["exec", "deb", "hostname"]));
+    assert_eq!(name.trim(), "deb");
+    ns.ignite(&host).args(["rm", "-f", "deb"]).assert().success();
+
+    // With its agent off, start waits for sshd alone and exec goes over SSH.
+    ns.ignite(&host)
+        .args([
+            "run",
+            "--ssh",
+            "--name",
+            "noagent",
+            "--memory",
+            "512MB",
+            "--kernel-args",
+            "console=ttyS0 reboot=k panic=1 ignite.agent=off",
+            "ignite/debian:bookworm",
+        ])
+        .assert()
+        .success();
+    let out = ns
+        .ignite(&host)
+        .args(["exec", "noagent", "sh", "-c", "hostname; exit 4"])
+        .assert()
+        .code(4)
+        .stderr(predicates::str::contains("over SSH"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.get_output().stdout).trim(),
+        "noagent"
+    );
+    ns.ignite(&host)
+        .args(["rm", "-f", "noagent"])
+        .assert()
+        .success();
+
     // Without --ssh there is nothing to reach.
     ns.ignite(&host)
         .args(["run", "--name", "nossh", "--network", "none", &host.image()])
@@ -1109,7 +1163,7 @@ fn ssh_reaches_the_debian_image_and_start_waits_for_sshd() {
         .failure()
         .stderr(predicates::str::contains("--ssh"));
     ns.ignite(&host)
-        .args(["rm", "-f", "deb", "nossh"])
+        .args(["rm", "-f", "nossh"])
         .assert()
         .success();
 }
