@@ -1021,6 +1021,31 @@ fn bridge_networking_connects_vms_forwards_ports_and_cleans_up() {
     let (_, ports) = ns.run("ip", &["link", "show", "master", "ignite0"]);
     assert!(ports.trim().is_empty(), "ports left on the bridge: {ports}");
 
+    // Concurrent runs get distinct addresses.
+    let names = ["c0", "c1", "c2"];
+    std::thread::scope(|scope| {
+        for name in names {
+            let (ns, host) = (&ns, &host);
+            scope.spawn(move || {
+                ns.ignite(host)
+                    .args(["run", "--name", name, "--network", "bridge", &host.image()])
+                    .assert()
+                    .success();
+            });
+        }
+    });
+    let mut addresses: Vec<String> = names.iter().map(|n| address_of(&host, n)).collect();
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), names.len(), "{addresses:?}");
+    ns.ignite(&host)
+        .args(["rm", "-f"])
+        .args(names)
+        .assert()
+        .success();
+    let (_, ports) = ns.run("ip", &["link", "show", "master", "ignite0"]);
+    assert!(ports.trim().is_empty(), "ports left on the bridge: {ports}");
+
     // User networking forwards ports too, from the namespace's 127.0.0.1.
     ns.ignite(&host)
         .args(["run", "--name", "userweb", "--network", "user", "-p"])
@@ -1120,7 +1145,10 @@ fn debian_on_the_bridge_gets_dhcp_ssh_exec_and_restarts() {
     assert_eq!(address_of(&host, "deb"), ip);
     let name = stdout(&mut ns.ignite(&host).args(["exec", "deb", "hostname"]));
     assert_eq!(name.trim(), "deb");
-    ns.ignite(&host).args(["rm", "-f", "deb"]).assert().success();
+    ns.ignite(&host)
+        .args(["rm", "-f", "deb"])
+        .assert()
+        .success();
 
     // With its agent off, start waits for sshd alone and exec goes over SSH.
     ns.ignite(&host)
