@@ -1118,7 +1118,7 @@ fn debian_on_the_bridge_gets_dhcp_ssh_exec_and_restarts() {
     )
     .unwrap();
     assert!(log.contains(&format!("DHCPACK {ip} to ")), "{log}");
-    let networkd = stdout(&mut ns.ignite(&host).args([
+    let networkd = stdout(ns.ignite(&host).args([
         "exec",
         "deb",
         "networkctl",
@@ -1143,7 +1143,7 @@ fn debian_on_the_bridge_gets_dhcp_ssh_exec_and_restarts() {
     ns.ignite(&host).args(["stop", "deb"]).assert().success();
     ns.ignite(&host).args(["start", "deb"]).assert().success();
     assert_eq!(address_of(&host, "deb"), ip);
-    let name = stdout(&mut ns.ignite(&host).args(["exec", "deb", "hostname"]));
+    let name = stdout(ns.ignite(&host).args(["exec", "deb", "hostname"]));
     assert_eq!(name.trim(), "deb");
     ns.ignite(&host)
         .args(["rm", "-f", "deb"])
