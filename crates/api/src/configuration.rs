@@ -43,6 +43,10 @@ pub struct ConfigurationSpec {
     /// addition to Ignite's model; `--accel` and `IGNITE_ACCEL` override it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accel: Option<String>,
+    /// The Firecracker binary (an addition to Ignite's model); `firecracker` from PATH
+    /// when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firecracker: Option<PathBuf>,
     /// The bridge of `--network bridge` (an addition to Ignite's model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bridge: Option<BridgeConfig>,

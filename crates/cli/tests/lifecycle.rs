@@ -8,21 +8,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{ignite, stdout};
+use common::{guest_init, ignite, stdout, write_busybox_image};
 use ignite_api::Vm;
-use ignite_testkit::images::{Compression, Image, LayerBuilder};
-
-/// The static guest init that scripts/test.sh builds before the tests.
-fn guest_init() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/x86_64-unknown-linux-gnu/release/ignite-init");
-    assert!(
-        p.is_file(),
-        "no static ignite-init at {}: run scripts/test.sh (it builds it)",
-        p.display()
-    );
-    p
-}
 
 struct Host {
     dir: tempfile::TempDir,
@@ -44,16 +31,7 @@ impl Host {
             .arg(&deb)
             .assert()
             .success();
-        let busybox = std::fs::read("/bin/busybox").unwrap();
-        let init = "#!/bin/sh\ntrap 'echo init: powering off; busybox poweroff -f' USR2 TERM\necho init: up\nwhile :; do busybox sleep 0.2; done\n";
-        let layer = LayerBuilder::new()
-            .dir("bin", 0o755)
-            .file("bin/busybox", &busybox, 0o755)
-            .symlink("bin/sh", "busybox")
-            .dir("sbin", 0o755)
-            .file("sbin/init", init.as_bytes(), 0o755)
-            .finish(Compression::Gzip);
-        Image::new(vec![layer], &["echo from CMD"]).write_oci_layout(&host.layout(), "busybox");
+        write_busybox_image(&host.layout());
         host
     }
 

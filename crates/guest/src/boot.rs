@@ -286,6 +286,7 @@ fn load_modules() -> usize {
         .to_string_lossy()
         .into_owned();
     let base = Path::new("/lib/modules").join(&release);
+    let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let mut loaded = 0;
     for line in list.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let path = base.join(line);
@@ -299,13 +300,29 @@ fn load_modules() -> usize {
                 ),
             ),
         };
-        match rustix::system::finit_module(&file, &CString::default(), 0) {
+        let params = module_params(line, &cmdline);
+        match rustix::system::finit_module(&file, &params, 0) {
             Ok(()) => loaded += 1,
             Err(rustix::io::Errno::EXIST) => {}
             Err(e) => say(&format!("cannot load module {}: {e}", path.display())),
         }
     }
     loaded
+}
+
+/// The parameters the kernel command line gives a module (`virtio_mmio.device=...`, as
+/// VMMs that describe their devices there pass them), as modprobe would hand them over.
+fn module_params(module_path: &str, cmdline: &str) -> CString {
+    let file = module_path.rsplit('/').next().unwrap_or(module_path);
+    let name = file.split(".ko").next().unwrap_or(file).replace('-', "_");
+    let params: Vec<&str> = cmdline
+        .split_whitespace()
+        .filter_map(|arg| {
+            let (module, param) = arg.split_once('.')?;
+            (module.replace('-', "_") == name && param.contains('=')).then_some(param)
+        })
+        .collect();
+    CString::new(params.join(" ")).unwrap_or_default()
 }
 
 fn block_devices() -> Vec<String> {
@@ -318,4 +335,26 @@ fn block_devices() -> Vec<String> {
         .unwrap_or_default();
     devices.sort();
     devices
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modules_get_their_parameters_from_the_command_line() {
+        let cmdline = "console=ttyS0 virtio_mmio.device=4K@0xd0000000:5 virtio-mmio.device=4K@0xd0001000:6 ignite.root=/dev/vda";
+        assert_eq!(
+            module_params("kernel/drivers/virtio/virtio_mmio.ko.xz", cmdline)
+                .to_str()
+                .unwrap(),
+            "device=4K@0xd0000000:5 device=4K@0xd0001000:6"
+        );
+        assert_eq!(
+            module_params("kernel/fs/ext4/ext4.ko", cmdline)
+                .to_str()
+                .unwrap(),
+            ""
+        );
+    }
 }

@@ -48,7 +48,8 @@ fn program(name: &'static str, binary: &str, package: &str, needed: Verdict, why
 
 /// Runs every check. `probe_kvm` boots the default kernel under KVM for a few seconds to
 /// tell a working KVM from one that cannot run a guest (nested virtualisation).
-pub fn run_checks(store: &Store, probe_kvm: bool) -> Vec<Check> {
+/// `firecracker` is the Configuration's `spec.firecracker`, if any.
+pub fn run_checks(store: &Store, probe_kvm: bool, firecracker: Option<&Path>) -> Vec<Check> {
     let mut checks = vec![
         program(
             "qemu",
@@ -93,14 +94,35 @@ pub fn run_checks(store: &Store, probe_kvm: bool) -> Vec<Check> {
             "ignite ssh uses it",
         ),
     ];
-    checks.push(match find_in_path("firecracker") {
-        Some(p) => check("firecracker", Verdict::Ok, p.display().to_string()),
-        None => check(
-            "firecracker",
-            Verdict::Ok,
-            "not installed (optional: QEMU runs VMs without it)",
-        ),
-    });
+    checks.push(
+        match ignite_vmm::firecracker::Firecracker::locate(firecracker) {
+            Ok(f) => match f.version() {
+                Ok(version) => check(
+                    "firecracker",
+                    Verdict::Ok,
+                    format!("{} ({version})", f.binary.display()),
+                ),
+                Err(e) => check(
+                    "firecracker",
+                    Verdict::Warn,
+                    format!("{} does not run ({e}): reinstall it", f.binary.display()),
+                ),
+            },
+            Err(_) if firecracker.is_some() => check(
+                "firecracker",
+                Verdict::Fail,
+                format!(
+                    "the configured spec.firecracker {} is not an executable file",
+                    firecracker.unwrap_or(Path::new("")).display()
+                ),
+            ),
+            Err(_) => check(
+                "firecracker",
+                Verdict::Ok,
+                "not installed (optional: QEMU runs VMs without it; --vmm auto picks Firecracker when it is installed and KVM works)",
+            ),
+        },
+    );
     checks.push(match find_guest_init() {
         Some(p) => check("guest init", Verdict::Ok, p.display().to_string()),
         None => check(

@@ -187,6 +187,7 @@ fn boot_with(
         agent_socket: Some(vm_dir.join("agent.sock")),
         nics,
         accel: Accel::Tcg,
+        log_dir: None,
     })
 }
 
@@ -221,6 +222,7 @@ fn a_blank_disk_is_reported_and_the_vm_powers_off() {
         agent_socket: None,
         nics: vec![],
         accel: Accel::Tcg,
+        log_dir: None,
     });
     let (console, powered_off) = vm.wait_exit(BOOT);
     let loaded = console

@@ -3,12 +3,15 @@
 //!
 //! - [`qemu`]: QEMU `-M microvm`, from the distribution's `qemu-system-x86` package, and
 //!   [`qmp`], its control socket.
+//! - [`firecracker`]: Firecracker, configured over its HTTP API ([`firecracker::api`]).
 
+pub mod firecracker;
 pub mod qemu;
 pub mod qmp;
 
 use std::ffi::OsString;
 use std::io;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 /// What the supervisor needs from a VMM. The supervisor starts the returned command as its
@@ -23,6 +26,19 @@ pub trait Vmm: Send + Sync {
     fn boot(&self, spec: &MachineSpec, control: &Path) -> io::Result<()>;
     /// Presses the power button: a guest that listens powers off.
     fn power_button(&self, control: &Path) -> io::Result<()>;
+    /// True when the serial console is the VMM's stdin and stdout, which the supervisor
+    /// then relays to [`ConsoleSpec::Socket`] itself.
+    fn console_on_stdio(&self) -> bool {
+        false
+    }
+    /// A connection to the guest agent's channel, once the guest listens on it.
+    fn connect_agent(&self, spec: &MachineSpec) -> io::Result<UnixStream> {
+        let socket = spec
+            .agent_socket
+            .as_deref()
+            .ok_or_else(|| io::Error::other("the VM has no agent channel"))?;
+        UnixStream::connect(socket)
+    }
 }
 
 /// One VM's machine, as every driver sees it.
@@ -41,6 +57,8 @@ pub struct MachineSpec {
     pub agent_socket: Option<PathBuf>,
     pub nics: Vec<NicSpec>,
     pub accel: Accel,
+    /// Where the VMM keeps its own log and metrics, for VMMs that have them.
+    pub log_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -243,6 +243,7 @@ mod tests {
                 },
             }],
             accel: Accel::Tcg,
+            log_dir: None,
         }
     }
 

@@ -10,7 +10,11 @@ use crate::args::DoctorArgs;
 use crate::output::tab_table;
 
 pub fn run(ctx: &Context, args: &DoctorArgs) -> anyhow::Result<ExitCode> {
-    let checks = run_checks(&ctx.store, !args.quick);
+    let firecracker = ctx
+        .configuration
+        .as_ref()
+        .and_then(|c| c.spec.firecracker.clone());
+    let checks = run_checks(&ctx.store, !args.quick, firecracker.as_deref());
     let mut table: Vec<Vec<Cow<'_, str>>> =
         vec![vec!["CHECK".into(), "STATUS".into(), "DETAIL".into()]];
     for c in &checks {

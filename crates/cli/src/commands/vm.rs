@@ -24,13 +24,18 @@ use crate::progress::Bars;
 const DETACH: [u8; 2] = [0x10, 0x11];
 
 pub fn create(ctx: &Context, args: &CreateArgs) -> anyhow::Result<ExitCode> {
-    let vm = create_vm(ctx, args, &[])?;
+    let vm = create_vm(ctx, args, &[], None)?;
     announce(ctx, "created", &vm)?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let vm = create_vm(ctx, &args.create, &args.command)?;
+    let vm = create_vm(
+        ctx,
+        &args.create,
+        &args.command,
+        args.start.accel.as_deref(),
+    )?;
     let store = ctx.writable_store()?;
     let vm = match start(ctx, &store, vm.clone(), &args.start) {
         Ok(vm) => vm,
@@ -195,6 +200,10 @@ fn start(ctx: &Context, store: &Store, vm: Vm, flags: &StartFlags) -> anyhow::Re
                 .as_ref()
                 .and_then(|c| c.spec.accel.clone()),
             bridge: vms::network::BridgeSettings::from_configuration(ctx.configuration.as_ref())?,
+            firecracker: ctx
+                .configuration
+                .as_ref()
+                .and_then(|c| c.spec.firecracker.clone()),
             timeout: vms::START_TIMEOUT,
         },
     )?)
@@ -275,7 +284,12 @@ fn read_manifest(path: &Path) -> anyhow::Result<Vm> {
     Ok(vm)
 }
 
-fn create_vm(ctx: &Context, args: &CreateArgs, command: &[String]) -> anyhow::Result<Vm> {
+fn create_vm(
+    ctx: &Context,
+    args: &CreateArgs,
+    command: &[String],
+    accel: Option<&str>,
+) -> anyhow::Result<Vm> {
     let manifest = args.config.as_deref().map(read_manifest).transpose()?;
     let flags = flag_spec(args, command)?;
     let spec = ignite_runtime::config::effective_vm_spec(
@@ -311,6 +325,17 @@ fn create_vm(ctx: &Context, args: &CreateArgs, command: &[String]) -> anyhow::Re
             spec,
             import,
             progress: &bars,
+            driver: vms::DriverOptions {
+                accel: accel.map(str::to_string),
+                configured_accel: ctx
+                    .configuration
+                    .as_ref()
+                    .and_then(|c| c.spec.accel.clone()),
+                firecracker: ctx
+                    .configuration
+                    .as_ref()
+                    .and_then(|c| c.spec.firecracker.clone()),
+            },
         },
     )?)
 }
@@ -376,7 +401,7 @@ fn flag_spec(args: &CreateArgs, command: &[String]) -> anyhow::Result<VmSpec> {
         .map(|v| match v {
             "auto" => Ok(VmmKind::Auto),
             "qemu" => Ok(VmmKind::Qemu),
-            "firecracker" => bail!("--vmm firecracker is not available yet: use qemu or auto"),
+            "firecracker" => Ok(VmmKind::Firecracker),
             other => bail!("unknown --vmm {other:?}: use auto, qemu or firecracker"),
         })
         .transpose()?;

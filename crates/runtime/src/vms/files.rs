@@ -26,6 +26,10 @@ impl VmFiles {
     pub fn overlay(&self) -> PathBuf {
         self.dir.join("root.qcow2")
     }
+    /// The root disk of a Firecracker VM: a raw copy of the image's ext4.
+    pub fn raw_disk(&self) -> PathBuf {
+        self.dir.join("root.raw")
+    }
     pub fn initramfs(&self) -> PathBuf {
         self.dir.join("initramfs.cpio")
     }
@@ -132,9 +136,40 @@ impl VmFiles {
             self.agent_socket(),
             self.exec_socket(),
             self.control_socket(),
+            self.dir.join(ignite_vmm::firecracker::METRICS_FILE),
         ] {
             let _ = std::fs::remove_file(path);
         }
+    }
+
+    /// The raw root disk Firecracker needs: a reflink of `base` where the filesystem
+    /// supports it (instant, shared blocks), a sparse copy otherwise; then grown to `size`
+    /// (the guest grows its filesystem to fill it).
+    pub fn create_raw_copy(&self, base: &Path, size: u64) -> Result<(), VmError> {
+        let disk = self.raw_disk();
+        let out = Command::new("cp")
+            .args(["--reflink=auto", "--sparse=always"])
+            .arg(base)
+            .arg(&disk)
+            .output()
+            .map_err(io("run cp to copy", base))?;
+        if !out.status.success() {
+            let _ = std::fs::remove_file(&disk);
+            return Err(VmError::Invalid(format!(
+                "cannot copy the image's disk {} to {}: {}",
+                base.display(),
+                disk.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&disk)
+            .map_err(io("open", &disk))?;
+        if file.metadata().map_err(io("read", &disk))?.len() < size {
+            file.set_len(size).map_err(io("grow", &disk))?;
+        }
+        Ok(())
     }
 
     pub fn create_overlay(&self, base: &Path, size: u64) -> Result<(), VmError> {

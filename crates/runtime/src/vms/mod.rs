@@ -6,6 +6,8 @@
 
 pub mod accel;
 pub mod agent_proxy;
+mod console_relay;
+pub mod driver;
 pub mod files;
 pub mod network;
 pub mod process;
@@ -16,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ignite_api::{
-    ExitRecord, GuestMode, Image, Kernel, NetworkMode, ObjectMeta, Size, Time, Vm, VmSpec,
+    ExitRecord, GuestMode, Image, Kernel, NetworkMode, ObjectMeta, Size, Time, Vm, VmSpec, VmmKind,
 };
 use ignite_oci::fetch::Progress;
 use ignite_store::{Store, StoreError};
@@ -75,6 +77,19 @@ pub struct CreateRequest<'a> {
     pub spec: VmSpec,
     pub import: ImportOptions,
     pub progress: &'a dyn Progress,
+    /// What choosing the VMM for `--vmm auto` needs.
+    pub driver: DriverOptions,
+}
+
+/// Where the choice of VMM and accelerator comes from, besides the VM's spec.
+#[derive(Debug, Clone, Default)]
+pub struct DriverOptions {
+    /// `--accel`, if given.
+    pub accel: Option<String>,
+    /// The Configuration's `spec.accel`, if any.
+    pub configured_accel: Option<String>,
+    /// The Configuration's `spec.firecracker`, if any.
+    pub firecracker: Option<PathBuf>,
 }
 
 /// Creates a VM (stopped): imports its image and kernel when missing, records them, and
@@ -86,6 +101,7 @@ pub fn create_vm(store: &Store, request: CreateRequest<'_>) -> Result<Vm, VmErro
         mut spec,
         import,
         progress,
+        driver: driver_options,
     } = request;
     if spec.network.mode.is_none() {
         spec.network.mode = Some(network::default_mode());
@@ -107,6 +123,8 @@ pub fn create_vm(store: &Store, request: CreateRequest<'_>) -> Result<Vm, VmErro
     }
     let image = find_or_import_image(store, &spec, &import, progress)?;
     let kernel = find_or_import_kernel(store, &spec, &import, progress)?;
+    let vmm = choose_vmm(store, &spec, &kernel, &driver_options)?;
+    spec.vmm = Some(vmm);
     let image_disk = rootfs_path(store, image.status.image_id.as_deref().unwrap_or_default());
     let base_size = std::fs::metadata(&image_disk)
         .map_err(io("read the image's disk", &image_disk))?
@@ -139,17 +157,53 @@ pub fn create_vm(store: &Store, request: CreateRequest<'_>) -> Result<Vm, VmErro
     })?;
     let uid = uid_of(&vm);
     let files = VmFiles::new(store, &uid);
-    let prepared = files
-        .create_overlay(&image_disk, vm.spec.disk_size().bytes())
-        .and_then(|()| match &vm.spec.ssh {
-            Some(ssh) => files.set_up_ssh(ssh, &format!("ignite-{}", vm.metadata.name)),
-            None => Ok(()),
-        });
+    let root_disk = match vmm {
+        VmmKind::Firecracker => files.create_raw_copy(&image_disk, vm.spec.disk_size().bytes()),
+        _ => files.create_overlay(&image_disk, vm.spec.disk_size().bytes()),
+    };
+    let prepared = root_disk.and_then(|()| match &vm.spec.ssh {
+        Some(ssh) => files.set_up_ssh(ssh, &format!("ignite-{}", vm.metadata.name)),
+        None => Ok(()),
+    });
     if let Err(e) = prepared {
         let _ = store.vms().delete(&uid);
         return Err(e);
     }
     Ok(vm)
+}
+
+/// The VMM a new VM gets (see [`driver::choose`]), checked against what it asks for.
+fn choose_vmm(
+    store: &Store,
+    spec: &VmSpec,
+    kernel: &Kernel,
+    options: &DriverOptions,
+) -> Result<VmmKind, VmError> {
+    let firecracker = options.firecracker.as_deref();
+    let kind = match spec.vmm.unwrap_or(VmmKind::Auto) {
+        VmmKind::Auto => {
+            let found = ignite_vmm::firecracker::Firecracker::locate(firecracker).is_ok();
+            let kdir = crate::kernels::kernel_dir(store, kernel);
+            let kvm = found
+                && accel::resolve_with(
+                    options.accel.as_deref(),
+                    options.configured_accel.as_deref(),
+                    || accel::auto(store.root(), &kdir),
+                )
+                .is_ok_and(|a| a == ignite_vmm::Accel::Kvm);
+            driver::choose(VmmKind::Auto, found, kvm)
+        }
+        explicit => explicit,
+    };
+    if kind == VmmKind::Firecracker {
+        driver::locate(kind, firecracker)?;
+        if spec.network.mode == Some(NetworkMode::User) {
+            return Err(VmError::Invalid(
+                "Firecracker has no user-mode network: use --network bridge (as root) or --network none, or --vmm qemu".into(),
+            ));
+        }
+    }
+    Ok(kind)
 }
 
 fn validate_spec(spec: &VmSpec) -> Result<(), VmError> {
@@ -348,6 +402,8 @@ pub struct StartOptions<'a> {
     pub configured_accel: Option<String>,
     /// The bridge of `--network bridge` VMs (the Configuration's `spec.bridge`).
     pub bridge: network::BridgeSettings,
+    /// The Configuration's `spec.firecracker`, if any.
+    pub firecracker: Option<PathBuf>,
     pub timeout: Duration,
 }
 
@@ -358,19 +414,31 @@ pub fn start_vm(store: &Store, vm: Vm, options: &StartOptions<'_>) -> Result<Vm,
     if is_running(&vm) {
         return Err(VmError::AlreadyRunning(name));
     }
-    ignite_vmm::qemu::Qemu::locate().map_err(VmError::Invalid)?;
+    let kind = driver::kind_of(&vm);
+    driver::locate(kind, options.firecracker.as_deref())?;
     // What the supervisor needs is checked here, so errors reach the user directly.
     validate_spec(&vm.spec)?;
     network::check_host_ports(&vm.spec.network.ports)?;
     image_of(store, &vm)?;
     let kernel = kernel_of(store, &vm)?;
     let kdir = crate::kernels::kernel_dir(store, &kernel);
-    let accel = accel::resolve_with(
-        options.accel.as_deref(),
-        options.configured_accel.as_deref(),
-        || accel::auto(store.root(), &kdir),
-    )
-    .map_err(VmError::Invalid)?;
+    let accel = match kind {
+        VmmKind::Firecracker => {
+            let asked = accel::resolve_with(
+                options.accel.as_deref(),
+                options.configured_accel.as_deref(),
+                || ignite_vmm::Accel::Kvm,
+            )
+            .map_err(VmError::Invalid)?;
+            driver::firecracker_accel(Some(asked))?
+        }
+        _ => accel::resolve_with(
+            options.accel.as_deref(),
+            options.configured_accel.as_deref(),
+            || accel::auto(store.root(), &kdir),
+        )
+        .map_err(VmError::Invalid)?,
+    };
     let uid = uid_of(&vm);
     let files = VmFiles::new(store, &uid);
     files.remove_runtime_files();
@@ -383,6 +451,12 @@ pub fn start_vm(store: &Store, vm: Vm, options: &StartOptions<'_>) -> Result<Vm,
         .arg(uid.to_string())
         .env(accel::ACCEL_ENV, accel::name(accel))
         .envs(options.bridge.env())
+        .envs(
+            options
+                .firecracker
+                .iter()
+                .map(|f| (driver::FIRECRACKER_ENV, f.as_os_str())),
+        )
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(io("open", &log_path))?)
         .stderr(log)

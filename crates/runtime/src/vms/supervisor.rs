@@ -5,25 +5,25 @@
 
 use std::ffi::OsString;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ignite_api::{ExitRecord, GuestMode, NetworkMode, Time, Uid, Vm, VmmStatus};
+use ignite_api::{ExitRecord, GuestMode, NetworkMode, Time, Uid, Vm, VmmKind, VmmStatus};
 use ignite_guest_protocol::agent::ExitStatus;
 use ignite_guest_protocol::client::AgentClient;
 use ignite_guest_protocol::config::{BootMode, CONFIG_VERSION, GuestConfig, Volume as GuestVolume};
 use ignite_guest_protocol::status::last_exit_status;
 use ignite_store::{Store, StoreError};
-use ignite_vmm::qemu::Qemu;
 use ignite_vmm::{
     ConsoleSpec, DiskFormat, DiskSpec, MachineSpec, NicBackend, NicSpec, PortForward, Vmm,
 };
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use super::{STOP_TIMEOUT, VmError, VmFiles, accel, image_of, io, kernel_of, network, process};
+use super::{
+    STOP_TIMEOUT, VmError, VmFiles, accel, driver, image_of, io, kernel_of, network, process,
+};
 use crate::guest::{FileCopy, workload_of, write_vm_initramfs};
 use crate::kernels::{BZIMAGE_FILE, MODULES_DISK_FILE, VMLINUX_FILE, kernel_dir};
 
@@ -74,9 +74,20 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         .collect();
     write_vm_initramfs(&kdir, &config, &copies, &files.initramfs())?;
 
+    let kind = driver::kind_of(&vm);
+    let vmm: Arc<dyn Vmm> = driver::locate(kind, driver::firecracker_from_env().as_deref())?.into();
+    let firecracker = kind == VmmKind::Firecracker;
     let mut disks = vec![DiskSpec {
-        path: files.overlay(),
-        format: DiskFormat::Qcow2,
+        path: if firecracker {
+            files.raw_disk()
+        } else {
+            files.overlay()
+        },
+        format: if firecracker {
+            DiskFormat::Raw
+        } else {
+            DiskFormat::Qcow2
+        },
         read_only: false,
         snapshot: false,
     }];
@@ -112,7 +123,8 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     let spec = MachineSpec {
         vcpus: vm.spec.cpus() as u32,
         memory_mib: vm.spec.memory().bytes() >> 20,
-        kernel: if bzimage.is_file() {
+        // Firecracker boots the ELF vmlinux; QEMU the bzImage (see kernels).
+        kernel: if bzimage.is_file() && !firecracker {
             bzimage
         } else {
             kdir.join(VMLINUX_FILE)
@@ -132,8 +144,8 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         agent_socket: Some(files.agent_socket()),
         nics: nics(&vm, ssh_port, bridge.as_ref()),
         accel,
+        log_dir: Some(files.dir().to_path_buf()),
     };
-    let vmm = Qemu::locate().map_err(VmError::Invalid)?;
     let control = files.control_socket();
     let (program, args) = vmm.command(&spec, &control);
     let log_offset = std::fs::metadata(files.console_log()).map_or(0, |m| m.len());
@@ -149,13 +161,28 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
 
     // The helper sets the parent-death signal, then execs the VMM. This thread lives as
     // long as the supervisor, which is what the signal is tied to.
+    let console_on_stdio = vmm.console_on_stdio();
     let mut child = Command::new(helper)
         .args(["vm", "exec-vmm", "--"])
         .arg(&program)
         .args(&args)
-        .stdin(Stdio::null())
+        .stdin(if console_on_stdio {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(if console_on_stdio {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        })
         .spawn()
         .map_err(io("start", &program))?;
+    if console_on_stdio
+        && let (Some(input), Some(output)) = (child.stdin.take(), child.stdout.take())
+    {
+        super::console_relay::start(input, output, &files.console_socket(), &files.console_log())?;
+    }
     // Until the helper has exec'd, the VMM is not running yet; a failed exec ends the start.
     let deadline = Instant::now() + Duration::from_secs(5);
     let helper_exe = std::fs::canonicalize(helper).unwrap_or_else(|_| helper.to_path_buf());
@@ -232,8 +259,11 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     if agent_on {
         let agent = agent.clone();
         let workload_exit = workload_exit.clone();
-        let socket = files.agent_socket();
-        std::thread::spawn(move || hold_agent(socket, agent, workload_exit));
+        let (vmm, spec) = (vmm.clone(), spec.clone());
+        let dir = files.dir().to_path_buf();
+        std::thread::spawn(move || {
+            hold_agent(|| vmm.connect_agent(&spec), &dir, agent, workload_exit)
+        });
     }
 
     // Wakes the loop below the moment the VMM exits (without reaping it: try_wait does).
@@ -329,16 +359,15 @@ fn console_exit_status(files: &VmFiles, offset: u64) -> Option<i32> {
 /// Connects to the guest agent (retrying while the guest boots), keeps the connection for
 /// stop requests, and records the workload's exit status when it arrives.
 fn hold_agent(
-    socket: PathBuf,
+    connect: impl Fn() -> std::io::Result<UnixStream>,
+    vm_dir: &std::path::Path,
     slot: Arc<Mutex<Option<Arc<AgentClient>>>>,
     workload_exit: Arc<Mutex<Option<ExitStatus>>>,
 ) {
     let stream = loop {
-        match UnixStream::connect(&socket) {
+        match connect() {
             Ok(s) => break s,
-            Err(_) if socket.parent().is_some_and(|d| d.exists()) => {
-                std::thread::sleep(Duration::from_millis(100))
-            }
+            Err(_) if vm_dir.exists() => std::thread::sleep(Duration::from_millis(100)),
             Err(_) => return,
         }
     };

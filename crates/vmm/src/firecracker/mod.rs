@@ -1,0 +1,400 @@
+//! Firecracker: the process is started with only its API socket; the machine is then
+//! configured over the API (logger, metrics, machine, boot source, drives, network
+//! interfaces, vsock) and started with `InstanceStart`. The serial console is the
+//! process's stdin and stdout; the guest agent is reached over vsock, whose host side is
+//! a unix socket that takes `CONNECT <port>`.
+
+pub mod api;
+
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ignite_guest_protocol::agent::VSOCK_PORT;
+
+use crate::{DiskFormat, MachineSpec, NicBackend, Vmm};
+
+pub const FIRECRACKER_BINARY: &str = "firecracker";
+/// The guest's vsock context id. Firecracker's vsock is backed by a unix socket per VM, so
+/// the id only has to be valid (3 is the first guest id), not unique on the host.
+pub const GUEST_CID: u32 = 3;
+pub const LOG_FILE: &str = "firecracker.log";
+pub const METRICS_FILE: &str = "firecracker.metrics";
+
+pub struct Firecracker {
+    pub binary: PathBuf,
+}
+
+impl Firecracker {
+    /// The configured binary, else `firecracker` from PATH, or how to get one.
+    pub fn locate(configured: Option<&Path>) -> Result<Firecracker, String> {
+        match configured {
+            Some(path) if is_executable(path) => Ok(Firecracker {
+                binary: path.to_path_buf(),
+            }),
+            Some(path) => Err(format!(
+                "the configured Firecracker binary {} is not an executable file: fix the Configuration's spec.firecracker, or use --vmm qemu",
+                path.display()
+            )),
+            None => crate::find_in_path(FIRECRACKER_BINARY)
+                .map(|binary| Firecracker { binary })
+                .ok_or_else(|| {
+                    "firecracker is not installed (or not in PATH): install a release from https://github.com/firecracker-microvm/firecracker/releases, set the Configuration's spec.firecracker to its path, or use --vmm qemu".to_string()
+                }),
+        }
+    }
+
+    /// `Firecracker v1.16.1`, as the binary says.
+    pub fn version(&self) -> io::Result<String> {
+        let out = std::process::Command::new(&self.binary)
+            .arg("--version")
+            .output()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .ok_or_else(|| io::Error::other("firecracker --version printed nothing"))
+    }
+
+    /// Refuses what Firecracker cannot run, before anything starts.
+    pub fn check(spec: &MachineSpec) -> Result<(), String> {
+        if let Some(d) = spec.disks.iter().find(|d| d.format != DiskFormat::Raw) {
+            return Err(format!(
+                "Firecracker reads raw disks only, not {}",
+                d.path.display()
+            ));
+        }
+        if spec
+            .nics
+            .iter()
+            .any(|n| !matches!(n.backend, NicBackend::Tap { .. }))
+        {
+            return Err(
+                "Firecracker has no user-mode network: use --network bridge (as root) or --network none"
+                    .into(),
+            );
+        }
+        if spec.accel != crate::Accel::Kvm {
+            return Err(
+                "Firecracker runs on KVM only: use --vmm qemu for software emulation".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+impl Vmm for Firecracker {
+    fn name(&self) -> &'static str {
+        "firecracker"
+    }
+
+    fn command(&self, _spec: &MachineSpec, control: &Path) -> (PathBuf, Vec<OsString>) {
+        (
+            self.binary.clone(),
+            vec![
+                "--api-sock".into(),
+                control.as_os_str().to_owned(),
+                // Until the logger is configured, Firecracker logs to stdout: the console.
+                "--level".into(),
+                "Warning".into(),
+            ],
+        )
+    }
+
+    fn boot(&self, spec: &MachineSpec, control: &Path) -> io::Result<()> {
+        Firecracker::check(spec).map_err(io::Error::other)?;
+        wait_for_socket(control, Duration::from_secs(10))?;
+        for (path, body) in requests(spec)? {
+            match body {
+                Request::Logger(b) => api::put(control, &path, &b),
+                Request::Metrics(b) => api::put(control, &path, &b),
+                Request::Machine(b) => api::put(control, &path, &b),
+                Request::Boot(b) => api::put(control, &path, &b),
+                Request::Drive(b) => api::put(control, &path, &b),
+                Request::Nic(b) => api::put(control, &path, &b),
+                Request::Vsock(b) => api::put(control, &path, &b),
+                Request::Action(b) => api::put(control, &path, &b),
+            }?;
+        }
+        Ok(())
+    }
+
+    fn power_button(&self, control: &Path) -> io::Result<()> {
+        // Ctrl-Alt-Del: the guest reboots, and Firecracker ends when its guest reboots.
+        api::put(
+            control,
+            "/actions",
+            &api::InstanceAction {
+                action_type: "SendCtrlAltDel",
+            },
+        )
+    }
+
+    fn console_on_stdio(&self) -> bool {
+        true
+    }
+
+    fn connect_agent(&self, spec: &MachineSpec) -> io::Result<UnixStream> {
+        let socket = spec
+            .agent_socket
+            .as_deref()
+            .ok_or_else(|| io::Error::other("the VM has no agent channel"))?;
+        let mut stream = UnixStream::connect(socket)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(format!("CONNECT {VSOCK_PORT}\n").as_bytes())?;
+        // Byte by byte: what follows the answer line is the agent's.
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while line.len() < 64 {
+            io::Read::read_exact(&mut stream, &mut byte)?;
+            if byte[0] == b'\n' {
+                break;
+            }
+            line.push(byte[0]);
+        }
+        let line = String::from_utf8_lossy(&line);
+        if !line.starts_with("OK ") {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!("the guest's vsock port {VSOCK_PORT} did not accept: {line:?}"),
+            ));
+        }
+        stream.set_read_timeout(None)?;
+        Ok(stream)
+    }
+}
+
+/// One API request's body.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request {
+    Logger(api::Logger),
+    Metrics(api::Metrics),
+    Machine(api::MachineConfiguration),
+    Boot(api::BootSource),
+    Drive(api::Drive),
+    Nic(api::NetworkInterface),
+    Vsock(api::Vsock),
+    Action(api::InstanceAction),
+}
+
+/// The requests that configure and start `spec`, in order. The log and metrics files are
+/// made here: Firecracker opens them but does not create them.
+pub fn requests(spec: &MachineSpec) -> io::Result<Vec<(String, Request)>> {
+    let mut out = Vec::new();
+    if let Some(dir) = &spec.log_dir {
+        let log_path = dir.join(LOG_FILE);
+        let metrics_path = dir.join(METRICS_FILE);
+        for path in [&log_path, &metrics_path] {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
+        }
+        out.push((
+            "/logger".into(),
+            Request::Logger(api::Logger {
+                log_path,
+                level: "Warning",
+                show_level: true,
+                show_log_origin: false,
+            }),
+        ));
+        out.push((
+            "/metrics".into(),
+            Request::Metrics(api::Metrics { metrics_path }),
+        ));
+    }
+    out.push((
+        "/machine-config".into(),
+        Request::Machine(api::MachineConfiguration {
+            vcpu_count: spec.vcpus,
+            mem_size_mib: spec.memory_mib,
+            smt: false,
+        }),
+    ));
+    out.push((
+        "/boot-source".into(),
+        Request::Boot(api::BootSource {
+            kernel_image_path: spec.kernel.clone(),
+            initrd_path: Some(spec.initrd.clone()),
+            boot_args: spec.cmdline.clone(),
+        }),
+    ));
+    // Attached in order, so the root disk is /dev/vda, then vdb...
+    for (i, disk) in spec.disks.iter().enumerate() {
+        let drive_id = if i == 0 {
+            "root".to_string()
+        } else {
+            format!("disk{i}")
+        };
+        out.push((
+            format!("/drives/{drive_id}"),
+            Request::Drive(api::Drive {
+                drive_id,
+                path_on_host: disk.path.clone(),
+                is_root_device: false,
+                is_read_only: disk.read_only,
+            }),
+        ));
+    }
+    for (i, nic) in spec.nics.iter().enumerate() {
+        if let NicBackend::Tap { ifname } = &nic.backend {
+            let iface_id = format!("eth{i}");
+            out.push((
+                format!("/network-interfaces/{iface_id}"),
+                Request::Nic(api::NetworkInterface {
+                    iface_id,
+                    host_dev_name: ifname.clone(),
+                    guest_mac: nic.mac.clone(),
+                }),
+            ));
+        }
+    }
+    if let Some(socket) = &spec.agent_socket {
+        out.push((
+            "/vsock".into(),
+            Request::Vsock(api::Vsock {
+                guest_cid: GUEST_CID,
+                uds_path: socket.clone(),
+            }),
+        ));
+    }
+    out.push((
+        "/actions".into(),
+        Request::Action(api::InstanceAction {
+            action_type: "InstanceStart",
+        }),
+    ));
+    Ok(out)
+}
+
+fn wait_for_socket(socket: &Path, timeout: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if UnixStream::connect(socket).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "Firecracker's API socket {} did not open within {timeout:?}",
+                    socket.display()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Accel, ConsoleSpec, DiskSpec, NicSpec};
+
+    fn spec(dir: &Path) -> MachineSpec {
+        MachineSpec {
+            vcpus: 2,
+            memory_mib: 512,
+            kernel: "/k/vmlinux".into(),
+            initrd: "/vm/initramfs.cpio".into(),
+            cmdline: "console=ttyS0 reboot=k panic=1".into(),
+            disks: vec![
+                DiskSpec {
+                    path: "/vm/root.raw".into(),
+                    format: DiskFormat::Raw,
+                    read_only: false,
+                    snapshot: false,
+                },
+                DiskSpec {
+                    path: "/k/modules.ext4".into(),
+                    format: DiskFormat::Raw,
+                    read_only: true,
+                    snapshot: false,
+                },
+            ],
+            console: ConsoleSpec::File("/vm/console.log".into()),
+            agent_socket: Some("/vm/agent.sock".into()),
+            nics: vec![NicSpec {
+                mac: "52:54:00:01:02:03".into(),
+                backend: NicBackend::Tap {
+                    ifname: "ign0123".into(),
+                },
+            }],
+            accel: Accel::Kvm,
+            log_dir: Some(dir.to_path_buf()),
+        }
+    }
+
+    #[test]
+    fn a_machine_becomes_requests_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let requests = requests(&spec(dir.path())).unwrap();
+        let paths: Vec<&str> = requests.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/logger",
+                "/metrics",
+                "/machine-config",
+                "/boot-source",
+                "/drives/root",
+                "/drives/disk1",
+                "/network-interfaces/eth0",
+                "/vsock",
+                "/actions"
+            ]
+        );
+        assert!(dir.path().join(LOG_FILE).is_file());
+        assert_eq!(
+            requests[5].1,
+            Request::Drive(api::Drive {
+                drive_id: "disk1".into(),
+                path_on_host: "/k/modules.ext4".into(),
+                is_root_device: false,
+                is_read_only: true,
+            })
+        );
+        assert_eq!(
+            requests[8].1,
+            Request::Action(api::InstanceAction {
+                action_type: "InstanceStart"
+            })
+        );
+    }
+
+    #[test]
+    fn what_firecracker_cannot_run_is_refused_up_front() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = spec(dir.path());
+        assert!(Firecracker::check(&s).is_ok());
+        s.disks[0].format = DiskFormat::Qcow2;
+        assert!(Firecracker::check(&s).unwrap_err().contains("raw disks"));
+        let mut s = spec(dir.path());
+        s.nics[0].backend = NicBackend::User {
+            forwards: vec![],
+            isolated: false,
+        };
+        assert!(Firecracker::check(&s).unwrap_err().contains("user-mode"));
+        let mut s = spec(dir.path());
+        s.accel = Accel::Tcg;
+        assert!(Firecracker::check(&s).unwrap_err().contains("KVM only"));
+    }
+
+    #[test]
+    fn a_missing_binary_says_how_to_get_one() {
+        let e = Firecracker::locate(Some(Path::new("/no/such/firecracker")))
+            .err()
+            .unwrap();
+        assert!(e.contains("spec.firecracker"), "{e}");
+    }
+}
