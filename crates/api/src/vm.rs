@@ -367,6 +367,10 @@ pub struct VmStatus {
     /// user networking; an addition to Ignite's model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_address: Option<String>,
+    /// Why the last attempt to apply this VM's manifest failed (`ignited`; an addition to
+    /// Ignite's model). Absent when it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A process, identified by its pid and its start time (in clock ticks since boot, from

@@ -65,6 +65,8 @@ pub enum Command {
     Cp(CpArgs),
     /// List running VMs (-a for all)
     Ps(PsArgs),
+    /// Make the VMs match manifests: create, start or stop, recreate what changed
+    Apply(ApplyArgs),
     /// Check what VMs need on this host, and say how to fix what is missing
     Doctor(DoctorArgs),
     /// Show an object (vm, image or kernel) in full
@@ -179,6 +181,24 @@ pub struct CpArgs {
     /// Seconds to wait for the VM's agent (a booting VM)
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A VM manifest, or a directory of them (.yaml, .yml, .json; recursively)
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILE|DIR",
+        required = true
+    )]
+    pub files: Vec<std::path::PathBuf>,
+    /// Also remove VMs made by `ignite apply` whose manifest is gone
+    #[arg(long)]
+    pub prune: bool,
+    /// Print what would be done, and do nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -463,7 +483,7 @@ pub struct ImportArgs {
 }
 
 /// How images are fetched from registries.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct RegistryArgs {
     /// The platform to import from a multi-platform image, e.g. linux/arm64 [default: this host's]
     #[arg(long, value_name = "OS/ARCH")]

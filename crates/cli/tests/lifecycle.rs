@@ -1173,3 +1173,232 @@ fn debian_on_the_bridge_gets_dhcp_ssh_exec_and_restarts() {
         .assert()
         .success();
 }
+
+/// A VM manifest for the test image: VM mode, no network.
+fn manifest(host: &Host, name: &str, extra_spec: &str, status: &str) -> String {
+    format!(
+        "apiVersion: ignite.weave.works/v1alpha4\nkind: VM\nmetadata:\n  name: {name}\nspec:\n  image:\n    oci: \"{}\"\n  network:\n    mode: none\n{extra_spec}{status}",
+        host.image()
+    )
+}
+
+#[test]
+fn apply_creates_updates_stops_and_prunes() {
+    let host = Host::new();
+    let dir = host.root().join("manifests");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("a.yaml"), manifest(&host, "a", "  cpus: 1\n", "")).unwrap();
+    std::fs::write(
+        dir.join("b.yaml"),
+        manifest(&host, "b", "", "status:\n  running: false\n"),
+    )
+    .unwrap();
+    let apply = |args: &[&str]| {
+        let out = host
+            .ignite()
+            .arg("apply")
+            .arg("-f")
+            .arg(&dir)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // --dry-run says what it would do and does nothing.
+    let (ok, out, _) = apply(&["--dry-run"]);
+    assert!(ok);
+    assert_eq!(out, "would create and start VM a\nwould create VM b\n");
+    assert_eq!(stdout(host.ignite().args(["ps", "-a", "-q"])), "");
+    let (ok, out, err) = apply(&[]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "created and started VM a\ncreated VM b\n");
+    assert_eq!(host.status_of("a"), "Up");
+    assert_eq!(host.status_of("b"), "Stopped");
+    let (ok, out, _) = apply(&[]);
+    assert!(ok);
+    assert_eq!(out, "VM a is up to date\nVM b is up to date\n");
+    // A change a restart applies.
+    std::fs::write(
+        dir.join("a.yaml"),
+        manifest(&host, "a", "  cpus: 2\n  memory: 256MB\n", ""),
+    )
+    .unwrap();
+    let (ok, out, err) = apply(&[]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "VM b is up to date\nupdated and restarted VM a (spec.cpus, spec.memory changed)\n"
+    );
+    let a = host.vm("a");
+    assert_eq!(a.spec.cpus, Some(2));
+    assert_eq!(a.spec.memory().bytes(), 256 << 20);
+    assert_eq!(host.status_of("a"), "Up");
+    // One a recreate applies: a new VM under the same name.
+    std::fs::write(
+        dir.join("a.yaml"),
+        manifest(
+            &host,
+            "a",
+            "  cpus: 2\n  memory: 256MB\n  diskSize: 5GB\n",
+            "",
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = apply(&[]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("recreated VM a (spec.diskSize changed)"),
+        "{out}"
+    );
+    assert_ne!(host.vm("a").metadata.uid, a.metadata.uid);
+    // status.running: false stops it.
+    std::fs::write(
+        dir.join("a.yaml"),
+        manifest(
+            &host,
+            "a",
+            "  cpus: 2\n  memory: 256MB\n  diskSize: 5GB\n",
+            "status:\n  running: false\n",
+        ),
+    )
+    .unwrap();
+    let (_, out, _) = apply(&[]);
+    assert!(out.contains("stopped VM a"), "{out}");
+    assert_eq!(host.status_of("a"), "Stopped");
+    // A broken manifest is reported; the others are still applied.
+    std::fs::write(dir.join("broken.yaml"), "kind: VM\nspec: [").unwrap();
+    // Prune removes what apply made and is gone, not VMs made otherwise.
+    host.ignite()
+        .args([
+            "create",
+            "--name",
+            "handmade",
+            "--network",
+            "none",
+            &host.image(),
+        ])
+        .assert()
+        .success();
+    std::fs::remove_file(dir.join("b.yaml")).unwrap();
+    let (_, out, _) = apply(&[]);
+    assert!(!out.contains("removed"), "{out}");
+    let (ok, out, err) = apply(&["--prune"]);
+    assert!(!ok, "a broken manifest fails the run");
+    assert!(err.contains("broken.yaml"), "{err}");
+    assert!(out.contains("removed VM b"), "{out}");
+    let names = stdout(
+        host.ignite()
+            .args(["ps", "-a", "-t", "{{.ObjectMeta.Name}}"]),
+    );
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort_unstable();
+    assert_eq!(names, ["a", "handmade"]);
+    host.ignite()
+        .args(["rm", "-f", "a", "handmade"])
+        .assert()
+        .success();
+}
+
+/// `ignited daemon` over a manifest directory, until dropped.
+struct Daemon(std::process::Child);
+
+impl Daemon {
+    fn start(host: &Host, dir: &Path) -> Daemon {
+        let log = std::fs::File::create(host.root().join("ignited.log")).unwrap();
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ignited"))
+            .args(["daemon", "--resync", "2", "--manifest-dir"])
+            .arg(dir)
+            .arg("--root")
+            .arg(host.root().join("state"))
+            .arg("--ignite")
+            .arg(assert_cmd::cargo::cargo_bin("ignite"))
+            .env("IGNITE_INIT", guest_init())
+            .env("IGNITE_ACCEL", "tcg")
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Daemon(child)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until `check` holds (the daemon acts within seconds).
+fn wait_until(host: &Host, what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !check() {
+        let log = std::fs::read_to_string(host.root().join("ignited.log")).unwrap_or_default();
+        assert!(
+            Instant::now() < deadline,
+            "{what}: timed out; ignited said:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn ignited_daemon_follows_the_manifest_directory() {
+    let host = Host::new();
+    let dir = host.root().join("manifests");
+    std::fs::create_dir(&dir).unwrap();
+    let _daemon = Daemon::start(&host, &dir);
+    let listed = |name: &str| host.ps_all().lines().any(|l| l.ends_with(name));
+    // A manifest dropped in: the VM runs (no uid, no status needed), its status is written back.
+    std::fs::write(
+        dir.join("d1.yaml"),
+        manifest(&host, "d1", "  cpus: 1\n", ""),
+    )
+    .unwrap();
+    wait_until(&host, "d1 runs", || {
+        listed("d1") && host.status_of("d1") == "Up"
+    });
+    wait_until(&host, "d1's status is written back", || {
+        std::fs::read_to_string(dir.join("d1.yaml")).is_ok_and(|t| t.contains("running: true"))
+    });
+    // An edit (written elsewhere and renamed over, as editors and git do) is applied.
+    let tmp = host.root().join("d1.yaml.new");
+    std::fs::write(&tmp, manifest(&host, "d1", "  cpus: 2\n", "")).unwrap();
+    std::fs::rename(&tmp, dir.join("d1.yaml")).unwrap();
+    wait_until(&host, "d1 gets 2 CPUs", || {
+        host.vm("d1").spec.cpus == Some(2) && host.status_of("d1") == "Up"
+    });
+    // A broken manifest is reported and does not stop the others.
+    std::fs::write(dir.join("broken.yaml"), "kind: VM\nspec: [").unwrap();
+    std::fs::write(dir.join("d2.json"), {
+        let yaml = manifest(&host, "d2", "", "");
+        let tree: serde_json::Value = ignite_api::manifest::decode(&yaml).unwrap();
+        ignite_api::manifest::to_json(&tree)
+    })
+    .unwrap();
+    wait_until(&host, "d2 runs", || {
+        listed("d2") && host.status_of("d2") == "Up"
+    });
+    wait_until(&host, "the broken manifest is reported", || {
+        std::fs::read_to_string(host.root().join("ignited.log"))
+            .is_ok_and(|l| l.contains("broken.yaml"))
+    });
+    // A VM that cannot be made gets its error in its manifest.
+    std::fs::write(
+        dir.join("bad.yaml"),
+        manifest(&host, "bad", "", "").replace(&host.image(), "oci:/no/such/layout:x"),
+    )
+    .unwrap();
+    wait_until(&host, "bad's error is written back", || {
+        std::fs::read_to_string(dir.join("bad.yaml")).is_ok_and(|t| t.contains("error:"))
+    });
+    // A deleted manifest takes its VM along.
+    std::fs::remove_file(dir.join("d1.yaml")).unwrap();
+    wait_until(&host, "d1 is removed", || !listed("d1"));
+    assert_eq!(host.status_of("d2"), "Up");
+    std::fs::remove_file(dir.join("d2.json")).unwrap();
+    wait_until(&host, "d2 is removed", || !listed("d2"));
+}

@@ -1,7 +1,13 @@
 //! `ignited`: the Ignite daemon. It keeps VMs in line with manifests in a directory or a
 //! Git repository, and serves a REST API and metrics.
 
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+mod daemon;
+mod reconcile_loop;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 /// The Ignite daemon
 #[derive(Debug, Parser)]
@@ -18,6 +24,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Keep the VMs in line with the manifests in a directory
+    Daemon(DaemonArgs),
     /// Print the version of ignited
     Version,
     /// Print a shell completion script
@@ -34,8 +42,57 @@ enum Shell {
     Fish,
 }
 
-fn main() {
-    match Cli::parse().command {
+/// Flags of every command that uses VMs.
+#[derive(Debug, Args)]
+struct Global {
+    /// The state directory (default /var/lib/ignite as root)
+    #[arg(long, env = "IGNITE_ROOT", value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// The Configuration file (default /etc/ignite/config.yaml if it exists)
+    #[arg(long, value_name = "FILE")]
+    ignite_config: Option<PathBuf>,
+    /// The `ignite` binary, which supervises VMs [default: beside ignited, else in PATH]
+    #[arg(long, value_name = "FILE")]
+    ignite: Option<PathBuf>,
+    /// Seconds between full comparisons of manifests and VMs (changes to the manifests are
+    /// seen within a second)
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    resync: u64,
+}
+
+#[derive(Debug, Args)]
+struct DaemonArgs {
+    /// The directory of VM manifests (.yaml, .yml, .json; recursively)
+    #[arg(long, default_value = "/etc/ignite/manifests", value_name = "DIR")]
+    manifest_dir: PathBuf,
+    #[command(flatten)]
+    global: Global,
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Daemon(args) => {
+            daemon::run(&args.manifest_dir, &args.global)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Version => println!("Ignite version: v{}", env!("CARGO_PKG_VERSION")),
         Command::Completion { shell } => {
             let shell = match shell {
@@ -51,6 +108,7 @@ fn main() {
             );
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

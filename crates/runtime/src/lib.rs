@@ -6,4 +6,5 @@ pub mod doctor;
 pub mod guest;
 pub mod images;
 pub mod kernels;
+pub mod reconcile;
 pub mod vms;

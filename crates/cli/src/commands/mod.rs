@@ -1,5 +1,6 @@
 //! One module per command. Each takes its parsed arguments and the shared [`Context`].
 
+mod apply;
 mod completion;
 mod cp;
 mod doctor;
@@ -131,6 +132,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Lifecycle(command) => return lifecycle(&Context::new(&cli)?, command),
         Command::Ps(args) => ps::run(&Context::new(&cli)?, args),
         Command::Doctor(args) => return doctor::run(&Context::new(&cli)?, args),
+        Command::Apply(args) => return apply::run(&Context::new(&cli)?, args),
         Command::Exec(args) => return exec::run(&Context::new(&cli)?, args),
         Command::Cp(args) => return cp::run(&Context::new(&cli)?, args),
         Command::Inspect(args) => inspect::run(&Context::new(&cli)?, args),

@@ -27,6 +27,7 @@ use rustix::process::Signal;
 use crate::images::{ImageError, ImportOptions, import_image, rootfs_path};
 use crate::kernels::{KernelImportOptions, default_kernel, import_kernel};
 pub use files::VmFiles;
+pub use ignite_vmm::find_in_path;
 
 /// VMs get at least this much memory: the kernel and the initramfs need it to boot.
 pub const MIN_MEMORY_MIB: u64 = 128;

@@ -1,0 +1,72 @@
+//! `ignited daemon`: the reconcile loop over a manifest directory until SIGTERM or
+//! SIGINT. VMs keep running when the daemon stops (each has its own supervisor); a
+//! restarted daemon takes them over where they are.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use ignite_runtime::reconcile::Reconciler;
+use ignite_store::Store;
+
+use crate::Global;
+use crate::reconcile_loop::ReconcileLoop;
+
+/// The value of the source label on VMs the daemon makes.
+pub const SOURCE: &str = "daemon";
+
+pub fn run(dir: &Path, global: &Global) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the manifest directory {}", dir.display()))?;
+    let configuration =
+        ignite_runtime::config::load_configuration(global.ignite_config.as_deref())?;
+    let root = ignite_store::resolve_root(global.root.as_deref());
+    let store = Store::open(&root)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
+    let reconciler = Reconciler {
+        store: &store,
+        source: SOURCE,
+        configuration: configuration.as_ref(),
+        import: ignite_runtime::images::ImportOptions {
+            registry_config_dir: configuration
+                .as_ref()
+                .and_then(|c| c.spec.registry_config_dir.clone()),
+            ..Default::default()
+        },
+        supervisor: ignite_binary(global.ignite.as_deref())?,
+        progress: &ignite_oci::fetch::NoProgress,
+    };
+    tracing::info!(
+        "keeping the VMs in line with {} (state in {})",
+        dir.display(),
+        root.display()
+    );
+    let mut reconcile = ReconcileLoop::new(
+        reconciler,
+        dir.to_path_buf(),
+        Duration::from_secs(global.resync.max(1)),
+    );
+    reconcile.run(&stop, |_| {});
+    tracing::info!("stopping; the VMs keep running");
+    stop.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The `ignite` binary that supervises VMs: the flag, else beside ignited, else in PATH.
+pub fn ignite_binary(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = flag {
+        return Ok(path.to_path_buf());
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("ignite")))
+        .filter(|p| p.is_file());
+    beside
+        .or_else(|| ignite_runtime::vms::find_in_path("ignite"))
+        .context("cannot find the ignite binary (it supervises VMs): install it beside ignited or in PATH, or give --ignite")
+}

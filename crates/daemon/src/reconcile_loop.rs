@@ -1,0 +1,187 @@
+//! The reconcile loop of `ignited daemon` and `ignited gitops`: level-triggered (every
+//! pass compares all manifests with all VMs, on a change of the manifest directory and at
+//! least every resync interval), one VM at a time, failures retried with exponential
+//! backoff and written into the manifest's `status.error`, and nothing a manifest or an
+//! action does takes the daemon down.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use ignite_runtime::reconcile::status::{ObservedStatus, write_back};
+use ignite_runtime::reconcile::{Action, Reconciler, manifests};
+use ignite_runtime::vms;
+
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const MAX_RETRY: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(250);
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub passes: u64,
+    pub actions: u64,
+    pub errors: u64,
+}
+
+pub struct ReconcileLoop<'a> {
+    pub reconciler: Reconciler<'a>,
+    pub dir: PathBuf,
+    pub resync: Duration,
+    pub stats: Stats,
+    retry: HashMap<String, (Instant, Duration)>,
+    errors: HashMap<String, String>,
+    reported: BTreeSet<(PathBuf, String)>,
+}
+
+impl<'a> ReconcileLoop<'a> {
+    pub fn new(reconciler: Reconciler<'a>, dir: PathBuf, resync: Duration) -> ReconcileLoop<'a> {
+        ReconcileLoop {
+            reconciler,
+            dir,
+            resync,
+            stats: Stats::default(),
+            retry: HashMap::new(),
+            errors: HashMap::new(),
+            reported: BTreeSet::new(),
+        }
+    }
+
+    /// Passes until `stop` is set.
+    pub fn run(&mut self, stop: &AtomicBool, mut after_pass: impl FnMut(&mut Self)) {
+        while !stop.load(Ordering::Relaxed) {
+            let seen = fingerprint(&self.dir);
+            self.pass();
+            after_pass(self);
+            let deadline = Instant::now() + self.resync;
+            while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+                if fingerprint(&self.dir) != seen {
+                    break;
+                }
+                std::thread::sleep(POLL);
+            }
+        }
+    }
+
+    /// One comparison of every manifest with every VM, and what follows from it.
+    pub fn pass(&mut self) {
+        self.stats.passes += 1;
+        let set = manifests::load(&self.dir);
+        let now: BTreeSet<(PathBuf, String)> = set.errors.iter().cloned().collect();
+        for (file, error) in now.difference(&self.reported) {
+            tracing::error!("{}: {error}", file.display());
+        }
+        self.reported = now;
+        let actions = match self.reconciler.plan(&set.vms, true) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!("cannot compare the manifests with the VMs: {e}");
+                self.stats.errors += 1;
+                return;
+            }
+        };
+        // One VM at a time, its actions in order; a failure ends that VM's turn.
+        let mut by_vm: BTreeMap<String, Vec<Action>> = BTreeMap::new();
+        for action in actions {
+            by_vm
+                .entry(action.name().to_string())
+                .or_default()
+                .push(action);
+        }
+        for (name, actions) in by_vm {
+            if self
+                .retry
+                .get(&name)
+                .is_some_and(|(at, _)| Instant::now() < *at)
+            {
+                continue;
+            }
+            let desired = set.vms.iter().find(|d| d.name() == name);
+            for action in &actions {
+                self.stats.actions += 1;
+                let result = catch_unwind(AssertUnwindSafe(|| {
+                    self.reconciler.execute(action, desired)
+                }));
+                let failure = match result {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(_) => Some("an internal error (a panic); see the daemon's log".into()),
+                };
+                match failure {
+                    None => {
+                        tracing::info!("{}", action.describe(true));
+                        self.retry.remove(&name);
+                        self.errors.remove(&name);
+                    }
+                    Some(error) => {
+                        self.stats.errors += 1;
+                        let delay = self
+                            .retry
+                            .get(&name)
+                            .map_or(FIRST_RETRY, |(_, d)| (*d * 2).min(MAX_RETRY));
+                        tracing::error!(
+                            "cannot {}: {error} (retrying in {delay:?})",
+                            action.describe(false).trim_start_matches("would ")
+                        );
+                        self.retry
+                            .insert(name.clone(), (Instant::now() + delay, delay));
+                        self.errors.insert(name.clone(), error);
+                        break;
+                    }
+                }
+            }
+        }
+        // Forget VMs that no longer have a manifest.
+        self.retry
+            .retain(|n, _| set.vms.iter().any(|d| d.name() == n));
+        self.errors
+            .retain(|n, _| set.vms.iter().any(|d| d.name() == n));
+        self.write_statuses(&set.vms);
+    }
+
+    fn write_statuses(&self, desired: &[manifests::Desired]) {
+        let Ok(list) = self.reconciler.store.vms().list() else {
+            return;
+        };
+        for d in desired {
+            let vm = list.objects.iter().find(|v| v.metadata.name == d.name());
+            let status = ObservedStatus {
+                running: d.running,
+                ip_addresses: vm
+                    .filter(|v| vms::is_running(v))
+                    .map(|v| v.status.ip_addresses().to_vec())
+                    .unwrap_or_default(),
+                error: self.errors.get(d.name()).cloned(),
+            };
+            if let Err(e) = write_back(&d.file, &d.text, &status) {
+                tracing::warn!("cannot write the status into {}: {e}", d.file.display());
+            }
+        }
+    }
+}
+
+/// What changes when a manifest is added, edited, renamed over or removed.
+fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    fn walk(dir: &Path, out: &mut Vec<(PathBuf, u64, Option<SystemTime>)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => walk(&path, out),
+                Ok(m) => out.push((path, m.len(), m.modified().ok())),
+                Err(_) => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
+}
