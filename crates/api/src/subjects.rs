@@ -119,6 +119,7 @@ impl TemplateSubject for Vm {
                 time: Time(DateTime::UNIX_EPOCH),
             }),
             ssh_address: Some(String::new()),
+            boot_millis: Some(0),
             error: Some(String::new()),
         };
         serde_json::to_value(vm).expect("a VM serializes")

@@ -367,6 +367,10 @@ pub struct VmStatus {
     /// user networking; an addition to Ignite's model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_address: Option<String>,
+    /// Milliseconds from starting the VMM to the guest agent's first answer, for the last
+    /// start (an addition to Ignite's model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_millis: Option<u64>,
     /// Why the last attempt to apply this VM's manifest failed (`ignited`; an addition to
     /// Ignite's model). Absent when it succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1316,6 +1316,8 @@ impl Daemon {
             .arg(host.root().join("state"))
             .arg("--ignite")
             .arg(assert_cmd::cargo::cargo_bin("ignite"))
+            .arg("--api-socket")
+            .arg(host.root().join("api.sock"))
             .env("IGNITE_INIT", guest_init())
             .env("IGNITE_ACCEL", "tcg")
             .stderr(log)
@@ -1401,4 +1403,145 @@ fn ignited_daemon_follows_the_manifest_directory() {
     assert_eq!(host.status_of("d2"), "Up");
     std::fs::remove_file(dir.join("d2.json")).unwrap();
     wait_until(&host, "d2 is removed", || !listed("d2"));
+}
+
+/// One request to the daemon's API socket: (status, body).
+fn api(host: &Host, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::Read;
+    let socket = host.root().join("api.sock");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut stream = loop {
+        match std::os::unix::net::UnixStream::connect(&socket) {
+            Ok(s) => break s,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no API at {}: {e}",
+                    socket.display()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+#[test]
+fn ignited_api_serves_vms_images_kernels_and_metrics() {
+    use std::os::unix::fs::PermissionsExt;
+    let host = Host::new();
+    let dir = host.root().join("manifests");
+    std::fs::create_dir(&dir).unwrap();
+    let _daemon = Daemon::start(&host, &dir);
+    let (status, body) = api(&host, "GET", "/v1/kernels", "");
+    assert_eq!(status, 200);
+    assert_eq!(json(&body).as_array().unwrap().len(), 1);
+    let mode = std::fs::metadata(host.root().join("api.sock"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "only root may use the API without --api-group"
+    );
+    // Create from a manifest: started unless it says otherwise.
+    let manifest = manifest(&host, "api1", "", "");
+    let (status, body) = api(&host, "POST", "/v1/vms", &manifest);
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(json(&body)["status"]["running"], true);
+    let (status, body) = api(&host, "POST", "/v1/vms", &manifest);
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(json(&body)["status"], 409);
+    assert!(
+        json(&body)["error"]
+            .as_str()
+            .unwrap()
+            .contains("already exists")
+    );
+    let (status, body) = api(&host, "POST", "/v1/vms", "kind: VM\nspec: [");
+    assert_eq!(status, 400);
+    assert!(
+        json(&body)["error"]
+            .as_str()
+            .unwrap()
+            .contains("bad VM manifest")
+    );
+    let (status, body) = api(&host, "GET", "/v1/images", "");
+    assert_eq!(status, 200);
+    assert_eq!(json(&body).as_array().unwrap().len(), 1);
+    let (status, body) = api(&host, "GET", "/v1/vms", "");
+    assert_eq!(status, 200);
+    let names: Vec<String> = json(&body)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["api1"]);
+    let (status, body) = api(&host, "GET", "/v1/vms/api1", "");
+    assert_eq!(status, 200);
+    assert_eq!(json(&body)["metadata"]["name"], "api1");
+    let (status, body) = api(&host, "GET", "/v1/vms/nope", "");
+    assert_eq!(status, 404);
+    assert!(json(&body)["error"].as_str().unwrap().contains("nope"));
+    // Once the guest's agent answers, its boot time is a metric.
+    host.ignite()
+        .args(["exec", "api1", "busybox", "true"])
+        .assert()
+        .success();
+    let (status, metrics) = api(&host, "GET", "/metrics", "");
+    assert_eq!(status, 200);
+    let mut samples = std::collections::HashMap::new();
+    for line in metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (name, value) = line.rsplit_once(' ').unwrap();
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("not a sample: {line}"));
+        samples.insert(name.to_string(), value);
+    }
+    assert_eq!(samples["ignite_vms{state=\"running\"}"], 1.0);
+    assert!(samples["ignite_reconcile_passes_total"] >= 1.0);
+    let uid = host.vm("api1").metadata.uid.unwrap().to_string();
+    let labels = format!("{{vm=\"api1\",uid=\"{uid}\"}}");
+    assert!(samples[&format!("ignite_vm_boot_seconds{labels}")] > 0.0);
+    assert_eq!(
+        samples[&format!("ignite_vm_memory_bytes{labels}")],
+        512.0 * 1024.0 * 1024.0
+    );
+    assert!(samples[&format!("ignite_vm_supervisor_resident_bytes{labels}")] > 0.0);
+    // Stop, start, a second start refused, remove (refused while it runs, unless forced).
+    let (status, body) = api(&host, "POST", "/v1/vms/api1/stop", "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["status"]["running"], false);
+    let (status, body) = api(&host, "POST", "/v1/vms/api1/start", "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["status"]["running"], true);
+    let (status, _) = api(&host, "POST", "/v1/vms/api1/start", "");
+    assert_eq!(status, 409);
+    let (status, _) = api(&host, "DELETE", "/v1/vms/api1", "");
+    assert_eq!(status, 409);
+    let (status, body) = api(&host, "DELETE", "/v1/vms/api1?force=true", "");
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(api(&host, "GET", "/v1/vms/api1", "").0, 404);
+    // Wrong methods and paths.
+    assert_eq!(api(&host, "PUT", "/v1/vms", "").0, 405);
+    assert_eq!(api(&host, "GET", "/v2/anything", "").0, 404);
 }

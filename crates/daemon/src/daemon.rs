@@ -3,8 +3,8 @@
 //! restarted daemon takes them over where they are.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -12,7 +12,8 @@ use ignite_runtime::reconcile::Reconciler;
 use ignite_store::Store;
 
 use crate::Global;
-use crate::reconcile_loop::ReconcileLoop;
+use crate::api::{self, Api};
+use crate::reconcile_loop::{ReconcileLoop, Stats};
 
 /// The value of the source label on VMs the daemon makes.
 pub const SOURCE: &str = "daemon";
@@ -28,6 +29,18 @@ pub fn run(dir: &Path, global: &Global) -> anyhow::Result<()> {
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, stop.clone())?;
     }
+    let supervisor = ignite_binary(global.ignite.as_deref())?;
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    api::serve(
+        &global.api_socket,
+        global.api_group.as_deref(),
+        Api {
+            root: root.clone(),
+            configuration: configuration.clone(),
+            supervisor: supervisor.clone(),
+            stats: stats.clone(),
+        },
+    )?;
     let reconciler = Reconciler {
         store: &store,
         source: SOURCE,
@@ -38,7 +51,7 @@ pub fn run(dir: &Path, global: &Global) -> anyhow::Result<()> {
                 .and_then(|c| c.spec.registry_config_dir.clone()),
             ..Default::default()
         },
-        supervisor: ignite_binary(global.ignite.as_deref())?,
+        supervisor,
         progress: &ignite_oci::fetch::NoProgress,
     };
     tracing::info!(
@@ -51,7 +64,10 @@ pub fn run(dir: &Path, global: &Global) -> anyhow::Result<()> {
         dir.to_path_buf(),
         Duration::from_secs(global.resync.max(1)),
     );
-    reconcile.run(&stop, |_| {});
+    reconcile.run(&stop, |l| {
+        *stats.lock().expect("stats lock") = l.stats.clone();
+    });
+    let _ = std::fs::remove_file(&global.api_socket);
     tracing::info!("stopping; the VMs keep running");
     stop.store(true, Ordering::Relaxed);
     Ok(())

@@ -1,7 +1,10 @@
 //! `ignited`: the Ignite daemon. It keeps VMs in line with manifests in a directory or a
 //! Git repository, and serves a REST API and metrics.
 
+mod api;
 mod daemon;
+mod http;
+mod metrics;
 mod reconcile_loop;
 
 use std::path::PathBuf;
@@ -58,6 +61,12 @@ struct Global {
     /// seen within a second)
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     resync: u64,
+    /// Where the REST API and /metrics listen
+    #[arg(long, default_value = "/run/ignite/ignited.sock", value_name = "FILE")]
+    api_socket: PathBuf,
+    /// A group whose members may use the API too (root always may)
+    #[arg(long, value_name = "GROUP")]
+    api_group: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -128,7 +128,8 @@ impl Reconciler<'_> {
         effective_vm_spec(d.vm.spec.clone(), None, self.configuration)
     }
 
-    fn create(&self, d: &Desired) -> Result<Vm, VmError> {
+    /// Makes the VM a manifest describes (stopped), labelled as this manager's.
+    pub fn create(&self, d: &Desired) -> Result<Vm, VmError> {
         let mut meta = d.vm.metadata.clone();
         meta.uid = None;
         meta.created = None;
@@ -153,7 +154,7 @@ impl Reconciler<'_> {
         )
     }
 
-    fn start(&self, vm: Vm) -> Result<(), VmError> {
+    pub fn start(&self, vm: Vm) -> Result<(), VmError> {
         vms::start_vm(
             self.store,
             vm,

@@ -46,6 +46,8 @@ pub enum VmError {
     Invalid(String),
     #[error("VM {0} is already running")]
     AlreadyRunning(String),
+    #[error("a VM named {0:?} already exists: choose another name, or remove it (ignite rm {0})")]
+    NameTaken(String),
     #[error("VM {0} is running: stop it first (ignite stop {0}), or use -f")]
     Running(String),
     #[error("VM {vm} did not start: {reason}")]
@@ -117,10 +119,7 @@ pub fn create_vm(store: &Store, request: CreateRequest<'_>) -> Result<Vm, VmErro
             .iter()
             .any(|v| v.metadata.name == meta.name)
     {
-        return Err(VmError::Invalid(format!(
-            "a VM named {:?} already exists: choose another name, or remove it (ignite rm {})",
-            meta.name, meta.name
-        )));
+        return Err(VmError::NameTaken(meta.name.clone()));
     }
     let image = find_or_import_image(store, &spec, &import, progress)?;
     let kernel = find_or_import_kernel(store, &spec, &import, progress)?;

@@ -161,6 +161,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
 
     // The helper sets the parent-death signal, then execs the VMM. This thread lives as
     // long as the supervisor, which is what the signal is tied to.
+    let launched = Instant::now();
     let console_on_stdio = vmm.console_on_stdio();
     let mut child = Command::new(helper)
         .args(["vm", "exec-vmm", "--"])
@@ -217,6 +218,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
             accel: accel::name(accel).to_string(),
         });
         v.status.exit = None;
+        v.status.boot_millis = None;
         v.status.ssh_address = match &bridge {
             Some(b) => v.spec.ssh.as_ref().map(|_| format!("{}:22", b.address)),
             None => ssh_port.map(|p| format!("127.0.0.1:{p}")),
@@ -261,8 +263,27 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         let workload_exit = workload_exit.clone();
         let (vmm, spec) = (vmm.clone(), spec.clone());
         let dir = files.dir().to_path_buf();
+        let (root, uid) = (store.root().to_path_buf(), uid.clone());
+        let ready = move || {
+            let millis = launched.elapsed().as_millis() as u64;
+            let recorded = Store::open(&root).and_then(|store| {
+                store.vms().update(&uid, |v| -> Result<(), StoreError> {
+                    v.status.boot_millis = Some(millis);
+                    Ok(())
+                })
+            });
+            if let Err(e) = recorded {
+                tracing::warn!("cannot record the boot time: {e}");
+            }
+        };
         std::thread::spawn(move || {
-            hold_agent(|| vmm.connect_agent(&spec), &dir, agent, workload_exit)
+            hold_agent(
+                || vmm.connect_agent(&spec),
+                &dir,
+                ready,
+                agent,
+                workload_exit,
+            )
         });
     }
 
@@ -361,6 +382,7 @@ fn console_exit_status(files: &VmFiles, offset: u64) -> Option<i32> {
 fn hold_agent(
     connect: impl Fn() -> std::io::Result<UnixStream>,
     vm_dir: &std::path::Path,
+    ready: impl FnOnce(),
     slot: Arc<Mutex<Option<Arc<AgentClient>>>>,
     workload_exit: Arc<Mutex<Option<ExitStatus>>>,
 ) {
@@ -382,6 +404,7 @@ fn hold_agent(
         }
     };
     tracing::info!(guest = %client.guest.software, "the guest agent answered");
+    ready();
     *slot.lock().expect("agent lock") = Some(client.clone());
     if let Ok(exit) = client.workload_exit(Duration::from_secs(u64::MAX / 4)) {
         *workload_exit.lock().expect("exit lock") = Some(exit);

@@ -1,0 +1,258 @@
+//! The REST API on a unix socket (described by docs/api/openapi.yaml): VMs listed, read,
+//! created from a manifest, started, stopped and removed; images and kernels listed;
+//! Prometheus metrics at `/metrics`. Errors are JSON (`{"error", "status"}`) with the
+//! status code that fits. The socket is the access control: root and, when configured,
+//! one group may connect (mode 0660), nobody else.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use ignite_api::{Configuration, Vm};
+use ignite_runtime::reconcile::{Desired, Reconciler};
+use ignite_runtime::vms::{self, VmError};
+use ignite_store::{Store, StoreError};
+
+use crate::http::{Request, Response, read_request, write_response};
+use crate::metrics;
+use crate::reconcile_loop::Stats;
+
+/// The value of the source label on VMs made through the API.
+pub const SOURCE: &str = "api";
+
+/// What request handlers share.
+pub struct Api {
+    pub root: PathBuf,
+    pub configuration: Option<Configuration>,
+    pub supervisor: PathBuf,
+    pub stats: Arc<Mutex<Stats>>,
+}
+
+/// Binds the socket (replacing a stale one), sets its mode and group, and serves it on a
+/// thread of its own.
+pub fn serve(socket: &Path, group: Option<&str>, api: Api) -> anyhow::Result<()> {
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if UnixStream::connect(socket).is_ok() {
+        anyhow::bail!(
+            "another daemon serves {} already: stop it, or give --api-socket another path",
+            socket.display()
+        );
+    }
+    let _ = std::fs::remove_file(socket);
+    let listener = UnixListener::bind(socket)
+        .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    let gid = group.map(group_id).transpose()?;
+    std::os::unix::fs::chown(socket, None, gid)
+        .with_context(|| format!("cannot give {} to its group", socket.display()))?;
+    let mode = if gid.is_some() { 0o660 } else { 0o600 };
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set the mode of {}", socket.display()))?;
+    tracing::info!("the API listens on {}", socket.display());
+    let api = Arc::new(api);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let api = api.clone();
+            std::thread::spawn(move || {
+                let response = match read_request(&stream) {
+                    Ok(request) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        api.handle(&request)
+                    }))
+                    .unwrap_or_else(|_| {
+                        Response::error(500, "internal error; see the daemon's log")
+                    }),
+                    Err(response) => response,
+                };
+                let _ = write_response(&stream, &response);
+            });
+        }
+    });
+    Ok(())
+}
+
+/// A group's id from /etc/group.
+fn group_id(name: &str) -> anyhow::Result<u32> {
+    let groups = std::fs::read_to_string("/etc/group").context("cannot read /etc/group")?;
+    groups
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            (f.next() == Some(name)).then(|| f.nth(1)?.parse().ok())?
+        })
+        .with_context(|| format!("no group {name:?} on this host: create it (groupadd {name}) or give another --api-group"))
+}
+
+impl Api {
+    fn store(&self) -> Result<Store, Response> {
+        Store::open(&self.root).map_err(|e| Response::error(500, e.to_string()))
+    }
+
+    fn handle(&self, request: &Request) -> Response {
+        let segments: Vec<&str> = request
+            .path
+            .trim_matches('/')
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
+        let result = match (request.method.as_str(), segments.as_slice()) {
+            ("GET", ["metrics"]) => self.store().map(|store| {
+                let stats = self.stats.lock().expect("stats lock").clone();
+                Response::text(
+                    200,
+                    "text/plain; version=0.0.4",
+                    metrics::render(&store, &stats),
+                )
+            }),
+            ("GET", ["v1", "vms"]) => self.list_vms(),
+            ("POST", ["v1", "vms"]) => self.create(&request.body),
+            ("GET", ["v1", "vms", name]) => {
+                self.with_vm(name, |_, vm| Ok(Response::json(200, &vm)))
+            }
+            ("DELETE", ["v1", "vms", name]) => self.with_vm(name, |store, vm| {
+                vms::remove_vm(store, vm, request.flag("force")).map(|_| Response::empty(204))
+            }),
+            ("POST", ["v1", "vms", name, "start"]) => self.with_vm(name, |store, vm| {
+                self.start(store, vm).map(|vm| Response::json(200, &vm))
+            }),
+            ("POST", ["v1", "vms", name, "stop"]) => self.with_vm(name, |store, vm| {
+                vms::stop_vm(store, vm, request.flag("kill")).map(|vm| Response::json(200, &vm))
+            }),
+            ("GET", ["v1", "images"]) => self.store().and_then(|s| {
+                s.images()
+                    .list()
+                    .map(|l| Response::json(200, &l.objects))
+                    .map_err(store_error)
+            }),
+            ("GET", ["v1", "kernels"]) => self.store().and_then(|s| {
+                s.kernels()
+                    .list()
+                    .map(|l| Response::json(200, &l.objects))
+                    .map_err(store_error)
+            }),
+            (
+                _,
+                ["metrics"]
+                | ["v1", "vms"]
+                | ["v1", "vms", _]
+                | ["v1", "images"]
+                | ["v1", "kernels"],
+            )
+            | (_, ["v1", "vms", _, "start" | "stop"]) => Err(Response::error(
+                405,
+                format!("{} is not allowed on {}", request.method, request.path),
+            )),
+            _ => Err(Response::error(
+                404,
+                format!("no such endpoint: {}", request.path),
+            )),
+        };
+        result.unwrap_or_else(|r| r)
+    }
+
+    fn list_vms(&self) -> Result<Response, Response> {
+        let store = self.store()?;
+        let vms: Vec<Vm> = store
+            .vms()
+            .list()
+            .map_err(store_error)?
+            .objects
+            .into_iter()
+            .map(|vm| vms::repair(&store, vm))
+            .collect();
+        Ok(Response::json(200, &vms))
+    }
+
+    fn with_vm(
+        &self,
+        name: &str,
+        f: impl FnOnce(&Store, Vm) -> Result<Response, VmError>,
+    ) -> Result<Response, Response> {
+        let store = self.store()?;
+        let vm = store.vms().find(name).map_err(store_error)?;
+        let vm = vms::repair(&store, vm);
+        f(&store, vm).map_err(vm_error)
+    }
+
+    /// A VM from a manifest (JSON or YAML), started unless `status.running` is false.
+    fn create(&self, body: &[u8]) -> Result<Response, Response> {
+        let store = self.store()?;
+        let text = std::str::from_utf8(body)
+            .map_err(|_| Response::error(400, "the manifest is not UTF-8"))?;
+        let vm: Vm = ignite_api::manifest::decode(text)
+            .map_err(|e| Response::error(400, format!("bad VM manifest: {e}")))?;
+        ignite_api::validation::validate_vm_manifest(&vm)
+            .map_err(|e| Response::error(400, format!("bad VM manifest: {e}")))?;
+        let tree: serde_json::Value =
+            ignite_api::manifest::decode(text).map_err(|e| Response::error(400, e.to_string()))?;
+        let running = tree
+            .pointer("/status/running")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(true);
+        let desired = Desired {
+            vm,
+            running,
+            file: PathBuf::new(),
+            text: text.to_string(),
+        };
+        let reconciler = self.reconciler(&store);
+        let action = ignite_runtime::reconcile::Action::Create {
+            name: desired.vm.metadata.name.clone(),
+            start: running,
+        };
+        let created = reconciler.create(&desired).map_err(vm_error)?;
+        let vm = if running {
+            self.start(&store, created).map_err(vm_error)?
+        } else {
+            created
+        };
+        tracing::info!("{} through the API", action.describe(true));
+        Ok(Response::json(201, &vm))
+    }
+
+    fn start(&self, store: &Store, vm: Vm) -> Result<Vm, VmError> {
+        let uid = vms::uid_of(&vm);
+        self.reconciler(store).start(vm)?;
+        Ok(store.vms().get(&uid)?)
+    }
+
+    fn reconciler<'a>(&'a self, store: &'a Store) -> Reconciler<'a> {
+        Reconciler {
+            store,
+            source: SOURCE,
+            configuration: self.configuration.as_ref(),
+            import: ignite_runtime::images::ImportOptions {
+                registry_config_dir: self
+                    .configuration
+                    .as_ref()
+                    .and_then(|c| c.spec.registry_config_dir.clone()),
+                ..Default::default()
+            },
+            supervisor: self.supervisor.clone(),
+            progress: &ignite_oci::fetch::NoProgress,
+        }
+    }
+}
+
+fn store_error(e: StoreError) -> Response {
+    let status = match e {
+        StoreError::NotFound { .. } => 404,
+        StoreError::Ambiguous { .. } => 400,
+        StoreError::NameTaken { .. } | StoreError::UidTaken { .. } => 409,
+        _ => 500,
+    };
+    Response::error(status, e.to_string())
+}
+
+fn vm_error(e: VmError) -> Response {
+    match e {
+        VmError::Store(e) => store_error(e),
+        VmError::AlreadyRunning(_) | VmError::Running(_) | VmError::NameTaken(_) => {
+            Response::error(409, e.to_string())
+        }
+        VmError::Invalid(_) | VmError::Image(_) => Response::error(400, e.to_string()),
+        e => Response::error(500, e.to_string()),
+    }
+}

@@ -1,0 +1,136 @@
+//! `/metrics` in Prometheus' text format: VMs by state, each VM's boot time and resource
+//! figures (vCPUs, memory, disk, and the resident memory of its supervisor and VMM), and
+//! the reconcile loop's passes, actions and errors.
+
+use std::fmt::Write;
+
+use ignite_api::{ProcessRef, Vm};
+use ignite_runtime::vms;
+use ignite_store::Store;
+
+use crate::reconcile_loop::Stats;
+
+pub fn render(store: &Store, stats: &Stats) -> String {
+    let vms: Vec<Vm> = store
+        .vms()
+        .list()
+        .map(|l| l.objects)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|vm| vms::repair(store, vm))
+        .collect();
+    let running = vms.iter().filter(|v| vms::is_running(v)).count();
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    family(
+        "ignite_vms",
+        "gauge",
+        "VMs by state.",
+        vec![
+            ("{state=\"running\"}".into(), running as f64),
+            ("{state=\"stopped\"}".into(), (vms.len() - running) as f64),
+        ],
+    );
+    family(
+        "ignite_reconcile_passes_total",
+        "counter",
+        "Comparisons of the manifests with the VMs.",
+        vec![(String::new(), stats.passes as f64)],
+    );
+    family(
+        "ignite_reconcile_actions_total",
+        "counter",
+        "Actions the reconcile loop took (create, start, stop, update, recreate, remove).",
+        vec![(String::new(), stats.actions as f64)],
+    );
+    family(
+        "ignite_reconcile_errors_total",
+        "counter",
+        "Reconcile actions or passes that failed.",
+        vec![(String::new(), stats.errors as f64)],
+    );
+    let per_vm = |value: &dyn Fn(&Vm) -> Option<f64>| -> Vec<(String, f64)> {
+        vms.iter()
+            .filter_map(|vm| Some((labels(vm), value(vm)?)))
+            .collect()
+    };
+    family(
+        "ignite_vm_running",
+        "gauge",
+        "1 while the VM runs.",
+        per_vm(&|vm| Some(f64::from(u8::from(vms::is_running(vm))))),
+    );
+    family(
+        "ignite_vm_boot_seconds",
+        "gauge",
+        "Seconds from starting the VMM to the guest agent's first answer, last start.",
+        per_vm(&|vm| vm.status.boot_millis.map(|ms| ms as f64 / 1000.0)),
+    );
+    family(
+        "ignite_vm_vcpus",
+        "gauge",
+        "vCPUs of the VM.",
+        per_vm(&|vm| Some(vm.spec.cpus() as f64)),
+    );
+    family(
+        "ignite_vm_memory_bytes",
+        "gauge",
+        "Memory of the VM.",
+        per_vm(&|vm| Some(vm.spec.memory().bytes() as f64)),
+    );
+    family(
+        "ignite_vm_disk_bytes",
+        "gauge",
+        "Size of the VM's root disk.",
+        per_vm(&|vm| Some(vm.spec.disk_size().bytes() as f64)),
+    );
+    family(
+        "ignite_vm_supervisor_resident_bytes",
+        "gauge",
+        "Resident memory of the VM's supervisor.",
+        per_vm(&|vm| rss(vm.status.supervisor.as_ref()?)),
+    );
+    family(
+        "ignite_vm_vmm_resident_bytes",
+        "gauge",
+        "Resident memory of the VM's VMM process (guest memory it touched included).",
+        per_vm(&|vm| rss(&vm.status.vmm.as_ref()?.process)),
+    );
+    out
+}
+
+fn labels(vm: &Vm) -> String {
+    let escape = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    format!(
+        "{{vm=\"{}\",uid=\"{}\"}}",
+        escape(&vm.metadata.name),
+        vm.metadata
+            .uid
+            .as_ref()
+            .map(|u| u.to_string())
+            .unwrap_or_default()
+    )
+}
+
+/// VmRSS of a live process, in bytes.
+fn rss(process: &ProcessRef) -> Option<f64> {
+    if !vms::process::is_alive(process) {
+        return None;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", process.pid)).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024.0)
+}
