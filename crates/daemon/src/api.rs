@@ -256,3 +256,45 @@ fn vm_error(e: VmError) -> Response {
         e => Response::error(500, e.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every path and method of docs/api/openapi.yaml is routed (none gets the
+    /// "no such endpoint" or "not allowed" answers), and nothing else is.
+    #[test]
+    fn the_openapi_document_matches_the_routes() {
+        let doc: serde_json::Value =
+            ignite_api::manifest::decode(include_str!("../../../docs/api/openapi.yaml")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let api = Api {
+            root: dir.path().to_path_buf(),
+            configuration: None,
+            supervisor: PathBuf::from("/nonexistent/ignite"),
+            stats: Arc::default(),
+        };
+        let paths = doc["paths"].as_object().unwrap();
+        let mut routed = 0;
+        for (path, item) in paths {
+            for method in ["get", "post", "delete", "put"] {
+                let request = Request {
+                    method: method.to_uppercase(),
+                    path: path.replace("{vm}", "some-vm"),
+                    query: vec![],
+                    body: vec![],
+                };
+                let response = api.handle(&request);
+                let text = String::from_utf8_lossy(&response.body).into_owned();
+                let unrouted = text.contains("no such endpoint") || text.contains("is not allowed");
+                if item.get(method).is_some() {
+                    assert!(!unrouted, "{method} {path} is documented but not served: {text}");
+                    routed += 1;
+                } else {
+                    assert!(unrouted, "{method} {path} is served but not documented");
+                }
+            }
+        }
+        assert_eq!(routed, 9);
+    }
+}
