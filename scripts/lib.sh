@@ -16,6 +16,7 @@ SYSTEM_PACKAGES=(
     iproute2        # ip: the bridge and taps of --network bridge; network namespaces in tests
     nftables        # nft: masquerade and port forwards of --network bridge
     openssh-client  # ssh-keygen makes the key pairs of --ssh; ignite ssh runs ssh
+    openssh-server  # sshd: the GitOps tests push to a Git remote over SSH on 127.0.0.1
     kmod            # depmod indexes a kernel's modules for modprobe inside VMs
     qemu-system-x86 # the QEMU microvm driver (and test guests, with TCG)
     qemu-utils      # qemu-img makes each VM's qcow2 disk over its image
@@ -39,10 +40,17 @@ install_packages() {
     command -v apt-get >/dev/null || die "apt-get not found: this script supports Debian and Ubuntu"
     log "installing system packages: ${SYSTEM_PACKAGES[*]%%#*}"
     export DEBIAN_FRONTEND=noninteractive
+    local had_sshd=yes
+    dpkg -s openssh-server >/dev/null 2>&1 || had_sshd=no
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${SYSTEM_PACKAGES[@]}" >/dev/null
-    # The tests start their own registries; the packaged service is not needed.
+    # The tests start their own registries and sshd; the packaged services are not needed.
     service docker-registry stop >/dev/null 2>&1 || true
+    # An sshd this script brought is not left listening (one that was there is left alone).
+    if [ "$had_sshd" = no ]; then
+        service ssh stop >/dev/null 2>&1 || true
+        systemctl disable ssh >/dev/null 2>&1 || true
+    fi
 }
 
 # Finds cargo (also in ~/.cargo/bin when PATH lacks it, as under sudo) and checks its version.

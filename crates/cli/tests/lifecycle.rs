@@ -93,6 +93,20 @@ impl Host {
     }
 }
 
+/// A failed test leaves no VM running behind it.
+impl Drop for Host {
+    fn drop(&mut self) {
+        let state = self.root().join("state");
+        if let Ok(out) = ignite(&state).args(["ps", "-a", "-q"]).output() {
+            let ids = String::from_utf8_lossy(&out.stdout).into_owned();
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                let _ = ignite(&state).args(["rm", "-f"]).args(&ids).output();
+            }
+        }
+    }
+}
+
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .is_ok_and(|s| !s.rsplit_once(')').unwrap().1.trim_start().starts_with('Z'))
@@ -1544,4 +1558,233 @@ fn ignited_api_serves_vms_images_kernels_and_metrics() {
     // Wrong methods and paths.
     assert_eq!(api(&host, "PUT", "/v1/vms", "").0, 405);
     assert_eq!(api(&host, "GET", "/v2/anything", "").0, 404);
+}
+
+/// Runs git in `dir` as a test author; panics on failure and returns stdout.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "tester")
+        .env("GIT_AUTHOR_EMAIL", "tester@localhost")
+        .env("GIT_COMMITTER_NAME", "tester")
+        .env("GIT_COMMITTER_EMAIL", "tester@localhost")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A bare repository (branch main) with one manifest committed through a working clone.
+fn git_remote(host: &Host, tag: &str, manifest_text: &str, file: &str) -> (PathBuf, PathBuf) {
+    let base = host.root().join(format!("git-{tag}"));
+    std::fs::create_dir_all(&base).unwrap();
+    let remote = base.join("remote.git");
+    git(
+        &base,
+        &["init", "--quiet", "--bare", "-b", "main", "remote.git"],
+    );
+    let work = base.join("work");
+    git(
+        &base,
+        &["clone", "--quiet", remote.to_str().unwrap(), "work"],
+    );
+    git(&work, &["checkout", "--quiet", "-b", "main"]);
+    std::fs::write(work.join(file), manifest_text).unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "--quiet", "-m", "a VM"]);
+    git(&work, &["push", "--quiet", "origin", "main"]);
+    (remote, work)
+}
+
+/// `ignited gitops` until dropped.
+fn start_gitops(host: &Host, tag: &str, url: &str, extra: &[&str]) -> Daemon {
+    let log = std::fs::File::create(host.root().join("ignited.log")).unwrap();
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ignited"))
+        .args([
+            "gitops",
+            url,
+            "--branch",
+            "main",
+            "--interval",
+            "1",
+            "--root",
+        ])
+        .arg(host.root().join("state"))
+        .arg("--ignite")
+        .arg(assert_cmd::cargo::cargo_bin("ignite"))
+        .arg("--api-socket")
+        .arg(host.root().join(format!("api-{tag}.sock")))
+        .arg("--checkout-dir")
+        .arg(host.root().join(format!("checkout-{tag}")))
+        .args(extra)
+        .env("IGNITE_INIT", guest_init())
+        .env("IGNITE_ACCEL", "tcg")
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Daemon(child)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn ignited_gitops_follows_git_remotes_and_pushes_status() {
+    let host = Host::new();
+    let listed = |name: &str| host.ps_all().lines().any(|l| l.ends_with(name));
+    let ignited_commits = |remote: &Path| {
+        git(remote, &["log", "--format=%an", "main"])
+            .lines()
+            .filter(|a| *a == "ignited")
+            .count()
+    };
+
+    // file://: a commit makes a VM, its status lands in a new commit, a removal removes it.
+    let (remote, work) = git_remote(&host, "file", &manifest(&host, "g1", "", ""), "g1.yaml");
+    let url = format!("file://{}", remote.display());
+    let gitops = start_gitops(&host, "file", &url, &[]);
+    wait_until(&host, "g1 runs", || {
+        listed("g1") && host.status_of("g1") == "Up"
+    });
+    wait_until(&host, "g1's status is pushed", || {
+        ignited_commits(&remote) > 0
+    });
+    assert!(git(&remote, &["show", "main:g1.yaml"]).contains("running: true"));
+    // The remote goes away for a while: the daemon carries on, and picks up later commits.
+    let away = remote.with_extension("away");
+    std::fs::rename(&remote, &away).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    std::fs::rename(&away, &remote).unwrap();
+    assert_eq!(host.status_of("g1"), "Up");
+    git(&work, &["pull", "--quiet", "--rebase", "origin", "main"]);
+    git(&work, &["rm", "--quiet", "g1.yaml"]);
+    git(&work, &["commit", "--quiet", "-m", "no more g1"]);
+    git(&work, &["push", "--quiet", "origin", "main"]);
+    wait_until(&host, "g1 is removed", || !listed("g1"));
+    let log = std::fs::read_to_string(host.root().join("ignited.log")).unwrap();
+    assert!(log.contains("cannot fetch"), "{log}");
+    drop(gitops);
+
+    // git daemon (git://): read-only, so VMs follow but no status is pushed.
+    let (remote, _work) = git_remote(&host, "daemon", &manifest(&host, "g2", "", ""), "g2.yaml");
+    let port = free_port();
+    let base = remote.parent().unwrap().to_path_buf();
+    let mut git_daemon = std::process::Command::new("git")
+        .args([
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            "--listen=127.0.0.1",
+        ])
+        .arg(format!("--port={port}"))
+        .arg(format!("--base-path={}", base.display()))
+        .arg(&base)
+        .spawn()
+        .unwrap();
+    let gitops = start_gitops(
+        &host,
+        "daemon",
+        &format!("git://127.0.0.1:{port}/remote.git"),
+        &[],
+    );
+    wait_until(&host, "g2 runs", || {
+        listed("g2") && host.status_of("g2") == "Up"
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        ignited_commits(&remote),
+        0,
+        "a read-only remote gets no commits"
+    );
+    drop(gitops);
+    let _ = git_daemon.kill();
+    let _ = git_daemon.wait();
+    host.ignite().args(["rm", "-f", "g2"]).assert().success();
+
+    // SSH with a key and a checked host key: status is pushed.
+    ignite_testkit::require_program("/usr/sbin/sshd", "openssh-server");
+    let (remote, _work) = git_remote(&host, "ssh", &manifest(&host, "g3", "", ""), "g3.yaml");
+    let sshd_dir = host.root().join("sshd");
+    std::fs::create_dir_all(&sshd_dir).unwrap();
+    let keygen = |path: &Path| {
+        assert!(
+            std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(path)
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    keygen(&sshd_dir.join("host_key"));
+    keygen(&sshd_dir.join("client_key"));
+    let port = free_port();
+    std::fs::copy(
+        sshd_dir.join("client_key.pub"),
+        sshd_dir.join("authorized_keys"),
+    )
+    .unwrap();
+    std::fs::write(
+        sshd_dir.join("sshd_config"),
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host_key\nAuthorizedKeysFile {dir}/authorized_keys\nPidFile {dir}/sshd.pid\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n",
+            dir = sshd_dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let mut sshd = std::process::Command::new("/usr/sbin/sshd")
+        .args(["-D", "-f"])
+        .arg(sshd_dir.join("sshd_config"))
+        .arg("-E")
+        .arg(sshd_dir.join("sshd.log"))
+        .spawn()
+        .unwrap();
+    let host_key = std::fs::read_to_string(sshd_dir.join("host_key.pub")).unwrap();
+    let known_hosts = sshd_dir.join("known_hosts");
+    std::fs::write(
+        &known_hosts,
+        format!(
+            "[127.0.0.1]:{port} {}\n",
+            host_key
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    )
+    .unwrap();
+    let url = format!("ssh://root@127.0.0.1:{port}{}", remote.display());
+    let key = sshd_dir.join("client_key");
+    let gitops = start_gitops(
+        &host,
+        "ssh",
+        &url,
+        &[
+            "--identity-file",
+            key.to_str().unwrap(),
+            "--known-hosts-file",
+            known_hosts.to_str().unwrap(),
+        ],
+    );
+    wait_until(&host, "g3 runs", || {
+        listed("g3") && host.status_of("g3") == "Up"
+    });
+    wait_until(&host, "g3's status is pushed over SSH", || {
+        ignited_commits(&remote) > 0
+    });
+    drop(gitops);
+    let _ = sshd.kill();
+    let _ = sshd.wait();
+    host.ignite().args(["rm", "-f", "g3"]).assert().success();
 }

@@ -288,7 +288,10 @@ mod tests {
                 let text = String::from_utf8_lossy(&response.body).into_owned();
                 let unrouted = text.contains("no such endpoint") || text.contains("is not allowed");
                 if item.get(method).is_some() {
-                    assert!(!unrouted, "{method} {path} is documented but not served: {text}");
+                    assert!(
+                        !unrouted,
+                        "{method} {path} is documented but not served: {text}"
+                    );
                     routed += 1;
                 } else {
                     assert!(unrouted, "{method} {path} is served but not documented");

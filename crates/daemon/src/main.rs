@@ -3,6 +3,7 @@
 
 mod api;
 mod daemon;
+mod gitops;
 mod http;
 mod metrics;
 mod reconcile_loop;
@@ -29,6 +30,8 @@ struct Cli {
 enum Command {
     /// Keep the VMs in line with the manifests in a directory
     Daemon(DaemonArgs),
+    /// Keep the VMs in line with the manifests in a Git repository, status pushed back
+    Gitops(gitops::GitopsArgs),
     /// Print the version of ignited
     Version,
     /// Print a shell completion script
@@ -100,6 +103,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Daemon(args) => {
             daemon::run(&args.manifest_dir, &args.global)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Gitops(args) => {
+            gitops::run(&args)?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Version => println!("Ignite version: v{}", env!("CARGO_PKG_VERSION")),

@@ -31,6 +31,8 @@ pub struct ReconcileLoop<'a> {
     pub dir: PathBuf,
     pub resync: Duration,
     pub stats: Stats,
+    /// Whether status goes back into the manifests (not for a read-only Git clone).
+    pub write_status: bool,
     retry: HashMap<String, (Instant, Duration)>,
     errors: HashMap<String, String>,
     reported: BTreeSet<(PathBuf, String)>,
@@ -43,6 +45,7 @@ impl<'a> ReconcileLoop<'a> {
             dir,
             resync,
             stats: Stats::default(),
+            write_status: true,
             retry: HashMap::new(),
             errors: HashMap::new(),
             reported: BTreeSet::new(),
@@ -138,7 +141,9 @@ impl<'a> ReconcileLoop<'a> {
             .retain(|n, _| set.vms.iter().any(|d| d.name() == n));
         self.errors
             .retain(|n, _| set.vms.iter().any(|d| d.name() == n));
-        self.write_statuses(&set.vms);
+        if self.write_status {
+            self.write_statuses(&set.vms);
+        }
     }
 
     fn write_statuses(&self, desired: &[manifests::Desired]) {
