@@ -95,7 +95,14 @@ impl Git {
 }
 
 /// How the remote is reached, and whether status can be pushed to it.
-fn access(args: &GitopsArgs) -> anyhow::Result<(Vec<String>, Vec<(String, String)>, bool)> {
+struct Access {
+    /// `git -c` settings.
+    config: Vec<String>,
+    env: Vec<(String, String)>,
+    writable: bool,
+}
+
+fn access(args: &GitopsArgs) -> anyhow::Result<Access> {
     let url = args.url.as_str();
     let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "'\\''"));
     let ssh = url.starts_with("ssh://")
@@ -113,34 +120,35 @@ fn access(args: &GitopsArgs) -> anyhow::Result<(Vec<String>, Vec<(String, String
         if let Some(key) = &args.identity_file {
             command.push_str(&format!(" -o IdentitiesOnly=yes -i {}", quote(key)));
         }
-        return Ok((
-            vec![],
-            vec![("GIT_SSH_COMMAND".into(), command)],
-            args.identity_file.is_some(),
-        ));
+        return Ok(Access {
+            config: vec![],
+            env: vec![("GIT_SSH_COMMAND".into(), command)],
+            writable: args.identity_file.is_some(),
+        });
     }
+    let none = |writable| Access {
+        config: vec![],
+        env: vec![],
+        writable,
+    };
     if url.starts_with("https://") || url.starts_with("http://") {
         let password = std::env::var(PASSWORD_ENV).ok();
         return Ok(match (&args.https_username, password) {
-            (Some(user), Some(password)) => (
-                vec![
+            (Some(user), Some(password)) => Access {
+                config: vec![
                     "credential.helper=".into(),
                     "credential.helper=!f() { echo \"username=$IGNITE_GIT_USERNAME\"; echo \"password=$IGNITE_GIT_PASSWORD\"; }; f".into(),
                 ],
-                vec![
+                env: vec![
                     ("IGNITE_GIT_USERNAME".into(), user.clone()),
                     (PASSWORD_ENV.into(), password),
                 ],
-                true,
-            ),
-            _ => (vec![], vec![], false),
+                writable: true,
+            },
+            _ => none(false),
         });
     }
-    Ok((
-        vec![],
-        vec![],
-        url.starts_with("file://") || url.starts_with('/'),
-    ))
+    Ok(none(url.starts_with("file://") || url.starts_with('/')))
 }
 
 pub fn run(args: &GitopsArgs) -> anyhow::Result<()> {
@@ -149,7 +157,11 @@ pub fn run(args: &GitopsArgs) -> anyhow::Result<()> {
         ignite_runtime::config::load_configuration(global.ignite_config.as_deref())?;
     let root = ignite_store::resolve_root(global.root.as_deref());
     let store = Store::open(&root)?;
-    let (config, env, writable) = access(args)?;
+    let Access {
+        config,
+        env,
+        writable,
+    } = access(args)?;
     let checkout = args.checkout_dir.clone().unwrap_or_else(|| {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -343,5 +355,60 @@ fn publish(git: &Git, branch: &str) {
         Err(e) => tracing::warn!(
             "cannot push the status ({e}); fetching, rebasing and retrying next time"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> GitopsArgs {
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: GitopsArgs,
+        }
+        Wrapper::parse_from(std::iter::once("gitops").chain(extra.iter().copied())).args
+    }
+
+    #[test]
+    fn remotes_are_writable_only_with_credentials() {
+        assert!(access(&args(&["file:///srv/vms.git"])).unwrap().writable);
+        assert!(
+            !access(&args(&["git://127.0.0.1/vms.git"]))
+                .unwrap()
+                .writable
+        );
+        assert!(
+            !access(&args(&["https://example.org/vms.git"]))
+                .unwrap()
+                .writable
+        );
+        let e = access(&args(&["ssh://git@example.org/vms.git"]))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("--known-hosts-file"), "{e}");
+        let ssh = access(&args(&[
+            "git@example.org:vms.git",
+            "--identity-file",
+            "/k/id",
+            "--known-hosts-file",
+            "/k/known hosts",
+        ]))
+        .unwrap();
+        assert!(ssh.writable);
+        assert_eq!(
+            ssh.env[0].1,
+            "ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile='/k/known hosts' -o IdentitiesOnly=yes -i '/k/id'"
+        );
+        // Without a key SSH is read-only (the agent may still fetch).
+        let ro = access(&args(&[
+            "ssh://git@example.org/vms.git",
+            "--known-hosts-file",
+            "/k/kh",
+        ]));
+        assert!(!ro.unwrap().writable);
     }
 }
