@@ -1651,6 +1651,17 @@ fn ignited_gitops_follows_git_remotes_and_pushes_status() {
 
     // file://: a commit makes a VM, its status lands in a new commit, a removal removes it.
     let (remote, work) = git_remote(&host, "file", &manifest(&host, "g1", "", ""), "g1.yaml");
+    // The remote rejects the first push: the status gets there at a later try.
+    let hook = remote.join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nif [ ! -e {m} ]; then touch {m}; echo 'rejected for the test' >&2; exit 1; fi\n",
+            m = remote.join("rejected-once").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let url = format!("file://{}", remote.display());
     let gitops = start_gitops(&host, "file", &url, &[]);
     wait_until(&host, "g1 runs", || {
@@ -1660,6 +1671,7 @@ fn ignited_gitops_follows_git_remotes_and_pushes_status() {
         ignited_commits(&remote) > 0
     });
     assert!(git(&remote, &["show", "main:g1.yaml"]).contains("running: true"));
+    assert!(remote.join("rejected-once").exists());
     // The remote goes away for a while: the daemon carries on, and picks up later commits.
     let away = remote.with_extension("away");
     std::fs::rename(&remote, &away).unwrap();
@@ -1673,6 +1685,7 @@ fn ignited_gitops_follows_git_remotes_and_pushes_status() {
     wait_until(&host, "g1 is removed", || !listed("g1"));
     let log = std::fs::read_to_string(host.root().join("ignited.log")).unwrap();
     assert!(log.contains("cannot fetch"), "{log}");
+    assert!(log.contains("cannot push the status"), "{log}");
     drop(gitops);
 
     // git daemon (git://): read-only, so VMs follow but no status is pushed.

@@ -136,6 +136,7 @@ impl<'a> ReconcileLoop<'a> {
                 }
             }
         }
+        self.record_errors(&set.vms);
         // Forget VMs that no longer have a manifest.
         self.retry
             .retain(|n, _| set.vms.iter().any(|d| d.name() == n));
@@ -143,6 +144,30 @@ impl<'a> ReconcileLoop<'a> {
             .retain(|n, _| set.vms.iter().any(|d| d.name() == n));
         if self.write_status {
             self.write_statuses(&set.vms);
+        }
+    }
+
+    /// Each VM's last error (or none) in its stored status too, for `ignite inspect`.
+    fn record_errors(&self, desired: &[manifests::Desired]) {
+        let store = self.reconciler.store;
+        let Ok(list) = store.vms().list() else {
+            return;
+        };
+        for d in desired {
+            let error = self.errors.get(d.name()).cloned();
+            let Some(vm) = list.objects.iter().find(|v| v.metadata.name == d.name()) else {
+                continue;
+            };
+            if vm.status.error == error {
+                continue;
+            }
+            let uid = vms::uid_of(vm);
+            let _ = store
+                .vms()
+                .update(&uid, |v| -> Result<(), ignite_store::StoreError> {
+                    v.status.error = error.clone();
+                    Ok(())
+                });
         }
     }
 
