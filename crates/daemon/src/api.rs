@@ -219,20 +219,12 @@ impl Api {
     }
 
     fn reconciler<'a>(&'a self, store: &'a Store) -> Reconciler<'a> {
-        Reconciler {
+        crate::daemon::reconciler(
             store,
-            source: SOURCE,
-            configuration: self.configuration.as_ref(),
-            import: ignite_runtime::images::ImportOptions {
-                registry_config_dir: self
-                    .configuration
-                    .as_ref()
-                    .and_then(|c| c.spec.registry_config_dir.clone()),
-                ..Default::default()
-            },
-            supervisor: self.supervisor.clone(),
-            progress: &ignite_oci::fetch::NoProgress,
-        }
+            SOURCE,
+            self.configuration.as_ref(),
+            self.supervisor.clone(),
+        )
     }
 }
 

@@ -3,11 +3,12 @@
 //! restarted daemon takes them over where they are.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use ignite_api::Configuration;
 use ignite_runtime::reconcile::Reconciler;
 use ignite_store::Store;
 
@@ -21,6 +22,37 @@ pub const SOURCE: &str = "daemon";
 pub fn run(dir: &Path, global: &Global) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the manifest directory {}", dir.display()))?;
+    let setup = set_up(global)?;
+    tracing::info!(
+        "keeping the VMs in line with {} (state in {})",
+        dir.display(),
+        setup.root.display()
+    );
+    let mut reconcile = ReconcileLoop::new(
+        setup.reconciler(SOURCE),
+        dir.to_path_buf(),
+        Duration::from_secs(global.resync.max(1)),
+    );
+    reconcile.run(&setup.stop, |l| {
+        *setup.stats.lock().expect("stats lock") = l.stats.clone();
+    });
+    let _ = std::fs::remove_file(&global.api_socket);
+    tracing::info!("stopping; the VMs keep running");
+    Ok(())
+}
+
+/// What `ignited daemon` and `ignited gitops` both start with: the Configuration, the
+/// store, a stop flag raised by SIGTERM and SIGINT, and the API serving.
+pub struct Setup {
+    pub configuration: Option<Configuration>,
+    pub root: PathBuf,
+    pub store: Store,
+    pub stop: Arc<AtomicBool>,
+    pub stats: Arc<Mutex<Stats>>,
+    pub supervisor: PathBuf,
+}
+
+pub fn set_up(global: &Global) -> anyhow::Result<Setup> {
     let configuration =
         ignite_runtime::config::load_configuration(global.ignite_config.as_deref())?;
     let root = ignite_store::resolve_root(global.root.as_deref());
@@ -41,36 +73,45 @@ pub fn run(dir: &Path, global: &Global) -> anyhow::Result<()> {
             stats: stats.clone(),
         },
     )?;
-    let reconciler = Reconciler {
-        store: &store,
-        source: SOURCE,
-        configuration: configuration.as_ref(),
+    Ok(Setup {
+        configuration,
+        root,
+        store,
+        stop,
+        stats,
+        supervisor,
+    })
+}
+
+impl Setup {
+    pub fn reconciler<'a>(&'a self, source: &'a str) -> Reconciler<'a> {
+        reconciler(
+            &self.store,
+            source,
+            self.configuration.as_ref(),
+            self.supervisor.clone(),
+        )
+    }
+}
+
+/// A reconciler for `source` with the Configuration's registry settings.
+pub fn reconciler<'a>(
+    store: &'a Store,
+    source: &'a str,
+    configuration: Option<&'a Configuration>,
+    supervisor: PathBuf,
+) -> Reconciler<'a> {
+    Reconciler {
+        store,
+        source,
+        configuration,
         import: ignite_runtime::images::ImportOptions {
-            registry_config_dir: configuration
-                .as_ref()
-                .and_then(|c| c.spec.registry_config_dir.clone()),
+            registry_config_dir: configuration.and_then(|c| c.spec.registry_config_dir.clone()),
             ..Default::default()
         },
         supervisor,
         progress: &ignite_oci::fetch::NoProgress,
-    };
-    tracing::info!(
-        "keeping the VMs in line with {} (state in {})",
-        dir.display(),
-        root.display()
-    );
-    let mut reconcile = ReconcileLoop::new(
-        reconciler,
-        dir.to_path_buf(),
-        Duration::from_secs(global.resync.max(1)),
-    );
-    reconcile.run(&stop, |l| {
-        *stats.lock().expect("stats lock") = l.stats.clone();
-    });
-    let _ = std::fs::remove_file(&global.api_socket);
-    tracing::info!("stopping; the VMs keep running");
-    stop.store(true, Ordering::Relaxed);
-    Ok(())
+    }
 }
 
 /// The `ignite` binary that supervises VMs: the flag, else beside ignited, else in PATH.

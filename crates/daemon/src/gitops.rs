@@ -12,17 +12,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use ignite_runtime::reconcile::Reconciler;
-use ignite_store::Store;
 
 use crate::Global;
-use crate::api::{self, Api};
-use crate::reconcile_loop::{ReconcileLoop, Stats};
+use crate::reconcile_loop::ReconcileLoop;
 
 /// The value of the source label on VMs the GitOps loop makes.
 pub const SOURCE: &str = "gitops";
@@ -153,37 +149,22 @@ fn access(args: &GitopsArgs) -> anyhow::Result<Access> {
 
 pub fn run(args: &GitopsArgs) -> anyhow::Result<()> {
     let global = &args.global;
-    let configuration =
-        ignite_runtime::config::load_configuration(global.ignite_config.as_deref())?;
-    let root = ignite_store::resolve_root(global.root.as_deref());
-    let store = Store::open(&root)?;
     let Access {
         config,
         env,
         writable,
     } = access(args)?;
+    let setup = crate::daemon::set_up(global)?;
+    let stop = setup.stop.clone();
     let checkout = args.checkout_dir.clone().unwrap_or_else(|| {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         (&args.url, &args.branch).hash(&mut h);
-        root.join("gitops").join(format!("{:016x}", h.finish()))
+        setup
+            .root
+            .join("gitops")
+            .join(format!("{:016x}", h.finish()))
     });
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, stop.clone())?;
-    }
-    let supervisor = crate::daemon::ignite_binary(global.ignite.as_deref())?;
-    let stats = Arc::new(Mutex::new(Stats::default()));
-    api::serve(
-        &global.api_socket,
-        global.api_group.as_deref(),
-        Api {
-            root: root.clone(),
-            configuration: configuration.clone(),
-            supervisor: supervisor.clone(),
-            stats: stats.clone(),
-        },
-    )?;
     let interval = Duration::from_secs(args.interval.max(1));
     let mut git = Git {
         dir: checkout.clone(),
@@ -218,25 +199,13 @@ pub fn run(args: &GitopsArgs) -> anyhow::Result<()> {
         .path
         .as_ref()
         .map_or_else(|| checkout.clone(), |p| checkout.join(p));
-    let reconciler = Reconciler {
-        store: &store,
-        source: SOURCE,
-        configuration: configuration.as_ref(),
-        import: ignite_runtime::images::ImportOptions {
-            registry_config_dir: configuration
-                .as_ref()
-                .and_then(|c| c.spec.registry_config_dir.clone()),
-            ..Default::default()
-        },
-        supervisor,
-        progress: &ignite_oci::fetch::NoProgress,
-    };
+    let reconciler = setup.reconciler(SOURCE);
     let mut reconcile = ReconcileLoop::new(reconciler, dir, interval);
     reconcile.write_status = writable;
     while !stop.load(Ordering::Relaxed) {
         sync(&git, &branch);
         reconcile.pass();
-        *stats.lock().expect("stats lock") = reconcile.stats.clone();
+        *setup.stats.lock().expect("stats lock") = reconcile.stats.clone();
         if writable {
             publish(&git, &branch);
         }
