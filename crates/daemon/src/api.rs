@@ -253,6 +253,43 @@ fn vm_error(e: VmError) -> Response {
 mod tests {
     use super::*;
 
+    fn api(root: &Path) -> Api {
+        Api {
+            root: root.to_path_buf(),
+            configuration: None,
+            supervisor: PathBuf::from("/nonexistent/ignite"),
+            stats: Arc::default(),
+        }
+    }
+
+    /// The socket is root's alone, or root's and one group's.
+    #[test]
+    fn the_socket_admits_root_and_the_configured_group_only() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join("private.sock");
+        serve(&private, None, api(dir.path())).unwrap();
+        assert_eq!(std::fs::metadata(&private).unwrap().mode() & 0o777, 0o600);
+        // A second daemon on the same socket is refused, not allowed to steal it.
+        let e = serve(&private, None, api(dir.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("another daemon"), "{e}");
+        let shared = dir.path().join("shared.sock");
+        serve(&shared, Some("root"), api(dir.path())).unwrap();
+        let meta = std::fs::metadata(&shared).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o660);
+        assert_eq!(meta.gid(), 0);
+        let e = serve(
+            &dir.path().join("x.sock"),
+            Some("no-such-group-here"),
+            api(dir.path()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("no group \"no-such-group-here\""), "{e}");
+    }
+
     /// Every path and method of docs/api/openapi.yaml is routed (none gets the
     /// "no such endpoint" or "not allowed" answers), and nothing else is.
     #[test]
@@ -260,12 +297,7 @@ mod tests {
         let doc: serde_json::Value =
             ignite_api::manifest::decode(include_str!("../../../docs/api/openapi.yaml")).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let api = Api {
-            root: dir.path().to_path_buf(),
-            configuration: None,
-            supervisor: PathBuf::from("/nonexistent/ignite"),
-            stats: Arc::default(),
-        };
+        let api = api(dir.path());
         let paths = doc["paths"].as_object().unwrap();
         let mut routed = 0;
         for (path, item) in paths {
