@@ -23,4 +23,7 @@ log "the Debian base image the boot tests use"
 bash scripts/base-image.sh >/dev/null
 
 log "tests"
+# The binaries first: the CLI's tests run `ignited` too, which `cargo test` alone does not
+# build (only binaries of packages with integration tests are).
+cargo build --workspace --locked --bins
 cargo test --workspace --locked
