@@ -136,54 +136,43 @@ impl<'a> ReconcileLoop<'a> {
                 }
             }
         }
-        self.record_errors(&set.vms);
         // Forget VMs that no longer have a manifest.
         self.retry
             .retain(|n, _| set.vms.iter().any(|d| d.name() == n));
         self.errors
             .retain(|n, _| set.vms.iter().any(|d| d.name() == n));
-        if self.write_status {
-            self.write_statuses(&set.vms);
-        }
+        self.record_statuses(&set.vms);
     }
 
-    /// Each VM's last error (or none) in its stored status too, for `ignite inspect`.
-    fn record_errors(&self, desired: &[manifests::Desired]) {
+    /// Each VM's last error (or none) into its stored status, for `ignite inspect`, and,
+    /// unless the manifests are read-only, the status into each manifest.
+    fn record_statuses(&self, desired: &[manifests::Desired]) {
         let store = self.reconciler.store;
         let Ok(list) = store.vms().list() else {
             return;
         };
         for d in desired {
             let error = self.errors.get(d.name()).cloned();
-            let Some(vm) = list.objects.iter().find(|v| v.metadata.name == d.name()) else {
-                continue;
-            };
-            if vm.status.error == error {
+            let vm = list.objects.iter().find(|v| v.metadata.name == d.name());
+            if let Some(vm) = vm.filter(|v| v.status.error != error) {
+                let _ = store.vms().update(
+                    &vms::uid_of(vm),
+                    |v| -> Result<(), ignite_store::StoreError> {
+                        v.status.error = error.clone();
+                        Ok(())
+                    },
+                );
+            }
+            if !self.write_status {
                 continue;
             }
-            let uid = vms::uid_of(vm);
-            let _ = store
-                .vms()
-                .update(&uid, |v| -> Result<(), ignite_store::StoreError> {
-                    v.status.error = error.clone();
-                    Ok(())
-                });
-        }
-    }
-
-    fn write_statuses(&self, desired: &[manifests::Desired]) {
-        let Ok(list) = self.reconciler.store.vms().list() else {
-            return;
-        };
-        for d in desired {
-            let vm = list.objects.iter().find(|v| v.metadata.name == d.name());
             let status = ObservedStatus {
                 running: d.running,
                 ip_addresses: vm
                     .filter(|v| vms::is_running(v))
                     .map(|v| v.status.ip_addresses().to_vec())
                     .unwrap_or_default(),
-                error: self.errors.get(d.name()).cloned(),
+                error,
             };
             if let Err(e) = write_back(&d.file, &d.text, &status) {
                 tracing::warn!("cannot write the status into {}: {e}", d.file.display());
