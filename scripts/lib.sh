@@ -33,7 +33,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 require_root() {
-    [ "$(id -u)" -eq 0 ] || die "run this as root (sudo $0): it installs system packages and binaries"
+    [ "$(id -u)" -eq 0 ] || die "run this as root (with sudo where you are not root: sudo $0): it installs system packages and binaries"
 }
 
 install_packages() {
@@ -43,7 +43,12 @@ install_packages() {
     local had_sshd=yes
     dpkg -s openssh-server >/dev/null 2>&1 || had_sshd=no
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${SYSTEM_PACKAGES[@]}" >/dev/null
+    local qemu_pins
+    qemu_pins=$(qemu_version_pins)
+    # shellcheck disable=SC2086 # the pins are package=version words
+    apt-get install -y -qq --no-install-recommends --allow-downgrades \
+        "${SYSTEM_PACKAGES[@]}" $qemu_pins >/dev/null \
+        || die "installing the system packages failed (see apt's message above)"
     # The tests start their own registries and sshd; the packaged services are not needed.
     service docker-registry stop >/dev/null 2>&1 || true
     # An sshd this script brought is not left listening (one that was there is left alone).
@@ -51,6 +56,66 @@ install_packages() {
         service ssh stop >/dev/null 2>&1 || true
         systemctl disable ssh >/dev/null 2>&1 || true
     fi
+}
+
+# The QEMU packages must all be of one release: qemu-utils of one version breaks
+# qemu-system-common of another (a machine image may ship a backported qemu-utils while the
+# apt sources offer only the distribution's QEMU). Picks that release and prints the
+# `package=version` pins that make every installed or wanted QEMU package agree, saying on
+# stderr what it changes. The release: the installed qemu-system-x86's, else the installed
+# qemu-utils' when qemu-system-x86 exists in that release, else qemu-system-x86's candidate.
+# Versions are compared without a binNMU suffix (+bN): arch-independent packages such as
+# qemu-system-data have none.
+qemu_version_pins() {
+    local system_have utils_have target pkg have pin
+    system_have=$(installed_version qemu-system-x86)
+    utils_have=$(installed_version qemu-utils)
+    if [ -n "$system_have" ]; then
+        target=$(release_of "$system_have")
+    elif [ -n "$utils_have" ] && [ -n "$(version_in_release qemu-system-x86 "$(release_of "$utils_have")")" ]; then
+        target=$(release_of "$utils_have")
+    else
+        target=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $2}')
+        if [ -z "$target" ] || [ "$target" = "(none)" ]; then
+            die "no qemu-system-x86 package in the apt sources: add the distribution's main repository"
+        fi
+        target=$(release_of "$target")
+    fi
+    # Every QEMU package that is installed, plus the two Ignite asks for.
+    for pkg in $( (printf 'qemu-system-x86\nqemu-utils\n'; dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' 'qemu-*' 2>/dev/null | awk '$1 ~ /^.i/ {print $2}') | sort -u); do
+        have=$(installed_version "$pkg")
+        pin=$(version_in_release "$pkg" "$target")
+        if [ -n "$have" ] && [ "$(release_of "$have")" = "$target" ]; then
+            continue
+        fi
+        if [ -z "$pin" ]; then
+            [ -z "$have" ] && die "no $pkg of QEMU $target in the apt sources"
+            die "QEMU: $pkg $have is installed but the apt sources have no $pkg of QEMU $target, which the others need: remove it (apt-get remove $pkg) and run this again"
+        fi
+        [ -n "$have" ] && log "QEMU: $pkg $have does not match QEMU $target; installing $pkg $pin"
+        printf '%s=%s\n' "$pkg" "$pin"
+    done
+}
+
+# The installed version of a package, or nothing.
+installed_version() {
+    dpkg-query -W -f='${db:Status-Abbrev} ${Version}\n' "$1" 2>/dev/null | awk '$1 ~ /^.i/ {print $2}'
+}
+
+# A version without its binNMU suffix: 1:7.2+dfsg-7+deb12u18+b3 -> 1:7.2+dfsg-7+deb12u18.
+release_of() {
+    printf '%s\n' "$1" | sed -E 's/\+b[0-9]+$//'
+}
+
+# The newest version of a package in the apt sources that belongs to a release, or nothing.
+version_in_release() {
+    local version
+    apt-cache madison "$1" 2>/dev/null | awk -F'|' '{gsub(/ /, "", $2); print $2}' | while read -r version; do
+        if [ "$(release_of "$version")" = "$2" ]; then
+            printf '%s\n' "$version"
+            break
+        fi
+    done
 }
 
 # Finds cargo (also in ~/.cargo/bin when PATH lacks it, as under sudo) and checks its version.

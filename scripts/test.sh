@@ -27,3 +27,6 @@ log "tests"
 # build (only binaries of packages with integration tests are).
 cargo build --workspace --locked --bins
 cargo test --workspace --locked
+
+log "rootless: a fresh normal user's first run"
+bash scripts/rootless-smoke.sh target/debug/ignite

@@ -17,11 +17,21 @@ fn main() -> ExitCode {
     logging::init(cli.global.log_level);
     match commands::run(cli) {
         Ok(code) => code,
+        // A closed output pipe (`ignite logs VM | head`) is a normal end, as for `ls | head`.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("Error: {}", error_chain(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// The error and its causes on one line, without repeating a cause already in the message.

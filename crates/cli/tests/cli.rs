@@ -403,3 +403,70 @@ fn ps_sees_changes_made_after_it_last_ran() {
         "bfc80c948b1e2419\ncddc37ba657766e3\n"
     );
 }
+
+/// `ignite ... | head -c1`: once the reader has gone, the command ends quietly with status 0
+/// (no panic, nothing on stderr), in a real shell pipeline and with the pipe's read end
+/// closed before the command writes anything (so every write meets EPIPE).
+#[test]
+fn a_closed_output_pipe_ends_every_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    three_vms(dir.path());
+    // vm1's console: far more than a pipe buffer, so `head -c1` closes it mid-write.
+    let console = dir.path().join("vms/20e1d566ce318ada/console.log");
+    fs::write(&console, "console line\n".repeat(100_000)).unwrap();
+    let commands: [&[&str]; 6] = [
+        &["ps", "-a"],
+        &["images"],
+        &["kernels"],
+        &["logs", "vm1"],
+        &["completion", "bash"],
+        &["version", "-o", "json"],
+    ];
+    let ignite = assert_cmd::cargo::cargo_bin("ignite");
+    for args in commands {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(&ignite)
+            .args(args)
+            .env("IGNITE_ROOT", dir.path())
+            .stdout(writer)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "ignite {args:?} into a closed pipe: {out:?}"
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "ignite {args:?} into a closed pipe printed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pipeline = format!(
+            "set -o pipefail; '{}' {} | head -c1 >/dev/null",
+            ignite.display(),
+            args.join(" ")
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &pipeline])
+            .env("IGNITE_ROOT", dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{pipeline}: {out:?}"
+        );
+    }
+    let ignited = assert_cmd::cargo::cargo_bin("ignited");
+    for args in [&["completion", "bash"][..], &["version"][..]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(&ignited)
+            .args(args)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "ignited {args:?}: {out:?}");
+        assert!(out.stderr.is_empty(), "ignited {args:?}: {out:?}");
+    }
+}

@@ -62,7 +62,12 @@ struct Git {
 
 impl Git {
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("git");
+        // Where git is missing, spawning the bare name fails and run() says to install it.
+        let mut cmd = Command::new(
+            ignite_host_tools::GIT
+                .locate()
+                .unwrap_or_else(|| "git".into()),
+        );
         for c in &self.config {
             cmd.args(["-c", c]);
         }

@@ -99,6 +99,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes output; a closed pipe (`ignited completion bash | head`) is a normal end.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Daemon(args) => {
@@ -109,19 +118,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             gitops::run(&args)?;
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Version => println!("Ignite version: v{}", env!("CARGO_PKG_VERSION")),
+        Command::Version => {
+            write_stdout(&format!("Ignite version: v{}\n", env!("CARGO_PKG_VERSION")))?
+        }
         Command::Completion { shell } => {
             let shell = match shell {
                 Shell::Bash => clap_complete::Shell::Bash,
                 Shell::Zsh => clap_complete::Shell::Zsh,
                 Shell::Fish => clap_complete::Shell::Fish,
             };
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "ignited",
-                &mut std::io::stdout(),
-            );
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ignited", &mut script);
+            write_stdout(&String::from_utf8_lossy(&script))?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -4,7 +4,8 @@
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use ignite_host_tools as host_tools;
 
 const BLOCK: u64 = 4096;
 const MIB: u64 = 1 << 20;
@@ -18,8 +19,10 @@ pub enum DiskError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot run {program}: {source}; install e2fsprogs (apt-get install e2fsprogs)")]
-    Missing {
+    #[error(transparent)]
+    Missing(#[from] ignite_host_tools::MissingTool),
+    #[error("cannot run {program}: {source}")]
+    Run {
         program: &'static str,
         #[source]
         source: std::io::Error,
@@ -89,7 +92,8 @@ pub fn build_ext4(
             source,
         })?;
         drop(file);
-        let output = Command::new("mkfs.ext4")
+        let output = host_tools::MKFS_EXT4
+            .command()?
             .args([
                 "-q",
                 "-F",
@@ -110,7 +114,7 @@ pub fn build_ext4(
             .arg(image)
             .env("LC_ALL", "C")
             .output()
-            .map_err(|source| DiskError::Missing {
+            .map_err(|source| DiskError::Run {
                 program: "mkfs.ext4",
                 source,
             })?;
@@ -172,12 +176,13 @@ pub fn measure_tree(tree: &Path) -> Result<TreeSize, DiskError> {
 
 /// Runs `e2fsck -fn` (check only, change nothing) and returns its report on failure.
 pub fn check_ext4(image: &Path) -> Result<(), DiskError> {
-    let output = Command::new("e2fsck")
+    let output = host_tools::E2FSCK
+        .command()?
         .args(["-f", "-n"])
         .arg(image)
         .env("LC_ALL", "C")
         .output()
-        .map_err(|source| DiskError::Missing {
+        .map_err(|source| DiskError::Run {
             program: "e2fsck",
             source,
         })?;
@@ -223,7 +228,9 @@ mod tests {
         );
         assert_eq!(std::fs::metadata(&image).unwrap().len(), size);
         check_ext4(&image).unwrap();
-        let listing = Command::new("debugfs")
+        let listing = host_tools::DEBUGFS
+            .command()
+            .unwrap()
             .args(["-R", "cat /etc/hostname"])
             .arg(&image)
             .output()

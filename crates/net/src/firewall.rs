@@ -38,7 +38,7 @@ pub struct Forward {
 }
 
 fn nft(args: &[&str], input: Option<&str>) -> Result<String, NetError> {
-    run_with_input("nft", "nftables", args, input)
+    run_with_input(ignite_host_tools::NFT, args, input)
 }
 
 fn tag(owner: &str) -> String {

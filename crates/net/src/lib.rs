@@ -16,7 +16,8 @@ pub use firewall::{Forward, Transport};
 pub use subnet::Subnet;
 
 use std::path::PathBuf;
-use std::process::Command;
+
+use ignite_host_tools::HostTool;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -24,10 +25,11 @@ pub enum NetError {
     Invalid(String),
     #[error("`{command}` failed: {message}")]
     Command { command: String, message: String },
-    #[error("cannot run `{program}`: {source} (install {package}: apt-get install {package})")]
-    Missing {
+    #[error(transparent)]
+    Missing(#[from] ignite_host_tools::MissingTool),
+    #[error("cannot run `{program}`: {source}")]
+    Run {
         program: &'static str,
-        package: &'static str,
         #[source]
         source: std::io::Error,
     },
@@ -45,19 +47,16 @@ pub enum NetError {
 }
 
 /// Runs a networking tool and returns its stdout; a failure carries its stderr.
-fn run(program: &'static str, package: &'static str, args: &[&str]) -> Result<String, NetError> {
-    run_with_input(program, package, args, None)
+fn run(tool: HostTool, args: &[&str]) -> Result<String, NetError> {
+    run_with_input(tool, args, None)
 }
 
-fn run_with_input(
-    program: &'static str,
-    package: &'static str,
-    args: &[&str],
-    input: Option<&str>,
-) -> Result<String, NetError> {
+fn run_with_input(tool: HostTool, args: &[&str], input: Option<&str>) -> Result<String, NetError> {
     use std::io::Write;
     use std::process::Stdio;
-    let mut child = Command::new(program)
+    let program = tool.program;
+    let mut child = tool
+        .command()?
         .args(args)
         .stdin(if input.is_some() {
             Stdio::piped()
@@ -67,22 +66,14 @@ fn run_with_input(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| NetError::Missing {
-            program,
-            package,
-            source,
-        })?;
+        .map_err(|source| NetError::Run { program, source })?;
     if let Some(text) = input {
         let mut stdin = child.stdin.take().expect("piped stdin");
         let _ = stdin.write_all(text.as_bytes());
     }
     let output = child
         .wait_with_output()
-        .map_err(|source| NetError::Missing {
-            program,
-            package,
-            source,
-        })?;
+        .map_err(|source| NetError::Run { program, source })?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {

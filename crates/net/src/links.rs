@@ -3,7 +3,7 @@
 use crate::{NetError, Subnet, run};
 
 fn ip(args: &[&str]) -> Result<String, NetError> {
-    run("ip", "iproute2", args)
+    run(ignite_host_tools::IP, args)
 }
 
 /// The tap of a VM: named after its uid, within the kernel's 15 characters.

@@ -105,6 +105,57 @@ pub fn default_kernel(store: &Store) -> Result<Option<Kernel>, ImageError> {
     Ok(store.kernels().list()?.objects.into_iter().find(is_default))
 }
 
+/// Where scripts/setup.sh keeps the system's kernel package (Debian's cloud kernel), for
+/// every user: root-owned, world-readable.
+pub const SYSTEM_KERNEL_CACHE: &str = "/var/cache/ignite/kernel";
+
+/// The system's kernel package in [`SYSTEM_KERNEL_CACHE`], if setup downloaded one (the
+/// newest by name when there are several).
+pub fn system_kernel_package() -> Option<PathBuf> {
+    system_kernel_package_in(Path::new(SYSTEM_KERNEL_CACHE))
+}
+
+fn system_kernel_package_in(dir: &Path) -> Option<PathBuf> {
+    let mut debs: Vec<PathBuf> = fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "deb"))
+        .collect();
+    debs.sort();
+    debs.pop()
+}
+
+/// The default kernel; where the state root has none (a normal user's first run after
+/// setup imported the kernel for root), the system's kernel package is imported as this
+/// root's default, once, with one log line saying so.
+pub fn default_kernel_or_system(
+    store: &Store,
+    import: &ImportOptions,
+    progress: &dyn Progress,
+) -> Result<Option<Kernel>, ImageError> {
+    if let Some(kernel) = default_kernel(store)? {
+        return Ok(Some(kernel));
+    }
+    let Some(package) = system_kernel_package() else {
+        return Ok(None);
+    };
+    tracing::info!(
+        "no default kernel in {}: importing the system's kernel {} as its default",
+        store.root().display(),
+        package.display()
+    );
+    let options = KernelImportOptions {
+        image: import.clone(),
+        default: true,
+        ..KernelImportOptions::default()
+    };
+    Ok(Some(
+        import_kernel(store, &package.display().to_string(), &options, progress)?.kernel,
+    ))
+}
+
 fn normalize_source(source: ImageSource) -> Result<ImageSource, ImageError> {
     Ok(match source {
         ImageSource::File(path) => {
@@ -448,16 +499,14 @@ fn build_modules_disk(out: &Path, release: &str) -> Result<(), ImageError> {
     fs::create_dir_all(lent.parent().expect("has a parent"))
         .map_err(io("create directory", &base))?;
     fs::rename(&modules, &lent).map_err(io("move", &modules))?;
-    let depmod = ["depmod", "/usr/sbin/depmod", "/sbin/depmod"]
-        .into_iter()
-        .find_map(|program| {
-            std::process::Command::new(program)
-                .arg("-b")
-                .arg(&base)
-                .arg(release)
-                .output()
-                .ok()
-        });
+    let depmod = ignite_host_tools::DEPMOD.locate().and_then(|program| {
+        std::process::Command::new(program)
+            .arg("-b")
+            .arg(&base)
+            .arg(release)
+            .output()
+            .ok()
+    });
     fs::rename(&lent, &modules).map_err(io("move back", &lent))?;
     let _ = fs::remove_dir_all(&base);
     match depmod {
@@ -648,4 +697,32 @@ pub fn remove_kernel(
             .expect("stored kernels have a uid"),
     )?;
     Ok((kernel, users))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_system_kernel_package_is_the_newest_deb_and_only_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(system_kernel_package_in(dir.path()), None);
+        assert_eq!(system_kernel_package_in(&dir.path().join("absent")), None);
+        fs::write(dir.path().join("notes.txt"), "").unwrap();
+        fs::create_dir(dir.path().join("z.deb")).unwrap();
+        assert_eq!(system_kernel_package_in(dir.path()), None);
+        for name in [
+            "linux-image-6.1.0-30-cloud-amd64_6.1.124-1_amd64.deb",
+            "linux-image-6.1.0-37-cloud-amd64_6.1.140-1_amd64.deb",
+        ] {
+            fs::write(dir.path().join(name), "").unwrap();
+        }
+        assert_eq!(
+            system_kernel_package_in(dir.path()),
+            Some(
+                dir.path()
+                    .join("linux-image-6.1.0-37-cloud-amd64_6.1.140-1_amd64.deb")
+            )
+        );
+    }
 }

@@ -4,32 +4,44 @@ use std::path::Path;
 use std::process::Command;
 
 fn debugfs(image: &Path, request: &str) -> String {
-    let out = Command::new("debugfs")
-        .args(["-R", request])
-        .arg(image)
-        .output()
-        .expect("debugfs runs");
+    let out = Command::new(
+        ignite_host_tools::DEBUGFS
+            .locate()
+            .expect("debugfs (e2fsprogs) is installed"),
+    )
+    .args(["-R", request])
+    .arg(image)
+    .output()
+    .expect("debugfs runs");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A file's content, or None if it does not exist.
 pub fn read_file(image: &Path, path: &str) -> Option<Vec<u8>> {
     stat(image, path)?;
-    let out = Command::new("debugfs")
-        .args(["-R", &format!("cat {path}")])
-        .arg(image)
-        .output()
-        .unwrap();
+    let out = Command::new(
+        ignite_host_tools::DEBUGFS
+            .locate()
+            .expect("debugfs (e2fsprogs) is installed"),
+    )
+    .args(["-R", &format!("cat {path}")])
+    .arg(image)
+    .output()
+    .unwrap();
     Some(out.stdout)
 }
 
 /// `debugfs stat` of a path, or None if it does not exist.
 pub fn stat(image: &Path, path: &str) -> Option<String> {
-    let out = Command::new("debugfs")
-        .args(["-R", &format!("stat {path}")])
-        .arg(image)
-        .output()
-        .unwrap();
+    let out = Command::new(
+        ignite_host_tools::DEBUGFS
+            .locate()
+            .expect("debugfs (e2fsprogs) is installed"),
+    )
+    .args(["-R", &format!("stat {path}")])
+    .arg(image)
+    .output()
+    .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     if text.contains("Inode:") {
         Some(text)
@@ -89,11 +101,15 @@ pub fn all_paths(image: &Path) -> Vec<String> {
 
 /// Does `e2fsck -fn` pass?
 pub fn fsck_clean(image: &Path) -> bool {
-    Command::new("e2fsck")
-        .args(["-f", "-n"])
-        .arg(image)
-        .output()
-        .unwrap()
-        .status
-        .success()
+    Command::new(
+        ignite_host_tools::E2FSCK
+            .locate()
+            .expect("e2fsck (e2fsprogs) is installed"),
+    )
+    .args(["-f", "-n"])
+    .arg(image)
+    .output()
+    .unwrap()
+    .status
+    .success()
 }

@@ -120,14 +120,7 @@ pub enum Accel {
     Tcg,
 }
 
-/// A program in PATH, as a shell would find it.
+/// A program in PATH, or in the sbin and bin directories a normal user's PATH may lack.
 pub fn find_in_path(program: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| {
-            p.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
+    ignite_host_tools::locate(program)
 }

@@ -42,17 +42,17 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let actions = reconciler.plan(&set.vms, args.prune)?;
     for d in &set.vms {
         if !actions.iter().any(|a| a.name() == d.name()) {
-            println!("VM {} is up to date", d.name());
+            super::write_stdout(&format!("VM {} is up to date\n", d.name()))?;
         }
     }
     for action in &actions {
         if args.dry_run {
-            println!("{}", action.describe(false));
+            super::write_stdout(&format!("{}\n", action.describe(false)))?;
             continue;
         }
         let desired = set.vms.iter().find(|d| d.name() == action.name());
         match reconciler.execute(action, desired) {
-            Ok(()) => println!("{}", action.describe(true)),
+            Ok(()) => super::write_stdout(&format!("{}\n", action.describe(true)))?,
             Err(e) => {
                 eprintln!(
                     "Error: {}: {e}",

@@ -11,6 +11,7 @@ pub fn run(args: &CompletionArgs) -> anyhow::Result<()> {
         Shell::Zsh => CompleteShell::Zsh,
         Shell::Fish => CompleteShell::Fish,
     };
-    clap_complete::generate(shell, &mut Cli::command(), "ignite", &mut std::io::stdout());
-    Ok(())
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "ignite", &mut script);
+    super::write_stdout(&String::from_utf8_lossy(&script))
 }

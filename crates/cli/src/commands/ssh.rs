@@ -66,7 +66,7 @@ pub fn exec_ssh(ctx: &Context, vm: &Vm, call: &SshCall<'_>) -> anyhow::Result<Ex
         std::thread::sleep(Duration::from_millis(250));
     }
     let (host, port) = address.rsplit_once(':').unwrap_or((&address, "22"));
-    let mut ssh = std::process::Command::new("ssh");
+    let mut ssh = ignite_host_tools::SSH.command()?;
     ssh.arg("-i")
         .arg(&key)
         .args(["-p", port])

@@ -60,6 +60,5 @@ pub fn run(args: &VersionArgs) -> anyhow::Result<()> {
         Some(VersionFormat::Json) => ignite_api::manifest::to_json(&v),
         Some(VersionFormat::Yaml) => ignite_api::manifest::to_yaml(&v),
     };
-    print!("{text}");
-    Ok(())
+    super::write_stdout(&text)
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ignite_vmm::{Accel, find_in_path};
+use ignite_vmm::Accel;
 
 use crate::kernels::{BZIMAGE_FILE, INITRAMFS_FILE};
 
@@ -122,7 +122,9 @@ pub fn name(accel: Accel) -> &'static str {
 /// Boots `kernel_dir`'s kernel and initramfs with KVM and waits for ignite-init's first
 /// line: tells a working KVM from one that cannot run a guest (nested virtualisation).
 pub fn probe_kvm_boot(kernel_dir: &Path, timeout: Duration) -> Result<Duration, String> {
-    let qemu = find_in_path("qemu-system-x86_64").ok_or("QEMU is missing")?;
+    let qemu = ignite_host_tools::QEMU_SYSTEM
+        .locate()
+        .ok_or("QEMU is missing")?;
     let console = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
     let start = Instant::now();
     let mut child = Command::new(qemu)

@@ -1,7 +1,6 @@
 //! The files a VM owns in its directory.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use ignite_api::Uid;
 use ignite_store::Store;
@@ -76,7 +75,8 @@ impl VmFiles {
         let public = match ssh {
             ignite_api::Ssh::Generate => {
                 let key = self.ssh_key();
-                let out = Command::new("ssh-keygen")
+                let out = ignite_host_tools::SSH_KEYGEN
+                    .command()?
                     .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
                     .arg(&key)
                     .output()
@@ -147,7 +147,8 @@ impl VmFiles {
     /// (the guest grows its filesystem to fill it).
     pub fn create_raw_copy(&self, base: &Path, size: u64) -> Result<(), VmError> {
         let disk = self.raw_disk();
-        let out = Command::new("cp")
+        let out = ignite_host_tools::CP
+            .command()?
             .args(["--reflink=auto", "--sparse=always"])
             .arg(base)
             .arg(&disk)
@@ -173,7 +174,8 @@ impl VmFiles {
     }
 
     pub fn create_overlay(&self, base: &Path, size: u64) -> Result<(), VmError> {
-        let out = Command::new("qemu-img")
+        let out = ignite_host_tools::QEMU_IMG
+            .command()?
             .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
             .arg(base)
             .arg(self.overlay())

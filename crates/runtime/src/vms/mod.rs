@@ -25,7 +25,7 @@ use ignite_store::{Store, StoreError};
 use rustix::process::Signal;
 
 use crate::images::{ImageError, ImportOptions, import_image, rootfs_path};
-use crate::kernels::{KernelImportOptions, default_kernel, import_kernel};
+use crate::kernels::{KernelImportOptions, default_kernel_or_system, import_kernel};
 pub use files::VmFiles;
 pub use ignite_vmm::find_in_path;
 
@@ -44,6 +44,8 @@ pub enum VmError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    MissingTool(#[from] ignite_host_tools::MissingTool),
     #[error("VM {0} is already running")]
     AlreadyRunning(String),
     #[error("a VM named {0:?} already exists: choose another name, or remove it (ignite rm {0})")]
@@ -279,7 +281,7 @@ pub fn find_or_import_kernel(
             };
             Ok(import_kernel(store, &source.to_string(), &options, progress)?.kernel)
         }
-        None => default_kernel(store)?.ok_or_else(|| {
+        None => default_kernel_or_system(store, import, progress)?.ok_or_else(|| {
             VmError::Invalid(
                 "no kernel: import one as the default (ignite kernel import --default FILE; scripts/setup.sh imports Debian's cloud kernel) or give --kernel-image".into(),
             )
