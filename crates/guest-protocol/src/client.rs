@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,20 @@ use crate::agent::{
     PROTOCOL_VERSION, SignalRequest, WindowSize,
 };
 
-type Routes = Arc<Mutex<HashMap<u32, Sender<Frame>>>>;
+type Routes = Arc<Mutex<HashMap<u32, SyncSender<Frame>>>>;
+
+/// Frames held for one session that its reader has not taken yet. When they are full the
+/// router stops reading from the guest, the guest's writes block, and so does the process
+/// writing in the guest: what the guest sends cannot grow host memory beyond this bound
+/// (at most this many frames of `MAX_PAYLOAD` per session).
+pub const SESSION_BACKLOG: usize = 8;
+
+/// Control frames (hello, workload exit) held until read; further ones are dropped, since a
+/// guest that floods them gains nothing but its own lost messages.
+const CONTROL_BACKLOG: usize = 16;
+
+/// What [`Session::wait`] collects at most.
+pub const MAX_COLLECTED: usize = 256 << 20;
 
 pub struct AgentClient {
     writer: Arc<Mutex<Box<dyn Write + Send>>>,
@@ -45,7 +58,7 @@ impl AgentClient {
     {
         let writer: Arc<Mutex<Box<dyn Write + Send>>> = Arc::new(Mutex::new(Box::new(writer)));
         let routes: Routes = Arc::new(Mutex::new(HashMap::new()));
-        let (control_tx, control) = mpsc::channel();
+        let (control_tx, control) = mpsc::sync_channel(CONTROL_BACKLOG);
         {
             let routes = routes.clone();
             std::thread::spawn(move || route_frames(reader, routes, control_tx));
@@ -145,7 +158,7 @@ impl AgentClient {
             *next = next.wrapping_add(1).max(1);
             id
         };
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::sync_channel(SESSION_BACKLOG);
         self.routes.lock().expect("routes lock").insert(id, tx);
         (id, rx)
     }
@@ -180,10 +193,13 @@ impl AgentClient {
     }
 }
 
-fn route_frames(mut reader: impl Read, routes: Routes, control: Sender<Frame>) {
+fn route_frames(mut reader: impl Read, routes: Routes, control: SyncSender<Frame>) {
     while let Ok(Some(frame)) = Frame::read_from(&mut reader) {
         if frame.session == CONTROL {
-            let _ = control.send(frame);
+            // Full: nobody is reading control frames now, and a flood is the guest's loss.
+            if let Err(TrySendError::Disconnected(_)) = control.try_send(frame) {
+                break;
+            }
             continue;
         }
         let route = routes
@@ -194,8 +210,9 @@ fn route_frames(mut reader: impl Read, routes: Routes, control: Sender<Frame>) {
         if let Some(route) = route {
             let ends = matches!(frame.kind, FrameKind::Exited | FrameKind::Error);
             let session = frame.session;
-            let _ = route.send(frame);
-            if ends {
+            // Blocks while the session's reader is behind: that is the backpressure.
+            let gone = route.send(frame).is_err();
+            if ends || gone {
                 routes.lock().expect("routes lock").remove(&session);
             }
         }
@@ -279,12 +296,19 @@ impl Session<'_> {
         })
     }
 
-    /// Collects all output until the process ends.
+    /// Collects all output until the process ends (at most [`MAX_COLLECTED`] bytes: more
+    /// is an error, since the guest decides how much it sends).
     pub fn wait(self, timeout: Duration) -> io::Result<Result<Finished, ErrorBody>> {
         let deadline = Instant::now() + timeout;
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         loop {
-            match self.next(deadline.saturating_duration_since(Instant::now()))? {
+            let output = self.next(deadline.saturating_duration_since(Instant::now()))?;
+            if stdout.len() + stderr.len() > MAX_COLLECTED {
+                return Err(protocol_error(format!(
+                    "the guest process sent more than {MAX_COLLECTED} bytes of output"
+                )));
+            }
+            match output {
                 Output::Stdout(b) => stdout.extend(b),
                 Output::Stderr(b) => stderr.extend(b),
                 Output::Exited(status) => {

@@ -26,8 +26,8 @@ pub trait Vmm: Send + Sync {
     fn boot(&self, spec: &MachineSpec, control: &Path) -> io::Result<()>;
     /// Presses the power button: a guest that listens powers off.
     fn power_button(&self, control: &Path) -> io::Result<()>;
-    /// True when the serial console is the VMM's stdin and stdout, which the supervisor
-    /// then relays to [`ConsoleSpec::Socket`] itself.
+    /// True when a [`ConsoleSpec::Socket`] console is the VMM's stdin and stdout, which the
+    /// supervisor then relays (with a capped log) itself.
     fn console_on_stdio(&self) -> bool {
         false
     }
@@ -81,7 +81,9 @@ pub enum DiskFormat {
 pub enum ConsoleSpec {
     /// Appended to a log file.
     File(PathBuf),
-    /// A unix socket (for attach) whose output is also appended to `log`.
+    /// Relayed by the supervisor: the VMM has the console on its stdin and stdout (every
+    /// driver's `console_on_stdio` is true for it), and the supervisor serves the unix
+    /// socket `path` (for attach) and appends the output to the capped `log`.
     Socket { path: PathBuf, log: PathBuf },
 }
 

@@ -56,6 +56,10 @@ impl Vmm for Qemu {
         Ok(())
     }
 
+    fn console_on_stdio(&self) -> bool {
+        true
+    }
+
     fn power_button(&self, control: &Path) -> io::Result<()> {
         Qmp::connect(control, Duration::from_secs(5))?
             .execute("system_powerdown", None)
@@ -111,13 +115,8 @@ pub fn command_line(spec: &MachineSpec) -> Vec<OsString> {
 
     let console = match &spec.console {
         ConsoleSpec::File(path) => chardev_path("file,id=console,path=", path, ",append=on"),
-        ConsoleSpec::Socket { path, log } => {
-            let mut s = chardev_path("socket,id=console,path=", path, ",server=on,wait=off");
-            s.push(",logfile=");
-            s.push(escape(log.as_os_str()));
-            s.push(",logappend=on");
-            s
-        }
+        // The supervisor relays stdio to the socket and the capped log (console_on_stdio).
+        ConsoleSpec::Socket { .. } => OsString::from("stdio,id=console,signal=off"),
     };
     args.push("-chardev".into());
     args.push(console);
@@ -271,6 +270,22 @@ mod tests {
                 "missing {expected:?} in {joined}"
             );
         }
+        // The supervisor's console: on stdio, for it to relay and cap.
+        let mut relayed = spec();
+        relayed.console = ConsoleSpec::Socket {
+            path: "/vm/console.sock".into(),
+            log: "/vm/console.log".into(),
+        };
+        let joined = command_line(&relayed)
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            joined.contains("-chardev stdio,id=console,signal=off -serial chardev:console"),
+            "{joined}"
+        );
+        assert!(!joined.contains("logfile"), "{joined}");
         let mut kvm = spec();
         kvm.accel = Accel::Kvm;
         let joined: Vec<String> = command_line(&kvm)

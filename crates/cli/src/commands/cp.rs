@@ -166,21 +166,41 @@ fn copy_out(agent: &AgentClient, source: &str, dest: &Path) -> anyhow::Result<()
     move_into_place(&staging.path().join(&top), &into.join(name))
 }
 
-/// Unpacks within `dir` only; returns the archive's top-level name.
+/// Unpacks within `dir` only; returns the archive's top-level name. Member names must be
+/// relative without `..`, hard links may only name members unpacked before them, device
+/// nodes and FIFOs are skipped, and setuid, setgid and sticky bits are dropped (a guest's
+/// `chmod 4755` must not become a setuid file of the host user, root included).
 fn unpack_safely(reader: impl std::io::Read, dir: &Path) -> anyhow::Result<PathBuf> {
     let mut archive = tar::Archive::new(reader);
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
     archive.set_unpack_xattrs(false);
+    archive.set_preserve_ownerships(false);
+    archive.set_mask(SPECIAL_MODE_BITS);
     let mut top: Option<PathBuf> = None;
+    let mut unpacked = std::collections::HashSet::new();
     for entry in archive.entries()? {
         let mut entry = entry.context("the archive from the VM is malformed")?;
         let kind = entry.header().entry_type();
+        let path = entry.path()?.into_owned();
+        let path = member_path(&path)?;
         if kind.is_block_special() || kind.is_character_special() || kind.is_fifo() {
-            tracing::warn!("skipping the device node {}", entry.path()?.display());
+            tracing::warn!("skipping the device node or FIFO {}", path.display());
             continue;
         }
-        let path = entry.path()?.into_owned();
+        if kind.is_hard_link() {
+            let target = entry
+                .link_name()?
+                .ok_or_else(|| anyhow::anyhow!("the hard link {} has no target", path.display()))?;
+            let target = member_path(&target)?;
+            if !unpacked.contains(&target) {
+                bail!(
+                    "the archive from the VM links {} to {}, which is not in the archive",
+                    path.display(),
+                    target.display()
+                );
+            }
+        }
         let first = path
             .components()
             .next()
@@ -198,8 +218,33 @@ fn unpack_safely(reader: impl std::io::Read, dir: &Path) -> anyhow::Result<PathB
                 path.display()
             );
         }
+        unpacked.insert(path);
     }
     top.ok_or_else(|| anyhow::anyhow!("the VM sent an empty archive"))
+}
+
+/// Setuid, setgid and sticky: masked off everything copied out of a VM.
+const SPECIAL_MODE_BITS: u32 = 0o7000;
+
+/// A member name as a relative path of plain components (`./` dropped); absolute names and
+/// `..` are refused rather than rewritten, since only a hostile agent sends them.
+fn member_path(name: &Path) -> anyhow::Result<PathBuf> {
+    use std::path::Component;
+    let mut clean = PathBuf::new();
+    for component in name.components() {
+        match component {
+            Component::Normal(part) => clean.push(part),
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) | Component::ParentDir => bail!(
+                "the archive from the VM has the member name {}, which is not inside the copy: refused",
+                name.display()
+            ),
+        }
+    }
+    if clean.as_os_str().is_empty() {
+        bail!("the archive from the VM has an empty member name");
+    }
+    Ok(clean)
 }
 
 /// Moves a staged file or tree to `dest`, merging into an existing directory.
@@ -219,5 +264,87 @@ fn move_into_place(staged: &Path, dest: &Path) -> anyhow::Result<()> {
         ),
         _ => std::fs::rename(staged, dest)
             .with_context(|| format!("cannot move the copy to {}", dest.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn archive(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        build(&mut b);
+        b.into_inner().unwrap()
+    }
+
+    fn file(b: &mut tar::Builder<Vec<u8>>, name: &[u8], mode: u32, data: &[u8]) {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_entry_type(tar::EntryType::Regular);
+        // Raw names: the builder's own checks would refuse the hostile ones.
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    }
+
+    #[test]
+    fn setuid_setgid_and_sticky_bits_are_dropped() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = archive(|b| {
+            file(b, b"d/suid", 0o4755, b"x");
+            file(b, b"d/sgid", 0o2711, b"x");
+            file(b, b"d/sticky", 0o1777, b"x");
+        });
+        let top = unpack_safely(&data[..], dir.path()).unwrap();
+        assert_eq!(top, PathBuf::from("d"));
+        for (name, mode) in [("suid", 0o755), ("sgid", 0o711), ("sticky", 0o777)] {
+            let m = std::fs::metadata(dir.path().join("d").join(name)).unwrap();
+            assert_eq!(m.permissions().mode() & 0o7777, mode, "{name}");
+        }
+    }
+
+    #[test]
+    fn absolute_and_parent_member_names_are_refused() {
+        for name in [&b"/etc/passwd"[..], b"../escape", b"d/../../escape"] {
+            let dir = tempfile::tempdir().unwrap();
+            let data = archive(|b| file(b, name, 0o644, b"x"));
+            let err = unpack_safely(&data[..], dir.path()).unwrap_err();
+            assert!(
+                err.to_string().contains("not inside the copy"),
+                "{}: {err}",
+                String::from_utf8_lossy(name)
+            );
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        }
+    }
+
+    #[test]
+    fn hard_links_only_to_earlier_members() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = archive(|b| {
+            file(b, b"d/a", 0o644, b"x");
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Link);
+            h.set_size(0);
+            h.set_mode(0o644);
+            b.append_link(&mut h, "d/b", "d/a").unwrap();
+        });
+        unpack_safely(&data[..], dir.path()).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("d/b")).unwrap(), b"x");
+
+        let dir = tempfile::tempdir().unwrap();
+        let data = archive(|b| {
+            file(b, b"d/a", 0o644, b"x");
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Link);
+            h.set_size(0);
+            h.set_mode(0o644);
+            b.append_link(&mut h, "d/shadow", "etc/shadow").unwrap();
+        });
+        let err = unpack_safely(&data[..], dir.path()).unwrap_err();
+        assert!(err.to_string().contains("not in the archive"), "{err}");
+        assert!(!dir.path().join("d/shadow").exists());
     }
 }

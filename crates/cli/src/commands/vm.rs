@@ -11,7 +11,7 @@ use ignite_api::{
     BlockDeviceVolume, FileMapping, GuestMode, ImageSource, NetworkMode, PortMapping, Size, Ssh,
     Vm, VmImageSpec, VmKernelSpec, VmSpec, VmmKind, Volume, VolumeMount,
 };
-use ignite_runtime::vms::{self, CreateRequest, StartOptions, VmFiles};
+use ignite_runtime::vms::{self, CreateRequest, StartOptions, VmFiles, console_log};
 use ignite_store::Store;
 
 use super::{Context, write_stdout};
@@ -130,23 +130,13 @@ pub fn logs(ctx: &Context, args: &LogsArgs) -> anyhow::Result<ExitCode> {
     let vm = ctx.store.vms().find(&args.vm)?;
     let uid = vms::uid_of(&vm);
     let path = VmFiles::new(&ctx.store, &uid).console_log();
+    let mut out = std::io::stdout().lock();
+    // Older output first: the log rotated away once it reached its cap.
+    console_log::copy_from(&console_log::rotated(&path), 0, &mut out)?;
     let mut offset = 0u64;
     loop {
         let running = vms::is_running(&ctx.store.vms().get(&uid)?);
-        if let Ok(mut file) = std::fs::File::open(&path) {
-            use std::io::Seek;
-            file.seek(std::io::SeekFrom::Start(offset))?;
-            let mut buf = Vec::new();
-            file.read_to_end(&mut buf)?;
-            offset += buf.len() as u64;
-            let mut out = std::io::stdout().lock();
-            if let Err(e) = out.write_all(&buf).and_then(|()| out.flush()) {
-                if e.kind() == std::io::ErrorKind::BrokenPipe {
-                    return Ok(ExitCode::SUCCESS);
-                }
-                return Err(e.into());
-            }
-        }
+        offset = console_log::copy_from(&path, offset, &mut out)?;
         if !args.follow || !running {
             return Ok(ExitCode::SUCCESS);
         }
@@ -455,9 +445,11 @@ fn attach_console(store: &Store, vm: &Vm, log_offset: u64) -> anyhow::Result<()>
                 let current = store.vms().get(&vms::uid_of(vm))?;
                 if !vms::is_running(&current) {
                     // Over before we could join: show what it printed instead.
-                    let log = std::fs::read(files.console_log()).unwrap_or_default();
-                    let start = (log_offset as usize).min(log.len());
-                    std::io::stdout().write_all(&log[start..])?;
+                    console_log::copy_from(
+                        &files.console_log(),
+                        log_offset,
+                        &mut std::io::stdout().lock(),
+                    )?;
                     return Ok(());
                 }
                 if std::time::Instant::now() > deadline {

@@ -17,6 +17,11 @@ pub type AgentSlot = Arc<Mutex<Option<Arc<AgentClient>>>>;
 /// How long a client waits for a guest that is still booting.
 const AGENT_WAIT: Duration = Duration::from_secs(60);
 const SIGKILL: i32 = 9;
+/// How long a client may leave its output unread before its process is killed and its
+/// session dropped: the agent connection carries every session of the VM, and a client
+/// that stops reading holds them all up (the bounded backlogs make it wait rather than
+/// buffer; see `ignite_guest_protocol::client::SESSION_BACKLOG`).
+const STALLED_CLIENT: Duration = Duration::from_secs(30);
 
 pub fn serve(listener: UnixListener, agent: AgentSlot) {
     for stream in listener.incoming().flatten() {
@@ -42,6 +47,9 @@ fn relay(stream: UnixStream, slot: AgentSlot) {
     let Ok(mut reader) = stream.try_clone() else {
         return;
     };
+    if stream.set_write_timeout(Some(STALLED_CLIENT)).is_err() {
+        return;
+    }
     let writer = Arc::new(Mutex::new(stream));
     let send = |w: &Arc<Mutex<UnixStream>>, frame: Frame| {
         let _ = w.lock().expect("client lock").write_all(&frame.encode());
@@ -76,17 +84,27 @@ fn relay(stream: UnixStream, slot: AgentSlot) {
                 sessions.insert(frame.session, id);
                 let client_id = frame.session;
                 let writer = writer.clone();
+                let guest = a.clone();
                 std::thread::spawn(move || {
                     for mut f in frames {
                         let ends = matches!(f.kind, FrameKind::Exited | FrameKind::Error);
                         f.session = client_id;
-                        if writer
-                            .lock()
-                            .expect("client lock")
-                            .write_all(&f.encode())
-                            .is_err()
-                            || ends
-                        {
+                        let written = writer.lock().expect("client lock").write_all(&f.encode());
+                        if written.is_err() {
+                            // Gone or stalled: its process goes, and dropping `frames`
+                            // lets the other sessions' frames through again.
+                            tracing::warn!(
+                                "an exec client stopped reading for {} s or went away: killing its process",
+                                STALLED_CLIENT.as_secs()
+                            );
+                            let _ = guest.send_frame(&Frame::json(
+                                FrameKind::Signal,
+                                id,
+                                &SignalRequest { signal: SIGKILL },
+                            ));
+                            break;
+                        }
+                        if ends {
                             break;
                         }
                     }

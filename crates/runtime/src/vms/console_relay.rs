@@ -1,17 +1,22 @@
-//! The serial console of VMMs that put it on their stdin and stdout (Firecracker): the
-//! supervisor appends the output to `console.log` and serves `console.sock` for `attach`,
-//! as QEMU does itself, so `logs` and `attach` work the same whatever the VMM.
+//! The serial console, relayed by the supervisor for every VMM: the VMM has it on its
+//! stdin and stdout, the supervisor appends the output to the capped `console.log` (see
+//! [`super::console_log`]) and serves `console.sock` for `attach`, any number of clients at
+//! once. A client that stops reading is dropped rather than allowed to stall the guest.
 
-use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::process::{ChildStdin, ChildStdout};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use super::console_log::ConsoleLogWriter;
 use super::{VmError, io};
 
 type Clients = Arc<Mutex<Vec<UnixStream>>>;
+
+/// How long an attached client may leave console output unread before it is dropped.
+const STALLED_CLIENT: Duration = Duration::from_secs(2);
 
 /// Starts relaying; returns once `socket` listens.
 pub fn start(
@@ -21,11 +26,7 @@ pub fn start(
     log: &Path,
 ) -> Result<(), VmError> {
     let listener = UnixListener::bind(socket).map_err(io("listen on", socket))?;
-    let mut log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(io("open", log))?;
+    let mut log = ConsoleLogWriter::open(log).map_err(io("open", log))?;
     let clients: Clients = Arc::default();
     let input = Arc::new(Mutex::new(input));
     {
@@ -35,6 +36,9 @@ pub fn start(
                 let Ok(mut reader) = stream.try_clone() else {
                     continue;
                 };
+                if stream.set_write_timeout(Some(STALLED_CLIENT)).is_err() {
+                    continue;
+                }
                 clients.lock().expect("clients lock").push(stream);
                 let input = input.clone();
                 std::thread::spawn(move || {
@@ -54,10 +58,16 @@ pub fn start(
         });
     }
     std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
+        let mut buf = [0u8; 16 << 10];
+        let mut log_failed = false;
         while let Ok(n @ 1..) = output.read(&mut buf) {
             let chunk = &buf[..n];
-            let _ = log.write_all(chunk);
+            if let Err(e) = log.append(chunk)
+                && !log_failed
+            {
+                tracing::warn!("cannot write the console log: {e}");
+                log_failed = true;
+            }
             clients
                 .lock()
                 .expect("clients lock")

@@ -6,6 +6,7 @@
 
 pub mod accel;
 pub mod agent_proxy;
+pub mod console_log;
 mod console_relay;
 pub mod driver;
 pub mod files;

@@ -371,10 +371,11 @@ fn wait_for_process(pid: u32) -> Option<ignite_api::ProcessRef> {
     process::lookup(pid)
 }
 
+/// The exit marker among the console's last lines written since `offset` (the marker is
+/// the last thing ignite-init prints; the log is never read whole).
 fn console_exit_status(files: &VmFiles, offset: u64) -> Option<i32> {
-    let log = std::fs::read(files.console_log()).ok()?;
-    let new = log.get(offset as usize..)?;
-    last_exit_status(&String::from_utf8_lossy(new))
+    let tail = super::console_log::tail_since(&files.console_log(), offset, 64 << 10).ok()?;
+    last_exit_status(&String::from_utf8_lossy(&tail))
 }
 
 /// Connects to the guest agent (retrying while the guest boots), keeps the connection for
