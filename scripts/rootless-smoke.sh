@@ -52,13 +52,13 @@ as_user() {
 }
 
 log "rootless: PATH=$USER_PATH has no mkfs.ext4 (it is in /usr/sbin)"
-if as_user command -v mkfs.ext4 >/dev/null; then
+if su - "$USER_NAME" -c "env PATH=$USER_PATH sh -c 'command -v mkfs.ext4'" >/dev/null; then
     die "the smoke user's PATH finds mkfs.ext4: it is not Debian's default user PATH"
 fi
 
 IGNITE="$WORK/bin/ignite"
 log "rootless: image import"
-as_user "$IGNITE" image import --name smoke/busybox:1 "oci:$WORK/busybox:busybox"
+as_user "$IGNITE" image import --name smoke/busybox:1 "oci:$WORK/busybox:busybox" >/dev/null
 
 log "rootless: run --rm of a container-mode workload (exit status 7)"
 status=0
