@@ -1,6 +1,7 @@
 //! What a guest sends is hostile input: these tests make a real VM (QEMU, TCG) do what a
 //! compromised guest could, through the `ignite` binary, and check the host holds: `cp` out
-//! of the VM drops setuid bits and never creates device nodes or writes through links, a
+//! of the VM drops setuid bits and never creates device nodes or writes through links (and
+//! copies procfs and growing files correctly), a
 //! guest flooding `exec` output cannot grow host memory, and a guest flooding its console
 //! cannot fill the disk.
 
@@ -158,6 +159,40 @@ fn cp_out_of_a_vm_drops_setuid_bits_and_creates_no_device_nodes() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(left, vec![std::ffi::OsString::from("loot")]);
+
+    // Files whose size is unknown (procfs) or changes while they are read copy correctly.
+    host.ignite()
+        .arg("cp")
+        .arg("cp-src:/proc/version")
+        .arg(&dest)
+        .assert()
+        .success();
+    let version = std::fs::read_to_string(dest.join("version")).unwrap();
+    assert!(version.starts_with("Linux version "), "{version:?}");
+    host.sh(
+        "cp-src",
+        "busybox setsid busybox sh -c 'while :; do echo line >> /tmp/grow; done' </dev/null >/dev/null 2>&1 & \
+         while ! busybox test -s /tmp/grow; do busybox sleep 0.1; done",
+    );
+    let size = || host.sh("cp-src", "busybox stat -c %s /tmp/grow");
+    let first = size();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_ne!(first, size(), "the file in the VM is not growing");
+    for i in 0..3 {
+        let copy = dest.join(format!("grow{i}"));
+        host.ignite()
+            .arg("cp")
+            .arg("cp-src:/tmp/grow")
+            .arg(&copy)
+            .assert()
+            .success();
+        let text = std::fs::read_to_string(&copy).unwrap();
+        assert!(
+            "line\n".repeat(text.len() / 5 + 1).starts_with(&text),
+            "a copy of a growing file is not a snapshot of it: {:?}",
+            &text[..text.len().min(80)]
+        );
+    }
 }
 
 #[test]
