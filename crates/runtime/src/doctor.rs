@@ -124,7 +124,14 @@ pub fn run_checks(store: &Store, probe_kvm: bool, firecracker: Option<&Path>) ->
         },
     );
     checks.push(match find_guest_init() {
-        Some(p) => check("guest init", Verdict::Ok, p.display().to_string()),
+        Some(p) => match std::fs::read(&p)
+            .map_err(|e| format!("cannot read {}: {e}", p.display()))
+            .and_then(|bytes| {
+                crate::guest_init::check_static(&p, &bytes).map_err(|e| e.to_string())
+            }) {
+            Ok(()) => check("guest init", Verdict::Ok, p.display().to_string()),
+            Err(why) => check("guest init", Verdict::Fail, why),
+        },
         None => check(
             "guest init",
             Verdict::Fail,

@@ -39,6 +39,8 @@ pub enum ImageError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Disk(#[from] ignite_disk::DiskError),
+    #[error(transparent)]
+    GuestInit(#[from] crate::guest_init::GuestInitError),
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
         action: &'static str,

@@ -42,7 +42,7 @@ pub const MODULES_DISK_FILE: &str = "modules.ext4";
 /// The label that marks the kernel VMs use when they name none.
 pub const DEFAULT_LABEL: &str = "ignite.weave.works/default-kernel";
 /// Where the guest init is looked for first.
-pub const INIT_ENV: &str = "IGNITE_INIT";
+pub use crate::guest_init::INIT_ENV;
 /// In the initramfs: the modules to load, one path (below /lib/modules/<release>) a line.
 pub const MODULE_LIST: &str = "etc/ignite/modules";
 const MAX_KERNEL_FILE: u64 = 1 << 30;
@@ -64,23 +64,7 @@ pub struct ImportedKernel {
     pub fetched: bool,
 }
 
-/// Where the static guest init is: `$IGNITE_INIT`, beside the running binary
-/// (`../lib/ignite/ignite-init`), or where scripts/setup.sh installs it.
-pub fn find_guest_init() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os(INIT_ENV).filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    let mut candidates = Vec::new();
-    if let Ok(exe) = std::env::current_exe()
-        && let Some(bin) = exe.parent()
-    {
-        candidates.push(bin.join("../lib/ignite/ignite-init"));
-        candidates.push(bin.join("ignite-init"));
-    }
-    candidates.push("/usr/local/lib/ignite/ignite-init".into());
-    candidates.push("/usr/lib/ignite/ignite-init".into());
-    candidates.into_iter().find(|p| p.is_file())
-}
+pub use crate::guest_init::find_guest_init;
 
 pub fn kernel_dir(store: &Store, kernel: &Kernel) -> PathBuf {
     store.kernels().object_dir(
@@ -554,6 +538,7 @@ fn build_initramfs(
     match init {
         Some(init) => {
             let bytes = fs::read(init).map_err(io("read the guest init", init))?;
+            crate::guest_init::check_static(init, &bytes)?;
             cpio.file("init", 0o755, &bytes).map_err(w)?;
         }
         None => tracing::warn!(

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod doctor;
 pub mod guest;
+pub mod guest_init;
 pub mod images;
 pub mod kernels;
 pub mod reconcile;
