@@ -7,91 +7,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{guest_init, ignite, stdout, write_busybox_image};
-
-struct Host {
-    dir: tempfile::TempDir,
-}
-
-impl Host {
-    fn new() -> Host {
-        ignite_testkit::require_root("importing kernels and images");
-        ignite_testkit::require_program("qemu-system-x86_64", "qemu-system-x86");
-        let host = Host {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        host.ignite()
-            .args(["kernel", "import"])
-            .arg(ignite_testkit::kernel_deb())
-            .assert()
-            .success();
-        write_busybox_image(&host.dir.path().join("layout"));
-        host
-    }
-
-    fn state(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    fn ignite(&self) -> assert_cmd::Command {
-        let mut cmd = ignite(&self.state());
-        cmd.env("IGNITE_INIT", guest_init())
-            .env("IGNITE_ACCEL", "tcg")
-            .timeout(Duration::from_secs(300));
-        cmd
-    }
-
-    fn std_ignite(&self) -> std::process::Command {
-        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("ignite"));
-        cmd.env("IGNITE_ROOT", self.state())
-            .env("IGNITE_INIT", guest_init())
-            .env("IGNITE_ACCEL", "tcg");
-        cmd
-    }
-
-    /// A busybox VM in VM mode with no network, running.
-    fn run(&self, name: &str) {
-        let image = format!("oci:{}:busybox", self.dir.path().join("layout").display());
-        self.ignite()
-            .args(["run", "--network", "none", "--name", name, &image])
-            .assert()
-            .success();
-    }
-
-    fn sh(&self, vm: &str, script: &str) -> String {
-        stdout(
-            self.ignite()
-                .args(["exec", vm, "--", "busybox", "sh", "-c", script]),
-        )
-    }
-
-    fn supervisor_pid(&self, vm: &str) -> u32 {
-        stdout(
-            self.ignite()
-                .args(["inspect", "vm", vm, "-t", "{{.Status.Supervisor.Pid}}"]),
-        )
-        .trim()
-        .parse()
-        .unwrap()
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let state = self.state();
-        if let Ok(out) = ignite(&state).args(["ps", "-a", "-q"]).output() {
-            let ids = String::from_utf8_lossy(&out.stdout).into_owned();
-            let ids: Vec<&str> = ids.split_whitespace().collect();
-            if !ids.is_empty() {
-                let _ = ignite(&state).args(["rm", "-f"]).args(&ids).output();
-            }
-        }
-    }
-}
+use common::{VmHost as Host, stdout};
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

@@ -31,9 +31,33 @@ pub fn last_exit_status(console: &str) -> Option<i32> {
     })
 }
 
+/// What the kernel prints when it panics (then, with `panic=1`, it reboots, and the VMM
+/// exits as if the guest had powered off).
+pub const KERNEL_PANIC: &str = "Kernel panic - not syncing";
+
+/// The kernel's last panic line in a console log, without its timestamp, if any.
+pub fn kernel_panic_line(console: &str) -> Option<String> {
+    console.lines().rev().find_map(|line| {
+        let at = line.find(KERNEL_PANIC)?;
+        Some(line[at..].trim_end_matches('\r').trim_end().to_string())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_the_panic_line() {
+        let log = "[    0.9] Run /nope as init process\r\n[    1.0] Kernel panic - not syncing: No working init found.  Try passing init= option to kernel. See Linux Documentation/admin-guide/init.rst for guidance.\r\n[    1.1] CPU: 0 PID: 1\r\n";
+        assert_eq!(
+            kernel_panic_line(log).as_deref(),
+            Some(
+                "Kernel panic - not syncing: No working init found.  Try passing init= option to kernel. See Linux Documentation/admin-guide/init.rst for guidance."
+            )
+        );
+        assert_eq!(kernel_panic_line("all fine\n"), None);
+    }
 
     #[test]
     fn finds_the_last_marker() {

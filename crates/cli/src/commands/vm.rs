@@ -217,9 +217,7 @@ fn final_code(vm: &Vm) -> ExitCode {
     };
     match exit.status {
         Some(code) => ExitCode::from(code.clamp(0, 255) as u8),
-        None if exit.reason == "powered off" || exit.reason.starts_with("stopped") => {
-            ExitCode::SUCCESS
-        }
+        None if !vms::ended_in_failure(&exit.reason) => ExitCode::SUCCESS,
         None => {
             tracing::error!("VM {} ended: {}", vm.metadata.name, exit.reason);
             ExitCode::from(125)

@@ -1,6 +1,7 @@
 //! Running the `ignite` binary against a state directory, for the CLI's tests.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use assert_cmd::Command;
 
@@ -47,4 +48,92 @@ pub fn write_busybox_image(layout: &Path) {
         .file("sbin/init", init.as_bytes(), 0o755)
         .finish(Compression::Gzip);
     Image::new(vec![layer], &["echo from CMD"]).write_oci_layout(layout, "busybox");
+}
+
+/// A state root with Debian's kernel and the busybox image, for tests that boot VMs;
+/// the VMs it made are removed when it is dropped, also when a test fails.
+#[allow(dead_code)]
+pub struct VmHost {
+    pub dir: tempfile::TempDir,
+}
+
+#[allow(dead_code)]
+impl VmHost {
+    pub fn new() -> VmHost {
+        ignite_testkit::require_root("importing kernels and images");
+        ignite_testkit::require_program("qemu-system-x86_64", "qemu-system-x86");
+        let host = VmHost {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        host.ignite()
+            .args(["kernel", "import"])
+            .arg(ignite_testkit::kernel_deb())
+            .assert()
+            .success();
+        write_busybox_image(&host.dir.path().join("layout"));
+        host
+    }
+
+    pub fn image(&self) -> String {
+        format!("oci:{}:busybox", self.dir.path().join("layout").display())
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn ignite(&self) -> assert_cmd::Command {
+        let mut cmd = ignite(&self.state());
+        cmd.env("IGNITE_INIT", guest_init())
+            .env("IGNITE_ACCEL", "tcg")
+            .timeout(Duration::from_secs(300));
+        cmd
+    }
+
+    pub fn std_ignite(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("ignite"));
+        cmd.env("IGNITE_ROOT", self.state())
+            .env("IGNITE_INIT", guest_init())
+            .env("IGNITE_ACCEL", "tcg");
+        cmd
+    }
+
+    /// A busybox VM in VM mode with no network, running.
+    pub fn run(&self, name: &str) {
+        let image = format!("oci:{}:busybox", self.dir.path().join("layout").display());
+        self.ignite()
+            .args(["run", "--network", "none", "--name", name, &image])
+            .assert()
+            .success();
+    }
+
+    pub fn sh(&self, vm: &str, script: &str) -> String {
+        stdout(
+            self.ignite()
+                .args(["exec", vm, "--", "busybox", "sh", "-c", script]),
+        )
+    }
+
+    pub fn supervisor_pid(&self, vm: &str) -> u32 {
+        stdout(
+            self.ignite()
+                .args(["inspect", "vm", vm, "-t", "{{.Status.Supervisor.Pid}}"]),
+        )
+        .trim()
+        .parse()
+        .unwrap()
+    }
+}
+
+impl Drop for VmHost {
+    fn drop(&mut self) {
+        let state = self.state();
+        if let Ok(out) = ignite(&state).args(["ps", "-a", "-q"]).output() {
+            let ids = String::from_utf8_lossy(&out.stdout).into_owned();
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                let _ = ignite(&state).args(["rm", "-f"]).args(&ids).output();
+            }
+        }
+    }
 }

@@ -588,6 +588,12 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Waits until the VM is ready (see [`READY_TIMEOUT`]). A VM that ends on the way is
 /// ready enough: its exit is recorded for whoever looks.
+/// Whether a VM that ended with no exit status ended badly (rather than powering off, or
+/// being stopped on request).
+pub fn ended_in_failure(reason: &str) -> bool {
+    !(reason == "powered off" || reason.starts_with("stopped"))
+}
+
 pub fn wait_until_ready(store: &Store, vm: &Vm, timeout: Duration) -> Result<(), VmError> {
     let uid = uid_of(vm);
     let name = vm.metadata.name.clone();
@@ -600,10 +606,24 @@ pub fn wait_until_ready(store: &Store, vm: &Vm, timeout: Duration) -> Result<(),
             timeout.as_secs()
         ),
     };
+    // Over before it was ready: fine for a workload that ran (`run -d IMAGE -- true`), a
+    // failure for a guest that never got that far (a kernel panic, a VMM that died).
+    let ended = |vm: &Vm| -> Result<(), VmError> {
+        match &vm.status.exit {
+            Some(exit) if exit.status.is_none() && ended_in_failure(&exit.reason) => {
+                Err(VmError::StartFailed {
+                    vm: name.clone(),
+                    reason: exit.reason.clone(),
+                })
+            }
+            _ => Ok(()),
+        }
+    };
     // The agent: a hello through the supervisor.
     while agent_enabled(vm) {
-        if !is_running(&store.vms().get(&uid)?) {
-            return Ok(());
+        let current = store.vms().get(&uid)?;
+        if !is_running(&current) {
+            return ended(&current);
         }
         if let Ok(stream) = std::os::unix::net::UnixStream::connect(files.exec_socket())
             && let Ok(reader) = stream.try_clone()
@@ -627,8 +647,9 @@ pub fn wait_until_ready(store: &Store, vm: &Vm, timeout: Duration) -> Result<(),
         return Ok(());
     };
     loop {
-        if !is_running(&store.vms().get(&uid)?) {
-            return Ok(());
+        let current = store.vms().get(&uid)?;
+        if !is_running(&current) {
+            return ended(&current);
         }
         if ssh_banner(&address) {
             return Ok(());

@@ -13,7 +13,7 @@ use ignite_api::{ExitRecord, GuestMode, NetworkMode, Time, Uid, Vm, VmmKind, Vmm
 use ignite_guest_protocol::agent::ExitStatus;
 use ignite_guest_protocol::client::AgentClient;
 use ignite_guest_protocol::config::{BootMode, CONFIG_VERSION, GuestConfig, Volume as GuestVolume};
-use ignite_guest_protocol::status::last_exit_status;
+use ignite_guest_protocol::status::{kernel_panic_line, last_exit_status};
 use ignite_store::{Store, StoreError};
 use ignite_vmm::{
     ConsoleSpec, DiskFormat, DiskSpec, MachineSpec, NicBackend, NicSpec, PortForward, Vmm,
@@ -339,6 +339,13 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         "killed".to_string()
     } else if stop_deadline.is_some() {
         "stopped".to_string()
+    } else if let Some(panic) = exit_status
+        .is_none()
+        .then(|| console_panic(&files, log_offset))
+        .flatten()
+    {
+        // With panic=1 the guest reboots and the VMM exits cleanly: not a power-off.
+        format!("the guest kernel panicked: {panic}")
     } else if status.success() {
         "powered off".to_string()
     } else {
@@ -369,6 +376,12 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
 /// The VMM's process record, once the helper has exec'd into it.
 fn wait_for_process(pid: u32) -> Option<ignite_api::ProcessRef> {
     process::lookup(pid)
+}
+
+/// The kernel's panic line among the console's last lines written since `offset`.
+fn console_panic(files: &VmFiles, offset: u64) -> Option<String> {
+    let tail = super::console_log::tail_since(&files.console_log(), offset, 64 << 10).ok()?;
+    kernel_panic_line(&String::from_utf8_lossy(&tail))
 }
 
 /// The exit marker among the console's last lines written since `offset` (the marker is
