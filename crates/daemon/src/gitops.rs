@@ -68,6 +68,10 @@ impl Git {
                 .locate()
                 .unwrap_or_else(|| "git".into()),
         );
+        // The checkout never holds symbolic links: a committed link is checked out as a
+        // plain file holding its target, so nothing written into the checkout (status)
+        // or read from it (manifests) leads out of it.
+        cmd.args(["-c", "core.symlinks=false"]);
         for c in &self.config {
             cmd.args(["-c", c]);
         }
@@ -254,7 +258,7 @@ fn clone(
             config: git.config.clone(),
             env: git.env.clone(),
         };
-        let mut clone_args = vec!["clone", "--quiet"];
+        let mut clone_args = vec!["clone", "--quiet", "--config", "core.symlinks=false"];
         if let Some(b) = &args.branch {
             clone_args.extend(["--branch", b]);
         }

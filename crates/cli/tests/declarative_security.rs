@@ -1,0 +1,232 @@
+//! Attacks on ignited's declarative doors (a manifest directory, a Git remote, the REST
+//! API), through the real `ignited` binary, real git and real sockets. None of these
+//! needs a VM to boot: every attack is refused before one would. `cargo test -p ignite-cli`
+//! does not build `ignited`: run `cargo build -p ignite-daemon` first.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// A state root, a log, and a directory outside it for canaries.
+struct Host {
+    dir: tempfile::TempDir,
+    outside: tempfile::TempDir,
+}
+
+impl Host {
+    fn new() -> Host {
+        Host {
+            dir: tempfile::tempdir().unwrap(),
+            outside: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+    fn state(&self) -> PathBuf {
+        self.root().join("state")
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.root().join("ignited.log")).unwrap_or_default()
+    }
+    fn socket(&self) -> PathBuf {
+        self.root().join("api.sock")
+    }
+    /// A file outside the state root that no attack may change.
+    fn canary(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.outside.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+    /// `ignited SUBCOMMAND` with this host's state, socket and log; more arguments follow.
+    fn ignited(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("ignited"));
+        cmd.arg(args[0])
+            .arg("--root")
+            .arg(self.state())
+            .arg("--ignite")
+            .arg(assert_cmd::cargo::cargo_bin("ignite"))
+            .arg("--api-socket")
+            .arg(self.socket())
+            .env("IGNITE_ACCEL", "tcg")
+            .env_remove("RUST_LOG")
+            .stderr(std::fs::File::create(self.root().join("ignited.log")).unwrap())
+            .args(&args[1..]);
+        cmd
+    }
+    fn vm_names(&self) -> Vec<String> {
+        let Ok(store) = ignite_store::Store::open(self.state()) else {
+            return vec![];
+        };
+        store
+            .vms()
+            .list()
+            .map(|l| l.objects.into_iter().map(|v| v.metadata.name).collect())
+            .unwrap_or_default()
+    }
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_until(host: &Host, what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: timed out; ignited said:\n{}",
+            host.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Runs git in `dir` as a test author; panics on failure and returns stdout.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "tester")
+        .env("GIT_AUTHOR_EMAIL", "tester@localhost")
+        .env("GIT_COMMITTER_NAME", "tester")
+        .env("GIT_COMMITTER_EMAIL", "tester@localhost")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A bare repository (branch main) and a working clone to commit from.
+fn git_remote(host: &Host) -> (PathBuf, PathBuf) {
+    let base = host.root().join("git");
+    std::fs::create_dir_all(&base).unwrap();
+    git(
+        &base,
+        &["init", "--quiet", "--bare", "-b", "main", "remote.git"],
+    );
+    git(&base, &["clone", "--quiet", "remote.git", "work"]);
+    let work = base.join("work");
+    git(&work, &["checkout", "--quiet", "-b", "main"]);
+    (base.join("remote.git"), work)
+}
+
+fn push_all(work: &Path, message: &str) {
+    git(work, &["add", "--all"]);
+    git(work, &["commit", "--quiet", "-m", message]);
+    git(work, &["push", "--quiet", "origin", "main"]);
+}
+
+fn ignited_commits(remote: &Path) -> usize {
+    git(remote, &["log", "--format=%an", "main"])
+        .lines()
+        .filter(|a| *a == "ignited")
+        .count()
+}
+
+/// A VM manifest that cannot be made (its image is nowhere): it never boots, and its
+/// error is written back as status.
+fn manifest(name: &str, extra_spec: &str) -> String {
+    format!(
+        "apiVersion: ignite.weave.works/v1alpha4\nkind: VM\nmetadata:\n  name: {name}\nspec:\n  image:\n    oci: registry.invalid/none:1\n  network:\n    mode: none\n{extra_spec}"
+    )
+}
+
+/// Item 1: a committer plants `.<name>.ignite-tmp` as a link to a host file, and a
+/// manifest that is a link to a host manifest. Status is written back, yet neither host
+/// file changes.
+#[test]
+fn gitops_status_write_back_does_not_follow_committed_symlinks() {
+    let host = Host::new();
+    let shadow = host.canary("shadow", "root:$6$secret:19000:0:99999:7:::\n");
+    let outside_manifest = host.canary("outside.yaml", &manifest("outside", ""));
+    let (remote, work) = git_remote(&host);
+    std::fs::write(work.join("v.yaml"), manifest("v", "")).unwrap();
+    std::os::unix::fs::symlink(&shadow, work.join(".v.yaml.ignite-tmp")).unwrap();
+    std::os::unix::fs::symlink(&outside_manifest, work.join("evil.yaml")).unwrap();
+    push_all(&work, "a VM and two links");
+    let url = format!("file://{}", remote.display());
+    let checkout = host.root().join("checkout");
+    let _d = Daemon(
+        host.ignited(&["gitops", &url, "--branch", "main", "--interval", "1"])
+            .arg("--checkout-dir")
+            .arg(&checkout)
+            .spawn()
+            .unwrap(),
+    );
+    wait_until(&host, "v's status is pushed", || {
+        ignited_commits(&remote) > 0
+    });
+    assert!(git(&remote, &["show", "main:v.yaml"]).contains("error:"));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        std::fs::read_to_string(&shadow).unwrap(),
+        "root:$6$secret:19000:0:99999:7:::\n",
+        "the host file behind the planted link was overwritten"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&outside_manifest).unwrap(),
+        manifest("outside", "")
+    );
+    // The links were checked out as plain files.
+    assert!(
+        !std::fs::symlink_metadata(checkout.join("evil.yaml"))
+            .unwrap()
+            .is_symlink()
+    );
+    assert!(!host.vm_names().contains(&"outside".to_string()));
+}
+
+/// Item 1: `ignited daemon` over a directory that holds links to a host manifest and
+/// to a host directory: both refused, each with an error, the host files unchanged.
+#[test]
+fn daemon_refuses_symlinked_manifests() {
+    let host = Host::new();
+    let outside_manifest = host.canary("outside.yaml", &manifest("outside", ""));
+    let outside_dir = host.outside.path().join("dir");
+    std::fs::create_dir(&outside_dir).unwrap();
+    std::fs::write(outside_dir.join("far.yaml"), manifest("far", "")).unwrap();
+    let dir = host.root().join("manifests");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("v.yaml"), manifest("v", "")).unwrap();
+    std::os::unix::fs::symlink(&outside_manifest, dir.join("evil.yaml")).unwrap();
+    std::os::unix::fs::symlink(&outside_dir, dir.join("linked")).unwrap();
+    // The directory itself may be the administrator's link: it is resolved.
+    let admin_link = host.root().join("manifests-link");
+    std::os::unix::fs::symlink(&dir, &admin_link).unwrap();
+    let _d = Daemon(
+        host.ignited(&["daemon", "--resync", "1", "--manifest-dir"])
+            .arg(&admin_link)
+            .spawn()
+            .unwrap(),
+    );
+    wait_until(&host, "v's error is written back", || {
+        std::fs::read_to_string(dir.join("v.yaml")).is_ok_and(|t| t.contains("error:"))
+    });
+    wait_until(&host, "the links are reported", || {
+        let log = host.log();
+        log.contains(&format!(
+            "{}: {} is a symbolic link: manifests that are links are not followed",
+            dir.join("evil.yaml").display(),
+            dir.join("evil.yaml").display()
+        )) && log.contains("linked is a symbolic link to a directory")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        std::fs::read_to_string(&outside_manifest).unwrap(),
+        manifest("outside", "")
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside_dir.join("far.yaml")).unwrap(),
+        manifest("far", "")
+    );
+}
