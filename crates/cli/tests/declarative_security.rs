@@ -17,7 +17,11 @@ impl Host {
     fn new() -> Host {
         Host {
             dir: tempfile::tempdir().unwrap(),
-            outside: tempfile::tempdir().unwrap(),
+            // No '.' component: the option-injection test names a file in it in a ref.
+            outside: tempfile::Builder::new()
+                .prefix("ignite-canary")
+                .tempdir()
+                .unwrap(),
         }
     }
     fn root(&self) -> &Path {
@@ -228,5 +232,102 @@ fn daemon_refuses_symlinked_manifests() {
     assert_eq!(
         std::fs::read_to_string(outside_dir.join("far.yaml")).unwrap(),
         manifest("far", "")
+    );
+}
+
+/// Runs `ignited` to its end (it should refuse to start) and returns its stderr.
+fn ignited_refuses(host: &Host, args: &[&str]) -> String {
+    let mut child = host.ignited(args).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ignited {args:?} kept running; it said:\n{}", host.log());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        !status.success(),
+        "ignited {args:?} succeeded:\n{}",
+        host.log()
+    );
+    host.log()
+}
+
+/// Item 2: a remote whose HEAD names a branch that is a git option. Before the fix,
+/// `git fetch origin <branch>` ran the remote's command as root.
+#[test]
+fn gitops_refuses_a_remote_branch_name_that_is_an_option() {
+    let host = Host::new();
+    let pwned = host.outside.path().join("pwned");
+    let (remote, work) = git_remote(&host);
+    std::fs::write(work.join("v.yaml"), manifest("v", "")).unwrap();
+    push_all(&work, "a VM");
+    let evil = format!(
+        "--upload-pack=touch${{IFS}}{};git-upload-pack",
+        pwned.display()
+    );
+    git(
+        &remote,
+        &[
+            "update-ref",
+            &format!("refs/heads/{evil}"),
+            "refs/heads/main",
+        ],
+    );
+    std::fs::write(remote.join("HEAD"), format!("ref: refs/heads/{evil}\n")).unwrap();
+    let url = format!("file://{}", remote.display());
+    let log = ignited_refuses(&host, &["gitops", &url, "--interval", "1"]);
+    assert!(
+        log.contains(&format!(
+            "the remote's default branch {evil:?} is refused: not a valid branch name (it starts with '-'); give --branch to follow another"
+        )),
+        "{log}"
+    );
+    assert!(!pwned.exists(), "the remote's command ran");
+    // The same name given as --branch is refused before git sees it.
+    let log = ignited_refuses(
+        &host,
+        &[
+            "gitops",
+            &url,
+            &format!("--branch={evil}"),
+            "--interval",
+            "1",
+        ],
+    );
+    assert!(log.contains("not a valid branch name"), "{log}");
+    assert!(!pwned.exists(), "the remote's command ran");
+    assert!(host.vm_names().is_empty());
+}
+
+/// Item 3: a password in the URL is in no log line and in no file of the checkout.
+#[test]
+fn gitops_keeps_url_passwords_out_of_logs() {
+    let host = Host::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://alice:s3cret-pw@127.0.0.1:{port}/vms.git");
+    let _d = Daemon(
+        host.ignited(&["gitops", &url, "--interval", "1"])
+            .spawn()
+            .unwrap(),
+    );
+    wait_until(&host, "the failed clone is logged", || {
+        host.log().contains("cannot clone")
+    });
+    let log = host.log();
+    assert!(!log.contains("s3cret-pw"), "{log}");
+    assert!(
+        log.contains(&format!(
+            "cannot clone http://alice:***@127.0.0.1:{port}/vms.git"
+        )),
+        "{log}"
     );
 }
