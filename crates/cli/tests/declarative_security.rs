@@ -3,6 +3,8 @@
 //! needs a VM to boot: every attack is refused before one would. `cargo test -p ignite-cli`
 //! does not build `ignited`: run `cargo build -p ignite-daemon` first.
 
+use std::io::{Read as _, Write as _};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -330,4 +332,98 @@ fn gitops_keeps_url_passwords_out_of_logs() {
         )),
         "{log}"
     );
+}
+
+/// Connects to the API socket, waiting for the daemon to bind it.
+fn connect(host: &Host) -> UnixStream {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match UnixStream::connect(host.socket()) {
+            Ok(s) => return s,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no API: {e}\n{}", host.log());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// One request to the API: (status, body).
+fn api(host: &Host, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = connect(host);
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    response(&mut stream)
+}
+
+fn response(stream: &mut UnixStream) -> (u16, String) {
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
+/// `ignited daemon` over an empty manifest directory, serving the API.
+fn api_daemon(host: &Host, extra: &[&str]) -> Daemon {
+    let dir = host.root().join("manifests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut args = vec!["daemon", "--resync", "1", "--manifest-dir"];
+    let dir = dir.to_string_lossy().into_owned();
+    args.push(&dir);
+    args.extend(extra);
+    let d = Daemon(host.ignited(&args).spawn().unwrap());
+    drop(connect(host));
+    d
+}
+
+/// A VM made by hand (the CLI's, not the daemon's: the daemon leaves it alone).
+fn stored_vm(host: &Host, name: &str) -> String {
+    let store = ignite_store::Store::open(host.state()).unwrap();
+    let vm = store
+        .vms()
+        .create(ignite_api::Vm::new(
+            ignite_api::ObjectMeta {
+                name: name.into(),
+                ..Default::default()
+            },
+            Default::default(),
+        ))
+        .unwrap();
+    vm.metadata.uid.unwrap().to_string()
+}
+
+/// Item 5: `DELETE /v1/vms/s` removed `sec-data`. Names and uids are exact now.
+#[test]
+fn api_takes_exact_names_and_uids_not_prefixes() {
+    let host = Host::new();
+    let uid = stored_vm(&host, "sec-data");
+    let _d = api_daemon(&host, &[]);
+    for (method, path) in [
+        ("DELETE", "/v1/vms/s?force=true".to_string()),
+        ("DELETE", "/v1/vms/sec-dat".to_string()),
+        ("DELETE", format!("/v1/vms/{}", &uid[..4])),
+        ("GET", "/v1/vms/sec".to_string()),
+        ("POST", "/v1/vms/s/stop".to_string()),
+        ("POST", "/v1/vms/s/start".to_string()),
+    ] {
+        let (status, body) = api(&host, method, &path, "");
+        assert_eq!(status, 404, "{method} {path}: {body}");
+        assert!(
+            body.contains("the API takes exact names and uids, not prefixes"),
+            "{body}"
+        );
+        assert_eq!(host.vm_names(), ["sec-data"], "{method} {path}");
+    }
+    let (status, body) = api(&host, "GET", &format!("/v1/vms/{uid}"), "");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = api(&host, "DELETE", "/v1/vms/sec-data?force=true", "");
+    assert_eq!(status, 204, "{body}");
+    assert!(host.vm_names().is_empty());
 }

@@ -171,7 +171,7 @@ impl Api {
         f: impl FnOnce(&Store, Vm) -> Result<Response, VmError>,
     ) -> Result<Response, Response> {
         let store = self.store()?;
-        let vm = store.vms().find(name).map_err(store_error)?;
+        let vm = find_exact(&store, name)?;
         let vm = vms::repair(&store, vm);
         f(&store, vm).map_err(vm_error)
     }
@@ -226,6 +226,42 @@ impl Api {
             self.supervisor.clone(),
         )
     }
+}
+
+/// The VM whose name or uid is `query`, exactly: unlike the CLI, the API takes no
+/// prefixes (a script's `DELETE /v1/vms/s` must not remove `sec-data`).
+fn find_exact(store: &Store, query: &str) -> Result<Vm, Response> {
+    let mut found: Vec<Vm> = store
+        .vms()
+        .list()
+        .map_err(store_error)?
+        .objects
+        .into_iter()
+        .filter(|v| exact_match(v, query))
+        .collect();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(Response::error(
+            404,
+            format!(
+                "no VM is named {query:?} or has that uid: the API takes exact names and uids, not prefixes"
+            ),
+        )),
+        _ => Err(Response::error(
+            400,
+            format!("{query:?} is one VM's name and another's uid: use the uid"),
+        )),
+    }
+}
+
+fn exact_match(vm: &Vm, query: &str) -> bool {
+    !query.is_empty()
+        && (vm.metadata.name == query
+            || vm
+                .metadata
+                .uid
+                .as_ref()
+                .is_some_and(|u| u.to_string() == query))
 }
 
 fn store_error(e: StoreError) -> Response {
@@ -288,6 +324,23 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("no group \"no-such-group-here\""), "{e}");
+    }
+
+    #[test]
+    fn vms_are_found_by_exact_name_or_uid_only() {
+        let mut vm = Vm::new(
+            ignite_api::ObjectMeta {
+                name: "sec-data".into(),
+                ..Default::default()
+            },
+            Default::default(),
+        );
+        vm.metadata.uid = Some("0123456789abcdef".parse().unwrap());
+        assert!(exact_match(&vm, "sec-data"));
+        assert!(exact_match(&vm, "0123456789abcdef"));
+        for no in ["s", "sec", "sec-dat", "0123", "", "sec-data2"] {
+            assert!(!exact_match(&vm, no), "{no}");
+        }
     }
 
     /// Every path and method of docs/api/openapi.yaml is routed (none gets the
