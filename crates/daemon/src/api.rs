@@ -43,14 +43,9 @@ pub fn serve(socket: &Path, group: Option<&str>, api: Api) -> anyhow::Result<()>
         );
     }
     let _ = std::fs::remove_file(socket);
-    let listener = UnixListener::bind(socket)
-        .with_context(|| format!("cannot listen on {}", socket.display()))?;
     let gid = group.map(group_id).transpose()?;
-    std::os::unix::fs::chown(socket, None, gid)
-        .with_context(|| format!("cannot give {} to its group", socket.display()))?;
     let mode = if gid.is_some() { 0o660 } else { 0o600 };
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("cannot set the mode of {}", socket.display()))?;
+    let listener = bind_private(socket, gid, mode)?;
     tracing::info!("the API listens on {}", socket.display());
     let api = Arc::new(api);
     std::thread::spawn(move || {
@@ -71,6 +66,47 @@ pub fn serve(socket: &Path, group: Option<&str>, api: Api) -> anyhow::Result<()>
         }
     });
     Ok(())
+}
+
+/// Binds `socket` so that it is never connectable by anyone but root before it has its
+/// mode and group: it is bound in a fresh directory of mode 0700 beside it (mkdir(2)
+/// gives that mode at once; the umask can only take bits away), given its group and mode
+/// there, then renamed into place. bind(2) alone makes it with 0777 & ~umask.
+fn bind_private(socket: &Path, gid: Option<u32>, mode: u32) -> anyhow::Result<UnixListener> {
+    let staging = staging_dir(socket)?;
+    let staged = staging.join("s");
+    let result = (|| {
+        let listener = UnixListener::bind(&staged)
+            .with_context(|| format!("cannot listen on {}", socket.display()))?;
+        std::os::unix::fs::chown(&staged, None, gid)
+            .with_context(|| format!("cannot give {} to its group", socket.display()))?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set the mode of {}", socket.display()))?;
+        std::fs::rename(&staged, socket)
+            .with_context(|| format!("cannot move the socket to {}", socket.display()))?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_file(&staged);
+    let _ = std::fs::remove_dir(&staging);
+    result
+}
+
+/// A new directory of mode 0700 beside `socket`, for binding it.
+fn staging_dir(socket: &Path) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let parent = socket
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = socket.file_name().unwrap_or_default().to_string_lossy();
+    let staging = parent.join(format!(".{name}.{}.binding", std::process::id()));
+    let _ = std::fs::remove_file(staging.join("s"));
+    let _ = std::fs::remove_dir(&staging);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .with_context(|| format!("cannot create {}", staging.display()))?;
+    Ok(staging)
 }
 
 /// A group's id from /etc/group.
@@ -341,6 +377,24 @@ mod tests {
         for no in ["s", "sec", "sec-dat", "0123", "", "sec-data2"] {
             assert!(!exact_match(&vm, no), "{no}");
         }
+    }
+
+    /// The socket is bound where only root can reach it: a directory made with mode
+    /// 0700 by mkdir(2) itself (no later chmod), whatever the umask; it is gone after.
+    #[test]
+    fn the_socket_is_bound_in_a_private_directory() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("api.sock");
+        let staging = staging_dir(&socket).unwrap();
+        assert_eq!(staging.parent(), Some(dir.path()));
+        assert_eq!(std::fs::metadata(&staging).unwrap().mode() & 0o7777, 0o700);
+        std::fs::remove_dir(&staging).unwrap();
+        let listener = bind_private(&socket, None, 0o600).unwrap();
+        drop(listener);
+        assert_eq!(std::fs::metadata(&socket).unwrap().mode() & 0o777, 0o600);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "{left:?}");
     }
 
     /// Every path and method of docs/api/openapi.yaml is routed (none gets the
