@@ -3,6 +3,8 @@
 //! needs a VM to boot: every attack is refused before one would. `cargo test -p ignite-cli`
 //! does not build `ignited`: run `cargo build -p ignite-daemon` first.
 
+mod common;
+
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -476,4 +478,163 @@ fn api_socket_is_never_more_open_than_its_final_mode() {
             .collect();
         assert!(stray.is_empty(), "{stray:?}");
     }
+}
+
+/// The manifest of a VM that is made but not started.
+fn stopped_manifest(name: &str, image: &str, extra_spec: &str) -> String {
+    format!(
+        "apiVersion: ignite.weave.works/v1alpha4\nkind: VM\nmetadata:\n  name: {name}\nspec:\n  image:\n    oci: \"{image}\"\n  network:\n    mode: none\n{extra_spec}status:\n  running: false\n"
+    )
+}
+
+fn images(host: &Host) -> usize {
+    ignite_store::Store::open(host.state())
+        .and_then(|s| s.images().list())
+        .map_or(0, |l| l.objects.len())
+}
+
+/// Item 4: API clients ask for host files, a host disk and host image and kernel files:
+/// 403 with the field and the rule, nothing made, nothing read.
+#[test]
+fn api_refuses_host_resources_without_a_host_access_policy() {
+    let host = Host::new();
+    let layout = host.outside.path().join("layout");
+    common::write_busybox_image(&layout);
+    let image = format!("oci:{}:busybox", layout.display());
+    let _d = api_daemon(&host, &[]);
+    let attacks = [
+        (
+            stopped_manifest(
+                "steal",
+                "busybox",
+                "  copyFiles:\n  - hostPath: /etc/shadow\n    vmPath: /shadow\n",
+            ),
+            "spec.copyFiles[0].hostPath /etc/shadow: host paths are not allowed for manifests from the API; allow a prefix in the Configuration's spec.hostAccess.paths",
+        ),
+        (
+            stopped_manifest(
+                "dotdot",
+                "busybox",
+                "  copyFiles:\n  - hostPath: /srv/../root\n    vmPath: /r\n",
+            ),
+            "spec.copyFiles[0].hostPath /srv/../root: host paths are not allowed for manifests from the API",
+        ),
+        (
+            stopped_manifest(
+                "disk",
+                "busybox",
+                "  storage:\n    volumes:\n    - name: d\n      blockDevice:\n        path: /dev/vda\n    volumeMounts:\n    - name: d\n      mountPath: /mnt\n",
+            ),
+            "spec.storage.volumes[0].blockDevice.path /dev/vda: block devices are not allowed for manifests from the API; list the device in the Configuration's spec.hostAccess.blockDevices",
+        ),
+        (stopped_manifest("layout", &image, ""), "spec.image.oci"),
+        (
+            stopped_manifest("archive", "docker-archive:/etc/shadow", ""),
+            "spec.image.oci docker-archive:/etc/shadow: host paths are not allowed",
+        ),
+        (
+            stopped_manifest("kern", "busybox", "  kernel:\n    oci: /boot/vmlinuz\n"),
+            "spec.kernel.oci /boot/vmlinuz: host paths are not allowed for manifests from the API",
+        ),
+    ];
+    for (body, want) in attacks {
+        let (status, answer) = api(&host, "POST", "/v1/vms", &body);
+        assert_eq!(status, 403, "{body}\n{answer}");
+        assert!(answer.contains(want), "{answer}\nwants {want}");
+        assert!(host.vm_names().is_empty());
+        assert_eq!(images(&host), 0, "an image was imported from the host");
+    }
+}
+
+/// Item 4: a Configuration that allows the prefix lets the same kind of manifest in.
+#[test]
+fn api_creates_vms_within_the_host_access_policy() {
+    let host = Host::new();
+    let deb = ignite_testkit::kernel_deb();
+    common::ignite(&host.state())
+        .args(["kernel", "import"])
+        .arg(&deb)
+        .assert()
+        .success();
+    let allowed = host.outside.path().join("allowed");
+    std::fs::create_dir(&allowed).unwrap();
+    let layout = allowed.join("layout");
+    common::write_busybox_image(&layout);
+    std::fs::write(allowed.join("motd"), "hello").unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", allowed.join("shadow")).unwrap();
+    let config = host.root().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: ignite.weave.works/v1alpha4\nkind: Configuration\nspec:\n  hostAccess:\n    paths:\n    - {}\n",
+            allowed.display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_string_lossy().into_owned();
+    let _d = api_daemon(&host, &["--ignite-config", &config]);
+    let image = format!("oci:{}:busybox", layout.display());
+    // A link inside the allowed prefix that leads out of it: still refused.
+    let (status, answer) = api(
+        &host,
+        "POST",
+        "/v1/vms",
+        &stopped_manifest(
+            "via-link",
+            &image,
+            &format!(
+                "  copyFiles:\n  - hostPath: {}\n    vmPath: /s\n",
+                allowed.join("shadow").display()
+            ),
+        ),
+    );
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.contains("host paths are not allowed"), "{answer}");
+    let (status, answer) = api(
+        &host,
+        "POST",
+        "/v1/vms",
+        &stopped_manifest(
+            "fine",
+            &image,
+            &format!(
+                "  copyFiles:\n  - hostPath: {}\n    vmPath: /etc/motd\n",
+                allowed.join("motd").display()
+            ),
+        ),
+    );
+    assert_eq!(status, 201, "{answer}\n{}", host.log());
+    assert_eq!(host.vm_names(), ["fine"]);
+}
+
+/// Item 4: a Git committer asks for /etc/shadow: the VM is not made, and the refusal is
+/// in the manifest's status, pushed back.
+#[test]
+fn gitops_refuses_host_resources_and_says_so_in_the_status() {
+    let host = Host::new();
+    let (remote, work) = git_remote(&host);
+    std::fs::write(
+        work.join("steal.yaml"),
+        manifest(
+            "steal",
+            "  copyFiles:\n  - hostPath: /etc/shadow\n    vmPath: /shadow\n",
+        ),
+    )
+    .unwrap();
+    push_all(&work, "a VM that wants the host's shadow file");
+    let url = format!("file://{}", remote.display());
+    let _d = Daemon(
+        host.ignited(&["gitops", &url, "--branch", "main", "--interval", "1"])
+            .spawn()
+            .unwrap(),
+    );
+    wait_until(&host, "the status is pushed", || {
+        ignited_commits(&remote) > 0
+    });
+    let pushed = git(&remote, &["show", "main:steal.yaml"]);
+    assert!(
+        pushed.contains("spec.copyFiles[0].hostPath /etc/shadow: host paths are not allowed for manifests from GitOps; allow a prefix in the Configuration's spec.hostAccess.paths"),
+        "{pushed}"
+    );
+    assert!(host.vm_names().is_empty());
 }

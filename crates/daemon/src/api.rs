@@ -221,6 +221,16 @@ impl Api {
             .map_err(|e| Response::error(400, format!("bad VM manifest: {e}")))?;
         ignite_api::validation::validate_vm_manifest(&vm)
             .map_err(|e| Response::error(400, format!("bad VM manifest: {e}")))?;
+        crate::reconcile_loop::check_host_access(
+            &store,
+            self.configuration.as_ref(),
+            &vm.spec,
+            ignite_runtime::policy::Origin::Api,
+        )
+        .map_err(|e| match e {
+            VmError::Invalid(m) => Response::error(403, m),
+            e => vm_error(e),
+        })?;
         let tree: serde_json::Value =
             ignite_api::manifest::decode(text).map_err(|e| Response::error(400, e.to_string()))?;
         let running = tree

@@ -36,6 +36,7 @@ pub fn run(dir: &Path, global: &Global) -> anyhow::Result<()> {
         setup.reconciler(SOURCE),
         dir.to_path_buf(),
         Duration::from_secs(global.resync.max(1)),
+        ignite_runtime::policy::Origin::ManifestDir,
     );
     reconcile.run(&setup.stop, |l| {
         *setup.stats.lock().expect("stats lock") = l.stats.clone();

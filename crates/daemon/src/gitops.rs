@@ -250,7 +250,12 @@ pub fn run(args: &GitopsArgs) -> anyhow::Result<()> {
         .as_ref()
         .map_or_else(|| checkout.clone(), |p| checkout.join(p));
     let reconciler = setup.reconciler(SOURCE);
-    let mut reconcile = ReconcileLoop::new(reconciler, dir, interval);
+    let mut reconcile = ReconcileLoop::new(
+        reconciler,
+        dir,
+        interval,
+        ignite_runtime::policy::Origin::Gitops,
+    );
     reconcile.write_status = writable;
     while !stop.load(Ordering::Relaxed) {
         sync(&git, &branch);

@@ -128,6 +128,7 @@ pub fn write_response(mut stream: &UnixStream, response: &Response) -> io::Resul
         201 => "Created",
         204 => "No Content",
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         409 => "Conflict",

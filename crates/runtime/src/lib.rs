@@ -6,5 +6,6 @@ pub mod doctor;
 pub mod guest;
 pub mod images;
 pub mod kernels;
+pub mod policy;
 pub mod reconcile;
 pub mod vms;
