@@ -638,3 +638,61 @@ fn gitops_refuses_host_resources_and_says_so_in_the_status() {
     );
     assert!(host.vm_names().is_empty());
 }
+
+/// Item 6: a 16 KiB header line is refused (431), not truncated and served; 64
+/// half-sent requests hold the API's connection cap, the next client is told 503 at
+/// once, and the held ones are closed (408) after the request timeout, after which the
+/// API serves again.
+#[test]
+fn api_limits_header_sizes_connections_and_time() {
+    let host = Host::new();
+    let dir = host.root().join("manifests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let _d = Daemon(
+        host.ignited(&["daemon", "--manifest-dir"])
+            .arg(&dir)
+            .env("IGNITED_API_REQUEST_TIMEOUT_MS", "1500")
+            .spawn()
+            .unwrap(),
+    );
+    let mut s = connect(&host);
+    write!(
+        s,
+        "GET /v1/vms HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(16 * 1024)
+    )
+    .unwrap();
+    let (status, body) = response(&mut s);
+    assert_eq!(status, 431, "{body}");
+    assert!(body.contains("longer than 8192 bytes"), "{body}");
+    drop(s);
+    std::thread::sleep(Duration::from_millis(200));
+    // Half-sent requests up to the cap.
+    let mut held: Vec<UnixStream> = (0..64)
+        .map(|_| {
+            let mut s = connect(&host);
+            s.write_all(b"GET /v1/vms HTTP/1.1\r\nHost: loc").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let mut extra = connect(&host);
+    extra
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let (status, body) = response(&mut extra);
+    assert_eq!(status, 503, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // The held connections are answered 408 and closed once their time is up.
+    for s in &mut held {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let (status, body) = response(s);
+        assert_eq!(status, 408, "{body}");
+    }
+    drop(held);
+    // (Each held connection's slot is given back just after its 408 is written.)
+    std::thread::sleep(Duration::from_millis(100));
+    let (status, body) = api(&host, "GET", "/v1/vms", "");
+    assert_eq!(status, 200, "{body}");
+}

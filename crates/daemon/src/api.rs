@@ -7,7 +7,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use ignite_api::{Configuration, Vm};
@@ -48,24 +50,84 @@ pub fn serve(socket: &Path, group: Option<&str>, api: Api) -> anyhow::Result<()>
     let listener = bind_private(socket, gid, mode)?;
     tracing::info!("the API listens on {}", socket.display());
     let api = Arc::new(api);
+    let timeout = request_timeout();
+    let open = Arc::new(AtomicUsize::new(0));
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
+            // Past the cap a client is told so at once and the connection closed; the
+            // ones in progress end within the request timeout.
+            if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                open.fetch_sub(1, Ordering::SeqCst);
+                let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+                let _ = write_response(
+                    &stream,
+                    &Response::error(
+                        503,
+                        format!("{MAX_CONNECTIONS} connections are open already: retry later"),
+                    ),
+                );
+                continue;
+            }
             let api = api.clone();
+            let open = open.clone();
             std::thread::spawn(move || {
-                let response = match read_request(&stream) {
-                    Ok(request) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        api.handle(&request)
-                    }))
-                    .unwrap_or_else(|_| {
-                        Response::error(500, "internal error; see the daemon's log")
-                    }),
-                    Err(response) => response,
+                let _ = stream.set_write_timeout(Some(timeout));
+                let (response, unread) = match read_request(&stream, timeout) {
+                    Ok(request) => (
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            api.handle(&request)
+                        }))
+                        .unwrap_or_else(|_| {
+                            Response::error(500, "internal error; see the daemon's log")
+                        }),
+                        false,
+                    ),
+                    // After a timeout there is no time left to give.
+                    Err(response) => {
+                        let unread = response.status != 408;
+                        (response, unread)
+                    }
                 };
                 let _ = write_response(&stream, &response);
+                if unread {
+                    // A refused request may be unread in part: closing on it would reset
+                    // the connection before the client reads why. A little is drained.
+                    drain(&stream);
+                }
+                open.fetch_sub(1, Ordering::SeqCst);
             });
         }
     });
     Ok(())
+}
+
+/// Reads (and drops) what the client still sends, for at most a second and 2 MiB.
+fn drain(stream: &UnixStream) {
+    use std::io::Read as _;
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    let mut buf = [0u8; 16 * 1024];
+    let mut left = 2usize << 20;
+    let mut reader = stream;
+    while left > 0 && std::time::Instant::now() < deadline {
+        match reader.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
+}
+
+/// The most connections served at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Overrides [`crate::http::REQUEST_TIMEOUT`], in milliseconds (for tests).
+pub const TIMEOUT_ENV: &str = "IGNITED_API_REQUEST_TIMEOUT_MS";
+
+fn request_timeout() -> Duration {
+    std::env::var(TIMEOUT_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(crate::http::REQUEST_TIMEOUT, Duration::from_millis)
 }
 
 /// Binds `socket` so that it is never connectable by anyone but root before it has its
