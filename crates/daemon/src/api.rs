@@ -161,9 +161,12 @@ fn staging_dir(socket: &Path) -> anyhow::Result<PathBuf> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let name = socket.file_name().unwrap_or_default().to_string_lossy();
-    let staging = parent.join(format!(".{name}.{}.binding", std::process::id()));
-    let _ = std::fs::remove_file(staging.join("s"));
-    let _ = std::fs::remove_dir(&staging);
+    // mkdir(2) fails on anything already there (a link included), so nothing planted
+    // is followed; the name is new each time.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let staging = parent.join(format!(".{name}.{}.{nanos:09}.binding", std::process::id()));
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(&staging)
