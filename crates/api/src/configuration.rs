@@ -50,6 +50,32 @@ pub struct ConfigurationSpec {
     /// The bridge of `--network bridge` (an addition to Ignite's model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bridge: Option<BridgeConfig>,
+    /// What of the host VMs from the API, GitOps and the daemon's manifest directory may
+    /// use (an addition to Ignite's model): nothing unless listed here. The local CLI
+    /// (`ignite run`, `ignite apply`) is not limited.
+    #[serde(default, skip_serializing_if = "HostAccess::is_empty")]
+    pub host_access: HostAccess,
+}
+
+/// `spec.hostAccess`: the host paths and block devices declarative manifests may name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HostAccess {
+    /// Absolute directory prefixes (symbolic links resolved) under which `copyFiles`
+    /// host paths, `ssh` public keys and local image and kernel sources (`oci:DIR`,
+    /// `docker-archive:FILE`, kernel files) may be. Empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<PathBuf>,
+    /// Block devices (exact paths, symbolic links resolved) that `storage.volumes` may
+    /// attach. Empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub block_devices: Vec<PathBuf>,
+}
+
+impl HostAccess {
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty() && self.block_devices.is_empty()
+    }
 }
 
 /// `spec.bridge`: the Linux bridge VMs with `--network bridge` are plugged into.

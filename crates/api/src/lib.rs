@@ -20,7 +20,7 @@ pub mod template;
 pub mod validation;
 mod vm;
 
-pub use configuration::{BridgeConfig, Configuration, ConfigurationSpec};
+pub use configuration::{BridgeConfig, Configuration, ConfigurationSpec, HostAccess};
 pub use image::{Image, ImageRunConfig, ImageSpec, ImageStatus};
 pub use kernel::{Kernel, KernelSpec, KernelStatus};
 pub use meta::{API_GROUP, API_VERSION, Kind, ObjectMeta, Time, Uid, UidError};

@@ -1320,6 +1320,21 @@ fn apply_creates_updates_stops_and_prunes() {
 /// `ignited daemon` over a manifest directory, until dropped.
 struct Daemon(std::process::Child);
 
+/// A Configuration whose host access policy lets ignited's manifests use the test's
+/// local image layout (declarative manifests may name no host path otherwise).
+fn host_access_config(host: &Host) -> PathBuf {
+    let file = host.root().join("ignited-config.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: ignite.weave.works/v1alpha4\nkind: Configuration\nspec:\n  hostAccess:\n    paths:\n    - {}\n",
+            host.root().display()
+        ),
+    )
+    .unwrap();
+    file
+}
+
 impl Daemon {
     fn start(host: &Host, dir: &Path) -> Daemon {
         let log = std::fs::File::create(host.root().join("ignited.log")).unwrap();
@@ -1332,6 +1347,8 @@ impl Daemon {
             .arg(assert_cmd::cargo::cargo_bin("ignite"))
             .arg("--api-socket")
             .arg(host.root().join("api.sock"))
+            .arg("--ignite-config")
+            .arg(host_access_config(host))
             .env("IGNITE_INIT", guest_init())
             .env("IGNITE_ACCEL", "tcg")
             .stderr(log)
@@ -1621,6 +1638,8 @@ fn start_gitops(host: &Host, tag: &str, url: &str, extra: &[&str]) -> Daemon {
         .arg(host.root().join(format!("api-{tag}.sock")))
         .arg("--checkout-dir")
         .arg(host.root().join(format!("checkout-{tag}")))
+        .arg("--ignite-config")
+        .arg(host_access_config(host))
         .args(extra)
         .env("IGNITE_INIT", guest_init())
         .env("IGNITE_ACCEL", "tcg")

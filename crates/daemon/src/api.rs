@@ -7,7 +7,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use ignite_api::{Configuration, Vm};
@@ -43,34 +45,133 @@ pub fn serve(socket: &Path, group: Option<&str>, api: Api) -> anyhow::Result<()>
         );
     }
     let _ = std::fs::remove_file(socket);
-    let listener = UnixListener::bind(socket)
-        .with_context(|| format!("cannot listen on {}", socket.display()))?;
     let gid = group.map(group_id).transpose()?;
-    std::os::unix::fs::chown(socket, None, gid)
-        .with_context(|| format!("cannot give {} to its group", socket.display()))?;
     let mode = if gid.is_some() { 0o660 } else { 0o600 };
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("cannot set the mode of {}", socket.display()))?;
+    let listener = bind_private(socket, gid, mode)?;
     tracing::info!("the API listens on {}", socket.display());
     let api = Arc::new(api);
+    let timeout = request_timeout();
+    let open = Arc::new(AtomicUsize::new(0));
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
+            // Past the cap a client is told so at once and the connection closed; the
+            // ones in progress end within the request timeout.
+            if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                open.fetch_sub(1, Ordering::SeqCst);
+                let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+                let _ = write_response(
+                    &stream,
+                    &Response::error(
+                        503,
+                        format!("{MAX_CONNECTIONS} connections are open already: retry later"),
+                    ),
+                );
+                continue;
+            }
             let api = api.clone();
+            let open = open.clone();
             std::thread::spawn(move || {
-                let response = match read_request(&stream) {
-                    Ok(request) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        api.handle(&request)
-                    }))
-                    .unwrap_or_else(|_| {
-                        Response::error(500, "internal error; see the daemon's log")
-                    }),
-                    Err(response) => response,
+                let _ = stream.set_write_timeout(Some(timeout));
+                let (response, unread) = match read_request(&stream, timeout) {
+                    Ok(request) => (
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            api.handle(&request)
+                        }))
+                        .unwrap_or_else(|_| {
+                            Response::error(500, "internal error; see the daemon's log")
+                        }),
+                        false,
+                    ),
+                    // After a timeout there is no time left to give.
+                    Err(response) => {
+                        let unread = response.status != 408;
+                        (response, unread)
+                    }
                 };
                 let _ = write_response(&stream, &response);
+                if unread {
+                    // A refused request may be unread in part: closing on it would reset
+                    // the connection before the client reads why. A little is drained.
+                    drain(&stream);
+                }
+                open.fetch_sub(1, Ordering::SeqCst);
             });
         }
     });
     Ok(())
+}
+
+/// Reads (and drops) what the client still sends, for at most a second and 2 MiB.
+fn drain(stream: &UnixStream) {
+    use std::io::Read as _;
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    let mut buf = [0u8; 16 * 1024];
+    let mut left = 2usize << 20;
+    let mut reader = stream;
+    while left > 0 && std::time::Instant::now() < deadline {
+        match reader.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
+}
+
+/// The most connections served at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Overrides [`crate::http::REQUEST_TIMEOUT`], in milliseconds (for tests).
+pub const TIMEOUT_ENV: &str = "IGNITED_API_REQUEST_TIMEOUT_MS";
+
+fn request_timeout() -> Duration {
+    std::env::var(TIMEOUT_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(crate::http::REQUEST_TIMEOUT, Duration::from_millis)
+}
+
+/// Binds `socket` so that it is never connectable by anyone but root before it has its
+/// mode and group: it is bound in a fresh directory of mode 0700 beside it (mkdir(2)
+/// gives that mode at once; the umask can only take bits away), given its group and mode
+/// there, then renamed into place. bind(2) alone makes it with 0777 & ~umask.
+fn bind_private(socket: &Path, gid: Option<u32>, mode: u32) -> anyhow::Result<UnixListener> {
+    let staging = staging_dir(socket)?;
+    let staged = staging.join("s");
+    let result = (|| {
+        let listener = UnixListener::bind(&staged)
+            .with_context(|| format!("cannot listen on {}", socket.display()))?;
+        std::os::unix::fs::chown(&staged, None, gid)
+            .with_context(|| format!("cannot give {} to its group", socket.display()))?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set the mode of {}", socket.display()))?;
+        std::fs::rename(&staged, socket)
+            .with_context(|| format!("cannot move the socket to {}", socket.display()))?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_file(&staged);
+    let _ = std::fs::remove_dir(&staging);
+    result
+}
+
+/// A new directory of mode 0700 beside `socket`, for binding it.
+fn staging_dir(socket: &Path) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let parent = socket
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = socket.file_name().unwrap_or_default().to_string_lossy();
+    // mkdir(2) fails on anything already there (a link included), so nothing planted
+    // is followed; the name is new each time.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let staging = parent.join(format!(".{name}.{}.{nanos:09}.binding", std::process::id()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .with_context(|| format!("cannot create {}", staging.display()))?;
+    Ok(staging)
 }
 
 /// A group's id from /etc/group.
@@ -171,7 +272,7 @@ impl Api {
         f: impl FnOnce(&Store, Vm) -> Result<Response, VmError>,
     ) -> Result<Response, Response> {
         let store = self.store()?;
-        let vm = store.vms().find(name).map_err(store_error)?;
+        let vm = find_exact(&store, name)?;
         let vm = vms::repair(&store, vm);
         f(&store, vm).map_err(vm_error)
     }
@@ -185,6 +286,16 @@ impl Api {
             .map_err(|e| Response::error(400, format!("bad VM manifest: {e}")))?;
         ignite_api::validation::validate_vm_manifest(&vm)
             .map_err(|e| Response::error(400, format!("bad VM manifest: {e}")))?;
+        crate::reconcile_loop::check_host_access(
+            &store,
+            self.configuration.as_ref(),
+            &vm.spec,
+            ignite_runtime::policy::Origin::Api,
+        )
+        .map_err(|e| match e {
+            VmError::Invalid(m) => Response::error(403, m),
+            e => vm_error(e),
+        })?;
         let tree: serde_json::Value =
             ignite_api::manifest::decode(text).map_err(|e| Response::error(400, e.to_string()))?;
         let running = tree
@@ -226,6 +337,42 @@ impl Api {
             self.supervisor.clone(),
         )
     }
+}
+
+/// The VM whose name or uid is `query`, exactly: unlike the CLI, the API takes no
+/// prefixes (a script's `DELETE /v1/vms/s` must not remove `sec-data`).
+fn find_exact(store: &Store, query: &str) -> Result<Vm, Response> {
+    let mut found: Vec<Vm> = store
+        .vms()
+        .list()
+        .map_err(store_error)?
+        .objects
+        .into_iter()
+        .filter(|v| exact_match(v, query))
+        .collect();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(Response::error(
+            404,
+            format!(
+                "no VM is named {query:?} or has that uid: the API takes exact names and uids, not prefixes"
+            ),
+        )),
+        _ => Err(Response::error(
+            400,
+            format!("{query:?} is one VM's name and another's uid: use the uid"),
+        )),
+    }
+}
+
+fn exact_match(vm: &Vm, query: &str) -> bool {
+    !query.is_empty()
+        && (vm.metadata.name == query
+            || vm
+                .metadata
+                .uid
+                .as_ref()
+                .is_some_and(|u| u.to_string() == query))
 }
 
 fn store_error(e: StoreError) -> Response {
@@ -288,6 +435,41 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("no group \"no-such-group-here\""), "{e}");
+    }
+
+    #[test]
+    fn vms_are_found_by_exact_name_or_uid_only() {
+        let mut vm = Vm::new(
+            ignite_api::ObjectMeta {
+                name: "sec-data".into(),
+                ..Default::default()
+            },
+            Default::default(),
+        );
+        vm.metadata.uid = Some("0123456789abcdef".parse().unwrap());
+        assert!(exact_match(&vm, "sec-data"));
+        assert!(exact_match(&vm, "0123456789abcdef"));
+        for no in ["s", "sec", "sec-dat", "0123", "", "sec-data2"] {
+            assert!(!exact_match(&vm, no), "{no}");
+        }
+    }
+
+    /// The socket is bound where only root can reach it: a directory made with mode
+    /// 0700 by mkdir(2) itself (no later chmod), whatever the umask; it is gone after.
+    #[test]
+    fn the_socket_is_bound_in_a_private_directory() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("api.sock");
+        let staging = staging_dir(&socket).unwrap();
+        assert_eq!(staging.parent(), Some(dir.path()));
+        assert_eq!(std::fs::metadata(&staging).unwrap().mode() & 0o7777, 0o700);
+        std::fs::remove_dir(&staging).unwrap();
+        let listener = bind_private(&socket, None, 0o600).unwrap();
+        drop(listener);
+        assert_eq!(std::fs::metadata(&socket).unwrap().mode() & 0o777, 0o600);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "{left:?}");
     }
 
     /// Every path and method of docs/api/openapi.yaml is routed (none gets the

@@ -22,6 +22,10 @@ pub const SOURCE: &str = "daemon";
 pub fn run(dir: &Path, global: &Global) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the manifest directory {}", dir.display()))?;
+    // The directory given on the command line may be a link the administrator made: it is
+    // resolved once, here. Links inside it are refused (see manifests::load).
+    let dir = &std::fs::canonicalize(dir)
+        .with_context(|| format!("cannot resolve the manifest directory {}", dir.display()))?;
     let setup = set_up(global)?;
     tracing::info!(
         "keeping the VMs in line with {} (state in {})",
@@ -32,6 +36,7 @@ pub fn run(dir: &Path, global: &Global) -> anyhow::Result<()> {
         setup.reconciler(SOURCE),
         dir.to_path_buf(),
         Duration::from_secs(global.resync.max(1)),
+        ignite_runtime::policy::Origin::ManifestDir,
     );
     reconcile.run(&setup.stop, |l| {
         *setup.stats.lock().expect("stats lock") = l.stats.clone();

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use ignite_runtime::policy::{self, Origin};
 use ignite_runtime::reconcile::status::{ObservedStatus, write_back};
 use ignite_runtime::reconcile::{Action, Reconciler, manifests};
 use ignite_runtime::vms;
@@ -33,19 +34,27 @@ pub struct ReconcileLoop<'a> {
     pub stats: Stats,
     /// Whether status goes back into the manifests (not for a read-only Git clone).
     pub write_status: bool,
+    /// Where the manifests come from, for the host access policy.
+    pub origin: Origin,
     retry: HashMap<String, (Instant, Duration)>,
     errors: HashMap<String, String>,
     reported: BTreeSet<(PathBuf, String)>,
 }
 
 impl<'a> ReconcileLoop<'a> {
-    pub fn new(reconciler: Reconciler<'a>, dir: PathBuf, resync: Duration) -> ReconcileLoop<'a> {
+    pub fn new(
+        reconciler: Reconciler<'a>,
+        dir: PathBuf,
+        resync: Duration,
+        origin: Origin,
+    ) -> ReconcileLoop<'a> {
         ReconcileLoop {
             reconciler,
             dir,
             resync,
             stats: Stats::default(),
             write_status: true,
+            origin,
             retry: HashMap::new(),
             errors: HashMap::new(),
             reported: BTreeSet::new(),
@@ -104,9 +113,25 @@ impl<'a> ReconcileLoop<'a> {
             let desired = set.vms.iter().find(|d| d.name() == name);
             for action in &actions {
                 self.stats.actions += 1;
-                let result = catch_unwind(AssertUnwindSafe(|| {
-                    self.reconciler.execute(action, desired)
-                }));
+                let refused = match (action, desired) {
+                    (
+                        Action::Create { .. } | Action::Recreate { .. } | Action::Update { .. },
+                        Some(d),
+                    ) => check_host_access(
+                        self.reconciler.store,
+                        self.reconciler.configuration,
+                        &d.vm.spec,
+                        self.origin,
+                    )
+                    .err(),
+                    _ => None,
+                };
+                let result = match refused {
+                    Some(e) => Ok(Err(e)),
+                    None => catch_unwind(AssertUnwindSafe(|| {
+                        self.reconciler.execute(action, desired)
+                    })),
+                };
                 let failure = match result {
                     Ok(Ok(())) => None,
                     Ok(Err(e)) => Some(e.to_string()),
@@ -179,6 +204,33 @@ impl<'a> ReconcileLoop<'a> {
             }
         }
     }
+}
+
+/// The host access policy (`spec.hostAccess` of the Configuration) on a manifest's spec,
+/// as the error an action would fail with.
+pub fn check_host_access(
+    store: &ignite_store::Store,
+    configuration: Option<&ignite_api::Configuration>,
+    spec: &ignite_api::VmSpec,
+    origin: Origin,
+) -> Result<(), vms::VmError> {
+    let none = ignite_api::HostAccess::default();
+    let access = configuration.map_or(&none, |c| &c.spec.host_access);
+    let imported = |kernel: bool, name: &str| {
+        if kernel {
+            store
+                .kernels()
+                .list()
+                .is_ok_and(|l| l.objects.iter().any(|k| k.metadata.name == name))
+        } else {
+            store
+                .images()
+                .list()
+                .is_ok_and(|l| l.objects.iter().any(|i| i.metadata.name == name))
+        }
+    };
+    policy::check_vm_spec(spec, access, origin, &imported)
+        .map_err(|e| vms::VmError::Invalid(e.to_string()))
 }
 
 /// What changes when a manifest is added, edited, renamed over or removed.

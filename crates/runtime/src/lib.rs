@@ -7,5 +7,6 @@ pub mod guest;
 pub mod guest_init;
 pub mod images;
 pub mod kernels;
+pub mod policy;
 pub mod reconcile;
 pub mod vms;

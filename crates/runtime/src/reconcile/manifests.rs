@@ -1,7 +1,8 @@
 //! Desired state from manifest files: every `.yaml`, `.yml` and `.json` file of a directory
 //! (recursively, skipping hidden entries such as `.git`), or one file. VMs are known by
 //! `metadata.name`; a `metadata.uid` is not needed. A broken manifest is reported with its
-//! file and does not keep the others from being applied.
+//! file and does not keep the others from being applied. Symbolic links inside the
+//! directory (files or directories) are refused, each with an error, never followed.
 
 use std::path::{Path, PathBuf};
 
@@ -44,7 +45,9 @@ pub fn load(path: &Path) -> ManifestSet {
         collect(path, &mut files, &mut set.errors);
         files.sort();
     } else {
-        files.push(path.to_path_buf());
+        // One file named by the operator (`ignite apply -f`): a link there is their choice
+        // and is resolved; links found inside a directory are not.
+        files.push(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()));
     }
     for file in files {
         match read(&file) {
@@ -97,12 +100,31 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<(PathBuf, Stri
         let Ok(kind) = entry.file_type() else {
             continue;
         };
+        let manifest_name = [".yaml", ".yml", ".json"]
+            .iter()
+            .any(|ext| name.ends_with(ext));
+        if kind.is_symlink() {
+            // file_type() does not follow links: a link to a file or a directory elsewhere
+            // on the host is refused here rather than read.
+            if manifest_name {
+                errors.push((
+                    path.clone(),
+                    super::files::FileError::Symlink(path).to_string(),
+                ));
+            } else if std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+                errors.push((
+                    path.clone(),
+                    format!(
+                        "{} is a symbolic link to a directory: links are not followed; commit the directory itself",
+                        path.display()
+                    ),
+                ));
+            }
+            continue;
+        }
         if kind.is_dir() {
             collect(&path, files, errors);
-        } else if [".yaml", ".yml", ".json"]
-            .iter()
-            .any(|ext| name.ends_with(ext))
-        {
+        } else if manifest_name {
             files.push(path);
         }
     }
@@ -110,7 +132,7 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<(PathBuf, Stri
 
 /// One manifest: a VM, `None` for another kind, or why it cannot be used.
 fn read(file: &Path) -> Result<Option<Desired>, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read it: {e}"))?;
+    let text = super::files::read_manifest(file).map_err(|e| e.to_string())?;
     let object = manifest::decode_object(&text).map_err(|e| e.to_string())?;
     let Object::Vm(vm) = object else {
         return Ok(None);
@@ -177,6 +199,28 @@ mod tests {
             .collect();
         assert_eq!(bad, ["broken.yaml", "noname.yaml"]);
         assert!(set.errors[1].1.contains("metadata.name"));
+    }
+
+    #[test]
+    fn symlinked_manifests_and_directories_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("x.yaml"), VM.replace("NAME", "x")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("x.yaml"), dir.path().join("x.yaml"))
+            .unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("a.yaml"), VM.replace("NAME", "a")).unwrap();
+        let set = load(dir.path());
+        assert_eq!(set.vms.len(), 1);
+        let errors: Vec<&str> = set.errors.iter().map(|(_, e)| e.as_str()).collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors.iter().all(|e| e.contains("symbolic link")),
+            "{errors:?}"
+        );
+        // One file named directly by the operator: resolved.
+        let one = load(&dir.path().join("x.yaml"));
+        assert_eq!(one.vms.len(), 1);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! and [`Reconciler`] carries the plan out with the same operations as the CLI. `ignite
 //! apply` runs it once; `ignited daemon` and `ignited gitops` run it in a loop.
 
+pub mod files;
 pub mod manifests;
 pub mod plan;
 pub mod status;

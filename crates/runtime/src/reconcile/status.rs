@@ -1,13 +1,17 @@
 //! Status written back into manifest files (`ignited`): the desired `running` made
 //! explicit, the VM's addresses while it runs, and the last error applying it. The file
 //! is rewritten in its own format (JSON or YAML; comments are not kept), atomically, and
-//! only when the status changed and nobody edited the file since it was read.
+//! only when the status changed and nobody edited the file since it was read. The file
+//! is never a symbolic link (refused), and its temporary file is created anew with
+//! O_CREAT|O_EXCL|O_NOFOLLOW (a planted link at that name is removed, not followed).
 
 use std::net::IpAddr;
 use std::path::Path;
 
 use ignite_api::manifest::{self, Format};
 use serde_json::{Value, json};
+
+use super::files::{FileError, create_new, read_manifest};
 
 /// What is written into `status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,8 +25,8 @@ pub struct ObservedStatus {
 /// Rewrites `file`'s status when it differs; `expected` is the text the manifest was
 /// read from (a file changed since is left alone: its next read wins). Returns whether
 /// the file was written.
-pub fn write_back(file: &Path, expected: &str, status: &ObservedStatus) -> std::io::Result<bool> {
-    let text = std::fs::read_to_string(file)?;
+pub fn write_back(file: &Path, expected: &str, status: &ObservedStatus) -> Result<bool, FileError> {
+    let text = read_manifest(file)?;
     if text != expected {
         return Ok(false);
     }
@@ -68,8 +72,16 @@ pub fn write_back(file: &Path, expected: &str, status: &ObservedStatus) -> std::
         ".{}.ignite-tmp",
         file.file_name().unwrap_or_default().to_string_lossy()
     ));
-    std::fs::write(&tmp, &new)?;
-    std::fs::rename(&tmp, file)?;
+    create_new(&tmp, new.as_bytes())?;
+    // rename(2) replaces the name `file`; it does not follow a link there.
+    std::fs::rename(&tmp, file).map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        FileError::Io {
+            what: "replace",
+            path: file.to_path_buf(),
+            source,
+        }
+    })?;
     Ok(true)
 }
 
@@ -83,6 +95,37 @@ mod tests {
     use super::*;
 
     const VM: &str = "apiVersion: ignite.weave.works/v1alpha4\nkind: VM\nmetadata:\n  name: web\nspec:\n  image:\n    oci: busybox\n";
+
+    #[test]
+    fn a_planted_temporary_link_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let canary = outside.path().join("shadow");
+        std::fs::write(&canary, "root:x:0:0\n").unwrap();
+        let file = dir.path().join("web.yaml");
+        std::fs::write(&file, VM).unwrap();
+        std::os::unix::fs::symlink(&canary, dir.path().join(".web.yaml.ignite-tmp")).unwrap();
+        let status = ObservedStatus {
+            running: true,
+            ip_addresses: vec![],
+            error: None,
+        };
+        assert!(write_back(&file, VM, &status).unwrap());
+        assert_eq!(std::fs::read_to_string(&canary).unwrap(), "root:x:0:0\n");
+        assert!(
+            std::fs::read_to_string(&file)
+                .unwrap()
+                .contains("running: true")
+        );
+        assert!(!dir.path().join(".web.yaml.ignite-tmp").exists());
+        // A manifest that is a link is not written through.
+        let link = dir.path().join("link.yaml");
+        std::fs::write(&canary, VM).unwrap();
+        std::os::unix::fs::symlink(&canary, &link).unwrap();
+        let e = write_back(&link, VM, &status).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_to_string(&canary).unwrap(), VM);
+    }
 
     #[test]
     fn status_is_written_once_and_edits_win() {
