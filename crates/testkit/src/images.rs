@@ -309,3 +309,17 @@ impl Image {
         std::fs::write(file, b.into_inner().unwrap()).unwrap();
     }
 }
+
+/// A stand-in kernel: an ELF-looking file whose `Linux version <release> (...)` banner is
+/// what kernel import reads the release from. Enough to import, not to boot.
+pub fn fake_vmlinux(release: &str) -> Vec<u8> {
+    let mut bytes = b"\x7fELF\x02\x01\x01".to_vec();
+    bytes.resize(4096, 0);
+    bytes.extend_from_slice(b"Linux version %s (%s)\0");
+    bytes.extend_from_slice(
+        format!("Linux version {release} (attacker@example.invalid) (gcc 12) #1 SMP\n\0")
+            .as_bytes(),
+    );
+    bytes.resize(8192, 0);
+    bytes
+}
