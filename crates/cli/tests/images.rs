@@ -154,3 +154,79 @@ fn import_errors_are_clear() {
         .failure()
         .stderr(predicate::str::contains("can't find Image"));
 }
+
+/// The bytes allocated on disk under `dir` (holes not counted).
+fn allocated(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
+        total += meta.blocks() * 512;
+        if meta.is_dir() {
+            total += allocated(&entry.path());
+        }
+    }
+    total
+}
+
+/// Runs `ignite` on `root` with `args`, killing it (and failing the test) if `root` grows
+/// past `bound` bytes on disk. Returns its exit status and stderr.
+fn run_bounded(root: &Path, args: &[&str], bound: u64) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("ignite"))
+        .env("IGNITE_ROOT", root)
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        stderr.read_to_string(&mut s).unwrap();
+        s
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        let used = allocated(root);
+        if used > bound {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("the import wrote {used} bytes into the state root (bound {bound}): killed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    (status, reader.join().unwrap())
+}
+
+#[test]
+fn a_sparse_file_declaring_a_terabyte_is_refused_before_it_is_written() {
+    ignite_testkit::require_root("importing images");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    let canary = dir.path().join("canary");
+    std::fs::write(&canary, "precious").unwrap();
+    let layer = LayerBuilder::new()
+        .file("hello", b"hi\n", 0o644)
+        .sparse_file("big", 1 << 40, &[1u8; 512])
+        .finish(Compression::Gzip);
+    assert!(layer.blob.len() < 4096, "{} bytes", layer.blob.len());
+    let layout_dir = dir.path().join("layout");
+    Image::new(vec![layer], &["sh"]).write_oci_layout(&layout_dir, "v1");
+    let source = format!("oci:{}:v1", layout_dir.display());
+    let (status, stderr) = run_bounded(&root, &["image", "import", &source], 64 << 20);
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("refusing entry \"big\": it declares a file of 1099511627776 bytes, more than the 68719476736 bytes one file may have"),
+        "{stderr}"
+    );
+    assert!(allocated(&root) < 64 << 20);
+    assert_eq!(std::fs::read(&canary).unwrap(), b"precious");
+    assert_eq!(stdout(ignite(&root).args(["images", "-q"])), "");
+}

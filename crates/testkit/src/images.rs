@@ -125,6 +125,18 @@ impl LayerBuilder {
         self
     }
 
+    /// A GNU sparse file of `real_size` bytes that stores only `tail` (at its end): a
+    /// layer of a few KiB that declares as much as it likes.
+    pub fn sparse_file(mut self, name: &str, real_size: u64, tail: &[u8]) -> Self {
+        let mut h = header(tar::EntryType::GNUSparse, 0o644);
+        let gnu = h.as_gnu_mut().expect("gnu header");
+        gnu.set_real_size(real_size);
+        gnu.sparse[0].set_offset(real_size - tail.len() as u64);
+        gnu.sparse[0].set_length(tail.len() as u64);
+        self.append_raw(h, name, tail);
+        self
+    }
+
     pub fn whiteout(self, dir: &str, name: &str) -> Self {
         let path = if dir.is_empty() {
             format!(".wh.{name}")
