@@ -230,3 +230,54 @@ fn a_sparse_file_declaring_a_terabyte_is_refused_before_it_is_written() {
     assert_eq!(std::fs::read(&canary).unwrap(), b"precious");
     assert_eq!(stdout(ignite(&root).args(["images", "-q"])), "");
 }
+
+/// The peak resident memory of `ignite` run on `root` with `args` (GNU time's report),
+/// with its exit status and stderr.
+fn run_measured(root: &Path, args: &[&str]) -> (bool, String, u64) {
+    ignite_testkit::require_program("/usr/bin/time", "time");
+    let out = std::process::Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg(assert_cmd::cargo::cargo_bin!("ignite"))
+        .args(args)
+        .env("IGNITE_ROOT", root)
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let kib: u64 = stderr
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .unwrap_or_else(|| panic!("no peak RSS in {stderr}"))
+        .parse()
+        .unwrap();
+    (out.status.success(), stderr, kib * 1024)
+}
+
+#[test]
+fn a_huge_pax_header_is_refused_before_it_is_buffered() {
+    ignite_testkit::require_root("importing images");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    let canary = dir.path().join("canary");
+    std::fs::write(&canary, "precious").unwrap();
+    // Claims 2 GiB; 768 MiB of it are there (under a megabyte compressed), so a reader
+    // that buffers it whole grows by that much before it finds the stream short.
+    let layer = ignite_testkit::images::pax_bomb_layer(2 << 30, 768 << 20);
+    assert!(layer.blob.len() < 2 << 20, "{} bytes", layer.blob.len());
+    let layout_dir = dir.path().join("layout");
+    Image::new(vec![layer], &["sh"]).write_oci_layout(&layout_dir, "v1");
+    let source = format!("oci:{}:v1", layout_dir.display());
+    let (ok, stderr, peak) = run_measured(&root, &["image", "import", &source]);
+    assert!(peak < 300 << 20, "peak RSS {peak} bytes: {stderr}");
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("its tar stream holds a PAX extended header of 2147483648 bytes at offset 0, more than the 1048576 bytes accepted"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&canary).unwrap(), b"precious");
+    assert_eq!(stdout(ignite(&root).args(["images", "-q"])), "");
+}

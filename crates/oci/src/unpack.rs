@@ -23,6 +23,7 @@ use tar::EntryType;
 
 use crate::digest::{Digest, HashingReader};
 use crate::error::{OciError, Result, io};
+use crate::targuard::{ExtendedHeaderTooLarge, TarGuard};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
@@ -98,7 +99,8 @@ impl Unpacker {
         };
         let mut hashing = HashingReader::new(decompressed);
         {
-            let mut archive = tar::Archive::new(&mut hashing);
+            // The guard refuses oversized extended headers before the crate buffers them.
+            let mut archive = tar::Archive::new(TarGuard::new(&mut hashing));
             let mut layer_state = LayerState::default();
             let entries = archive.entries().map_err(|e| self.read_error(layer, e))?;
             for entry in entries {
@@ -131,6 +133,15 @@ impl Unpacker {
     }
 
     fn read_error(&self, layer: &str, e: io::Error) -> OciError {
+        if let Some(too_large) = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<ExtendedHeaderTooLarge>())
+        {
+            return OciError::Invalid {
+                what: format!("layer {layer}"),
+                reason: too_large.to_string(),
+            };
+        }
         OciError::Invalid {
             what: format!("layer {layer}"),
             reason: format!("it is not a readable tar stream: {e}"),

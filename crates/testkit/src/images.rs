@@ -335,3 +335,43 @@ pub fn fake_vmlinux(release: &str) -> Vec<u8> {
     bytes.resize(8192, 0);
     bytes
 }
+
+/// A gzip layer whose tar stream opens with a PAX extended header claiming `claimed`
+/// bytes, followed by `zeros` zero bytes of it (compressed to almost nothing): a reader
+/// that buffers extended headers whole takes `zeros` bytes of memory. Its diff_id is that
+/// of the stream as written.
+pub fn pax_bomb_layer(claimed: u64, zeros: u64) -> Layer {
+    use std::io::Write;
+    let mut h = tar::Header::new_ustar();
+    h.set_path("PaxHeaders/bomb").unwrap();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_mode(0o644);
+    h.set_size(claimed);
+    h.set_cksum();
+    let mut hasher = Sha256::new();
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    hasher.update(h.as_bytes());
+    e.write_all(h.as_bytes()).unwrap();
+    let chunk = vec![0u8; 1 << 20];
+    let mut left = zeros;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        hasher.update(&chunk[..n]);
+        e.write_all(&chunk[..n]).unwrap();
+        left -= n as u64;
+    }
+    let blob = e.finish().unwrap();
+    Layer {
+        digest: sha256(&blob),
+        blob,
+        diff_id: format!(
+            "sha256:{}",
+            hasher
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ),
+        media_type: "application/vnd.oci.image.layer.v1.tar+gzip".to_string(),
+    }
+}
