@@ -281,3 +281,97 @@ fn a_huge_pax_header_is_refused_before_it_is_buffered() {
     assert_eq!(std::fs::read(&canary).unwrap(), b"precious");
     assert_eq!(stdout(ignite(&root).args(["images", "-q"])), "");
 }
+
+/// The root disks in a state root, by file name.
+fn root_disks(root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root.join("rootfs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_pull_keeps_the_root_disk_that_vms_of_the_old_image_use() {
+    ignite_testkit::require_root("importing images");
+    ignite_testkit::require_program("qemu-img", "qemu-utils");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    let vmlinux = dir.path().join("vmlinux");
+    std::fs::write(&vmlinux, ignite_testkit::images::fake_vmlinux("6.1.0-fake")).unwrap();
+    ignite(&root)
+        .args(["kernel", "import"])
+        .arg(&vmlinux)
+        .assert()
+        .success();
+    // v1 of the image, a VM made from it (created, not started).
+    let layout_dir = dir.path().join("layout");
+    let image = |content: &[u8]| {
+        let _ = std::fs::remove_dir_all(&layout_dir);
+        let image = Image::new(
+            vec![
+                LayerBuilder::new()
+                    .file("hello", content, 0o644)
+                    .finish(Compression::Gzip),
+            ],
+            &["sh"],
+        );
+        image.write_oci_layout(&layout_dir, "app");
+        image.config_digest()
+    };
+    let v1 = image(b"version 1\n");
+    let source = format!("oci:{}:app", layout_dir.display());
+    ignite(&root)
+        .args(["create", "--name", "old-vm", "--network", "none", &source])
+        .assert()
+        .success();
+    let v1_disk = format!("{}.ext4", v1.trim_start_matches("sha256:"));
+    assert_eq!(root_disks(&root), std::slice::from_ref(&v1_disk));
+
+    // The tag moves to v2; a pull re-imports the name.
+    let v2 = image(b"version 2\n");
+    let v2_disk = format!("{}.ext4", v2.trim_start_matches("sha256:"));
+    ignite(&root)
+        .args(["image", "import", "--pull", &source])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("keeping the root disk"));
+    let mut both = vec![v1_disk.clone(), v2_disk.clone()];
+    both.sort();
+    assert_eq!(root_disks(&root), both, "the old VM's disk is kept");
+
+    // A VM whose backing disk is gone does not "start": it says why.
+    let kept = root.join("rootfs").join(&v1_disk);
+    let aside = dir.path().join("aside.ext4");
+    std::fs::rename(&kept, &aside).unwrap();
+    ignite(&root)
+        .args(["start", "old-vm"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(format!(
+            "VM old-vm did not start: its root disk {}",
+            root.display()
+        )))
+        .stderr(predicate::str::contains(format!(
+            "is an overlay on {}, which is missing: remove the VM (ignite rm) and create it again",
+            kept.display()
+        )));
+    std::fs::rename(&aside, &kept).unwrap();
+    // Nor does one whose VMM exits at once (QEMU cannot load the stand-in kernel).
+    let out = ignite(&root)
+        .env("IGNITE_ACCEL", "tcg")
+        .args(["start", "old-vm"])
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("VM old-vm did not start: its VMM exited at once"),
+        "{stderr}"
+    );
+
+    // Removing the last VM that uses it removes it.
+    ignite(&root).args(["rm", "old-vm"]).assert().success();
+    assert_eq!(root_disks(&root), [v2_disk]);
+}
