@@ -375,3 +375,96 @@ fn a_pull_keeps_the_root_disk_that_vms_of_the_old_image_use() {
     ignite(&root).args(["rm", "old-vm"]).assert().success();
     assert_eq!(root_disks(&root), [v2_disk]);
 }
+
+/// `ignite` under a 2 GiB address-space limit and a 60 s timeout: a source that reads
+/// forever fails instead of eating the machine.
+fn ignite_limited(root: &Path) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -v 2097152; exec \"$0\" \"$@\"")
+        .arg(assert_cmd::cargo::cargo_bin!("ignite"))
+        .env("IGNITE_ROOT", root)
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .timeout(std::time::Duration::from_secs(60));
+    cmd
+}
+
+#[test]
+fn layout_files_that_are_links_to_devices_or_fifos_are_refused() {
+    ignite_testkit::require_root("importing images");
+    let dir = tempfile::tempdir().unwrap();
+    let canary = dir.path().join("canary");
+    std::fs::write(&canary, "precious").unwrap();
+    let image = Image::new(
+        vec![
+            LayerBuilder::new()
+                .file("hello", b"hi\n", 0o644)
+                .finish(Compression::Gzip),
+        ],
+        &["sh"],
+    );
+    let blob = |layout: &Path, digest: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let mkfifo = |p: &Path| {
+        std::fs::remove_file(p).unwrap();
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(p)
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let link_to_zero = |p: &Path| {
+        std::fs::remove_file(p).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", p).unwrap();
+    };
+    type Plant<'a> = Box<dyn Fn(&Path) + 'a>;
+    let cases: Vec<(&str, Plant, &str)> = vec![
+        (
+            "index-zero",
+            Box::new(|l: &Path| link_to_zero(&l.join("index.json"))),
+            "index.json (LAYOUT/index.json): it is a symlink, not a regular file",
+        ),
+        (
+            "index-fifo",
+            Box::new(|l: &Path| mkfifo(&l.join("index.json"))),
+            "index.json (LAYOUT/index.json): it is a FIFO, not a regular file",
+        ),
+        (
+            "manifest-zero",
+            Box::new(|l: &Path| link_to_zero(&blob(l, &image.manifest_digest()))),
+            "it is a symlink, not a regular file",
+        ),
+        (
+            "layer-fifo",
+            Box::new(|l: &Path| mkfifo(&blob(l, &image.layers[0].digest))),
+            "it is a FIFO, not a regular file",
+        ),
+    ];
+    for (name, plant, needle) in cases {
+        let root = dir.path().join(format!("state-{name}"));
+        let layout_dir = dir.path().join(format!("layout-{name}"));
+        image.write_oci_layout(&layout_dir, "v1");
+        plant(&layout_dir);
+        let needle = needle.replace("LAYOUT", &layout_dir.display().to_string());
+        ignite_limited(&root)
+            .args([
+                "image",
+                "import",
+                &format!("oci:{}:v1", layout_dir.display()),
+            ])
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(needle))
+            .stderr(predicate::str::contains(
+                "an image source's files must be plain files",
+            ));
+        assert_eq!(stdout(ignite(&root).args(["images", "-q"])), "");
+    }
+    assert_eq!(std::fs::read(&canary).unwrap(), b"precious");
+}
