@@ -222,3 +222,113 @@ fn glob_ext4(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Makes a file immutable (`chattr +i`) until dropped: renaming it away fails, even for
+/// root, which is how a re-import is made to fail halfway.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn set(path: std::path::PathBuf) -> Immutable {
+        ignite_testkit::require_program("chattr", "e2fsprogs");
+        let ok = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(&path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "chattr +i {}", path.display());
+        Immutable(path)
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_failed_kernel_re_import_leaves_the_previous_kernel_intact() {
+    ignite_testkit::require_root("importing kernels");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    let image_dir = dir.path().join("image");
+    let write = |release: &str| {
+        let _ = std::fs::remove_dir_all(&image_dir);
+        std::fs::create_dir(&image_dir).unwrap();
+        kernel_layout(&image_dir, release, |l| l)
+    };
+    let source = write("6.1.0-one");
+    let uid = String::from_utf8(
+        ignite(&root)
+            .args(["kernel", "import", &source])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone(),
+    )
+    .unwrap();
+    let kdir = root.join("kernels").join(uid.trim());
+    let files = ["vmlinux", "initramfs.cpio"];
+    let before: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| std::fs::read(kdir.join(f)).unwrap())
+        .collect();
+    let version = || {
+        String::from_utf8(
+            ignite(&root)
+                .args(["inspect", "kernel", uid.trim(), "-t", "{{.Status.Version}}"])
+                .assert()
+                .success()
+                .get_output()
+                .stdout
+                .clone(),
+        )
+        .unwrap()
+    };
+    let intact = || {
+        for (f, old) in files.iter().zip(&before) {
+            assert_eq!(&std::fs::read(kdir.join(f)).unwrap(), old, "{f} changed");
+        }
+        assert!(version().contains("6.1.0-one"));
+    };
+
+    // New content that cannot be installed: the kernel's initramfs cannot be replaced.
+    write("6.1.0-two");
+    let out = {
+        let _pinned = Immutable::set(kdir.join("initramfs.cpio"));
+        ignite(&root)
+            .args(["kernel", "import", "--pull", &source])
+            .assert()
+            .failure()
+    };
+    intact();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains(&format!(
+            "cannot move aside the previous {}",
+            kdir.join("initramfs.cpio").display()
+        )),
+        "{stderr}"
+    );
+    // New content that is refused: nothing of it is installed.
+    write("6.1/../../x");
+    ignite(&root)
+        .args(["kernel", "import", "--pull", &source])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("refusing this kernel image"));
+    intact();
+    // And a good re-import replaces it.
+    write("6.1.0-three");
+    ignite(&root)
+        .args(["kernel", "import", "--pull", &source])
+        .assert()
+        .success();
+    assert!(version().contains("6.1.0-three"));
+    assert_ne!(std::fs::read(kdir.join("vmlinux")).unwrap(), before[0]);
+}

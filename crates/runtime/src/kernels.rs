@@ -701,26 +701,61 @@ fn build_initramfs(
     Ok(())
 }
 
-/// Moves the staged files into the kernel's directory, replacing older ones.
+/// The files a Kernel keeps beside its metadata.
+const KERNEL_FILES: [&str; 5] = [
+    VMLINUX_FILE,
+    BZIMAGE_FILE,
+    INITRAMFS_FILE,
+    MODULES_DIR,
+    MODULES_DISK_FILE,
+];
+
+/// Moves the staged files (in `from`) into the kernel's directory, replacing older ones
+/// all or none: the old files are first moved aside (into staging), then the new ones
+/// in; when any step fails, what was moved is moved back, so a failed re-import leaves
+/// the previous kernel as it was.
 fn install_files(from: &Path, dir: &Path) -> Result<(), ImageError> {
-    for name in [
-        VMLINUX_FILE,
-        BZIMAGE_FILE,
-        INITRAMFS_FILE,
-        MODULES_DIR,
-        MODULES_DISK_FILE,
-    ] {
-        let src = from.join(name);
+    let aside = from.join(".previous");
+    fs::create_dir(&aside).map_err(io("create directory", &aside))?;
+    let mut moved_aside: Vec<&str> = Vec::new();
+    let mut moved_in: Vec<&str> = Vec::new();
+    let restore = |moved_in: &[&str], moved_aside: &[&str]| {
+        for name in moved_in {
+            let _ = fs::rename(dir.join(name), from.join(name));
+        }
+        for name in moved_aside {
+            if let Err(e) = fs::rename(aside.join(name), dir.join(name)) {
+                tracing::error!(
+                    "cannot put back {} after a failed re-import: {e}; import the kernel again with --pull",
+                    dir.join(name).display()
+                );
+            }
+        }
+    };
+    for name in KERNEL_FILES {
         let dest = dir.join(name);
-        if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
-            fs::remove_dir_all(&dest).map_err(io("remove", &dest))?;
+        if fs::symlink_metadata(&dest).is_err() {
+            continue;
         }
-        if src.exists() {
-            fs::rename(&src, &dest).map_err(io("move into place", &dest))?;
-        } else if dest.is_file() {
-            fs::remove_file(&dest).map_err(io("remove", &dest))?;
+        if let Err(e) = fs::rename(&dest, aside.join(name)) {
+            restore(&[], &moved_aside);
+            return Err(io("move aside the previous", dest)(e));
         }
+        moved_aside.push(name);
     }
+    for name in KERNEL_FILES {
+        let src = from.join(name);
+        if fs::symlink_metadata(&src).is_err() {
+            continue;
+        }
+        let dest = dir.join(name);
+        if let Err(e) = fs::rename(&src, &dest) {
+            restore(&moved_in, &moved_aside);
+            return Err(io("move into place", dest)(e));
+        }
+        moved_in.push(name);
+    }
+    // The previous files go with the staging directory.
     Ok(())
 }
 
