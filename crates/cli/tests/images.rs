@@ -468,3 +468,78 @@ fn layout_files_that_are_links_to_devices_or_fifos_are_refused() {
     }
     assert_eq!(std::fs::read(&canary).unwrap(), b"precious");
 }
+
+/// An IPv4 address of this host that is not loopback (`hostname -I`).
+fn non_loopback_ipv4() -> std::net::Ipv4Addr {
+    let out = std::process::Command::new("hostname")
+        .arg("-I")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|a| a.parse::<std::net::Ipv4Addr>().ok())
+        .find(|a| !a.is_loopback())
+        .expect("this test needs a non-loopback IPv4 address on the host (hostname -I)")
+}
+
+#[test]
+fn registry_credentials_never_go_to_a_plain_http_token_realm_elsewhere() {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    // The attacker's token service: a plain-HTTP listener on a non-loopback address,
+    // recording every request it gets.
+    let ip = non_loopback_ipv4();
+    let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
+    let realm = format!("http://{}/token", listener.local_addr().unwrap());
+    listener.set_nonblocking(true).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let service = {
+        let (seen, stop) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut conn, _)) => {
+                        conn.set_nonblocking(false).unwrap();
+                        conn.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                            .unwrap();
+                        let mut buf = [0u8; 8192];
+                        let n = conn.read(&mut buf).unwrap_or(0);
+                        seen.lock()
+                            .unwrap()
+                            .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                        let _ = conn.write_all(
+                            b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                }
+            }
+        })
+    };
+    let registry = ignite_testkit::registry::Registry::start_with_token_realm(
+        "alice",
+        "s3cret-password",
+        &realm,
+    );
+    let config = tempfile::tempdir().unwrap();
+    registry.write_docker_config(config.path());
+    ignite(&root)
+        .args(["image", "import", "--registry-config-dir"])
+        .arg(config.path())
+        .arg(format!("{}/app:v1", registry.host))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(format!(
+            "refusing its token service {realm:?}: it is plain HTTP, which would carry the credentials in clear text"
+        )));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    service.join().unwrap();
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.is_empty(),
+        "the token service at {realm} was sent: {seen:?}"
+    );
+}
