@@ -332,3 +332,55 @@ fn a_failed_kernel_re_import_leaves_the_previous_kernel_intact() {
     assert!(version().contains("6.1.0-three"));
     assert_ne!(std::fs::read(kdir.join("vmlinux")).unwrap(), before[0]);
 }
+
+#[test]
+fn a_huge_sparse_module_is_refused_before_it_is_copied_or_read() {
+    ignite_testkit::require_program("/usr/bin/time", "time");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    let rel = "6.1.0-bigmodule";
+    let base = format!("lib/modules/{rel}");
+    let source = kernel_layout(dir.path(), rel, |l| {
+        let mut l = l.dir(&base, 0o755);
+        for d in ["kernel", "kernel/drivers", "kernel/drivers/block"] {
+            l = l.dir(&format!("{base}/{d}"), 0o755);
+        }
+        // 1 GiB, stored as 512 bytes: within the unpacking caps, far beyond any module.
+        l.sparse_file(
+            &format!("{base}/kernel/drivers/block/virtio_blk.ko"),
+            1 << 30,
+            &[1u8; 512],
+        )
+    });
+    let out = std::process::Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg(assert_cmd::cargo::cargo_bin!("ignite"))
+        .args(["kernel", "import", &source])
+        .env("IGNITE_ROOT", &root)
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let peak_kib: u64 = stderr
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(peak_kib < 300 << 10, "peak RSS {peak_kib} KiB: {stderr}");
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("virtio_blk.ko is 1073741824 bytes: more than a kernel's modules hold (at most 268435456 bytes a file"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("refusing this kernel image"), "{stderr}");
+    ignite(&root)
+        .args(["kernel", "ls", "-q"])
+        .assert()
+        .success()
+        .stdout("");
+}

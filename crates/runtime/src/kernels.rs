@@ -46,6 +46,10 @@ pub const INIT_ENV: &str = "IGNITE_INIT";
 /// In the initramfs: the modules to load, one path (below /lib/modules/<release>) a line.
 pub const MODULE_LIST: &str = "etc/ignite/modules";
 const MAX_KERNEL_FILE: u64 = 1 << 30;
+/// The largest file among a kernel's modules (real ones are a few MiB at most).
+const MAX_MODULE_FILE: u64 = 256 << 20;
+/// The most a kernel's modules may hold in all (Debian's full set is under 1 GiB).
+const MAX_MODULES_TOTAL: u64 = 4 << 30;
 
 #[derive(Debug, Default, Clone)]
 pub struct KernelImportOptions {
@@ -260,7 +264,7 @@ pub fn import_kernel(
     {
         Some(dir) => {
             let dest = out.join(MODULES_DIR).join(&release);
-            copy_tree(&dir, &dest)?;
+            copy_tree(&dir, &dest, &mut 0)?;
             let index = ModuleIndex::scan(&dest)
                 .map_err(|e| ImageError::Source(ignite_api::SourceError::new(e.to_string())))?;
             build_modules_disk(&out, &release)?;
@@ -563,7 +567,7 @@ fn resolve_in(tree: &Path, rel: &str, want: Want) -> Option<PathBuf> {
 /// Copies regular files and directories (symlinks such as `build` and `source`, which point
 /// at kernel headers on the build host, are left out). Nothing is followed: directories
 /// are told by `lstat`, files are opened with `O_NOFOLLOW`.
-fn copy_tree(from: &Path, to: &Path) -> Result<(), ImageError> {
+fn copy_tree(from: &Path, to: &Path, total: &mut u64) -> Result<(), ImageError> {
     use std::os::unix::fs::OpenOptionsExt;
     fs::create_dir_all(to).map_err(io("create directory", to))?;
     for entry in fs::read_dir(from).map_err(io("list", from))? {
@@ -571,7 +575,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), ImageError> {
         let kind = entry.file_type().map_err(io("inspect", entry.path()))?;
         let dest = to.join(entry.file_name());
         if kind.is_dir() {
-            copy_tree(&entry.path(), &dest)?;
+            copy_tree(&entry.path(), &dest, total)?;
         } else if kind.is_file() {
             let nofollow = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
             let mut src = fs::OpenOptions::new()
@@ -586,7 +590,21 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), ImageError> {
                 .mode(0o644)
                 .open(&dest)
                 .map_err(io("create", &dest))?;
-            std::io::copy(&mut src, &mut out).map_err(io("copy", entry.path()))?;
+            // Sizes are checked before copying (a sparse file in an image can claim a lot).
+            let len = src.metadata().map_err(io("inspect", entry.path()))?.len();
+            *total = total.saturating_add(len);
+            if len > MAX_MODULE_FILE || *total > MAX_MODULES_TOTAL {
+                return Err(ImageError::Source(ignite_api::SourceError::new(format!(
+                    "the kernel's module file {} is {len} bytes{}: more than a kernel's modules hold (at most {MAX_MODULE_FILE} bytes a file, {MAX_MODULES_TOTAL} in all); refusing this kernel image, which is malformed or hostile",
+                    entry.path().display(),
+                    if len > MAX_MODULE_FILE {
+                        String::new()
+                    } else {
+                        format!(", which makes {total} bytes of modules")
+                    }
+                ))));
+            }
+            std::io::copy(&mut (&mut src).take(len), &mut out).map_err(io("copy", entry.path()))?;
         }
     }
     Ok(())
@@ -689,7 +707,11 @@ fn build_initramfs(
                     cpio.dir(&dir.to_string_lossy(), 0o755).map_err(w)?;
                 }
             }
-            let bytes = fs::read(root.join(rel)).map_err(io("read", root.join(rel)))?;
+            let bytes = ignite_kernel::modules::read_capped(
+                &root.join(rel),
+                ignite_kernel::modules::MAX_MODULE_BYTES,
+            )
+            .map_err(|e| ImageError::Source(ignite_api::SourceError::new(e.to_string())))?;
             cpio.file(&format!("{base}/{}", rel.display()), 0o644, &bytes)
                 .map_err(w)?;
             list.push_str(&rel.to_string_lossy());
