@@ -529,12 +529,18 @@ fn settled(
         std::thread::sleep(Duration::from_millis(20));
         current = store.vms().get(uid)?;
         if !current.status.running {
-            let log = std::fs::read_to_string(log_path).unwrap_or_default();
-            let reason = current
+            // A guest that ran and powered off (a quick workload) started fine; only a VMM
+            // that failed, with no workload status, is a failed start.
+            let Some(exit) = current
                 .status
                 .exit
                 .as_ref()
-                .map_or_else(String::new, |e| e.reason.clone());
+                .filter(|e| e.status.is_none() && e.reason.starts_with(supervisor::VMM_FAILED))
+            else {
+                return Ok(current);
+            };
+            let log = std::fs::read_to_string(log_path).unwrap_or_default();
+            let reason = exit.reason.clone();
             return Err(VmError::StartFailed {
                 vm: name.to_string(),
                 reason: format!(
