@@ -543,3 +543,38 @@ fn registry_credentials_never_go_to_a_plain_http_token_realm_elsewhere() {
         "the token service at {realm} was sent: {seen:?}"
     );
 }
+
+#[test]
+fn a_docker_archive_with_a_huge_pax_header_is_refused_before_it_is_buffered() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    // A tar whose first header is a PAX header claiming 2 GiB, followed by 768 MiB of
+    // zeros that take no disk (a sparse file).
+    let archive = dir.path().join("image.tar");
+    let mut h = tar::Header::new_ustar();
+    h.set_path("PaxHeaders/bomb").unwrap();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_size(2 << 30);
+    h.set_cksum();
+    std::fs::write(&archive, h.as_bytes()).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&archive)
+        .unwrap()
+        .set_len(768 << 20)
+        .unwrap();
+    let (ok, stderr, peak) = run_measured(
+        &root,
+        &[
+            "image",
+            "import",
+            &format!("docker-archive:{}", archive.display()),
+        ],
+    );
+    assert!(peak < 300 << 20, "peak RSS {peak} bytes: {stderr}");
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("holds a PAX extended header of 2147483648 bytes at offset 0, more than the 1048576 bytes accepted"),
+        "{stderr}"
+    );
+}

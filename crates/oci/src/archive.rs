@@ -33,7 +33,8 @@ struct TarIndex {
 impl TarIndex {
     fn build(path: &Path) -> Result<TarIndex> {
         let f = crate::fetch::open_regular(path, "docker archive", false)?;
-        let mut archive = tar::Archive::new(BufReader::new(f));
+        // Oversized extended headers are refused before the tar crate buffers them.
+        let mut archive = tar::Archive::new(crate::targuard::TarGuard::new(BufReader::new(f)));
         let mut entries = HashMap::new();
         let mut links = HashMap::new();
         let bad = |e: std::io::Error| OciError::Invalid {
