@@ -235,3 +235,33 @@ pub(crate) fn open_regular(path: &Path, what: &str, nofollow: bool) -> Result<Fi
     }
     Ok(file)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_regular_files_are_read_and_documents_are_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("index.json");
+        std::fs::write(&file, b"{}").unwrap();
+        assert_eq!(read_small_file(&file, 10, "index.json").unwrap(), b"{}");
+        let err = read_small_file(&file, 1, "index.json").unwrap_err();
+        assert!(matches!(err, OciError::TooLarge { limit: 1, .. }), "{err}");
+        let zero = dir.path().join("zero");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let err = read_small_file(&zero, 1 << 20, "index.json")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("it is a symlink, not a regular file"), "{err}");
+        // Followed where asked (a source path the user gave), and still refused: a device.
+        let err = open_regular(&zero, "docker archive", false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("it is a device"), "{err}");
+        let err = open_regular(dir.path(), "layer", true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("it is a directory"), "{err}");
+    }
+}

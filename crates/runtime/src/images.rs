@@ -531,3 +531,45 @@ fn uid_str(vm: &Vm) -> String {
         .as_ref()
         .map_or_else(String::new, ToString::to_string)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_disk_names_and_overlay_backing_files() {
+        let hex = "ab".repeat(32);
+        let disk = PathBuf::from(format!("/state/rootfs/{hex}.ext4"));
+        assert_eq!(rootfs_name(&disk), Some(format!("{hex}.ext4").as_str()));
+        for bad in ["/x/abc.ext4", "/x/../../etc/passwd", "/x/", "/x/zz.raw"] {
+            assert_eq!(rootfs_name(Path::new(bad)), None, "{bad}");
+        }
+        assert_eq!(
+            rootfs_name(Path::new(&format!("/x/{}.ext4", "g".repeat(64)))),
+            None
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join(format!("{hex}.ext4"));
+        fs::write(&base, vec![0u8; 1 << 20]).unwrap();
+        let overlay = dir.path().join("root.qcow2");
+        let Some(qemu_img) = ignite_host_tools::QEMU_IMG.locate() else {
+            panic!("qemu-img is missing: install qemu-utils");
+        };
+        let ok = std::process::Command::new(qemu_img)
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(&base)
+            .arg(&overlay)
+            .arg("2M")
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        assert_eq!(overlay_backing_file(&overlay), Some(base.clone()));
+        // Not an overlay, absent, or a symlink to one: no backing file.
+        assert_eq!(overlay_backing_file(&base), None);
+        assert_eq!(overlay_backing_file(&dir.path().join("absent")), None);
+        std::os::unix::fs::symlink(&overlay, dir.path().join("link")).unwrap();
+        assert_eq!(overlay_backing_file(&dir.path().join("link")), None);
+    }
+}
