@@ -154,3 +154,427 @@ fn import_errors_are_clear() {
         .failure()
         .stderr(predicate::str::contains("can't find Image"));
 }
+
+/// The bytes allocated on disk under `dir` (holes not counted).
+fn allocated(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
+        total += meta.blocks() * 512;
+        if meta.is_dir() {
+            total += allocated(&entry.path());
+        }
+    }
+    total
+}
+
+/// Runs `ignite` on `root` with `args`, killing it (and failing the test) if `root` grows
+/// past `bound` bytes on disk. Returns its exit status and stderr.
+fn run_bounded(root: &Path, args: &[&str], bound: u64) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("ignite"))
+        .env("IGNITE_ROOT", root)
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        stderr.read_to_string(&mut s).unwrap();
+        s
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        let used = allocated(root);
+        if used > bound {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("the import wrote {used} bytes into the state root (bound {bound}): killed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    (status, reader.join().unwrap())
+}
+
+#[test]
+fn a_sparse_file_declaring_a_terabyte_is_refused_before_it_is_written() {
+    ignite_testkit::require_root("importing images");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    let canary = dir.path().join("canary");
+    std::fs::write(&canary, "precious").unwrap();
+    let layer = LayerBuilder::new()
+        .file("hello", b"hi\n", 0o644)
+        .sparse_file("big", 1 << 40, &[1u8; 512])
+        .finish(Compression::Gzip);
+    assert!(layer.blob.len() < 4096, "{} bytes", layer.blob.len());
+    let layout_dir = dir.path().join("layout");
+    Image::new(vec![layer], &["sh"]).write_oci_layout(&layout_dir, "v1");
+    let source = format!("oci:{}:v1", layout_dir.display());
+    let (status, stderr) = run_bounded(&root, &["image", "import", &source], 64 << 20);
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("refusing entry \"big\": it declares a file of 1099511627776 bytes, more than the 68719476736 bytes one file may have"),
+        "{stderr}"
+    );
+    assert!(allocated(&root) < 64 << 20);
+    assert_eq!(std::fs::read(&canary).unwrap(), b"precious");
+    assert_eq!(stdout(ignite(&root).args(["images", "-q"])), "");
+}
+
+/// The peak resident memory of `ignite` run on `root` with `args` (GNU time's report),
+/// with its exit status and stderr.
+fn run_measured(root: &Path, args: &[&str]) -> (bool, String, u64) {
+    ignite_testkit::require_program("/usr/bin/time", "time");
+    let out = std::process::Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg(assert_cmd::cargo::cargo_bin!("ignite"))
+        .args(args)
+        .env("IGNITE_ROOT", root)
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let kib: u64 = stderr
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .unwrap_or_else(|| panic!("no peak RSS in {stderr}"))
+        .parse()
+        .unwrap();
+    (out.status.success(), stderr, kib * 1024)
+}
+
+#[test]
+fn a_huge_pax_header_is_refused_before_it_is_buffered() {
+    ignite_testkit::require_root("importing images");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    let canary = dir.path().join("canary");
+    std::fs::write(&canary, "precious").unwrap();
+    // Claims 2 GiB; 768 MiB of it are there (under a megabyte compressed), so a reader
+    // that buffers it whole grows by that much before it finds the stream short.
+    let layer = ignite_testkit::images::pax_bomb_layer(2 << 30, 768 << 20);
+    assert!(layer.blob.len() < 2 << 20, "{} bytes", layer.blob.len());
+    let layout_dir = dir.path().join("layout");
+    Image::new(vec![layer], &["sh"]).write_oci_layout(&layout_dir, "v1");
+    let source = format!("oci:{}:v1", layout_dir.display());
+    let (ok, stderr, peak) = run_measured(&root, &["image", "import", &source]);
+    assert!(peak < 300 << 20, "peak RSS {peak} bytes: {stderr}");
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("its tar stream holds a PAX extended header of 2147483648 bytes at offset 0, more than the 1048576 bytes accepted"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&canary).unwrap(), b"precious");
+    assert_eq!(stdout(ignite(&root).args(["images", "-q"])), "");
+}
+
+/// The root disks in a state root, by file name.
+fn root_disks(root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root.join("rootfs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_pull_keeps_the_root_disk_that_vms_of_the_old_image_use() {
+    ignite_testkit::require_root("importing images");
+    ignite_testkit::require_program("qemu-img", "qemu-utils");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    let vmlinux = dir.path().join("vmlinux");
+    std::fs::write(&vmlinux, ignite_testkit::images::fake_vmlinux("6.1.0-fake")).unwrap();
+    ignite(&root)
+        .args(["kernel", "import"])
+        .arg(&vmlinux)
+        .assert()
+        .success();
+    // v1 of the image, a VM made from it (created, not started).
+    let layout_dir = dir.path().join("layout");
+    let image = |content: &[u8]| {
+        let _ = std::fs::remove_dir_all(&layout_dir);
+        let image = Image::new(
+            vec![
+                LayerBuilder::new()
+                    .file("hello", content, 0o644)
+                    .finish(Compression::Gzip),
+            ],
+            &["sh"],
+        );
+        image.write_oci_layout(&layout_dir, "app");
+        image.config_digest()
+    };
+    let v1 = image(b"version 1\n");
+    let source = format!("oci:{}:app", layout_dir.display());
+    ignite(&root)
+        .args(["create", "--name", "old-vm", "--network", "none", &source])
+        .assert()
+        .success();
+    let v1_disk = format!("{}.ext4", v1.trim_start_matches("sha256:"));
+    assert_eq!(root_disks(&root), std::slice::from_ref(&v1_disk));
+
+    // The tag moves to v2; a pull re-imports the name.
+    let v2 = image(b"version 2\n");
+    let v2_disk = format!("{}.ext4", v2.trim_start_matches("sha256:"));
+    ignite(&root)
+        .args(["image", "import", "--pull", &source])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("keeping the root disk"));
+    let mut both = vec![v1_disk.clone(), v2_disk.clone()];
+    both.sort();
+    assert_eq!(root_disks(&root), both, "the old VM's disk is kept");
+
+    // A VM whose backing disk is gone does not "start": it says why.
+    let kept = root.join("rootfs").join(&v1_disk);
+    let aside = dir.path().join("aside.ext4");
+    std::fs::rename(&kept, &aside).unwrap();
+    ignite(&root)
+        .args(["start", "old-vm"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(format!(
+            "VM old-vm did not start: its root disk {}",
+            root.display()
+        )))
+        .stderr(predicate::str::contains(format!(
+            "is an overlay on {}, which is missing: remove the VM (ignite rm) and create it again",
+            kept.display()
+        )));
+    std::fs::rename(&aside, &kept).unwrap();
+    // Nor does one whose VMM exits at once (QEMU cannot load the stand-in kernel).
+    let out = ignite(&root)
+        .env("IGNITE_ACCEL", "tcg")
+        .args(["start", "old-vm"])
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("VM old-vm did not start: its VMM exited at once"),
+        "{stderr}"
+    );
+
+    // Removing the last VM that uses it removes it.
+    ignite(&root).args(["rm", "old-vm"]).assert().success();
+    assert_eq!(root_disks(&root), [v2_disk]);
+}
+
+/// `ignite` under a 2 GiB address-space limit and a 60 s timeout: a source that reads
+/// forever fails instead of eating the machine.
+fn ignite_limited(root: &Path) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -v 2097152; exec \"$0\" \"$@\"")
+        .arg(assert_cmd::cargo::cargo_bin!("ignite"))
+        .env("IGNITE_ROOT", root)
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .timeout(std::time::Duration::from_secs(60));
+    cmd
+}
+
+#[test]
+fn layout_files_that_are_links_to_devices_or_fifos_are_refused() {
+    ignite_testkit::require_root("importing images");
+    let dir = tempfile::tempdir().unwrap();
+    let canary = dir.path().join("canary");
+    std::fs::write(&canary, "precious").unwrap();
+    let image = Image::new(
+        vec![
+            LayerBuilder::new()
+                .file("hello", b"hi\n", 0o644)
+                .finish(Compression::Gzip),
+        ],
+        &["sh"],
+    );
+    let blob = |layout: &Path, digest: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let mkfifo = |p: &Path| {
+        std::fs::remove_file(p).unwrap();
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(p)
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let link_to_zero = |p: &Path| {
+        std::fs::remove_file(p).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", p).unwrap();
+    };
+    type Plant<'a> = Box<dyn Fn(&Path) + 'a>;
+    let cases: Vec<(&str, Plant, &str)> = vec![
+        (
+            "index-zero",
+            Box::new(|l: &Path| link_to_zero(&l.join("index.json"))),
+            "index.json (LAYOUT/index.json): it is a symlink, not a regular file",
+        ),
+        (
+            "index-fifo",
+            Box::new(|l: &Path| mkfifo(&l.join("index.json"))),
+            "index.json (LAYOUT/index.json): it is a FIFO, not a regular file",
+        ),
+        (
+            "manifest-zero",
+            Box::new(|l: &Path| link_to_zero(&blob(l, &image.manifest_digest()))),
+            "it is a symlink, not a regular file",
+        ),
+        (
+            "layer-fifo",
+            Box::new(|l: &Path| mkfifo(&blob(l, &image.layers[0].digest))),
+            "it is a FIFO, not a regular file",
+        ),
+    ];
+    for (name, plant, needle) in cases {
+        let root = dir.path().join(format!("state-{name}"));
+        let layout_dir = dir.path().join(format!("layout-{name}"));
+        image.write_oci_layout(&layout_dir, "v1");
+        plant(&layout_dir);
+        let needle = needle.replace("LAYOUT", &layout_dir.display().to_string());
+        ignite_limited(&root)
+            .args([
+                "image",
+                "import",
+                &format!("oci:{}:v1", layout_dir.display()),
+            ])
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(needle))
+            .stderr(predicate::str::contains(
+                "an image source's files must be plain files",
+            ));
+        assert_eq!(stdout(ignite(&root).args(["images", "-q"])), "");
+    }
+    assert_eq!(std::fs::read(&canary).unwrap(), b"precious");
+}
+
+/// An IPv4 address of this host that is not loopback (`hostname -I`).
+fn non_loopback_ipv4() -> std::net::Ipv4Addr {
+    let out = std::process::Command::new("hostname")
+        .arg("-I")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|a| a.parse::<std::net::Ipv4Addr>().ok())
+        .find(|a| !a.is_loopback())
+        .expect("this test needs a non-loopback IPv4 address on the host (hostname -I)")
+}
+
+#[test]
+fn registry_credentials_never_go_to_a_plain_http_token_realm_elsewhere() {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    // The attacker's token service: a plain-HTTP listener on a non-loopback address,
+    // recording every request it gets.
+    let ip = non_loopback_ipv4();
+    let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
+    let realm = format!("http://{}/token", listener.local_addr().unwrap());
+    listener.set_nonblocking(true).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let service = {
+        let (seen, stop) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut conn, _)) => {
+                        conn.set_nonblocking(false).unwrap();
+                        conn.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                            .unwrap();
+                        let mut buf = [0u8; 8192];
+                        let n = conn.read(&mut buf).unwrap_or(0);
+                        seen.lock()
+                            .unwrap()
+                            .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                        let _ = conn.write_all(
+                            b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                }
+            }
+        })
+    };
+    let registry = ignite_testkit::registry::Registry::start_with_token_realm(
+        "alice",
+        "s3cret-password",
+        &realm,
+    );
+    let config = tempfile::tempdir().unwrap();
+    registry.write_docker_config(config.path());
+    ignite(&root)
+        .args(["image", "import", "--registry-config-dir"])
+        .arg(config.path())
+        .arg(format!("{}/app:v1", registry.host))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(format!(
+            "refusing its token service {realm:?}: it is plain HTTP, which would carry the credentials in clear text"
+        )));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    service.join().unwrap();
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.is_empty(),
+        "the token service at {realm} was sent: {seen:?}"
+    );
+}
+
+#[test]
+fn a_docker_archive_with_a_huge_pax_header_is_refused_before_it_is_buffered() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    // A tar whose first header is a PAX header claiming 2 GiB, followed by 768 MiB of
+    // zeros that take no disk (a sparse file).
+    let archive = dir.path().join("image.tar");
+    let mut h = tar::Header::new_ustar();
+    h.set_path("PaxHeaders/bomb").unwrap();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_size(2 << 30);
+    h.set_cksum();
+    std::fs::write(&archive, h.as_bytes()).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&archive)
+        .unwrap()
+        .set_len(768 << 20)
+        .unwrap();
+    let (ok, stderr, peak) = run_measured(
+        &root,
+        &[
+            "image",
+            "import",
+            &format!("docker-archive:{}", archive.display()),
+        ],
+    );
+    assert!(peak < 300 << 20, "peak RSS {peak} bytes: {stderr}");
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("holds a PAX extended header of 2147483648 bytes at offset 0, more than the 1048576 bytes accepted"),
+        "{stderr}"
+    );
+}

@@ -15,6 +15,13 @@ pub enum KernelError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "the kernel's release {release:?} (from its `Linux version` banner) {reason}: a release may only hold letters, digits and . _ + ~ - (it names directories on the host); refusing this kernel image, which is malformed or hostile"
+    )]
+    BadRelease {
+        release: String,
+        reason: &'static str,
+    },
     #[error("module {module}: {reason}")]
     Module { module: String, reason: String },
 }

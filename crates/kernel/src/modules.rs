@@ -26,6 +26,35 @@ pub fn normalize(name: &str) -> String {
     name.replace('-', "_")
 }
 
+/// The largest module (or index) file read into memory.
+pub const MAX_MODULE_BYTES: u64 = 256 << 20;
+
+/// Reads a file of at most `limit` bytes (never following a final symlink); larger ones
+/// are refused, not read.
+pub fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, KernelError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |source| KernelError::Io {
+        action: "read",
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+        .map_err(err)?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(err)?;
+    if bytes.len() as u64 > limit {
+        return Err(KernelError::NotAKernel(format!(
+            "{} is larger than {limit} bytes, more than any kernel module",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
+
 /// The `key=value` pairs of a module's `.modinfo` section.
 pub fn modinfo(ko: &[u8]) -> Result<Vec<(String, String)>, String> {
     let file = object::File::parse(ko).map_err(|e| format!("not an ELF module: {e}"))?;
@@ -85,7 +114,8 @@ impl ModuleIndex {
                 }
             }
         }
-        if let Ok(text) = fs::read_to_string(dir.join("modules.builtin")) {
+        if let Ok(bytes) = read_capped(&dir.join("modules.builtin"), MAX_MODULE_BYTES) {
+            let text = String::from_utf8_lossy(&bytes);
             for line in text.lines() {
                 if let Some(name) = Path::new(line)
                     .file_name()
@@ -146,11 +176,7 @@ impl ModuleIndex {
             });
         }
         let path = self.root.join(&self.modules[name]);
-        let bytes = fs::read(&path).map_err(|source| KernelError::Io {
-            action: "read",
-            path: path.clone(),
-            source,
-        })?;
+        let bytes = read_capped(&path, MAX_MODULE_BYTES)?;
         let info = modinfo(&bytes).map_err(|reason| KernelError::Module {
             module: name.to_string(),
             reason,

@@ -3,7 +3,6 @@
 //! (`manifest.json` pointing into `blobs/sha256/`). Entries are read in place, by offset.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
 
@@ -33,8 +32,9 @@ struct TarIndex {
 
 impl TarIndex {
     fn build(path: &Path) -> Result<TarIndex> {
-        let f = File::open(path).map_err(io("open", path))?;
-        let mut archive = tar::Archive::new(BufReader::new(f));
+        let f = crate::fetch::open_regular(path, "docker archive", false)?;
+        // Oversized extended headers are refused before the tar crate buffers them.
+        let mut archive = tar::Archive::new(crate::targuard::TarGuard::new(BufReader::new(f)));
         let mut entries = HashMap::new();
         let mut links = HashMap::new();
         let bad = |e: std::io::Error| OciError::Invalid {
@@ -96,7 +96,7 @@ impl TarIndex {
                 limit,
             });
         }
-        let mut f = File::open(&self.file).map_err(io("open", &self.file))?;
+        let mut f = crate::fetch::open_regular(&self.file, "docker archive", false)?;
         f.seek(SeekFrom::Start(offset))
             .map_err(io("seek in", &self.file))?;
         let mut buf = Vec::with_capacity(len as usize);

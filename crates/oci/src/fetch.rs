@@ -65,10 +65,10 @@ pub enum LayerLocation {
 impl Layer {
     pub fn open(&self) -> Result<Box<dyn Read + Send>> {
         match &self.location {
-            LayerLocation::File(path) => Ok(Box::new(File::open(path).map_err(io("open", path))?)),
+            LayerLocation::File(path) => Ok(Box::new(open_regular(path, "layer", true)?)),
             LayerLocation::Range { file, offset, len } => {
                 use std::io::{Seek, SeekFrom};
-                let mut f = File::open(file).map_err(io("open", file))?;
+                let mut f = open_regular(file, "docker archive", false)?;
                 f.seek(SeekFrom::Start(*offset))
                     .map_err(io("seek in", file))?;
                 Ok(Box::new(f.take(*len)))
@@ -179,12 +179,89 @@ pub fn select_platform(
 }
 
 pub(crate) fn read_small_file(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
-    let len = std::fs::metadata(path).map_err(io("read", path))?.len();
-    if len > limit {
+    let file = open_regular(path, what, true)?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io("read", path))?;
+    if bytes.len() as u64 > limit {
         return Err(OciError::TooLarge {
-            what: what.to_string(),
+            what: format!("{what} ({})", path.display()),
             limit,
         });
     }
-    std::fs::read(path).map_err(io("read", path))
+    Ok(bytes)
+}
+
+/// Opens a file of an image source for reading, refusing anything but a regular file (a
+/// FIFO or device would block or never end); with `nofollow`, a symlink is refused too
+/// (`O_NOFOLLOW`). `O_NONBLOCK` keeps the open of a FIFO from hanging.
+pub(crate) fn open_regular(path: &Path, what: &str, nofollow: bool) -> Result<File> {
+    use rustix::fs::OFlags;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut flags = OFlags::NONBLOCK;
+    if nofollow {
+        flags |= OFlags::NOFOLLOW;
+    }
+    let refuse = |kind: &str| OciError::Invalid {
+        what: format!("{what} ({})", path.display()),
+        reason: format!(
+            "it is {kind}, not a regular file: an image source's files must be plain files (replace it with the file itself)"
+        ),
+    };
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if nofollow && e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Err(refuse("a symlink"));
+        }
+        Err(e) => return Err(io("open", path)(e)),
+    };
+    let kind = file.metadata().map_err(io("inspect", path))?.file_type();
+    if !kind.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        return Err(refuse(if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_dir() {
+            "a directory"
+        } else {
+            "a special file"
+        }));
+    }
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_regular_files_are_read_and_documents_are_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("index.json");
+        std::fs::write(&file, b"{}").unwrap();
+        assert_eq!(read_small_file(&file, 10, "index.json").unwrap(), b"{}");
+        let err = read_small_file(&file, 1, "index.json").unwrap_err();
+        assert!(matches!(err, OciError::TooLarge { limit: 1, .. }), "{err}");
+        let zero = dir.path().join("zero");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let err = read_small_file(&zero, 1 << 20, "index.json")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("it is a symlink, not a regular file"), "{err}");
+        // Followed where asked (a source path the user gave), and still refused: a device.
+        let err = open_regular(&zero, "docker archive", false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("it is a device"), "{err}");
+        let err = open_regular(dir.path(), "layer", true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("it is a directory"), "{err}");
+    }
 }

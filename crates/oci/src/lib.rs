@@ -9,6 +9,7 @@ pub mod fetch;
 pub mod layout;
 pub mod registry;
 pub mod spec;
+pub mod targuard;
 pub mod unpack;
 
 pub use error::{OciError, Result};

@@ -23,20 +23,27 @@ use tar::EntryType;
 
 use crate::digest::{Digest, HashingReader};
 use crate::error::{OciError, Result, io};
+use crate::targuard::{ExtendedHeaderTooLarge, TarGuard};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
 const MAX_SYMLINK_HOPS: usize = 40;
 /// The most an image may unpack to; a small layer can decompress to a great deal.
 pub const MAX_UNPACKED_BYTES: u64 = 64 << 30;
+/// The largest single file a layer may hold (its apparent size, holes included).
+pub const MAX_ENTRY_BYTES: u64 = MAX_UNPACKED_BYTES;
+/// Holes are kept at this granularity: an all-zero block is skipped, not written.
+const HOLE_BLOCK: usize = 4096;
 /// Bytes after a layer's end-of-archive marker that are still hashed (padding).
 const MAX_TRAILER_BYTES: u64 = 1 << 20;
 
 /// What unpacking produced, for sizing the root disk.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct UnpackStats {
-    /// File data, rounded up to 4 KiB blocks.
+    /// File data, rounded up to 4 KiB blocks (holes, kept as holes, not counted).
     pub data_bytes: u64,
+    /// The files' sizes with their holes (what a guest sees), capped like `data_bytes`.
+    pub apparent_bytes: u64,
     pub inodes: u64,
     /// Entries that need root to create (device nodes, ownership) and were skipped.
     pub skipped_privileged: u64,
@@ -92,7 +99,8 @@ impl Unpacker {
         };
         let mut hashing = HashingReader::new(decompressed);
         {
-            let mut archive = tar::Archive::new(&mut hashing);
+            // The guard refuses oversized extended headers before the crate buffers them.
+            let mut archive = tar::Archive::new(TarGuard::new(&mut hashing));
             let mut layer_state = LayerState::default();
             let entries = archive.entries().map_err(|e| self.read_error(layer, e))?;
             for entry in entries {
@@ -107,7 +115,33 @@ impl Unpacker {
         Ok(hashing.finish().0)
     }
 
+    /// Refuses a file of `declared` bytes that is larger than one file may be, or that
+    /// would take the image past [`MAX_UNPACKED_BYTES`].
+    fn check_size(&self, declared: u64) -> std::result::Result<(), String> {
+        if declared > MAX_ENTRY_BYTES {
+            return Err(format!(
+                "it declares a file of {declared} bytes, more than the {MAX_ENTRY_BYTES} bytes one file may have (a sparse or compressed layer can claim any size: this one is hostile or broken)"
+            ));
+        }
+        let total = self.stats.apparent_bytes.saturating_add(declared);
+        if total > MAX_UNPACKED_BYTES {
+            return Err(format!(
+                "its {declared} bytes would take the image to {total} bytes unpacked, more than the {MAX_UNPACKED_BYTES} bytes accepted"
+            ));
+        }
+        Ok(())
+    }
+
     fn read_error(&self, layer: &str, e: io::Error) -> OciError {
+        if let Some(too_large) = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<ExtendedHeaderTooLarge>())
+        {
+            return OciError::Invalid {
+                what: format!("layer {layer}"),
+                reason: too_large.to_string(),
+            };
+        }
         OciError::Invalid {
             what: format!("layer {layer}"),
             reason: format!("it is not a readable tar stream: {e}"),
@@ -165,6 +199,10 @@ impl Unpacker {
                 self.stats.data_bytes += 4096;
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                // The size a file declares (for a sparse one, its size with the holes) is
+                // checked before a byte is written: a tiny layer can declare terabytes.
+                let declared = entry.size();
+                self.check_size(declared).map_err(|r| hostile(&r))?;
                 replace_existing(&path)?;
                 let mut file = OpenOptions::new()
                     .write(true)
@@ -173,8 +211,10 @@ impl Unpacker {
                     .mode(0o600)
                     .open(&path)
                     .map_err(io("create", &path))?;
-                let n = io::copy(&mut entry, &mut file).map_err(io("write", &path))?;
-                self.stats.data_bytes += n.div_ceil(4096) * 4096;
+                let written = write_keeping_holes(&mut entry, &mut file, declared)
+                    .map_err(io("write", &path))?;
+                self.stats.apparent_bytes += declared;
+                self.stats.data_bytes += written;
                 if self.stats.data_bytes > MAX_UNPACKED_BYTES {
                     return Err(OciError::TooLarge {
                         what: format!("the image unpacked (at layer {layer})"),
@@ -394,6 +434,45 @@ struct LayerState {
     created: HashSet<PathBuf>,
 }
 
+/// Copies at most `limit` bytes of `from` into `file`, skipping all-zero 4 KiB blocks so
+/// they stay holes (a sparse entry's holes, and zeros written out in full alike). Returns
+/// the bytes of the blocks written.
+fn write_keeping_holes(from: &mut impl Read, file: &mut fs::File, limit: u64) -> io::Result<u64> {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut buf = vec![0u8; 256 * HOLE_BLOCK];
+    let mut offset: u64 = 0;
+    let mut written: u64 = 0;
+    let mut from = from.take(limit);
+    loop {
+        // Fill the buffer (or reach the end), so blocks line up with the file's.
+        let mut filled = 0;
+        while filled < buf.len() {
+            match from.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        for block in buf[..filled].chunks(HOLE_BLOCK) {
+            if block.iter().any(|b| *b != 0) {
+                file.seek(SeekFrom::Start(offset))?;
+                file.write_all(block)?;
+                written += HOLE_BLOCK as u64;
+            }
+            offset += block.len() as u64;
+        }
+        if filled < buf.len() {
+            break;
+        }
+    }
+    file.set_len(offset)?;
+    Ok(written)
+}
+
 /// Splits an entry name into components, refusing absolute names and `..`.
 fn clean_components(path: &Path) -> std::result::Result<Vec<OsString>, &'static str> {
     let mut out = Vec::new();
@@ -437,6 +516,41 @@ mod tests {
         assert!(clean_components(Path::new("/etc/passwd")).is_err());
         assert!(clean_components(Path::new("a/../../b")).is_err());
         assert!(clean_components(Path::new("./")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn zeros_stay_holes_and_sizes_are_checked_first() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut file = fs::File::create(&path).unwrap();
+        // 64 MiB of zeros, then one data block, then a partial zero tail.
+        let data = io::repeat(0)
+            .take(64 << 20)
+            .chain(&[7u8; 4096][..])
+            .chain(io::repeat(0).take(100));
+        let written = write_keeping_holes(&mut { data }, &mut file, u64::MAX).unwrap();
+        assert_eq!(written, 4096);
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!(meta.len(), (64 << 20) + 4096 + 100);
+        assert!(meta.blocks() * 512 < 1 << 20, "{} blocks", meta.blocks());
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(bytes[64 << 20], 7);
+        // Never more than the limit.
+        let mut file = fs::File::create(dir.path().join("g")).unwrap();
+        write_keeping_holes(&mut io::repeat(1), &mut file, 10_000).unwrap();
+        assert_eq!(fs::metadata(dir.path().join("g")).unwrap().len(), 10_000);
+
+        let mut unpacker = Unpacker::new(dir.path());
+        assert!(unpacker.check_size(16 << 30).is_ok());
+        assert!(unpacker.check_size(MAX_ENTRY_BYTES + 1).is_err());
+        unpacker.stats.apparent_bytes = MAX_UNPACKED_BYTES - 10;
+        assert!(unpacker.check_size(10).is_ok());
+        let err = unpacker.check_size(11).unwrap_err();
+        assert!(
+            err.contains("more than the 68719476736 bytes accepted"),
+            "{err}"
+        );
     }
 
     #[test]

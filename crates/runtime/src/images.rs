@@ -399,24 +399,84 @@ fn remove_abandoned_staging(staging_root: &Path) {
     }
 }
 
-/// Removes a root disk no Image refers to any more.
+/// Removes a root disk no Image refers to any more and no VM is backed by.
 fn remove_unused_rootfs(store: &Store, image_id: &str) -> Result<(), ImageError> {
-    let still_used = store
+    remove_rootfs_if_unused(store, &rootfs_path(store, image_id))
+}
+
+/// The file name of a root disk (`<64 hex>.ext4`), when `path` names one.
+fn rootfs_name(path: &Path) -> Option<&str> {
+    let name = path.file_name()?.to_str()?;
+    let hex = name.strip_suffix(".ext4")?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(name)
+}
+
+/// The backing file a VM's qcow2 overlay names (read from its header), if any.
+pub fn overlay_backing_file(overlay: &Path) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(overlay)
+        .ok()?;
+    let mut head = Vec::new();
+    file.take(64 << 10).read_to_end(&mut head).ok()?;
+    if head.len() < 20 || &head[..4] != b"QFI\xfb" {
+        return None;
+    }
+    let offset = u64::from_be_bytes(head[8..16].try_into().ok()?) as usize;
+    let len = u32::from_be_bytes(head[16..20].try_into().ok()?) as usize;
+    if offset == 0 || len == 0 || len > 1023 {
+        return None;
+    }
+    let name = head.get(offset..offset.checked_add(len)?)?;
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(name)))
+}
+
+/// The root disks (by file name) that VMs' overlays are backed by.
+fn rootfs_used_by_vms(store: &Store) -> Result<std::collections::HashSet<String>, ImageError> {
+    Ok(store
+        .vms()
+        .list()?
+        .objects
+        .iter()
+        .filter_map(|vm| {
+            let uid = vm.metadata.uid.as_ref()?;
+            let backing = overlay_backing_file(&store.vms().object_dir(uid).join("root.qcow2"))?;
+            rootfs_name(&backing).map(str::to_string)
+        })
+        .collect())
+}
+
+/// Removes the root disk `disk` (a `<root>/rootfs/<hex>.ext4`, or the backing file a
+/// removed VM named) unless an Image refers to it or a VM's overlay is backed by it.
+pub(crate) fn remove_rootfs_if_unused(store: &Store, disk: &Path) -> Result<(), ImageError> {
+    let Some(name) = rootfs_name(disk) else {
+        return Ok(());
+    };
+    let path = store.root().join(ROOTFS_DIR).join(name);
+    let used_by_image = store
         .images()
         .list()?
         .objects
         .iter()
-        .any(|i| i.status.image_id.as_deref() == Some(image_id));
-    if !still_used {
-        let path = rootfs_path(store, image_id);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(io("remove", path)(e));
-            }
-            _ => {}
-        }
+        .filter_map(|i| i.status.image_id.as_deref())
+        .any(|id| rootfs_path(store, id) == path);
+    if used_by_image {
+        return Ok(());
     }
-    Ok(())
+    if rootfs_used_by_vms(store)?.contains(name) {
+        tracing::info!(
+            "keeping the root disk {}: VMs made from the image's earlier content still use it (it goes with the last of them)",
+            path.display()
+        );
+        return Ok(());
+    }
+    match fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", path)(e)),
+        _ => Ok(()),
+    }
 }
 
 /// The VMs that use an image.
@@ -472,4 +532,46 @@ fn uid_str(vm: &Vm) -> String {
         .uid
         .as_ref()
         .map_or_else(String::new, ToString::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_disk_names_and_overlay_backing_files() {
+        let hex = "ab".repeat(32);
+        let disk = PathBuf::from(format!("/state/rootfs/{hex}.ext4"));
+        assert_eq!(rootfs_name(&disk), Some(format!("{hex}.ext4").as_str()));
+        for bad in ["/x/abc.ext4", "/x/../../etc/passwd", "/x/", "/x/zz.raw"] {
+            assert_eq!(rootfs_name(Path::new(bad)), None, "{bad}");
+        }
+        assert_eq!(
+            rootfs_name(Path::new(&format!("/x/{}.ext4", "g".repeat(64)))),
+            None
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join(format!("{hex}.ext4"));
+        fs::write(&base, vec![0u8; 1 << 20]).unwrap();
+        let overlay = dir.path().join("root.qcow2");
+        let Some(qemu_img) = ignite_host_tools::QEMU_IMG.locate() else {
+            panic!("qemu-img is missing: install qemu-utils");
+        };
+        let ok = std::process::Command::new(qemu_img)
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(&base)
+            .arg(&overlay)
+            .arg("2M")
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        assert_eq!(overlay_backing_file(&overlay), Some(base.clone()));
+        // Not an overlay, absent, or a symlink to one: no backing file.
+        assert_eq!(overlay_backing_file(&base), None);
+        assert_eq!(overlay_backing_file(&dir.path().join("absent")), None);
+        std::os::unix::fs::symlink(&overlay, dir.path().join("link")).unwrap();
+        assert_eq!(overlay_backing_file(&dir.path().join("link")), None);
+    }
 }

@@ -21,7 +21,7 @@ use ignite_kernel::bzimage::extract_vmlinux;
 use ignite_kernel::cpio::CpioWriter;
 use ignite_kernel::deb;
 use ignite_kernel::modules::{GUEST_MODULES, ModuleIndex};
-use ignite_kernel::version::kernel_release;
+use ignite_kernel::version::{check_release, kernel_release};
 use ignite_oci::digest::Digest;
 use ignite_oci::fetch::Progress;
 use ignite_oci::unpack::Unpacker;
@@ -46,6 +46,10 @@ pub use crate::guest_init::INIT_ENV;
 /// In the initramfs: the modules to load, one path (below /lib/modules/<release>) a line.
 pub const MODULE_LIST: &str = "etc/ignite/modules";
 const MAX_KERNEL_FILE: u64 = 1 << 30;
+/// The largest file among a kernel's modules (real ones are a few MiB at most).
+const MAX_MODULE_FILE: u64 = 256 << 20;
+/// The most a kernel's modules may hold in all (Debian's full set is under 1 GiB).
+const MAX_MODULES_TOTAL: u64 = 4 << 30;
 
 #[derive(Debug, Default, Clone)]
 pub struct KernelImportOptions {
@@ -152,7 +156,8 @@ fn normalize_source(source: ImageSource) -> Result<ImageSource, ImageError> {
 /// What a source gave: the kernel image (compressed or not), its modules, and its id.
 struct Unpacked {
     image: Vec<u8>,
-    modules: Option<PathBuf>,
+    /// The root that symlinks are resolved in, and the modules directory below it.
+    modules: Option<(PathBuf, PathBuf)>,
     content_id: String,
 }
 
@@ -202,14 +207,14 @@ pub fn import_kernel(
                 });
             };
             unpack_layers(&source, &fetched, &tree)?;
-            let vmlinux = resolve_in(&tree, "boot/vmlinux").ok_or_else(|| {
+            let vmlinux = resolve_in(&tree, "boot/vmlinux", Want::File).ok_or_else(|| {
                 ImageError::Source(ignite_api::SourceError::new(format!(
                     "{source} has no /boot/vmlinux: a kernel image holds its kernel there (and its modules in /lib/modules)"
                 )))
             })?;
             Unpacked {
-                image: read_limited(&vmlinux)?,
-                modules: modules_root(&tree),
+                image: read_limited(&vmlinux, true)?,
+                modules: modules_root(&tree).map(|m| (tree.clone(), m)),
                 content_id: content_id(&source, &fetched),
             }
         }
@@ -217,7 +222,17 @@ pub fn import_kernel(
     let vmlinux = extract_vmlinux(&unpacked.image)
         .map_err(|e| ImageError::Source(ignite_api::SourceError::new(format!("{source}: {e}"))))?;
     let bzimage = ignite_kernel::bzimage::is_bzimage(&unpacked.image).then_some(unpacked.image);
-    let release = kernel_release(&vmlinux).unwrap_or_else(|| "<unknown>".to_string());
+    let release = match kernel_release(&vmlinux) {
+        // The release names directories on the host (modules/<release>): only a plain
+        // name is accepted, never one with `/` or `..`.
+        Some(release) => {
+            check_release(&release).map_err(|e| {
+                ImageError::Source(ignite_api::SourceError::new(format!("{source}: {e}")))
+            })?;
+            release
+        }
+        None => "<unknown>".to_string(),
+    };
 
     // Everything the Kernel keeps is assembled in staging, then moved in at once.
     let out = staging.path().join("kernel");
@@ -228,12 +243,12 @@ pub fn import_kernel(
     }
     let module_count = match unpacked
         .modules
-        .as_deref()
-        .and_then(|m| release_dir(m, &release))
+        .as_ref()
+        .and_then(|(tree, m)| release_dir(tree, m, &release))
     {
         Some(dir) => {
             let dest = out.join(MODULES_DIR).join(&release);
-            copy_tree(&dir, &dest)?;
+            copy_tree(&dir, &dest, &mut 0)?;
             let index = ModuleIndex::scan(&dest)
                 .map_err(|e| ImageError::Source(ignite_api::SourceError::new(e.to_string())))?;
             build_modules_disk(&out, &release)?;
@@ -327,8 +342,20 @@ pub fn import_kernel(
     })
 }
 
-fn read_limited(path: &Path) -> Result<Vec<u8>, ImageError> {
-    let file = fs::File::open(path).map_err(io("open", path))?;
+/// Reads a file of at most 1 GiB; `nofollow` for files in an image's tree (a symlink
+/// there is never opened).
+fn read_limited(path: &Path, nofollow: bool) -> Result<Vec<u8>, ImageError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = if nofollow {
+        rustix::fs::OFlags::NOFOLLOW.bits() as i32
+    } else {
+        0
+    };
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(io("open", path))?;
     let mut bytes = Vec::new();
     file.take(MAX_KERNEL_FILE + 1)
         .read_to_end(&mut bytes)
@@ -344,12 +371,12 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, ImageError> {
 
 /// A kernel package is unpacked (safely, like any layer); another file is the kernel itself.
 fn unpack_file(path: &Path, modules: Option<&Path>, tree: &Path) -> Result<Unpacked, ImageError> {
-    let bytes = read_limited(path)?;
+    let bytes = read_limited(path, false)?;
     let content_id = format!("docker://{}", Digest::of(&bytes));
     if !deb::is_deb(&bytes) {
         return Ok(Unpacked {
             image: bytes,
-            modules: modules.map(Path::to_path_buf),
+            modules: modules.map(|m| (m.to_path_buf(), m.to_path_buf())),
             content_id,
         });
     }
@@ -369,104 +396,199 @@ fn unpack_file(path: &Path, modules: Option<&Path>, tree: &Path) -> Result<Unpac
     } else {
         unpacker.apply(&label, data)?;
     }
-    let boot = tree.join("boot");
+    let no_boot = || {
+        ImageError::Source(ignite_api::SourceError::new(format!(
+            "{} holds no /boot/vmlinuz-*: not a kernel package",
+            path.display()
+        )))
+    };
+    let boot = resolve_in(tree, "boot", Want::Dir).ok_or_else(no_boot)?;
     let vmlinuz = fs::read_dir(&boot)
         .map_err(io("list", &boot))?
         .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .map(|e| e.path())
         .find(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with("vmlinuz-") || n.starts_with("vmlinux-"))
         })
-        .ok_or_else(|| {
-            ImageError::Source(ignite_api::SourceError::new(format!(
-                "{} holds no /boot/vmlinuz-*: not a kernel package",
-                path.display()
-            )))
-        })?;
+        .ok_or_else(no_boot)?;
     Ok(Unpacked {
-        image: read_limited(&vmlinuz)?,
+        image: read_limited(&vmlinuz, true)?,
         modules: modules
-            .map(Path::to_path_buf)
-            .or_else(|| modules_root(tree)),
+            .map(|m| (m.to_path_buf(), m.to_path_buf()))
+            .or_else(|| modules_root(tree).map(|m| (tree.to_path_buf(), m))),
         content_id,
     })
 }
 
-/// `lib/modules` (or `usr/lib/modules`) in an unpacked tree.
+/// `lib/modules` (or `usr/lib/modules`) in an unpacked tree, resolved inside it.
 fn modules_root(tree: &Path) -> Option<PathBuf> {
     ["lib/modules", "usr/lib/modules"]
         .iter()
-        .map(|p| tree.join(p))
-        .find(|p| p.is_dir())
+        .find_map(|p| resolve_in(tree, p, Want::Dir))
 }
 
 /// The directory of one release's modules: `<root>/<release>`, the only release in
-/// `<root>`, or `<root>` itself when it already is one (it has `kernel/`).
-fn release_dir(root: &Path, release: &str) -> Option<PathBuf> {
-    if root.join(release).is_dir() {
-        return Some(root.join(release));
+/// `<root>`, or `<root>` itself when it already is one (it has `kernel/`). Symlinks are
+/// resolved inside `tree` (the image's root, or `root` itself for a host `--modules`
+/// directory), never on the host.
+fn release_dir(tree: &Path, root: &Path, release: &str) -> Option<PathBuf> {
+    let inside = |p: &Path| {
+        let rel = p.strip_prefix(tree).ok()?;
+        resolve_in(tree, &rel.to_string_lossy(), Want::Dir)
+    };
+    let named = root.join(release);
+    if let Some(dir) = inside(&named) {
+        return Some(dir);
     }
-    if root.join("kernel").is_dir() || root.join("modules.builtin").is_file() {
+    warn_if_outside_link(tree, &named);
+    let is = |name: &str, want: Want| {
+        fs::symlink_metadata(root.join(name)).is_ok_and(|m| match want {
+            Want::Dir => m.is_dir(),
+            Want::File => m.is_file(),
+        })
+    };
+    if is("kernel", Want::Dir) || is("modules.builtin", Want::File) {
         return Some(root.to_path_buf());
     }
-    let subdirs: Vec<PathBuf> = fs::read_dir(root)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
+    let mut subdirs = Vec::new();
+    for entry in fs::read_dir(root).ok()?.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => subdirs.push(path),
+            Ok(t) if t.is_symlink() => match inside(&path) {
+                Some(dir) => subdirs.push(dir),
+                None if path != named => warn_if_outside_link(tree, &path),
+                None => {}
+            },
+            _ => {}
+        }
+    }
     match subdirs.as_slice() {
         [only] => Some(only.clone()),
         _ => None,
     }
 }
 
-/// Resolves `rel` inside `tree`, following symlinks as if `tree` were `/` (an Ignite kernel
-/// image's `/boot/vmlinux` is often a link to `vmlinux-<release>`).
-fn resolve_in(tree: &Path, rel: &str) -> Option<PathBuf> {
-    let mut path = PathBuf::from(rel);
-    for _ in 0..16 {
-        let full = tree.join(&path);
-        let meta = fs::symlink_metadata(&full).ok()?;
-        if !meta.file_type().is_symlink() {
-            return meta.is_file().then_some(full);
-        }
-        let target = fs::read_link(&full).ok()?;
-        let joined = if target.is_absolute() {
-            target.strip_prefix("/").ok()?.to_path_buf()
-        } else {
-            path.parent().unwrap_or(Path::new("")).join(target)
-        };
-        // Normalise `..` without leaving the tree.
-        let mut clean = PathBuf::new();
-        for c in joined.components() {
-            match c {
-                std::path::Component::ParentDir => {
-                    clean.pop();
-                }
-                std::path::Component::Normal(p) => clean.push(p),
-                _ => {}
-            }
-        }
-        path = clean;
+/// Says that a symlink among a kernel's modules was ignored because it leads nowhere
+/// inside the image (a link to a host directory, say).
+fn warn_if_outside_link(tree: &Path, path: &Path) {
+    if let Ok(target) = fs::read_link(path) {
+        tracing::warn!(
+            "ignoring {} -> {}: it is a symlink that leads to no directory inside the kernel image (links are resolved inside the image, never on the host)",
+            path.strip_prefix(tree).unwrap_or(path).display(),
+            target.display()
+        );
     }
-    None
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Want {
+    File,
+    Dir,
+}
+
+/// Resolves `rel` inside `tree` one component at a time, following symlinks as if `tree`
+/// were `/` (an Ignite kernel image's `/boot/vmlinux` is often a link to
+/// `vmlinux-<release>`; `/lib` may be a link to `usr/lib`): no link and no `..` ever
+/// leads out of `tree`. The path returned has no symlink in it below `tree`.
+fn resolve_in(tree: &Path, rel: &str, want: Want) -> Option<PathBuf> {
+    use std::path::Component;
+    let mut resolved: Vec<std::ffi::OsString> = Vec::new();
+    let mut pending: Vec<std::ffi::OsString> = Path::new(rel)
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::Normal(p) => Some(p.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut hops = 0;
+    while let Some(component) = pending.pop() {
+        if component == ".." {
+            resolved.pop();
+            continue;
+        }
+        let candidate = tree
+            .join(resolved.iter().collect::<PathBuf>())
+            .join(&component);
+        let meta = fs::symlink_metadata(&candidate).ok()?;
+        if meta.file_type().is_symlink() {
+            hops += 1;
+            if hops > 40 {
+                return None;
+            }
+            let target = fs::read_link(&candidate).ok()?;
+            if target.is_absolute() {
+                resolved.clear();
+            }
+            for part in target.components().rev() {
+                match part {
+                    Component::Normal(p) => pending.push(p.to_os_string()),
+                    Component::ParentDir => pending.push("..".into()),
+                    _ => {}
+                }
+            }
+            continue;
+        }
+        if !pending.is_empty() && !meta.is_dir() {
+            return None;
+        }
+        resolved.push(component);
+    }
+    let path = tree.join(resolved.iter().collect::<PathBuf>());
+    let meta = fs::symlink_metadata(&path).ok()?;
+    let ok = match want {
+        Want::File => meta.is_file(),
+        Want::Dir => meta.is_dir(),
+    };
+    ok.then_some(path)
 }
 
 /// Copies regular files and directories (symlinks such as `build` and `source`, which point
-/// at kernel headers on the build host, are left out).
-fn copy_tree(from: &Path, to: &Path) -> Result<(), ImageError> {
+/// at kernel headers on the build host, are left out). Nothing is followed: directories
+/// are told by `lstat`, files are opened with `O_NOFOLLOW`.
+fn copy_tree(from: &Path, to: &Path, total: &mut u64) -> Result<(), ImageError> {
+    use std::os::unix::fs::OpenOptionsExt;
     fs::create_dir_all(to).map_err(io("create directory", to))?;
     for entry in fs::read_dir(from).map_err(io("list", from))? {
         let entry = entry.map_err(io("list", from))?;
         let kind = entry.file_type().map_err(io("inspect", entry.path()))?;
         let dest = to.join(entry.file_name());
         if kind.is_dir() {
-            copy_tree(&entry.path(), &dest)?;
+            copy_tree(&entry.path(), &dest, total)?;
         } else if kind.is_file() {
-            fs::copy(entry.path(), &dest).map_err(io("copy", entry.path()))?;
+            let nofollow = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
+            let mut src = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nofollow)
+                .open(entry.path())
+                .map_err(io("open", entry.path()))?;
+            let mut out = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(nofollow)
+                .mode(0o644)
+                .open(&dest)
+                .map_err(io("create", &dest))?;
+            // Sizes are checked before copying (a sparse file in an image can claim a lot).
+            let len = src.metadata().map_err(io("inspect", entry.path()))?.len();
+            *total = total.saturating_add(len);
+            if len > MAX_MODULE_FILE || *total > MAX_MODULES_TOTAL {
+                return Err(ImageError::Source(ignite_api::SourceError::new(format!(
+                    "the kernel's module file {} is {len} bytes{}: more than a kernel's modules hold (at most {MAX_MODULE_FILE} bytes a file, {MAX_MODULES_TOTAL} in all); refusing this kernel image, which is malformed or hostile",
+                    entry.path().display(),
+                    if len > MAX_MODULE_FILE {
+                        String::new()
+                    } else {
+                        format!(", which makes {total} bytes of modules")
+                    }
+                ))));
+            }
+            std::io::copy(&mut (&mut src).take(len), &mut out).map_err(io("copy", entry.path()))?;
         }
     }
     Ok(())
@@ -570,7 +692,11 @@ fn build_initramfs(
                     cpio.dir(&dir.to_string_lossy(), 0o755).map_err(w)?;
                 }
             }
-            let bytes = fs::read(root.join(rel)).map_err(io("read", root.join(rel)))?;
+            let bytes = ignite_kernel::modules::read_capped(
+                &root.join(rel),
+                ignite_kernel::modules::MAX_MODULE_BYTES,
+            )
+            .map_err(|e| ImageError::Source(ignite_api::SourceError::new(e.to_string())))?;
             cpio.file(&format!("{base}/{}", rel.display()), 0o644, &bytes)
                 .map_err(w)?;
             list.push_str(&rel.to_string_lossy());
@@ -582,26 +708,61 @@ fn build_initramfs(
     Ok(())
 }
 
-/// Moves the staged files into the kernel's directory, replacing older ones.
+/// The files a Kernel keeps beside its metadata.
+const KERNEL_FILES: [&str; 5] = [
+    VMLINUX_FILE,
+    BZIMAGE_FILE,
+    INITRAMFS_FILE,
+    MODULES_DIR,
+    MODULES_DISK_FILE,
+];
+
+/// Moves the staged files (in `from`) into the kernel's directory, replacing older ones
+/// all or none: the old files are first moved aside (into staging), then the new ones
+/// in; when any step fails, what was moved is moved back, so a failed re-import leaves
+/// the previous kernel as it was.
 fn install_files(from: &Path, dir: &Path) -> Result<(), ImageError> {
-    for name in [
-        VMLINUX_FILE,
-        BZIMAGE_FILE,
-        INITRAMFS_FILE,
-        MODULES_DIR,
-        MODULES_DISK_FILE,
-    ] {
-        let src = from.join(name);
+    let aside = from.join(".previous");
+    fs::create_dir(&aside).map_err(io("create directory", &aside))?;
+    let mut moved_aside: Vec<&str> = Vec::new();
+    let mut moved_in: Vec<&str> = Vec::new();
+    let restore = |moved_in: &[&str], moved_aside: &[&str]| {
+        for name in moved_in {
+            let _ = fs::rename(dir.join(name), from.join(name));
+        }
+        for name in moved_aside {
+            if let Err(e) = fs::rename(aside.join(name), dir.join(name)) {
+                tracing::error!(
+                    "cannot put back {} after a failed re-import: {e}; import the kernel again with --pull",
+                    dir.join(name).display()
+                );
+            }
+        }
+    };
+    for name in KERNEL_FILES {
         let dest = dir.join(name);
-        if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
-            fs::remove_dir_all(&dest).map_err(io("remove", &dest))?;
+        if fs::symlink_metadata(&dest).is_err() {
+            continue;
         }
-        if src.exists() {
-            fs::rename(&src, &dest).map_err(io("move into place", &dest))?;
-        } else if dest.is_file() {
-            fs::remove_file(&dest).map_err(io("remove", &dest))?;
+        if let Err(e) = fs::rename(&dest, aside.join(name)) {
+            restore(&[], &moved_aside);
+            return Err(io("move aside the previous", dest)(e));
         }
+        moved_aside.push(name);
     }
+    for name in KERNEL_FILES {
+        let src = from.join(name);
+        if fs::symlink_metadata(&src).is_err() {
+            continue;
+        }
+        let dest = dir.join(name);
+        if let Err(e) = fs::rename(&src, &dest) {
+            restore(&moved_in, &moved_aside);
+            return Err(io("move into place", dest)(e));
+        }
+        moved_in.push(name);
+    }
+    // The previous files go with the staging directory.
     Ok(())
 }
 
@@ -687,6 +848,56 @@ pub fn remove_kernel(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_resolve_inside_the_tree_only() {
+        let host = tempfile::tempdir().unwrap();
+        fs::create_dir_all(host.path().join("etc")).unwrap();
+        fs::write(host.path().join("etc/secret"), "s").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path();
+        fs::create_dir_all(tree.join("usr/lib/modules/6.1")).unwrap();
+        fs::create_dir_all(tree.join("boot")).unwrap();
+        fs::write(tree.join("boot/vmlinux-6.1"), "k").unwrap();
+        std::os::unix::fs::symlink("usr/lib", tree.join("lib")).unwrap();
+        std::os::unix::fs::symlink("/boot/vmlinux-6.1", tree.join("boot/vmlinux")).unwrap();
+        std::os::unix::fs::symlink(host.path(), tree.join("hostlink")).unwrap();
+        std::os::unix::fs::symlink("../../../../../..", tree.join("boot/up")).unwrap();
+        std::os::unix::fs::symlink("loop", tree.join("loop")).unwrap();
+        // Links inside the image are followed as if the tree were `/`.
+        assert_eq!(
+            resolve_in(tree, "boot/vmlinux", Want::File),
+            Some(tree.join("boot/vmlinux-6.1"))
+        );
+        assert_eq!(
+            resolve_in(tree, "lib/modules/6.1", Want::Dir),
+            Some(tree.join("usr/lib/modules/6.1"))
+        );
+        assert_eq!(modules_root(tree), Some(tree.join("usr/lib/modules")));
+        // Never out of it: an absolute link to a host directory, `..` above the root.
+        let host_rel = host.path().strip_prefix("/").unwrap().display().to_string();
+        assert_eq!(resolve_in(tree, "hostlink/etc/secret", Want::File), None);
+        assert_eq!(
+            resolve_in(tree, &format!("boot/up/{host_rel}/etc/secret"), Want::File),
+            None
+        );
+        assert_eq!(
+            resolve_in(tree, &format!("../../../{host_rel}/etc"), Want::Dir),
+            None
+        );
+        assert_eq!(resolve_in(tree, "loop", Want::File), None);
+        assert_eq!(resolve_in(tree, "boot/vmlinux", Want::Dir), None);
+        // A release directory that is a link out of the tree is not used.
+        let modules = tree.join("usr/lib/modules");
+        assert_eq!(
+            release_dir(tree, &modules, "6.1"),
+            Some(modules.join("6.1"))
+        );
+        let other = tree.join("other");
+        fs::create_dir(&other).unwrap();
+        std::os::unix::fs::symlink(host.path(), other.join("6.2")).unwrap();
+        assert_eq!(release_dir(tree, &other, "6.2"), None);
+    }
 
     #[test]
     fn the_system_kernel_package_is_the_newest_deb_and_only_a_file() {

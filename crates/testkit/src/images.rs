@@ -125,6 +125,18 @@ impl LayerBuilder {
         self
     }
 
+    /// A GNU sparse file of `real_size` bytes that stores only `tail` (at its end): a
+    /// layer of a few KiB that declares as much as it likes.
+    pub fn sparse_file(mut self, name: &str, real_size: u64, tail: &[u8]) -> Self {
+        let mut h = header(tar::EntryType::GNUSparse, 0o644);
+        let gnu = h.as_gnu_mut().expect("gnu header");
+        gnu.set_real_size(real_size);
+        gnu.sparse[0].set_offset(real_size - tail.len() as u64);
+        gnu.sparse[0].set_length(tail.len() as u64);
+        self.append_raw(h, name, tail);
+        self
+    }
+
     pub fn whiteout(self, dir: &str, name: &str) -> Self {
         let path = if dir.is_empty() {
             format!(".wh.{name}")
@@ -307,5 +319,59 @@ impl Image {
         let manifest = serde_json::json!([{"Config": config_name, "RepoTags": [repo_tag], "Layers": layer_names}]);
         add("manifest.json", &serde_json::to_vec(&manifest).unwrap());
         std::fs::write(file, b.into_inner().unwrap()).unwrap();
+    }
+}
+
+/// A stand-in kernel: an ELF-looking file whose `Linux version <release> (...)` banner is
+/// what kernel import reads the release from. Enough to import, not to boot.
+pub fn fake_vmlinux(release: &str) -> Vec<u8> {
+    let mut bytes = b"\x7fELF\x02\x01\x01".to_vec();
+    bytes.resize(4096, 0);
+    bytes.extend_from_slice(b"Linux version %s (%s)\0");
+    bytes.extend_from_slice(
+        format!("Linux version {release} (attacker@example.invalid) (gcc 12) #1 SMP\n\0")
+            .as_bytes(),
+    );
+    bytes.resize(8192, 0);
+    bytes
+}
+
+/// A gzip layer whose tar stream opens with a PAX extended header claiming `claimed`
+/// bytes, followed by `zeros` zero bytes of it (compressed to almost nothing): a reader
+/// that buffers extended headers whole takes `zeros` bytes of memory. Its diff_id is that
+/// of the stream as written.
+pub fn pax_bomb_layer(claimed: u64, zeros: u64) -> Layer {
+    use std::io::Write;
+    let mut h = tar::Header::new_ustar();
+    h.set_path("PaxHeaders/bomb").unwrap();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_mode(0o644);
+    h.set_size(claimed);
+    h.set_cksum();
+    let mut hasher = Sha256::new();
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    hasher.update(h.as_bytes());
+    e.write_all(h.as_bytes()).unwrap();
+    let chunk = vec![0u8; 1 << 20];
+    let mut left = zeros;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        hasher.update(&chunk[..n]);
+        e.write_all(&chunk[..n]).unwrap();
+        left -= n as u64;
+    }
+    let blob = e.finish().unwrap();
+    Layer {
+        digest: sha256(&blob),
+        blob,
+        diff_id: format!(
+            "sha256:{}",
+            hasher
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ),
+        media_type: "application/vnd.oci.image.layer.v1.tar+gzip".to_string(),
     }
 }

@@ -46,6 +46,49 @@ impl Registry {
                 htpasswd.display()
             ));
         }
+        Self::launch(dir, port, config, auth)
+    }
+
+    /// Starts a registry whose clients must get a token from `realm` (a token service the
+    /// test runs, or none): it answers every request with a Bearer challenge naming it.
+    /// Clients are given `user`/`password` by [`Registry::write_docker_config`].
+    pub fn start_with_token_realm(user: &str, password: &str, realm: &str) -> Registry {
+        crate::require_program("docker-registry", "docker-registry");
+        crate::require_program("openssl", "openssl");
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // The registry verifies tokens against this certificate (none is ever issued).
+        let cert = dir.path().join("token.pem");
+        let out = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=ignite-test-token"])
+            .arg("-keyout")
+            .arg(dir.path().join("token.key"))
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl failed");
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  token:\n    realm: {realm}\n    service: ignite-test\n    issuer: ignite-test\n    rootcertbundle: {}\n",
+            dir.path().join("data").display(),
+            cert.display()
+        );
+        Self::launch(dir, port, config, Some((user, password)))
+    }
+
+    fn launch(
+        dir: tempfile::TempDir,
+        port: u16,
+        config: String,
+        auth: Option<(&str, &str)>,
+    ) -> Registry {
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
         let child = Command::new("docker-registry")

@@ -203,6 +203,21 @@ impl RegistryClient {
                         format!("its token challenge has no realm: {challenge:?}"),
                     )
                 })?;
+                let registry_plain = self
+                    .plain_http
+                    .lock()
+                    .expect("scheme cache lock")
+                    .get(reference.domain())
+                    .copied()
+                    .unwrap_or(false);
+                check_realm(realm, registry_plain, |host| self.may_use_http(host)).map_err(
+                    |reason| {
+                        Self::registry_error(
+                            reference,
+                            format!("refusing its token service {realm:?}: {reason}"),
+                        )
+                    },
+                )?;
                 let scope = params
                     .get("scope")
                     .cloned()
@@ -482,6 +497,33 @@ fn basic_header(c: &Credentials) -> String {
     )
 }
 
+/// Whether a token challenge's realm may be asked for a token (with the registry's
+/// credentials, when there are some): over HTTPS always; over plain HTTP only when the
+/// registry itself is reached over plain HTTP and the realm's host may be too (loopback,
+/// or listed as insecure). Anything else would send the credentials in clear text, or to
+/// no web server at all.
+fn check_realm(
+    realm: &str,
+    registry_plain_http: bool,
+    may_use_http: impl Fn(&str) -> bool,
+) -> std::result::Result<(), String> {
+    let Some((scheme, rest)) = realm.split_once("://") else {
+        return Err("it is not an http(s) URL".into());
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') {
+        return Err("its URL names no plain host (or carries a user name)".into());
+    }
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => Ok(()),
+        "http" if registry_plain_http && may_use_http(authority) => Ok(()),
+        "http" => Err(
+            "it is plain HTTP, which would carry the credentials in clear text; a token service over HTTP is used only for a registry itself reached over plain HTTP, with the token service on loopback or on a host listed as an insecure registry"
+            .to_string()),
+        _ => Err("it is not an http(s) URL".into()),
+    }
+}
+
 /// Splits `Bearer realm="x",service="y"` into the scheme and its parameters.
 fn parse_challenge(challenge: &str) -> (String, HashMap<String, String>) {
     let (scheme, rest) = challenge
@@ -564,6 +606,29 @@ fn registry_message(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_realms_get_credentials_only_over_https_or_a_plain_local_registry() {
+        let local = |h: &str| h.starts_with("127.0.0.1") || h.starts_with("localhost");
+        assert!(check_realm("https://auth.docker.io/token", false, local).is_ok());
+        assert!(check_realm("HTTPS://auth.example.com:8443/t?x=1", false, local).is_ok());
+        // A registry reached over HTTPS names a plain-HTTP realm: refused, local or not.
+        let err = check_realm("http://evil.example.com/token", false, local).unwrap_err();
+        assert!(err.contains("clear text"), "{err}");
+        assert!(check_realm("http://127.0.0.1:5001/token", false, local).is_err());
+        // A plain-HTTP registry on loopback may use a plain-HTTP realm on loopback only.
+        assert!(check_realm("http://127.0.0.1:5001/token", true, local).is_ok());
+        assert!(check_realm("http://evil.example.com/token", true, local).is_err());
+        for bad in [
+            "ftp://x/token",
+            "file:///etc/passwd",
+            "/token",
+            "https://",
+            "https://user@evil.example.com/token",
+        ] {
+            assert!(check_realm(bad, false, local).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn challenges_parse() {

@@ -444,6 +444,18 @@ pub fn start_vm(store: &Store, vm: Vm, options: &StartOptions<'_>) -> Result<Vm,
     };
     let uid = uid_of(&vm);
     let files = VmFiles::new(store, &uid);
+    if let Some(backing) = crate::images::overlay_backing_file(&files.overlay())
+        && !backing.exists()
+    {
+        return Err(VmError::StartFailed {
+            vm: name,
+            reason: format!(
+                "its root disk {} is an overlay on {}, which is missing: remove the VM (ignite rm) and create it again",
+                files.overlay().display(),
+                backing.display()
+            ),
+        });
+    }
     files.remove_runtime_files();
     let log_path = files.supervisor_log();
     let log = std::fs::File::create(&log_path).map_err(io("create", &log_path))?;
@@ -476,7 +488,7 @@ pub fn start_vm(store: &Store, vm: Vm, options: &StartOptions<'_>) -> Result<Vm,
         {
             // The supervisor lives on detached; it is not this process's to wait for.
             std::mem::forget(child);
-            return Ok(current);
+            return settled(store, &uid, &name, &log_path, current);
         }
         if let Ok(Some(_)) = child.try_wait() {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -499,6 +511,47 @@ pub fn start_vm(store: &Store, vm: Vm, options: &StartOptions<'_>) -> Result<Vm,
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A VMM that exits at once (a missing disk, a bad argument) is a failed start, not a
+/// started VM: the record is watched for [`SETTLE_TIME`] after the VMM runs.
+const SETTLE_TIME: Duration = Duration::from_millis(500);
+
+fn settled(
+    store: &Store,
+    uid: &ignite_api::Uid,
+    name: &str,
+    log_path: &std::path::Path,
+    running: Vm,
+) -> Result<Vm, VmError> {
+    let until = Instant::now() + SETTLE_TIME;
+    let mut current = running;
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+        current = store.vms().get(uid)?;
+        if !current.status.running {
+            // A guest that ran and powered off (a quick workload) started fine; only a VMM
+            // that failed, with no workload status, is a failed start.
+            let Some(exit) = current
+                .status
+                .exit
+                .as_ref()
+                .filter(|e| e.status.is_none() && e.reason.starts_with(supervisor::VMM_FAILED))
+            else {
+                return Ok(current);
+            };
+            let log = std::fs::read_to_string(log_path).unwrap_or_default();
+            let reason = exit.reason.clone();
+            return Err(VmError::StartFailed {
+                vm: name.to_string(),
+                reason: format!(
+                    "its VMM exited at once ({reason}):\n{}",
+                    last_lines(&log, 5)
+                ),
+            });
+        }
+    }
+    Ok(current)
 }
 
 fn last_lines(text: &str, n: usize) -> String {
@@ -546,7 +599,14 @@ pub fn remove_vm(store: &Store, vm: Vm, force: bool) -> Result<Vm, VmError> {
         stop_vm(store, vm.clone(), true)?;
     }
     network::release(store, &vm);
+    let backing = crate::images::overlay_backing_file(&VmFiles::new(store, &uid_of(&vm)).overlay());
     store.vms().delete(&uid_of(&vm))?;
+    // A root disk kept for this VM after its image moved on goes with it.
+    if let Some(disk) = backing
+        && let Err(e) = crate::images::remove_rootfs_if_unused(store, &disk)
+    {
+        tracing::warn!("cannot remove the unused root disk {}: {e}", disk.display());
+    }
     Ok(vm)
 }
 

@@ -27,6 +27,9 @@ use super::{
 use crate::guest::{FileCopy, workload_of, write_vm_initramfs};
 use crate::kernels::{BZIMAGE_FILE, MODULES_DISK_FILE, VMLINUX_FILE, kernel_dir};
 
+/// How an exit record's reason begins when the VMM itself failed (not the guest).
+pub(crate) const VMM_FAILED: &str = "the VMM failed";
+
 const POLL: Duration = Duration::from_millis(50);
 
 /// Runs the VM until it ends. Called as `ignite vm supervise UID` by [`super::start_vm`].
@@ -350,7 +353,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         "powered off".to_string()
     } else {
         format!(
-            "the VMM failed ({status}); see {}",
+            "{VMM_FAILED} ({status}); see {}",
             files.supervisor_log().display()
         )
     };
