@@ -91,6 +91,10 @@ impl TemplateSubject for Vm {
                 vmm: Some(VmmKind::Auto),
                 command: Some(vec![String::new()]),
                 mode: Some(GuestMode::Auto),
+                env: vec![String::new()],
+                entrypoint: Some(vec![String::new()]),
+                working_dir: Some(String::new()),
+                user: Some(String::new()),
             },
         );
         vm.status = VmStatus {

@@ -332,4 +332,36 @@ fn check_spec(errors: &mut Errors, at: &str, spec: &VmSpec) {
             "a command needs at least a program name",
         );
     }
+
+    for (i, entry) in spec.env.iter().enumerate() {
+        let key = entry.split_once('=').map_or("", |(k, _)| k);
+        if key.is_empty() || key.contains(char::is_whitespace) || entry.contains('\0') {
+            errors.add(
+                format!("{at}.env[{i}]"),
+                entry,
+                "must be KEY=value with a key that has no spaces",
+            );
+        }
+    }
+    if let Some(dir) = &spec.working_dir
+        && !dir.starts_with('/')
+    {
+        errors.add(
+            format!("{at}.workingDir"),
+            dir,
+            "must be an absolute path in the VM",
+        );
+    }
+    if let Some(user) = &spec.user
+        && (user.is_empty()
+            || user.starts_with(':')
+            || user.ends_with(':')
+            || user.contains(|c: char| c.is_whitespace() || c == '/'))
+    {
+        errors.add(
+            format!("{at}.user"),
+            user,
+            "must be a user name or uid, optionally :group or :gid",
+        );
+    }
 }

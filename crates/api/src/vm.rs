@@ -96,6 +96,21 @@ pub struct VmSpec {
     /// supervised by ignite-init) or `auto` (an addition to Ignite's model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<GuestMode>,
+    /// The workload's environment, `KEY=value` entries over the image's ENV, later ones
+    /// winning (container mode, as `docker run -e`; an addition to Ignite's model).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// Replaces the image's ENTRYPOINT, and then its CMD too, as `docker run --entrypoint`
+    /// does (an empty list clears it; an addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// The workload's working directory, over the image's WORKDIR (an addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// The workload's user, over the image's USER: `name`, `uid`, `name:group` or
+    /// `uid:gid` (an addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 impl VmSpec {
@@ -129,6 +144,10 @@ impl VmSpec {
             vmm: self.vmm.or(lower.vmm),
             command: self.command.or(lower.command),
             mode: self.mode.or(lower.mode),
+            env: non_empty_or(self.env, lower.env),
+            entrypoint: self.entrypoint.or(lower.entrypoint),
+            working_dir: self.working_dir.or(lower.working_dir),
+            user: self.user.or(lower.user),
         }
     }
 

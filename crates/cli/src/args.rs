@@ -290,6 +290,21 @@ pub struct CreateArgs {
     /// How the guest runs the image: auto, vm (its /sbin/init) or container (ENTRYPOINT/CMD)
     #[arg(long, value_name = "MODE")]
     pub mode: Option<String>,
+    /// Set a variable of the workload's environment: KEY=VALUE, or KEY to pass this shell's value (repeatable)
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file of KEY=VALUE lines; # starts a comment (repeatable)
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// Replace the image's ENTRYPOINT, and its CMD with the command given ("" clears it)
+    #[arg(long, value_name = "COMMAND")]
+    pub entrypoint: Option<String>,
+    /// The workload's working directory in the VM
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// The workload's user: a name or uid, optionally :group or :gid
+    #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
     #[command(flatten)]

@@ -55,3 +55,79 @@ fn a_kernel_panic_at_boot_fails_the_run_with_125_and_the_panic_line() {
     };
     assert!(reason.contains("Kernel panic - not syncing"), "{reason}");
 }
+
+/// docker run's -e, --env-file, --entrypoint, -w and -u reach the workload, are recorded in
+/// the VM's spec and hold again on `start`.
+#[test]
+fn env_entrypoint_workdir_and_user_flags_reach_the_workload() {
+    let host = VmHost::new();
+    let env_file = host.dir.path().join("app.env");
+    std::fs::write(
+        &env_file,
+        "# settings\nFROM_FILE=file value\n\nOVERRIDDEN=from file\n",
+    )
+    .unwrap();
+    // Each check its own exit status, so a wrong one names itself.
+    let script = r#"test "$FROM_FLAG" = "flag value" || exit 10
+        test "$FROM_FILE" = "file value" || exit 11
+        test "$OVERRIDDEN" = "from flag" || exit 12
+        test "$FROM_HOST" = "host value" || exit 13
+        test "$(busybox pwd)" = /tmp || exit 14
+        test "$(busybox id -u):$(busybox id -g)" = 1000:1001 || exit 15
+        exit 42"#;
+    host.ignite()
+        .env("FROM_HOST", "host value")
+        .args(["run", "--name", "flags", "--network", "none"])
+        .args(["-e", "FROM_FLAG=flag value", "--env-file"])
+        .arg(&env_file)
+        .args(["-e", "OVERRIDDEN=from flag", "-e", "FROM_HOST"])
+        .args(["-w", "/tmp", "-u", "1000:1001"])
+        .arg(host.image())
+        .args(["--", script])
+        .assert()
+        .success();
+    let wait_for_exit = || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let status = stdout(host.ignite().args([
+                "inspect",
+                "vm",
+                "flags",
+                "-t",
+                "{{.Status.Exit.Status}}",
+            ]));
+            let status = status.trim();
+            if !status.is_empty() && status != "<no value>" && status != "<nil>" {
+                return status.to_string();
+            }
+            assert!(std::time::Instant::now() < deadline, "no exit status");
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    };
+    assert_eq!(wait_for_exit(), "42");
+    let spec = stdout(host.ignite().args(["inspect", "vm", "flags", "-o", "yaml"]));
+    for recorded in [
+        "FROM_FLAG=flag value",
+        "FROM_HOST=host value",
+        "workingDir: /tmp",
+        "user: 1000:1001",
+    ] {
+        assert!(spec.contains(recorded), "{recorded} not in\n{spec}");
+    }
+    host.ignite().args(["rm", "-f", "flags"]).assert().success();
+
+    // --entrypoint replaces the image's `sh -c`: the command is now busybox's argv.
+    host.ignite()
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "/bin/busybox",
+        ])
+        .arg(host.image())
+        .args(["--", "sh", "-c", "exit 9"])
+        .assert()
+        .code(9);
+}

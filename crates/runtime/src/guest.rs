@@ -141,6 +141,41 @@ fn collect(
 
 /// What container mode runs for `image`: its ENTRYPOINT, CMD (replaced by `command` when
 /// one is given, as `docker run IMAGE COMMAND` does), ENV, WORKDIR and USER.
+/// The workload a VM runs: its image's, with what the VM's spec sets over it (command,
+/// entrypoint, environment, working directory, user), with `docker run`'s rules: a new
+/// entrypoint drops the image's CMD, and environment entries replace the image's by key.
+pub fn workload_for(image: &ignite_api::Image, spec: &ignite_api::VmSpec) -> Workload {
+    let command = spec.command.clone().unwrap_or_default();
+    let mut workload = workload_of(image, &command);
+    if let Some(entrypoint) = &spec.entrypoint {
+        workload.entrypoint = entrypoint.clone();
+        workload.cmd = command;
+        workload.command_given = true;
+    }
+    workload.env = merge_env(workload.env, &spec.env);
+    if let Some(dir) = &spec.working_dir {
+        workload.working_dir = dir.clone();
+    }
+    if let Some(user) = &spec.user {
+        workload.user = user.clone();
+    }
+    workload
+}
+
+/// `base` with each of `over`'s `KEY=value` entries replacing the one of the same key, or
+/// added after the rest.
+fn merge_env(mut base: Vec<String>, over: &[String]) -> Vec<String> {
+    let key = |entry: &str| entry.split_once('=').map_or(entry, |(k, _)| k).to_string();
+    for entry in over {
+        let k = key(entry);
+        match base.iter_mut().find(|e| key(e) == k) {
+            Some(existing) => existing.clone_from(entry),
+            None => base.push(entry.clone()),
+        }
+    }
+    base
+}
+
 pub fn workload_of(image: &ignite_api::Image, command: &[String]) -> Workload {
     let run = image.status.config.clone().unwrap_or_default();
     Workload {
@@ -154,5 +189,61 @@ pub fn workload_of(image: &ignite_api::Image, command: &[String]) -> Workload {
         working_dir: run.working_dir,
         user: run.user,
         command_given: !command.is_empty(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ignite_api::{Image, VmSpec};
+
+    fn image() -> Image {
+        ignite_api::manifest::decode(
+            "apiVersion: ignite.weave.works/v1alpha4\nkind: Image\nmetadata:\n  name: app\nspec:\n  oci: app:1\nstatus:\n  config:\n    entrypoint: [/bin/app]\n    cmd: [--serve]\n    env: [PATH=/usr/bin, MODE=prod]\n    workingDir: /srv\n    user: app\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_image_runs_as_it_says_when_the_spec_sets_nothing() {
+        let w = workload_for(&image(), &VmSpec::default());
+        assert_eq!(w.argv(), ["/bin/app", "--serve"]);
+        assert_eq!(w.env, ["PATH=/usr/bin", "MODE=prod"]);
+        assert_eq!((w.working_dir.as_str(), w.user.as_str()), ("/srv", "app"));
+        assert!(!w.command_given);
+    }
+
+    #[test]
+    fn the_spec_overrides_as_docker_run_does() {
+        let spec = VmSpec {
+            command: Some(vec!["--check".into()]),
+            env: vec!["MODE=dev".into(), "EXTRA=1".into()],
+            working_dir: Some("/tmp".into()),
+            user: Some("1000:1000".into()),
+            ..VmSpec::default()
+        };
+        let w = workload_for(&image(), &spec);
+        assert_eq!(w.argv(), ["/bin/app", "--check"]);
+        assert_eq!(w.env, ["PATH=/usr/bin", "MODE=dev", "EXTRA=1"]);
+        assert_eq!(
+            (w.working_dir.as_str(), w.user.as_str()),
+            ("/tmp", "1000:1000")
+        );
+        assert!(w.command_given);
+
+        // A new entrypoint drops the image's CMD; with a command, that follows it.
+        let spec = VmSpec {
+            entrypoint: Some(vec!["/bin/sh".into()]),
+            ..VmSpec::default()
+        };
+        let w = workload_for(&image(), &spec);
+        assert_eq!(w.argv(), ["/bin/sh"]);
+        assert!(w.command_given);
+        let spec = VmSpec {
+            entrypoint: Some(vec![]),
+            command: Some(vec!["/bin/true".into()]),
+            ..VmSpec::default()
+        };
+        assert_eq!(workload_for(&image(), &spec).argv(), ["/bin/true"]);
     }
 }

@@ -97,10 +97,16 @@ pub fn default_kernel(store: &Store) -> Result<Option<Kernel>, ImageError> {
 /// every user: root-owned, world-readable.
 pub const SYSTEM_KERNEL_CACHE: &str = "/var/cache/ignite/kernel";
 
-/// The system's kernel package in [`SYSTEM_KERNEL_CACHE`], if setup downloaded one (the
-/// newest by name when there are several).
+/// Overrides [`SYSTEM_KERNEL_CACHE`].
+pub const SYSTEM_KERNEL_CACHE_ENV: &str = "IGNITE_SYSTEM_KERNELS";
+
+/// The system's kernel package in [`SYSTEM_KERNEL_CACHE`] (or `$IGNITE_SYSTEM_KERNELS`), if
+/// setup downloaded one (the newest by name when there are several).
 pub fn system_kernel_package() -> Option<PathBuf> {
-    system_kernel_package_in(Path::new(SYSTEM_KERNEL_CACHE))
+    let dir = std::env::var_os(SYSTEM_KERNEL_CACHE_ENV)
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from(SYSTEM_KERNEL_CACHE), PathBuf::from);
+    system_kernel_package_in(&dir)
 }
 
 fn system_kernel_package_in(dir: &Path) -> Option<PathBuf> {

@@ -427,7 +427,46 @@ fn flag_spec(args: &CreateArgs, command: &[String]) -> anyhow::Result<VmSpec> {
     if !command.is_empty() {
         spec.command = Some(command.to_vec());
     }
+    for file in &args.env_files {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read --env-file {}", file.display()))?;
+        spec.env
+            .extend(env_file_entries(&text, |k| std::env::var(k).ok()));
+    }
+    for entry in &args.env {
+        spec.env.extend(env_entry(entry, |k| std::env::var(k).ok()));
+    }
+    // docker run --entrypoint takes one program; "" clears the image's entrypoint.
+    spec.entrypoint = args.entrypoint.as_ref().map(|e| {
+        if e.is_empty() {
+            vec![]
+        } else {
+            vec![e.clone()]
+        }
+    });
+    spec.working_dir = args.workdir.clone();
+    spec.user = args.user.clone();
     Ok(spec)
+}
+
+/// `-e KEY=VALUE` as given; `-e KEY` takes the variable from this environment and is
+/// dropped when it is not set there, as with docker.
+fn env_entry(entry: &str, lookup: impl Fn(&str) -> Option<String>) -> Option<String> {
+    if entry.contains('=') {
+        Some(entry.to_string())
+    } else {
+        lookup(entry).map(|value| format!("{entry}={value}"))
+    }
+}
+
+/// An env file as docker reads one: a `KEY=VALUE` or `KEY` per line, values taken as they
+/// are (no quotes removed), blank lines and lines starting with `#` skipped.
+fn env_file_entries(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    text.lines()
+        .map(|line| line.trim_start())
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| env_entry(line, &lookup))
+        .collect()
 }
 
 /// Joins the console: the terminal in raw mode, ^P^Q detaches, the VM's end ends it.
@@ -491,4 +530,39 @@ fn attach_console(store: &Store, vm: &Vm, log_offset: u64) -> anyhow::Result<()>
         stdout.flush()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(key: &str) -> Option<String> {
+        (key == "FROM_HOST").then(|| "host value".to_string())
+    }
+
+    #[test]
+    fn env_entries_as_docker_takes_them() {
+        assert_eq!(env_entry("A=1", lookup).as_deref(), Some("A=1"));
+        assert_eq!(env_entry("A=", lookup).as_deref(), Some("A="));
+        assert_eq!(env_entry("A=b=c", lookup).as_deref(), Some("A=b=c"));
+        assert_eq!(
+            env_entry("FROM_HOST", lookup).as_deref(),
+            Some("FROM_HOST=host value")
+        );
+        assert_eq!(env_entry("UNSET_HERE", lookup), None);
+    }
+
+    #[test]
+    fn env_files_skip_comments_and_blank_lines_and_keep_values_as_they_are() {
+        let text = "# a comment\n\nA=1\n  B=\"quoted\"\nFROM_HOST\nUNSET_HERE\nC=with spaces \n";
+        assert_eq!(
+            env_file_entries(text, lookup),
+            [
+                "A=1",
+                "B=\"quoted\"",
+                "FROM_HOST=host value",
+                "C=with spaces "
+            ]
+        );
+    }
 }

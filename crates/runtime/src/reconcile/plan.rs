@@ -19,7 +19,17 @@ pub const SOURCE_LABEL: &str = "ignite.rs/source";
 pub const APPLIED_SPEC_ANNOTATION: &str = "ignite.rs/applied-spec";
 
 /// Spec fields a restart applies (read by the supervisor at every start).
-const RESTART_FIELDS: &[&str] = &["cpus", "memory", "copyFiles", "command", "mode"];
+const RESTART_FIELDS: &[&str] = &[
+    "cpus",
+    "memory",
+    "copyFiles",
+    "command",
+    "mode",
+    "env",
+    "entrypoint",
+    "workingDir",
+    "user",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {

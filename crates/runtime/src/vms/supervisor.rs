@@ -24,7 +24,7 @@ use signal_hook::iterator::Signals;
 use super::{
     STOP_TIMEOUT, VmError, VmFiles, accel, driver, image_of, io, kernel_of, network, process,
 };
-use crate::guest::{FileCopy, workload_of, write_vm_initramfs};
+use crate::guest::{FileCopy, workload_for, write_vm_initramfs};
 use crate::kernels::{BZIMAGE_FILE, MODULES_DISK_FILE, VMLINUX_FILE, kernel_dir};
 
 /// How an exit record's reason begins when the VMM itself failed (not the guest).
@@ -493,7 +493,6 @@ pub fn guest_config(
     has_modules: bool,
     network: &network::GuestNetwork,
 ) -> GuestConfig {
-    let command = vm.spec.command.clone().unwrap_or_default();
     // Disks: vda root, vdb modules (when the kernel has them), then volumes in order.
     let first_volume = if has_modules { b'c' } else { b'b' };
     let volumes = vm
@@ -520,7 +519,7 @@ pub fn guest_config(
             GuestMode::Vm => BootMode::Vm,
             GuestMode::Container => BootMode::Container,
         },
-        workload: workload_of(image, &command),
+        workload: workload_for(image, &vm.spec),
         root_device: "/dev/vda".into(),
         modules_device: has_modules.then(|| "/dev/vdb".to_string()),
         interfaces: network.interfaces.clone(),
