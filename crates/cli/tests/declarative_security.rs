@@ -471,12 +471,20 @@ fn api_socket_is_never_more_open_than_its_final_mode() {
         assert_eq!(meta.mode() & 0o777, want, "{}", host.log());
         seen.insert(meta.mode() & 0o777);
         assert_eq!(seen.into_iter().collect::<Vec<_>>(), [want]);
-        let stray: Vec<_> = std::fs::read_dir(host.root())
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".binding"))
-            .collect();
-        assert!(stray.is_empty(), "{stray:?}");
+        // The staging directory goes just after the rename that makes the socket
+        // connectable: give ignited a moment to remove it.
+        let stray = || -> Vec<_> {
+            std::fs::read_dir(host.root())
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".binding"))
+                .collect()
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !stray().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(stray().is_empty(), "{:?}", stray());
     }
 }
 
