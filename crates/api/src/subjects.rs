@@ -95,6 +95,7 @@ impl TemplateSubject for Vm {
                 entrypoint: Some(vec![String::new()]),
                 working_dir: Some(String::new()),
                 user: Some(String::new()),
+                tty: Some(false),
             },
         );
         vm.status = VmStatus {

@@ -111,6 +111,10 @@ pub struct VmSpec {
     /// `uid:gid` (an addition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The workload's stdin, stdout and stderr are a pseudo-terminal, as with
+    /// `docker run -t` (container mode; an addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<bool>,
 }
 
 impl VmSpec {
@@ -148,6 +152,7 @@ impl VmSpec {
             entrypoint: self.entrypoint.or(lower.entrypoint),
             working_dir: self.working_dir.or(lower.working_dir),
             user: self.user.or(lower.user),
+            tty: self.tty.or(lower.tty),
         }
     }
 

@@ -305,6 +305,9 @@ pub struct CreateArgs {
     /// The workload's user: a name or uid, optionally :group or :gid
     #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
     pub user: Option<String>,
+    /// Give the workload a pseudo-terminal for stdin, stdout and stderr (container mode)
+    #[arg(short = 't', long)]
+    pub tty: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
     #[command(flatten)]
@@ -330,9 +333,14 @@ pub struct LegacyArgs {
 
 #[derive(Debug, Args)]
 pub struct StartFlags {
-    /// Attach to the console after starting; exit with the VM
+    /// Container mode: also feed this stdin to the workload (EOF closes it). VM mode: attach
+    /// to the console after starting (detach with ^P^Q)
     #[arg(short, long)]
     pub interactive: bool,
+    /// Container mode: stay attached to the workload's stdout and stderr and exit with its
+    /// status
+    #[arg(short, long)]
+    pub attach: bool,
     /// The accelerator: auto, kvm or tcg [default: IGNITE_ACCEL, else auto: kvm when /dev/kvm works]
     #[arg(long, value_name = "ACCEL")]
     pub accel: Option<String>,
@@ -350,7 +358,8 @@ pub struct RunArgs {
     pub create: CreateArgs,
     #[command(flatten)]
     pub start: StartFlags,
-    /// Remove the VM when it ends; wait for that and exit with its status
+    /// Remove the VM when it ends; stay attached (as -a), wait for that and exit with its
+    /// status
     #[arg(long)]
     pub rm: bool,
     /// A command to run instead of the image's CMD (container mode); after `--` when its
@@ -410,6 +419,16 @@ pub struct LogsArgs {
     /// Keep printing new output until the VM stops
     #[arg(short, long)]
     pub follow: bool,
+    /// Show only the last N lines ("all" for every line)
+    #[arg(short = 'n', long, value_name = "N")]
+    pub tail: Option<String>,
+    /// Show output since a time: RFC 3339 (2026-12-01T10:00:00Z), a date, a Unix time, or
+    /// an age (90s, 10m, 1h30m)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Prefix each line with the time it arrived (RFC 3339, nanoseconds)
+    #[arg(short, long)]
+    pub timestamps: bool,
 }
 
 #[derive(Debug, Args)]

@@ -131,3 +131,66 @@ fn env_entrypoint_workdir_and_user_flags_reach_the_workload() {
         .assert()
         .code(9);
 }
+
+/// What `cmd` wrote on stdout and stderr, with its exit code.
+fn outputs(cmd: &mut assert_cmd::Command) -> (Vec<u8>, Vec<u8>, Option<i32>) {
+    let out = cmd.output().unwrap();
+    (out.stdout, out.stderr, out.status.code())
+}
+
+/// The workload's stdout and stderr reach `run --rm` byte for byte and apart, through the
+/// agent rather than the console: 10 MB of random bytes fed on stdin (-i) come back whole
+/// on each.
+#[test]
+fn ten_megabytes_on_stdout_and_on_stderr_arrive_intact_and_apart() {
+    let host = VmHost::new();
+    let data: Vec<u8> = {
+        // A fixed pseudo-random sequence: every byte value, no line structure.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        (0..10 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    };
+    let input = host.dir.path().join("input");
+    std::fs::write(&input, &data).unwrap();
+    // Imported first: a first run's import notes go to stderr (as docker's pull does).
+    host.ignite()
+        .args(["image", "import"])
+        .arg(host.image())
+        .assert()
+        .success();
+    let (out, err, code) = outputs(
+        host.ignite()
+            .args(["run", "--rm", "-i", "-u", "0", "--network", "none", "--memory", "256MB"])
+            .arg(host.image())
+            .args(["--", "busybox mkdir -p /tmp && busybox tee /tmp/copy && busybox cat /tmp/copy >&2; exit 3"])
+            .pipe_stdin(&input)
+            .unwrap(),
+    );
+    assert_eq!(
+        code,
+        Some(3),
+        "stderr tail: {:?}",
+        String::from_utf8_lossy(&err[err.len().saturating_sub(2000)..])
+    );
+    assert_eq!(
+        out.len(),
+        data.len(),
+        "stdout length; stderr: {:?}",
+        String::from_utf8_lossy(&err[..err.len().min(2000)])
+    );
+    assert!(out == data, "stdout differs from the input");
+    assert_eq!(
+        err.len(),
+        data.len(),
+        "stderr length: {:?}",
+        String::from_utf8_lossy(&err[..err.len().min(2000)])
+    );
+    assert!(err == data, "stderr differs from the input");
+    assert_eq!(stdout(host.ignite().args(["ps", "-a", "-q"])), "");
+}

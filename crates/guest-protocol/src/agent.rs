@@ -7,8 +7,10 @@
 //! magic "IG" (2) | kind (1) | reserved 0 (1) | session (u32 BE) | length (u32 BE) | payload
 //! ```
 //!
-//! Session 0 is the control session (hello, shutdown, the workload's exit); every exec gets
-//! a session id chosen by the host, so any number of them run at once over one stream.
+//! Session 0 is the control session (hello, shutdown); every exec gets a session id chosen
+//! by the host, so any number of them run at once over one stream. Session [`WORKLOAD`] is
+//! the container-mode workload's: its stdout and stderr, then its exit, in that order, and
+//! the host's stdin, window size and signals for it.
 //! Control bodies are JSON; stdin/stdout/stderr bodies are raw bytes. The magic lets a
 //! reader resynchronise after a peer vanished mid-frame (a virtio-serial port outlives the
 //! host process that had it open).
@@ -28,6 +30,8 @@ pub const VSOCK_PORT: u32 = 10789;
 pub const MAX_PAYLOAD: usize = 1 << 20;
 /// The control session.
 pub const CONTROL: u32 = 0;
+/// The container-mode workload's session (never one the host allocates for an exec).
+pub const WORKLOAD: u32 = u32::MAX;
 
 const MAGIC: [u8; 2] = *b"IG";
 const HEADER_LEN: usize = 12;
@@ -41,8 +45,12 @@ pub enum FrameKind {
     Hello = 0x01,
     /// Host → guest: stop the VM gracefully (the workload or the image's init gets SIGTERM).
     Shutdown = 0x02,
-    /// Guest → host on session 0, JSON [`ExitStatus`]: the container-mode workload ended.
+    /// Guest → host on [`WORKLOAD`], JSON [`ExitStatus`]: the container-mode workload
+    /// ended, and every byte of its output was sent before this frame.
     WorkloadExited = 0x03,
+    /// Host → guest on session 0: the host has stored the workload's output and exit
+    /// status, so the guest may power off.
+    ExitAck = 0x04,
     /// Host → guest, JSON [`ExecRequest`]: start a process in a new session.
     Exec = 0x10,
     /// Host → guest, bytes for the process's stdin; an empty payload closes it.
@@ -73,6 +81,7 @@ impl FrameKind {
             0x01 => Hello,
             0x02 => Shutdown,
             0x03 => WorkloadExited,
+            0x04 => ExitAck,
             0x10 => Exec,
             0x11 => Stdin,
             0x12 => Stdout,

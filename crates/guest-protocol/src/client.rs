@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::agent::{
     CONTROL, CopyRequest, ErrorBody, ExecRequest, ExitStatus, Frame, FrameKind, Hello, MAX_PAYLOAD,
-    PROTOCOL_VERSION, SignalRequest, WindowSize,
+    PROTOCOL_VERSION, SignalRequest, WORKLOAD, WindowSize,
 };
 
 type Routes = Arc<Mutex<HashMap<u32, SyncSender<Frame>>>>;
@@ -31,7 +31,11 @@ pub const MAX_COLLECTED: usize = 256 << 20;
 pub struct AgentClient {
     writer: Arc<Mutex<Box<dyn Write + Send>>>,
     routes: Routes,
-    control: Mutex<Receiver<Frame>>,
+    /// Held so the router keeps running after the hello (control frames the guest sends
+    /// later are dropped once the backlog is full; nothing needs them now).
+    _control: Mutex<Receiver<Frame>>,
+    /// The container-mode workload's output and exit, routed from the first frame on.
+    workload: Mutex<Option<Receiver<Frame>>>,
     next_session: Mutex<u32>,
     /// What the guest said in its hello.
     pub guest: Hello,
@@ -59,6 +63,11 @@ impl AgentClient {
         let writer: Arc<Mutex<Box<dyn Write + Send>>> = Arc::new(Mutex::new(Box::new(writer)));
         let routes: Routes = Arc::new(Mutex::new(HashMap::new()));
         let (control_tx, control) = mpsc::sync_channel(CONTROL_BACKLOG);
+        let (workload_tx, workload) = mpsc::sync_channel(SESSION_BACKLOG);
+        routes
+            .lock()
+            .expect("routes lock")
+            .insert(WORKLOAD, workload_tx);
         {
             let routes = routes.clone();
             std::thread::spawn(move || route_frames(reader, routes, control_tx));
@@ -91,7 +100,8 @@ impl AgentClient {
                     return Ok(AgentClient {
                         writer,
                         routes,
-                        control: Mutex::new(control),
+                        _control: Mutex::new(control),
+                        workload: Mutex::new(Some(workload)),
                         next_session: Mutex::new(1),
                         guest,
                     });
@@ -155,7 +165,8 @@ impl AgentClient {
         let id = {
             let mut next = self.next_session.lock().expect("session counter");
             let id = *next;
-            *next = next.wrapping_add(1).max(1);
+            // Never CONTROL, never WORKLOAD.
+            *next = next.wrapping_add(1).clamp(1, WORKLOAD - 1);
             id
         };
         let (tx, rx) = mpsc::sync_channel(SESSION_BACKLOG);
@@ -173,13 +184,22 @@ impl AgentClient {
         self.send(&Frame::new(FrameKind::Shutdown, CONTROL, Vec::new()))
     }
 
-    /// Waits for the container-mode workload's exit status.
+    /// The container-mode workload's frames, in the order the guest sent them: Stdout and
+    /// Stderr, then WorkloadExited. For one taker: the supervisor. The frames wait (and so,
+    /// once [`SESSION_BACKLOG`] are held, does the guest) until they are read.
+    pub fn take_workload(&self) -> Option<Receiver<Frame>> {
+        self.workload.lock().expect("workload lock").take()
+    }
+
+    /// Waits for the container-mode workload's exit status, dropping its output.
     pub fn workload_exit(&self, timeout: Duration) -> io::Result<ExitStatus> {
-        let control = self.control.lock().expect("control lock");
+        let frames = self.take_workload().ok_or_else(|| {
+            io::Error::other("the workload's frames were taken by another reader")
+        })?;
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match control.recv_timeout(left) {
+            match frames.recv_timeout(left) {
                 Ok(frame) if frame.kind == FrameKind::WorkloadExited => return frame.body(),
                 Ok(_) => {}
                 Err(_) => {
@@ -190,6 +210,11 @@ impl AgentClient {
                 }
             }
         }
+    }
+
+    /// Tells the guest its workload's output and exit are stored: it may power off.
+    pub fn ack_exit(&self) -> io::Result<()> {
+        self.send(&Frame::new(FrameKind::ExitAck, CONTROL, Vec::new()))
     }
 }
 

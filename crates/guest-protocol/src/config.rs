@@ -105,6 +105,17 @@ pub struct Workload {
     /// mode choose container mode.
     #[serde(default)]
     pub command_given: bool,
+    /// The workload's stdin, stdout and stderr are a pseudo-terminal (`-t`) rather than
+    /// pipes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
+    /// The host feeds the workload's stdin (`-i` while attached); otherwise it reads
+    /// /dev/null, as a docker container without `-i` does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdin: bool,
+    /// The terminal's size at start, for `tty`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<crate::agent::WindowSize>,
 }
 
 impl Workload {

@@ -2,25 +2,28 @@
 //! virtio-serial port (QEMU) and over vsock (Firecracker), speaking the framed protocol of
 //! `ignite_guest_protocol::agent`. It runs processes for `ignite exec` (pipes or a
 //! terminal, any number at once), forwards the host's shutdown request to PID 1, and in
-//! container mode passes the workload's exit status to the host.
+//! container mode relays between PID 1 and the host what concerns the workload: its output
+//! and exit status one way, stdin, window size and signals the other.
 //!
 //! It is a separate process, not a thread of PID 1, so that its children are its own to
 //! wait for while PID 1 reaps everything else.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::ChildStdout;
 use std::process::{ChildStdin, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use ignite_guest_protocol::agent::{
     CONTROL, CopyRequest, ErrorBody, ExecRequest, ExitStatus, Frame, FrameKind, Hello,
-    PROTOCOL_VERSION, SERIAL_PORT_NAME, SignalRequest, VSOCK_PORT, WindowSize,
+    PROTOCOL_VERSION, SERIAL_PORT_NAME, SignalRequest, VSOCK_PORT, WORKLOAD, WindowSize,
 };
 use ignite_guest_protocol::config::{BootMode, Workload};
 use rustix::process::{Pid, Signal};
@@ -35,23 +38,17 @@ const RECONNECT_POLL: Duration = Duration::from_millis(100);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 const CHUNK: usize = 32 * 1024;
 
-/// PID 1's end of the agent: the channel for the workload's exit status.
-pub struct AgentHandle {
-    stdin: ChildStdin,
-    acks: mpsc::Receiver<()>,
-}
-
-impl AgentHandle {
-    /// Hands the status to the agent; true once a host connection took it.
-    pub fn report_exit(&mut self, exit: ExitStatus, timeout: Duration) -> bool {
-        let line = serde_json::to_string(&exit).expect("exit status serialises");
-        writeln!(self.stdin, "exit {line}").is_ok() && self.acks.recv_timeout(timeout).is_ok()
-    }
+/// PID 1's end of the agent in container mode: a framed link (the agent's stdin and
+/// stdout) over which the workload's output and exit go to the host, and the host's stdin,
+/// window size, signals and exit acknowledgement come back.
+pub struct AgentLink {
+    pub to_agent: ChildStdin,
+    pub from_agent: ChildStdout,
 }
 
 /// Starts the agent (a new process of this same binary). In container mode PID 1 keeps a
-/// pipe to it; in VM mode it is on its own once the image's init takes over.
-pub fn spawn(mode: BootMode, workload: &Workload) -> Option<AgentHandle> {
+/// link to it; in VM mode it is on its own once the image's init takes over.
+pub fn spawn(mode: BootMode, workload: &Workload) -> Option<AgentLink> {
     let user = workload::resolve_user(&workload.user).ok().flatten();
     let mut command = Command::new("/proc/self/exe");
     command
@@ -75,15 +72,10 @@ pub fn spawn(mode: BootMode, workload: &Workload) -> Option<AgentHandle> {
             return None;
         }
     };
-    let stdin = child.stdin.take()?;
-    let stdout = child.stdout.take()?;
-    let (tx, acks) = mpsc::channel();
-    std::thread::spawn(move || {
-        for _ in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(());
-        }
-    });
-    Some(AgentHandle { stdin, acks })
+    Some(AgentLink {
+        to_agent: child.stdin.take()?,
+        from_agent: child.stdout.take()?,
+    })
 }
 
 /// The agent process's main.
@@ -91,6 +83,7 @@ pub fn run(mode: &str) -> ExitCode {
     let agent = Arc::new(Agent {
         mode: BootMode::parse(mode).unwrap_or(BootMode::Vm),
         connections: Mutex::new(Vec::new()),
+        to_init: Mutex::new(std::io::stdout()),
     });
     if let Ok(listener) =
         vsock::VsockListener::bind_with_cid_port(vsock::VMADDR_CID_ANY, VSOCK_PORT)
@@ -109,7 +102,7 @@ pub fn run(mode: &str) -> ExitCode {
     }
     if agent.mode == BootMode::Container {
         let agent = agent.clone();
-        std::thread::spawn(move || agent.relay_exit_reports());
+        std::thread::spawn(move || agent.relay_workload());
     }
     match find_serial_port() {
         Some(path) => {
@@ -157,11 +150,16 @@ fn find_serial_port() -> Option<String> {
 struct Agent {
     mode: BootMode,
     connections: Mutex<Vec<Weak<Connection>>>,
+    /// Container mode: frames for the workload go to PID 1 on stdout.
+    to_init: Mutex<std::io::Stdout>,
 }
 
 struct Connection {
     writer: Mutex<Box<dyn Write + Send>>,
     sessions: Mutex<HashMap<u32, Session>>,
+    /// The host said hello on it: a serial port is open before anyone listens, and what is
+    /// written then may wait for a host that never comes.
+    greeted: AtomicBool,
 }
 
 struct Session {
@@ -193,6 +191,7 @@ impl Agent {
         let conn = Arc::new(Connection {
             writer: Mutex::new(writer),
             sessions: Mutex::new(HashMap::new()),
+            greeted: AtomicBool::new(false),
         });
         let mut all = self.connections.lock().expect("connections lock");
         all.retain(|c| c.strong_count() > 0);
@@ -219,6 +218,20 @@ impl Agent {
 
     fn handle(&self, conn: &Arc<Connection>, frame: Frame) {
         let session = frame.session;
+        let for_workload = matches!(
+            (frame.kind, session),
+            (
+                FrameKind::Stdin | FrameKind::Signal | FrameKind::Resize,
+                WORKLOAD
+            ) | (FrameKind::ExitAck, CONTROL)
+        );
+        if for_workload {
+            if self.mode == BootMode::Container {
+                let mut init = self.to_init.lock().expect("init link lock");
+                let _ = frame.write_to(&mut *init);
+            }
+            return;
+        }
         match frame.kind {
             FrameKind::Hello => {
                 let hello: Result<Hello, _> = frame.body();
@@ -243,6 +256,7 @@ impl Agent {
                         mode: Some(self.mode.as_str().to_string()),
                     },
                 ));
+                conn.greeted.store(true, Ordering::SeqCst);
             }
             FrameKind::Exec => match frame.body::<ExecRequest>() {
                 Ok(request) => {
@@ -332,27 +346,29 @@ impl Agent {
         }
     }
 
-    /// Container mode: PID 1 writes `exit {json}` lines on our stdin; each is sent to every
-    /// host connection, then acknowledged on stdout.
-    fn relay_exit_reports(&self) {
-        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-            let Some(body) = line.strip_prefix("exit ") else {
-                continue;
+    /// Container mode: PID 1 sends the workload's output and exit as frames on our stdin;
+    /// each goes to the host connections that greeted us, in order. Until one has, they
+    /// wait (and so, once the pipe is full, does the workload): output is never dropped.
+    fn relay_workload(&self) {
+        let mut input = BufReader::with_capacity(64 * 1024, std::io::stdin().lock());
+        while let Ok(Some(frame)) = Frame::read_from(&mut input) {
+            let conns = loop {
+                let conns: Vec<Arc<Connection>> = self
+                    .connections
+                    .lock()
+                    .expect("connections lock")
+                    .iter()
+                    .filter_map(Weak::upgrade)
+                    .filter(|c| c.greeted.load(Ordering::SeqCst))
+                    .collect();
+                if !conns.is_empty() {
+                    break conns;
+                }
+                std::thread::sleep(Duration::from_millis(20));
             };
-            let Ok(exit) = serde_json::from_str::<ExitStatus>(body) else {
-                continue;
-            };
-            let conns: Vec<Arc<Connection>> = self
-                .connections
-                .lock()
-                .expect("connections lock")
-                .iter()
-                .filter_map(Weak::upgrade)
-                .collect();
             for conn in conns {
-                conn.send(Frame::json(FrameKind::WorkloadExited, CONTROL, &exit));
+                conn.send(frame.clone());
             }
-            println!("sent");
         }
     }
 }
@@ -367,7 +383,7 @@ fn signal_systemd_poweroff() -> rustix::io::Result<()> {
     rustix::process::kill_process(Pid::INIT, sig)
 }
 
-fn winsize(size: WindowSize) -> rustix::termios::Winsize {
+pub fn winsize(size: WindowSize) -> rustix::termios::Winsize {
     rustix::termios::Winsize {
         ws_row: size.rows,
         ws_col: size.cols,
@@ -601,7 +617,7 @@ fn start_copy_out(conn: &Arc<Connection>, session: u32, path: String) {
     });
 }
 
-fn open_terminal(window: Option<WindowSize>) -> std::io::Result<(OwnedFd, OwnedFd)> {
+pub fn open_terminal(window: Option<WindowSize>) -> std::io::Result<(OwnedFd, OwnedFd)> {
     use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
     let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
     grantpt(&master)?;

@@ -1,15 +1,16 @@
-//! Messages on the VM's console, which `ignite logs` shows: one line each, prefixed
+//! Messages on the VM's console (stderr: in the agent, stdout is its link to PID 1),
+//! which `ignite logs` shows: one line each, prefixed
 //! `ignite-init:`, and the final exit-status line the host reads back.
 
 use ignite_guest_protocol::status::EXIT_MARKER;
 
 pub fn say(message: &str) {
-    println!("ignite-init: {message}");
+    eprintln!("ignite-init: {message}");
 }
 
 /// Prints the exit marker, syncs and powers the VM off. Never returns.
 pub fn power_off_with(status: i32, reason: &str) -> ! {
-    println!("{EXIT_MARKER}{status} ({reason})");
+    eprintln!("{EXIT_MARKER}{status} ({reason})");
     power_off()
 }
 

@@ -18,6 +18,7 @@ mod grow;
 mod network;
 mod provision;
 mod workload;
+mod workload_stdio;
 
 use std::process::ExitCode;
 

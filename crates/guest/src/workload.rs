@@ -1,7 +1,8 @@
 //! Container mode: ignite-init stays PID 1 and runs the image's ENTRYPOINT/CMD with its
 //! ENV, WORKDIR and USER. As PID 1 it reaps every orphan, forwards SIGTERM, SIGINT, SIGHUP,
 //! SIGQUIT, SIGUSR1 and SIGUSR2 to the workload, and when the workload ends reports its
-//! status (console marker and agent) and powers the VM off.
+//! status (console marker and agent) and powers the VM off. Its stdio goes to the host
+//! through the agent ([`crate::workload_stdio`]).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -16,14 +17,15 @@ use rustix::process::{Pid, Signal, WaitOptions};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 
-use crate::agent::AgentHandle;
+use crate::agent::AgentLink;
 use crate::console::{fail, power_off_with, say};
+use crate::workload_stdio;
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-/// How long the host gets to take the exit status from the agent before power-off.
-const REPORT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the host gets to store the workload's output and exit status before power-off.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn run(workload: &Workload, agent: Option<AgentHandle>) -> ! {
+pub fn run(workload: &Workload, agent: Option<AgentLink>) -> ! {
     let argv = workload.argv();
     if argv.is_empty() {
         fail(
@@ -53,17 +55,24 @@ pub fn run(workload: &Workload, agent: Option<AgentHandle>) -> ! {
     // Registered before the spawn, so a workload that exits at once is not missed.
     let mut signals = Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2])
         .unwrap_or_else(|e| fail(status::BAD_CONFIG, &format!("cannot handle signals: {e}")));
-    let mut command = std::process::Command::new(&program);
+    let (mut command, stdio) = workload_stdio::command(&program, &argv, workload, agent)
+        .unwrap_or_else(|e| {
+            fail(
+                status::BAD_CONFIG,
+                &format!("cannot give the workload a terminal: {e}"),
+            )
+        });
     command
-        .arg0(&argv[0])
-        .args(&argv[1..])
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(workdir);
+    if workload.tty && !env.iter().any(|(k, _)| k == "TERM") {
+        command.env("TERM", "xterm");
+    }
     if let Some(user) = &user {
         command.uid(user.uid).gid(user.gid);
     }
-    let child = match command.spawn() {
+    let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
             let code = if e.kind() == std::io::ErrorKind::NotFound {
@@ -74,6 +83,8 @@ pub fn run(workload: &Workload, agent: Option<AgentHandle>) -> ! {
             fail(code, &format!("cannot run {}: {e}", program.display()));
         }
     };
+    drop(command); // closes our copies of the terminal's other side
+    let relay = stdio.map(|pending| pending.start(&mut child));
     let pid = Pid::from_child(&child);
     drop(child); // reaped below with everything else
 
@@ -93,8 +104,8 @@ pub fn run(workload: &Workload, agent: Option<AgentHandle>) -> ! {
         (None, Some(sig)) => format!("the workload was killed by signal {sig}"),
         _ => "the workload ended".to_string(),
     };
-    if let Some(mut agent) = agent
-        && !agent.report_exit(exit, REPORT_TIMEOUT)
+    if let Some(relay) = relay
+        && !relay.finish(exit, REPORT_TIMEOUT)
     {
         say("the host did not collect the exit status from the agent; it is on the console");
     }

@@ -159,6 +159,7 @@ pub fn workload_for(image: &ignite_api::Image, spec: &ignite_api::VmSpec) -> Wor
     if let Some(user) = &spec.user {
         workload.user = user.clone();
     }
+    workload.tty = spec.tty.unwrap_or(false);
     workload
 }
 
@@ -189,6 +190,7 @@ pub fn workload_of(image: &ignite_api::Image, command: &[String]) -> Workload {
         working_dir: run.working_dir,
         user: run.user,
         command_given: !command.is_empty(),
+        ..Workload::default()
     }
 }
 

@@ -8,10 +8,12 @@ mod exec;
 mod image;
 mod inspect;
 mod kernel;
+mod logs;
 mod ps;
 mod ssh;
 mod version;
 mod vm;
+mod workload;
 
 use std::process::ExitCode;
 
@@ -119,7 +121,7 @@ fn lifecycle(ctx: &Context, command: &LifecycleCommand) -> anyhow::Result<ExitCo
         LifecycleCommand::Stop(args) => vm::stop(ctx, args),
         LifecycleCommand::Kill(args) => vm::kill(ctx, args),
         LifecycleCommand::Rm(args) => vm::rm(ctx, args),
-        LifecycleCommand::Logs(args) => vm::logs(ctx, args),
+        LifecycleCommand::Logs(args) => logs::run(ctx, args),
         LifecycleCommand::Attach(args) => vm::attach(ctx, args),
         LifecycleCommand::Ssh(args) => ssh::run(ctx, args),
     }

@@ -14,10 +14,9 @@ use ignite_api::{
 use ignite_runtime::vms::{self, CreateRequest, StartOptions, VmFiles, console_log};
 use ignite_store::Store;
 
+use super::workload::{self, AttachFlags, Attached};
 use super::{Context, write_stdout};
-use crate::args::{
-    CreateArgs, LogsArgs, RmArgs, RunArgs, StartArgs, StartFlags, StopArgs, VmArg, VmsArgs,
-};
+use crate::args::{CreateArgs, RmArgs, RunArgs, StartArgs, StartFlags, StopArgs, VmArg, VmsArgs};
 use crate::progress::Bars;
 
 /// ^P^Q, as in Docker, detaches from a console.
@@ -37,8 +36,19 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<ExitCode> {
         args.start.accel.as_deref(),
     )?;
     let store = ctx.writable_store()?;
-    let vm = match start(ctx, &store, vm.clone(), &args.start) {
-        Ok(vm) => vm,
+    // Plain `run` stays detached, as in Ignite; --rm, -a and -i follow the VM.
+    if !(args.rm || args.start.attach || args.start.interactive) {
+        let vm = start(ctx, &store, vm, &args.start)?;
+        announce(ctx, "started", &vm)?;
+        vms::wait_until_ready(&store, &vm, vms::READY_TIMEOUT)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let flags = AttachFlags {
+        stdin: args.start.interactive,
+        tty: vm.spec.tty.unwrap_or(false),
+    };
+    let (vm, attachment) = match start_attached(ctx, &store, vm.clone(), &args.start, flags) {
+        Ok(started) => started,
         Err(e) => {
             if args.rm {
                 let _ = vms::remove_vm(&store, vm, true);
@@ -46,16 +56,9 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<ExitCode> {
             return Err(e);
         }
     };
-    announce(ctx, "started", &vm)?;
-    if !args.start.interactive && !args.rm {
-        vms::wait_until_ready(&store, &vm, vms::READY_TIMEOUT)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let uid = vms::uid_of(&vm);
-    if args.start.interactive {
-        attach_console(&store, &vm, 0)?;
-    }
-    let done = vms::wait_for_exit(&store, &uid, (!args.rm).then_some(Duration::ZERO))?;
+    // Attached, our stderr is the workload's: nothing of ours on it unless asked.
+    tracing::debug!("started VM {} ({})", vm.metadata.name, vms::uid_of(&vm));
+    let done = follow_to_the_end(&store, &vm, attachment, flags, 0, args.rm)?;
     if vms::is_running(&done) {
         // Detached from a VM that keeps running.
         return Ok(ExitCode::SUCCESS);
@@ -70,21 +73,52 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<ExitCode> {
 pub fn start_command(ctx: &Context, args: &StartArgs) -> anyhow::Result<ExitCode> {
     let store = ctx.writable_store()?;
     let vm = store.vms().find(&args.vm)?;
+    if !(args.start.attach || args.start.interactive) {
+        let vm = start(ctx, &store, vm, &args.start)?;
+        announce(ctx, "started", &vm)?;
+        vms::wait_until_ready(&store, &vm, vms::READY_TIMEOUT)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let log_offset = std::fs::metadata(VmFiles::new(&store, &vms::uid_of(&vm)).console_log())
         .map_or(0, |m| m.len());
-    let vm = start(ctx, &store, vm, &args.start)?;
-    announce(ctx, "started", &vm)?;
-    if !args.start.interactive {
-        vms::wait_until_ready(&store, &vm, vms::READY_TIMEOUT)?;
+    let flags = AttachFlags {
+        stdin: args.start.interactive,
+        tty: vm.spec.tty.unwrap_or(false),
+    };
+    let (vm, attachment) = start_attached(ctx, &store, vm, &args.start, flags)?;
+    tracing::debug!("started VM {} ({})", vm.metadata.name, vms::uid_of(&vm));
+    let done = follow_to_the_end(&store, &vm, attachment, flags, log_offset, false)?;
+    if vms::is_running(&done) {
+        return Ok(ExitCode::SUCCESS);
     }
-    if args.start.interactive {
-        attach_console(&store, &vm, log_offset)?;
-        let done = vms::wait_for_exit(&store, &vms::uid_of(&vm), Some(Duration::ZERO))?;
-        if !vms::is_running(&done) {
-            return Ok(final_code(&done));
+    Ok(final_code(&done))
+}
+
+/// Follows an attached start: the workload's streams in container mode; otherwise the
+/// console with -i (until the VM ends or ^P^Q), or nothing. Returns the VM once it ended,
+/// or as it is after a detach (`wait` false).
+fn follow_to_the_end(
+    store: &Store,
+    vm: &Vm,
+    attachment: vms::attach::Attachment,
+    flags: AttachFlags,
+    log_offset: u64,
+    wait: bool,
+) -> anyhow::Result<Vm> {
+    let uid = vms::uid_of(vm);
+    let detachable = match workload::follow(attachment, flags)? {
+        Attached::Workload => false,
+        Attached::NoWorkload if flags.stdin => {
+            attach_console(store, vm, log_offset)?;
+            !wait
         }
-    }
-    Ok(ExitCode::SUCCESS)
+        Attached::NoWorkload => false,
+    };
+    Ok(vms::wait_for_exit(
+        store,
+        &uid,
+        detachable.then_some(Duration::ZERO),
+    )?)
 }
 
 pub fn stop(ctx: &Context, args: &StopArgs) -> anyhow::Result<ExitCode> {
@@ -126,24 +160,6 @@ pub fn rm(ctx: &Context, args: &RmArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub fn logs(ctx: &Context, args: &LogsArgs) -> anyhow::Result<ExitCode> {
-    let vm = ctx.store.vms().find(&args.vm)?;
-    let uid = vms::uid_of(&vm);
-    let path = VmFiles::new(&ctx.store, &uid).console_log();
-    let mut out = std::io::stdout().lock();
-    // Older output first: the log rotated away once it reached its cap.
-    console_log::copy_from(&console_log::rotated(&path), 0, &mut out)?;
-    let mut offset = 0u64;
-    loop {
-        let running = vms::is_running(&ctx.store.vms().get(&uid)?);
-        offset = console_log::copy_from(&path, offset, &mut out)?;
-        if !args.follow || !running {
-            return Ok(ExitCode::SUCCESS);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 pub fn attach(ctx: &Context, args: &VmArg) -> anyhow::Result<ExitCode> {
     let vm = ctx.store.vms().find(&args.vm)?;
     let vm = vms::repair(&ctx.store, vm);
@@ -182,20 +198,44 @@ fn start(ctx: &Context, store: &Store, vm: Vm, flags: &StartFlags) -> anyhow::Re
     Ok(vms::start_vm(
         store,
         vm,
-        &StartOptions {
-            supervisor: &supervisor,
-            accel: flags.accel.clone(),
-            configured_accel: ctx
-                .configuration
-                .as_ref()
-                .and_then(|c| c.spec.accel.clone()),
-            bridge: vms::network::BridgeSettings::from_configuration(ctx.configuration.as_ref())?,
-            firecracker: ctx
-                .configuration
-                .as_ref()
-                .and_then(|c| c.spec.firecracker.clone()),
-            timeout: vms::START_TIMEOUT,
-        },
+        &start_options(ctx, &supervisor, flags)?,
+    )?)
+}
+
+fn start_options<'a>(
+    ctx: &Context,
+    supervisor: &'a Path,
+    flags: &StartFlags,
+) -> anyhow::Result<StartOptions<'a>> {
+    Ok(StartOptions {
+        supervisor,
+        accel: flags.accel.clone(),
+        configured_accel: ctx
+            .configuration
+            .as_ref()
+            .and_then(|c| c.spec.accel.clone()),
+        bridge: vms::network::BridgeSettings::from_configuration(ctx.configuration.as_ref())?,
+        firecracker: ctx
+            .configuration
+            .as_ref()
+            .and_then(|c| c.spec.firecracker.clone()),
+        timeout: vms::START_TIMEOUT,
+    })
+}
+
+fn start_attached(
+    ctx: &Context,
+    store: &Store,
+    vm: Vm,
+    flags: &StartFlags,
+    attach: AttachFlags,
+) -> anyhow::Result<(Vm, vms::attach::Attachment)> {
+    let supervisor = std::env::current_exe().context("cannot find the ignite binary")?;
+    Ok(vms::start_vm_attached(
+        store,
+        vm,
+        &start_options(ctx, &supervisor, flags)?,
+        attach.request(),
     )?)
 }
 
@@ -446,6 +486,7 @@ fn flag_spec(args: &CreateArgs, command: &[String]) -> anyhow::Result<VmSpec> {
     });
     spec.working_dir = args.workdir.clone();
     spec.user = args.user.clone();
+    spec.tty = args.tty.then_some(true);
     Ok(spec)
 }
 
@@ -470,7 +511,7 @@ fn env_file_entries(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Vec<
 }
 
 /// Joins the console: the terminal in raw mode, ^P^Q detaches, the VM's end ends it.
-fn attach_console(store: &Store, vm: &Vm, log_offset: u64) -> anyhow::Result<()> {
+pub(super) fn attach_console(store: &Store, vm: &Vm, log_offset: u64) -> anyhow::Result<()> {
     let files = VmFiles::new(store, &vms::uid_of(vm));
     let socket = files.console_socket();
     // The VMM creates its console socket as it starts; a quick VM may even be over by now.

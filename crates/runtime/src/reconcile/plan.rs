@@ -29,6 +29,7 @@ const RESTART_FIELDS: &[&str] = &[
     "entrypoint",
     "workingDir",
     "user",
+    "tty",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! The serial console, relayed by the supervisor for every VMM: the VMM has it on its
 //! stdin and stdout, the supervisor appends the output to the capped `console.log` (see
-//! [`super::console_log`]) and serves `console.sock` for `attach`, any number of clients at
+//! [`super::console_log`]) and to the output log `ignite logs` reads (see
+//! [`super::output_log`]), and serves `console.sock` for `attach`, any number of clients at
 //! once. A client that stops reading is dropped rather than allowed to stall the guest.
 
 use std::io::{Read, Write};
@@ -11,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::console_log::ConsoleLogWriter;
+use super::output_log::{OutputLogWriter, Stream};
 use super::{VmError, io};
 
 type Clients = Arc<Mutex<Vec<UnixStream>>>;
@@ -24,6 +26,7 @@ pub fn start(
     mut output: ChildStdout,
     socket: &Path,
     log: &Path,
+    output_log: Arc<Mutex<OutputLogWriter>>,
 ) -> Result<(), VmError> {
     let listener = UnixListener::bind(socket).map_err(io("listen on", socket))?;
     let mut log = ConsoleLogWriter::open(log).map_err(io("open", log))?;
@@ -62,7 +65,13 @@ pub fn start(
         let mut log_failed = false;
         while let Ok(n @ 1..) = output.read(&mut buf) {
             let chunk = &buf[..n];
-            if let Err(e) = log.append(chunk)
+            let logged = log.append(chunk).and_then(|()| {
+                output_log
+                    .lock()
+                    .expect("output log lock")
+                    .append(Stream::Console, chunk)
+            });
+            if let Err(e) = logged
                 && !log_failed
             {
                 tracing::warn!("cannot write the console log: {e}");

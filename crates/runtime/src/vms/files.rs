@@ -37,6 +37,11 @@ impl VmFiles {
         self.dir.join("console.log")
     }
     /// `attach` connects here.
+    /// What `ignite logs` shows (see [`super::output_log`]).
+    pub fn output_log(&self) -> PathBuf {
+        self.dir.join("output.log")
+    }
+
     pub fn console_socket(&self) -> PathBuf {
         self.dir.join("console.sock")
     }

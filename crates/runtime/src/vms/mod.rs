@@ -6,11 +6,13 @@
 
 pub mod accel;
 pub mod agent_proxy;
+pub mod attach;
 pub mod console_log;
 mod console_relay;
 pub mod driver;
 pub mod files;
 pub mod network;
+pub mod output_log;
 pub mod process;
 pub mod supervisor;
 
@@ -412,6 +414,28 @@ pub struct StartOptions<'a> {
 
 /// Starts a stopped VM: a detached supervisor boots it. Returns once the VMM runs.
 pub fn start_vm(store: &Store, vm: Vm, options: &StartOptions<'_>) -> Result<Vm, VmError> {
+    start_with(store, vm, options, None)
+}
+
+/// [`start_vm`], staying connected to the workload (see [`attach`]).
+pub fn start_vm_attached(
+    store: &Store,
+    vm: Vm,
+    options: &StartOptions<'_>,
+    request: attach::AttachRequest,
+) -> Result<(Vm, attach::Attachment), VmError> {
+    let (attachment, theirs) =
+        attach::Attachment::pair().map_err(io("create a socket pair for", "the attachment"))?;
+    let vm = start_with(store, vm, options, Some((request, theirs)))?;
+    Ok((vm, attachment))
+}
+
+fn start_with(
+    store: &Store,
+    vm: Vm,
+    options: &StartOptions<'_>,
+    attach: Option<(attach::AttachRequest, std::os::fd::OwnedFd)>,
+) -> Result<Vm, VmError> {
     let vm = repair(store, vm);
     let name = vm.metadata.name.clone();
     if is_running(&vm) {
@@ -459,7 +483,18 @@ pub fn start_vm(store: &Store, vm: Vm, options: &StartOptions<'_>) -> Result<Vm,
     files.remove_runtime_files();
     let log_path = files.supervisor_log();
     let log = std::fs::File::create(&log_path).map_err(io("create", &log_path))?;
-    let mut child = Command::new(options.supervisor)
+    let mut command = Command::new(options.supervisor);
+    match attach {
+        Some((request, socket)) => {
+            command
+                .env(attach::ATTACH_ENV, request.to_env())
+                .stdin(Stdio::from(socket));
+        }
+        None => {
+            command.env_remove(attach::ATTACH_ENV).stdin(Stdio::null());
+        }
+    }
+    let mut child = command
         .arg("--root")
         .arg(store.root())
         .args(["vm", "supervise"])
@@ -472,7 +507,6 @@ pub fn start_vm(store: &Store, vm: Vm, options: &StartOptions<'_>) -> Result<Vm,
                 .iter()
                 .map(|f| (driver::FIRECRACKER_ENV, f.as_os_str())),
         )
-        .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(io("open", &log_path))?)
         .stderr(log)
         .spawn()

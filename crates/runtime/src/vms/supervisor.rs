@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ignite_api::{ExitRecord, GuestMode, NetworkMode, Time, Uid, Vm, VmmKind, VmmStatus};
-use ignite_guest_protocol::agent::ExitStatus;
+use ignite_guest_protocol::agent::{CONTROL, ErrorBody, ExitStatus, Frame, FrameKind, WORKLOAD};
 use ignite_guest_protocol::client::AgentClient;
 use ignite_guest_protocol::config::{BootMode, CONFIG_VERSION, GuestConfig, Volume as GuestVolume};
 use ignite_guest_protocol::status::{kernel_panic_line, last_exit_status};
@@ -21,6 +21,8 @@ use ignite_vmm::{
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use super::attach::AttachedClient;
+use super::output_log::{OutputLogWriter, Stream};
 use super::{
     STOP_TIMEOUT, VmError, VmFiles, accel, driver, image_of, io, kernel_of, network, process,
 };
@@ -38,6 +40,8 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     let _ = rustix::process::setsid();
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP])
         .map_err(io("handle signals in", "the supervisor"))?;
+    // Taken first: it turns stdin into /dev/null for everything started from here on.
+    let attached = AttachedClient::from_stdin();
     let vm = store.vms().get(uid)?;
     let image = image_of(store, &vm)?;
     let kernel = kernel_of(store, &vm)?;
@@ -63,6 +67,17 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         (None, _) => network::GuestNetwork::default(),
     };
     let mut config = guest_config(&vm, &image, has_modules, &guest_network);
+    if let Some((_, _, request)) = &attached {
+        config.workload.stdin = request.stdin;
+        config.workload.window = request.window;
+    }
+    let (attached, attached_input) = match attached {
+        Some((client, input, _)) => (Some(Arc::new(client)), Some(input)),
+        None => (None, None),
+    };
+    let output_log = Arc::new(Mutex::new(
+        OutputLogWriter::open(&files.output_log()).map_err(io("open", &files.output_log()))?,
+    ));
     if let Ok(keys) = std::fs::read_to_string(files.authorized_keys()) {
         config.authorized_keys = keys.lines().map(str::to_string).collect();
     }
@@ -185,7 +200,13 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     if console_on_stdio
         && let (Some(input), Some(output)) = (child.stdin.take(), child.stdout.take())
     {
-        super::console_relay::start(input, output, &files.console_socket(), &files.console_log())?;
+        super::console_relay::start(
+            input,
+            output,
+            &files.console_socket(),
+            &files.console_log(),
+            output_log.clone(),
+        )?;
     }
     // Until the helper has exec'd, the VMM is not running yet; a failed exec ends the start.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -261,6 +282,13 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         ),
     }
     let workload_exit: Arc<Mutex<Option<ExitStatus>>> = Arc::default();
+    if let (Some(client), false) = (&attached, agent_on) {
+        client.send(&no_agent("the VM's agent is off (ignite.agent=off)"));
+    }
+    if let (Some(_), Some(input)) = (&attached, attached_input) {
+        let agent = agent.clone();
+        std::thread::spawn(move || relay_client_input(input, &agent));
+    }
     if agent_on {
         let agent = agent.clone();
         let workload_exit = workload_exit.clone();
@@ -279,14 +307,13 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
                 tracing::warn!("cannot record the boot time: {e}");
             }
         };
+        let workload = WorkloadSinks {
+            exit: workload_exit,
+            log: output_log.clone(),
+            client: attached.clone(),
+        };
         std::thread::spawn(move || {
-            hold_agent(
-                || vmm.connect_agent(&spec),
-                &dir,
-                ready,
-                agent,
-                workload_exit,
-            )
+            hold_agent(|| vmm.connect_agent(&spec), &dir, ready, agent, workload)
         });
     }
 
@@ -394,14 +421,33 @@ fn console_exit_status(files: &VmFiles, offset: u64) -> Option<i32> {
     last_exit_status(&String::from_utf8_lossy(&tail))
 }
 
+/// Where the container-mode workload's output and exit go.
+struct WorkloadSinks {
+    exit: Arc<Mutex<Option<ExitStatus>>>,
+    log: Arc<Mutex<OutputLogWriter>>,
+    client: Option<Arc<AttachedClient>>,
+}
+
+fn no_agent(message: &str) -> Frame {
+    Frame::json(
+        FrameKind::Error,
+        CONTROL,
+        &ErrorBody {
+            message: message.to_string(),
+            status: None,
+        },
+    )
+}
+
 /// Connects to the guest agent (retrying while the guest boots), keeps the connection for
-/// stop requests, and records the workload's exit status when it arrives.
+/// stop requests, and stores the workload's output and exit as they arrive: in the output
+/// log and to the attached client, then acknowledges the exit so the guest powers off.
 fn hold_agent(
     connect: impl Fn() -> std::io::Result<UnixStream>,
     vm_dir: &std::path::Path,
     ready: impl FnOnce(),
     slot: Arc<Mutex<Option<Arc<AgentClient>>>>,
-    workload_exit: Arc<Mutex<Option<ExitStatus>>>,
+    workload: WorkloadSinks,
 ) {
     let stream = loop {
         match connect() {
@@ -417,14 +463,77 @@ fn hold_agent(
         Ok(c) => Arc::new(c),
         Err(e) => {
             tracing::warn!("the guest agent did not answer: {e}");
+            if let Some(attached) = &workload.client {
+                attached.send(&no_agent(&format!("the guest agent did not answer: {e}")));
+            }
             return;
         }
     };
     tracing::info!(guest = %client.guest.software, "the guest agent answered");
     ready();
     *slot.lock().expect("agent lock") = Some(client.clone());
-    if let Ok(exit) = client.workload_exit(Duration::from_secs(u64::MAX / 4)) {
-        *workload_exit.lock().expect("exit lock") = Some(exit);
+    if let Some(attached) = &workload.client {
+        attached.send(&Frame::json(FrameKind::Hello, CONTROL, &client.guest));
+    }
+    let Some(frames) = client.take_workload() else {
+        return;
+    };
+    let mut log_failed = false;
+    for frame in frames {
+        let stream = match frame.kind {
+            FrameKind::Stdout => Stream::Stdout,
+            FrameKind::Stderr => Stream::Stderr,
+            FrameKind::WorkloadExited => {
+                if let Err(e) = workload.log.lock().expect("output log lock").sync() {
+                    tracing::warn!("cannot sync the output log: {e}");
+                }
+                if let Some(attached) = &workload.client {
+                    attached.send(&frame);
+                }
+                if let Ok(exit) = frame.body::<ExitStatus>() {
+                    *workload.exit.lock().expect("exit lock") = Some(exit);
+                }
+                if let Err(e) = client.ack_exit() {
+                    tracing::warn!("cannot acknowledge the workload's exit: {e}");
+                }
+                continue;
+            }
+            _ => continue,
+        };
+        let logged = workload
+            .log
+            .lock()
+            .expect("output log lock")
+            .append(stream, &frame.payload);
+        if let Err(e) = logged
+            && !log_failed
+        {
+            tracing::warn!("cannot write the output log: {e}");
+            log_failed = true;
+        }
+        if let Some(attached) = &workload.client {
+            attached.send(&frame);
+        }
+    }
+}
+
+/// The attached client's stdin, window size and signals, passed to the workload once the
+/// agent is there (until then they wait).
+fn relay_client_input(mut input: UnixStream, agent: &Arc<Mutex<Option<Arc<AgentClient>>>>) {
+    while let Ok(Some(frame)) = Frame::read_from(&mut input) {
+        if !matches!(
+            frame.kind,
+            FrameKind::Stdin | FrameKind::Resize | FrameKind::Signal
+        ) {
+            continue;
+        }
+        let client = loop {
+            if let Some(client) = agent.lock().expect("agent lock").clone() {
+                break client;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let _ = client.send_frame(&Frame::new(frame.kind, WORKLOAD, frame.payload));
     }
 }
 
