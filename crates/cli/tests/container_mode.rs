@@ -194,3 +194,191 @@ fn ten_megabytes_on_stdout_and_on_stderr_arrive_intact_and_apart() {
     assert!(err == data, "stderr differs from the input");
     assert_eq!(stdout(host.ignite().args(["ps", "-a", "-q"])), "");
 }
+
+/// `-t` gives the workload a terminal for all three streams, of the size of ours; with `-i`
+/// a ^C typed on our terminal reaches it as SIGINT, as with `docker run -it`. The terminal
+/// is a pseudo-terminal `script` makes for us.
+#[test]
+fn a_terminal_with_t_takes_our_size_and_our_ctrl_c() {
+    use std::io::{BufRead, Write};
+    let host = VmHost::new();
+    host.ignite()
+        .args(["image", "import"])
+        .arg(host.image())
+        .assert()
+        .success();
+    let ignite = assert_cmd::cargo::cargo_bin("ignite");
+    let run = |workload: &str| {
+        format!(
+            "stty rows 33 cols 101; {} run --rm -i -t --network none --memory 256MB {} -- '{workload}'",
+            ignite.display(),
+            host.image()
+        )
+    };
+    let script = |workload: &str| {
+        let mut cmd = std::process::Command::new("script");
+        cmd.args(["-q", "-e", "-c", &run(workload), "/dev/null"])
+            .env("IGNITE_ROOT", host.state())
+            .env("IGNITE_INIT", common::guest_init())
+            .env("IGNITE_ACCEL", "tcg")
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        cmd
+    };
+
+    // The terminal and its size.
+    let out = script(
+        "[ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo all-a-tty; busybox stty size; busybox tty",
+    )
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("all-a-tty"), "{text}");
+    assert!(
+        text.contains("33 101"),
+        "the window size did not arrive: {text}"
+    );
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert!(
+        !text.contains("Linux version"),
+        "kernel messages on the terminal: {text}"
+    );
+
+    // ^C, once the workload is up.
+    {
+        let mut running = script(
+            "trap \"echo got-sigint; exit 130\" INT; echo ready; while :; do busybox sleep 1; done",
+        )
+        .spawn()
+        .unwrap();
+        let mut reader = std::io::BufReader::new(running.stdout.take().unwrap());
+        let mut line = String::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !line.contains("ready") {
+            line.clear();
+            assert!(
+                reader.read_line(&mut line).unwrap() > 0,
+                "the workload never said ready"
+            );
+            assert!(std::time::Instant::now() < deadline);
+        }
+        running.stdin.as_mut().unwrap().write_all(b"\x03").unwrap();
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut reader, &mut rest);
+        let status = running.wait().unwrap();
+        assert!(rest.contains("got-sigint"), "{rest}");
+        assert_eq!(status.code(), Some(130), "{rest}");
+    }
+}
+
+/// Exit statuses stay exact under load: four, then eight `run --rm` at once of a workload
+/// that exits 7 all exit 7 (and leave no VM behind).
+#[test]
+fn concurrent_runs_each_exit_with_their_workload_s_status() {
+    let host = VmHost::new();
+    host.ignite()
+        .args(["image", "import"])
+        .arg(host.image())
+        .assert()
+        .success();
+    for count in [4, 8] {
+        let runs: Vec<_> = (0..count)
+            .map(|i| {
+                host.std_ignite()
+                    .args(["run", "--rm", "--network", "none", "--memory", "192MB"])
+                    .arg(host.image())
+                    .args(["--", &format!("echo run {i}; exit 7")])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for (i, run) in runs.into_iter().enumerate() {
+            let out = run.wait_with_output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(7),
+                "run {i} of {count}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(String::from_utf8_lossy(&out.stdout), format!("run {i}\n"));
+        }
+        assert_eq!(stdout(host.ignite().args(["ps", "-a", "-q"])), "");
+    }
+}
+
+/// `ignite logs` of a container-mode VM: the boot messages, then the workload's stdout on
+/// stdout and stderr on stderr; --tail, --since and -t as in docker logs. `start -a` runs
+/// the workload again, attached, and the log keeps both runs.
+#[test]
+fn logs_show_the_workload_after_the_boot_and_start_attach_repeats_it() {
+    let host = VmHost::new();
+    let (out, err, code) = outputs(
+        host.ignite()
+            .args([
+                "run",
+                "-a",
+                "--name",
+                "talks",
+                "--network",
+                "none",
+                "--memory",
+                "256MB",
+            ])
+            .arg(host.image())
+            .args(["--", "echo to-stdout; echo to-stderr >&2; exit 5"]),
+    );
+    assert_eq!(code, Some(5));
+    assert_eq!(String::from_utf8_lossy(&out), "to-stdout\n");
+    assert!(
+        String::from_utf8_lossy(&err).ends_with("to-stderr\n"),
+        "{}",
+        String::from_utf8_lossy(&err)
+    );
+
+    let logs = host.ignite().args(["logs", "talks"]).output().unwrap();
+    let (log_out, log_err) = (
+        String::from_utf8_lossy(&logs.stdout).into_owned(),
+        String::from_utf8_lossy(&logs.stderr).into_owned(),
+    );
+    let boot = log_out
+        .find("Linux version")
+        .expect("boot messages in the log");
+    let work = log_out
+        .find("to-stdout")
+        .expect("the workload's stdout in the log");
+    assert!(boot < work, "{log_out}");
+    assert!(!log_out.contains("to-stderr"), "stderr apart: {log_out}");
+    assert_eq!(log_err, "to-stderr\n");
+
+    let tail = stdout(host.ignite().args(["logs", "--tail", "2", "-t", "talks"]));
+    let lines: Vec<&str> = tail.lines().collect();
+    assert!(lines.len() <= 2, "{tail}");
+    for line in &lines {
+        let stamp = line.split(' ').next().unwrap();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(stamp).is_ok(),
+            "not a timestamp: {line}"
+        );
+    }
+    assert_eq!(
+        stdout(
+            host.ignite()
+                .args(["logs", "--since", "2099-01-01", "talks"])
+        ),
+        ""
+    );
+    host.ignite()
+        .args(["logs", "--since", "yesterday", "talks"])
+        .assert()
+        .failure();
+
+    let (out, _, code) = outputs(host.ignite().args(["start", "-a", "talks"]));
+    assert_eq!(code, Some(5));
+    assert_eq!(String::from_utf8_lossy(&out), "to-stdout\n");
+    let log_out = stdout(host.ignite().args(["logs", "talks"]));
+    assert_eq!(log_out.matches("to-stdout").count(), 2, "{log_out}");
+}

@@ -112,10 +112,12 @@ pub fn run(workload: &Workload, agent: Option<AgentLink>) -> ! {
     power_off_with(exit.shell_code(), &reason)
 }
 
-/// Reaps every exited child; returns the workload's status once it is among them.
+/// Reaps every exited child; returns the workload's status once it is among them. Any
+/// child: `wait` (-1), not `waitpid(None)`, which is rustix's 0, this process group only,
+/// and would miss a workload in a session of its own (`-t`) and orphans that left ours.
 fn reap_all(workload: Pid) -> Option<ExitStatus> {
     let mut found = None;
-    while let Ok(Some((pid, status))) = rustix::process::waitpid(None, WaitOptions::NOHANG) {
+    while let Ok(Some((pid, status))) = rustix::process::wait(WaitOptions::NOHANG) {
         if pid == workload {
             found = Some(ExitStatus {
                 code: status.exit_status(),
