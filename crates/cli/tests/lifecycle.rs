@@ -444,7 +444,9 @@ fn logs_follow_and_attach_detach() {
     );
     assert_eq!(host.status_of("talker"), "Stopped");
 
-    // attach joins the console of a shell; ^P^Q detaches and the VM keeps running.
+    // attach joins the console (a container-mode workload's streams go through the agent
+    // instead, so this shell is put on the console on purpose); ^P^Q detaches and the VM
+    // keeps running.
     host.ignite()
         .args([
             "run",
@@ -452,8 +454,10 @@ fn logs_follow_and_attach_detach() {
             "shell",
             "--network",
             "none",
+            "-u",
+            "0", // the console is root's
             &host.image(),
-            "exec sh",
+            "exec sh </dev/console >/dev/console 2>&1",
         ])
         .assert()
         .success();

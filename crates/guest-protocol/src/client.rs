@@ -191,30 +191,58 @@ impl AgentClient {
         self.workload.lock().expect("workload lock").take()
     }
 
-    /// Waits for the container-mode workload's exit status, dropping its output.
+    /// Waits for the container-mode workload's exit status, dropping its output, and
+    /// acknowledges it (the guest then powers off).
     pub fn workload_exit(&self, timeout: Duration) -> io::Result<ExitStatus> {
+        Ok(self.workload_output(timeout)?.status)
+    }
+
+    /// Collects the container-mode workload's output until it exits (at most
+    /// [`MAX_COLLECTED`] bytes), and acknowledges the exit.
+    pub fn workload_output(&self, timeout: Duration) -> io::Result<Finished> {
         let frames = self.take_workload().ok_or_else(|| {
             io::Error::other("the workload's frames were taken by another reader")
         })?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match frames.recv_timeout(left) {
-                Ok(frame) if frame.kind == FrameKind::WorkloadExited => return frame.body(),
-                Ok(_) => {}
-                Err(_) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the workload's exit status did not arrive",
-                    ));
-                }
-            }
-        }
+        let finished = collect_workload(&frames, timeout)?;
+        self.ack_exit()?;
+        Ok(finished)
     }
 
     /// Tells the guest its workload's output and exit are stored: it may power off.
     pub fn ack_exit(&self) -> io::Result<()> {
         self.send(&Frame::new(FrameKind::ExitAck, CONTROL, Vec::new()))
+    }
+}
+
+/// Reads `frames` (see [`AgentClient::take_workload`]) until the workload's exit.
+pub fn collect_workload(frames: &Receiver<Frame>, timeout: Duration) -> io::Result<Finished> {
+    let deadline = Instant::now() + timeout;
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let frame = frames.recv_timeout(left).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the workload's exit status did not arrive",
+            )
+        })?;
+        if stdout.len() + stderr.len() > MAX_COLLECTED {
+            return Err(protocol_error(format!(
+                "the workload sent more than {MAX_COLLECTED} bytes of output"
+            )));
+        }
+        match frame.kind {
+            FrameKind::Stdout => stdout.extend(frame.payload),
+            FrameKind::Stderr => stderr.extend(frame.payload),
+            FrameKind::WorkloadExited => {
+                return Ok(Finished {
+                    stdout,
+                    stderr,
+                    status: frame.body()?,
+                });
+            }
+            _ => {}
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ignite_guest_protocol::agent::{ExecRequest, WindowSize};
+use ignite_guest_protocol::agent::{ExecRequest, FrameKind, WindowSize};
 use ignite_guest_protocol::config::{BootMode, GuestConfig, Interface, Volume, Workload};
 use ignite_guest_protocol::status;
 use ignite_oci::fetch::NoProgress;
@@ -392,14 +392,17 @@ fn container_mode_runs_the_workload_reaps_orphans_and_reports_its_status() {
     let mut vm = boot(&f, &image, &cfg, &[], 64 << 20, 256);
     let agent = vm.agent(BOOT);
     assert_eq!(agent.guest.mode.as_deref(), Some("container"));
-    let exit = agent.workload_exit(BOOT).unwrap();
-    assert_eq!(exit.code, Some(7), "{}", vm.console_text());
+    // The workload's output comes through the agent, not the console.
+    let done = agent.workload_output(BOOT).unwrap();
+    let output = String::from_utf8_lossy(&done.stdout).into_owned();
+    assert_eq!(done.status.code, Some(7), "{output} {}", vm.console_text());
     let (console, powered_off) = vm.wait_exit(BOOT);
     assert!(
-        console.contains("greeting=hello cwd=/srv uid=1000 gid=1000 pid1=init"),
-        "{console}"
+        output.contains("greeting=hello cwd=/srv uid=1000 gid=1000 pid1=init"),
+        "{output}"
     );
-    assert!(console.contains("zombies=0"), "{console}");
+    assert!(output.contains("zombies=0"), "{output}");
+    assert!(!console.contains("greeting="), "{console}");
     assert_eq!(status::last_exit_status(&console), Some(7), "{console}");
     assert!(powered_off, "{console}");
 }
@@ -413,7 +416,12 @@ fn container_mode_forwards_sigterm_and_the_agent_runs_concurrent_sessions() {
     let cfg = config("sig", BootMode::Container, workload_of(&image, &[]));
     let mut vm = boot(&f, &image, &cfg, &[], 64 << 20, 256);
     let agent = vm.agent(BOOT);
-    vm.wait_for_console("workload ready", BOOT);
+    let workload = agent.take_workload().unwrap();
+    let ready = workload.recv_timeout(BOOT).unwrap();
+    assert_eq!(
+        (ready.kind, ready.payload.as_slice()),
+        (FrameKind::Stdout, &b"workload ready\n"[..])
+    );
     let t = Duration::from_secs(60);
 
     // Several sessions at once: a reader of stdin, a failing command, a slow one.
@@ -482,10 +490,11 @@ fn container_mode_forwards_sigterm_and_the_agent_runs_concurrent_sessions() {
 
     // Graceful stop: the workload gets SIGTERM, its status comes back, the VM powers off.
     agent.shutdown().unwrap();
-    let exit = agent.workload_exit(t).unwrap();
-    assert_eq!(exit.code, Some(143));
+    let done = ignite_guest_protocol::client::collect_workload(&workload, t).unwrap();
+    agent.ack_exit().unwrap();
+    assert_eq!(done.status.code, Some(143));
+    assert_eq!(done.stdout, b"got SIGTERM\n");
     let (console, powered_off) = vm.wait_exit(BOOT);
-    assert!(console.contains("got SIGTERM"), "{console}");
     assert_eq!(status::last_exit_status(&console), Some(143), "{console}");
     assert!(powered_off, "{console}");
 }
