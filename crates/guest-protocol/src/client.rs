@@ -165,8 +165,8 @@ impl AgentClient {
         let id = {
             let mut next = self.next_session.lock().expect("session counter");
             let id = *next;
-            // Never CONTROL, never WORKLOAD.
-            *next = next.wrapping_add(1).clamp(1, WORKLOAD - 1);
+            // Never CONTROL, never WORKLOAD: past the last id, back to the first.
+            *next = if id >= WORKLOAD - 1 { 1 } else { id + 1 };
             id
         };
         let (tx, rx) = mpsc::sync_channel(SESSION_BACKLOG);
@@ -374,5 +374,82 @@ impl Session<'_> {
                 Output::Failed(body) => return Ok(Err(body)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    /// A guest that greets, sends output the host has not asked for yet (a workload that
+    /// started before anyone listened), then the exit; the host gets all of it in order
+    /// and acknowledges the exit.
+    #[test]
+    fn the_workload_s_output_and_exit_arrive_in_order_and_are_acknowledged() {
+        let (host, mut guest) = UnixStream::pair().unwrap();
+        let guest_thread = std::thread::spawn(move || {
+            let hello = Frame::read_from(&mut guest).unwrap().unwrap();
+            assert_eq!(hello.kind, FrameKind::Hello);
+            for frame in [
+                Frame::json(
+                    FrameKind::Hello,
+                    CONTROL,
+                    &Hello {
+                        version: PROTOCOL_VERSION,
+                        software: "guest".into(),
+                        mode: Some("container".into()),
+                    },
+                ),
+                Frame::new(FrameKind::Stdout, WORKLOAD, b"one ".to_vec()),
+                Frame::new(FrameKind::Stderr, WORKLOAD, vec![0, 255]),
+                Frame::new(FrameKind::Stdout, WORKLOAD, b"two".to_vec()),
+                Frame::json(
+                    FrameKind::WorkloadExited,
+                    WORKLOAD,
+                    &ExitStatus {
+                        code: Some(7),
+                        signal: None,
+                    },
+                ),
+            ] {
+                guest.write_all(&frame.encode()).unwrap();
+            }
+            // Whatever else the host sends, the acknowledgement must come.
+            loop {
+                let frame = Frame::read_from(&mut guest).unwrap().unwrap();
+                if frame.kind == FrameKind::ExitAck {
+                    return;
+                }
+            }
+        });
+        let client =
+            AgentClient::connect(host.try_clone().unwrap(), host, Duration::from_secs(10)).unwrap();
+        let done = client.workload_output(Duration::from_secs(10)).unwrap();
+        assert_eq!(done.stdout, b"one two");
+        assert_eq!(done.stderr, [0, 255]);
+        assert_eq!(done.status.code, Some(7));
+        guest_thread.join().unwrap();
+        assert!(client.take_workload().is_none(), "one taker only");
+    }
+
+    #[test]
+    fn exec_sessions_never_get_the_workload_s_or_the_control_id() {
+        let (host, _guest) = UnixStream::pair().unwrap();
+        let client = AgentClient {
+            writer: Arc::new(Mutex::new(Box::new(host))),
+            routes: Arc::default(),
+            _control: Mutex::new(mpsc::sync_channel(1).1),
+            workload: Mutex::new(None),
+            next_session: Mutex::new(WORKLOAD - 1),
+            guest: Hello {
+                version: PROTOCOL_VERSION,
+                software: "t".into(),
+                mode: None,
+            },
+        };
+        let ids: Vec<u32> = (0..3).map(|_| client.open_route().0).collect();
+        assert_eq!(ids, [WORKLOAD - 1, 1, 2]);
+        assert!(!ids.contains(&WORKLOAD) && !ids.contains(&CONTROL));
     }
 }

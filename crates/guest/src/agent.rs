@@ -12,10 +12,8 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::ChildStdout;
-use std::process::{ChildStdin, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Weak};
@@ -29,7 +27,9 @@ use ignite_guest_protocol::config::{BootMode, Workload};
 use rustix::process::{Pid, Signal};
 
 use crate::console::say;
-use crate::workload;
+use crate::process_env::{self, DEFAULT_PATH};
+use crate::pty::{open_terminal, winsize};
+use crate::workload_stdio::AgentLink;
 
 const PORT_WAIT: Duration = Duration::from_secs(10);
 /// How long the host may stay away before the agent looks at the port again.
@@ -38,25 +38,17 @@ const RECONNECT_POLL: Duration = Duration::from_millis(100);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 const CHUNK: usize = 32 * 1024;
 
-/// PID 1's end of the agent in container mode: a framed link (the agent's stdin and
-/// stdout) over which the workload's output and exit go to the host, and the host's stdin,
-/// window size, signals and exit acknowledgement come back.
-pub struct AgentLink {
-    pub to_agent: ChildStdin,
-    pub from_agent: ChildStdout,
-}
-
 /// Starts the agent (a new process of this same binary). In container mode PID 1 keeps a
 /// link to it; in VM mode it is on its own once the image's init takes over.
 pub fn spawn(mode: BootMode, workload: &Workload) -> Option<AgentLink> {
-    let user = workload::resolve_user(&workload.user).ok().flatten();
+    let user = process_env::resolve_user(&workload.user).ok().flatten();
     let mut command = Command::new("/proc/self/exe");
     command
         .arg0("ignite-agent")
         .arg("agent")
         .arg(mode.as_str())
         .env_clear()
-        .envs(workload::environment(workload, user.as_ref()))
+        .envs(process_env::environment(workload, user.as_ref()))
         .current_dir("/");
     if mode == BootMode::Container {
         command.stdin(Stdio::piped()).stdout(Stdio::piped());
@@ -383,15 +375,6 @@ fn signal_systemd_poweroff() -> rustix::io::Result<()> {
     rustix::process::kill_process(Pid::INIT, sig)
 }
 
-pub fn winsize(size: WindowSize) -> rustix::termios::Winsize {
-    rustix::termios::Winsize {
-        ws_row: size.rows,
-        ws_col: size.cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    }
-}
-
 type StartError = (i32, String);
 
 fn start_session(conn: &Arc<Connection>, session: u32, req: ExecRequest) -> Result<(), StartError> {
@@ -409,8 +392,8 @@ fn start_session(conn: &Arc<Connection>, session: u32, req: ExecRequest) -> Resu
     {
         return Err((125, format!("session {session} is already running")));
     }
-    let path = std::env::var("PATH").unwrap_or_else(|_| workload::DEFAULT_PATH.into());
-    let program = workload::find_program(&req.argv[0], &path)?;
+    let path = std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.into());
+    let program = process_env::find_program(&req.argv[0], &path)?;
     let workdir = req.working_dir.clone().unwrap_or_else(|| "/".into());
     let env = req.env.iter().map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair.as_str(), ""));
@@ -615,23 +598,6 @@ fn start_copy_out(conn: &Arc<Connection>, session: u32, path: String) {
         let _ = sink.flush();
         finish_copy(&conn, session, result);
     });
-}
-
-pub fn open_terminal(window: Option<WindowSize>) -> std::io::Result<(OwnedFd, OwnedFd)> {
-    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
-    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
-    grantpt(&master)?;
-    unlockpt(&master)?;
-    let name = ptsname(&master, Vec::new())?;
-    if let Some(size) = window {
-        rustix::termios::tcsetwinsize(&master, winsize(size))?;
-    }
-    let slave = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(rustix::fs::OFlags::NOCTTY.bits() as i32)
-        .open(name.to_string_lossy().as_ref())?;
-    Ok((master, OwnedFd::from(slave)))
 }
 
 /// `ignite-init exec-tty PROGRAM ARGV...`: runs in the new process of a terminal session,

@@ -16,7 +16,9 @@ mod console;
 mod copy;
 mod grow;
 mod network;
+mod process_env;
 mod provision;
+mod pty;
 mod workload;
 mod workload_stdio;
 

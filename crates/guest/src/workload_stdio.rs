@@ -12,7 +12,7 @@ use std::io::{BufReader, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -24,7 +24,7 @@ use ignite_guest_protocol::agent::{
 use ignite_guest_protocol::config::Workload;
 use rustix::process::{Pid, Signal};
 
-use crate::agent::{AgentLink, open_terminal, winsize};
+use crate::pty::{open_terminal, winsize};
 
 /// Read size of the output pumps.
 const CHUNK: usize = 32 * 1024;
@@ -33,6 +33,14 @@ const CHUNK: usize = 32 * 1024;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Chunks of stdin waiting for a workload that does not read them.
 const STDIN_BACKLOG: usize = 64;
+
+/// PID 1's end of the agent in container mode: a framed link (the agent's stdin and
+/// stdout) over which the workload's output and exit go to the host, and the host's stdin,
+/// window size, signals and exit acknowledgement come back.
+pub struct AgentLink {
+    pub to_agent: ChildStdin,
+    pub from_agent: ChildStdout,
+}
 
 /// The command to start, with its stdio set for the host; [`Pending::start`] after spawn.
 pub struct Pending {
