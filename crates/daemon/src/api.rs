@@ -330,7 +330,7 @@ impl Api {
     }
 
     fn reconciler<'a>(&'a self, store: &'a Store) -> Reconciler<'a> {
-        crate::daemon::reconciler(
+        crate::reconciler::reconciler(
             store,
             SOURCE,
             self.configuration.as_ref(),

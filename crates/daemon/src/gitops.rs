@@ -190,7 +190,7 @@ pub fn run(args: &GitopsArgs) -> anyhow::Result<()> {
             p.display()
         );
     }
-    let setup = crate::daemon::set_up(global)?;
+    let setup = crate::setup::set_up(global)?;
     let stop = setup.stop.clone();
     let checkout = args.checkout_dir.clone().unwrap_or_else(|| {
         use std::hash::{Hash, Hasher};

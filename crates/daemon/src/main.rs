@@ -7,6 +7,8 @@ mod gitops;
 mod http;
 mod metrics;
 mod reconcile_loop;
+mod reconciler;
+mod setup;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
