@@ -512,6 +512,8 @@ fn start_with(
         .spawn()
         .map_err(io("start the supervisor", options.supervisor))?;
     let deadline = Instant::now() + options.timeout;
+    // Exit records are to the second; one from a former run is older than this.
+    let started = Time::now();
     loop {
         let current = store.vms().get(&uid)?;
         if current.status.running
@@ -525,6 +527,15 @@ fn start_with(
             return settled(store, &uid, &name, &log_path, current);
         }
         if let Ok(Some(_)) = child.try_wait() {
+            // It may have run the whole VM between two looks (a quick workload, or a VMM
+            // that failed at once): then its exit record of this start says which.
+            let current = store.vms().get(&uid)?;
+            if let Some(exit) = current.status.exit.as_ref().filter(|e| e.time >= started) {
+                return match failed_start(exit, &name, &log_path) {
+                    Some(e) => Err(e),
+                    None => Ok(current),
+                };
+            }
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             return Err(VmError::StartFailed {
                 vm: name,
@@ -564,28 +575,39 @@ fn settled(
         std::thread::sleep(Duration::from_millis(20));
         current = store.vms().get(uid)?;
         if !current.status.running {
-            // A guest that ran and powered off (a quick workload) started fine; only a VMM
-            // that failed, with no workload status, is a failed start.
-            let Some(exit) = current
+            return match current
                 .status
                 .exit
                 .as_ref()
-                .filter(|e| e.status.is_none() && e.reason.starts_with(supervisor::VMM_FAILED))
-            else {
-                return Ok(current);
+                .and_then(|exit| failed_start(exit, name, log_path))
+            {
+                Some(e) => Err(e),
+                None => Ok(current),
             };
-            let log = std::fs::read_to_string(log_path).unwrap_or_default();
-            let reason = exit.reason.clone();
-            return Err(VmError::StartFailed {
-                vm: name.to_string(),
-                reason: format!(
-                    "its VMM exited at once ({reason}):\n{}",
-                    last_lines(&log, 5)
-                ),
-            });
         }
     }
     Ok(current)
+}
+
+/// A guest that ran and powered off (a quick workload) started fine; only a VMM that
+/// failed, with no workload status, is a failed start.
+fn failed_start(
+    exit: &ignite_api::ExitRecord,
+    name: &str,
+    log_path: &std::path::Path,
+) -> Option<VmError> {
+    if exit.status.is_some() || !exit.reason.starts_with(supervisor::VMM_FAILED) {
+        return None;
+    }
+    let log = std::fs::read_to_string(log_path).unwrap_or_default();
+    Some(VmError::StartFailed {
+        vm: name.to_string(),
+        reason: format!(
+            "its VMM exited at once ({}):\n{}",
+            exit.reason,
+            last_lines(&log, 5)
+        ),
+    })
 }
 
 fn last_lines(text: &str, n: usize) -> String {
