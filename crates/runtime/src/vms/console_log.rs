@@ -17,10 +17,15 @@ pub const CONSOLE_LOG_LIMIT_ENV: &str = "IGNITE_CONSOLE_LOG_LIMIT";
 
 /// The cap for VMs started now.
 pub fn console_log_limit() -> u64 {
-    std::env::var(CONSOLE_LOG_LIMIT_ENV)
+    limit_from_env(CONSOLE_LOG_LIMIT_ENV, CONSOLE_LOG_LIMIT)
+}
+
+/// A log cap from the environment variable `name` (bytes, at least 64 KiB), else `default`.
+pub(crate) fn limit_from_env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(CONSOLE_LOG_LIMIT, |v| v.max(64 << 10))
+        .map_or(default, |v| v.max(64 << 10))
 }
 
 /// The previous console log, once the current one has been rotated.
@@ -30,7 +35,8 @@ pub fn rotated(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn open_nofollow(path: &Path, append: bool) -> io::Result<File> {
+/// Opens a log for appending (created private) or reading, never through a symlink.
+pub(crate) fn open_nofollow(path: &Path, append: bool) -> io::Result<File> {
     let mut options = OpenOptions::new();
     if append {
         options.create(true).append(true).mode(0o600);

@@ -8,13 +8,13 @@
 //! ([`OUTPUT_LOG_LIMIT`], `output.log.1` keeps the previous file). Readers tolerate a
 //! record still being written (they stop before it).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::console_log::rotated;
+use super::console_log::{limit_from_env, open_nofollow, rotated};
 
 /// The size at which the output log is rotated.
 pub const OUTPUT_LOG_LIMIT: u64 = 16 << 20;
@@ -51,22 +51,7 @@ pub struct Record {
 }
 
 pub fn output_log_limit() -> u64 {
-    std::env::var(OUTPUT_LOG_LIMIT_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(OUTPUT_LOG_LIMIT, |v| v.max(64 << 10))
-}
-
-fn open_nofollow(path: &Path, append: bool) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    if append {
-        options.create(true).append(true).mode(0o600);
-    } else {
-        options.read(true);
-    }
-    options
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)
+    limit_from_env(OUTPUT_LOG_LIMIT_ENV, OUTPUT_LOG_LIMIT)
 }
 
 /// The supervisor's writer.
