@@ -15,12 +15,15 @@ use std::time::{Duration, Instant};
 struct Host {
     dir: tempfile::TempDir,
     outside: tempfile::TempDir,
+    _watchdog: ignite_testkit::watchdog::Watchdog,
 }
 
 impl Host {
     fn new() -> Host {
+        let dir = tempfile::tempdir().unwrap();
         Host {
-            dir: tempfile::tempdir().unwrap(),
+            _watchdog: ignite_testkit::watchdog::arm(dir.path()),
+            dir,
             // No '.' component: the option-injection test names a file in it in a ref.
             outside: tempfile::Builder::new()
                 .prefix("ignite-canary")

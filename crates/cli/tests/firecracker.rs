@@ -70,6 +70,7 @@ fn main() -> ExitCode {
 
 struct Host {
     dir: tempfile::TempDir,
+    _watchdog: ignite_testkit::watchdog::Watchdog,
     firecracker: PathBuf,
     /// Whether KVM can boot a guest here (not under every nested virtualisation).
     kvm_boots: bool,
@@ -77,8 +78,10 @@ struct Host {
 
 impl Host {
     fn new(firecracker: PathBuf) -> Host {
+        let dir = tempfile::tempdir().unwrap();
         let host = Host {
-            dir: tempfile::tempdir().unwrap(),
+            _watchdog: ignite_testkit::watchdog::arm(dir.path()),
+            dir,
             firecracker,
             kvm_boots: false,
         };

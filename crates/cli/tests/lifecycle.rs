@@ -13,6 +13,7 @@ use ignite_api::Vm;
 
 struct Host {
     dir: tempfile::TempDir,
+    _watchdog: ignite_testkit::watchdog::Watchdog,
 }
 
 impl Host {
@@ -22,8 +23,10 @@ impl Host {
         ignite_testkit::require_root("importing kernels and images");
         ignite_testkit::require_program("qemu-system-x86_64", "qemu-system-x86");
         ignite_testkit::require_program("qemu-img", "qemu-utils");
+        let dir = tempfile::tempdir().unwrap();
         let host = Host {
-            dir: tempfile::tempdir().unwrap(),
+            _watchdog: ignite_testkit::watchdog::arm(dir.path()),
+            dir,
         };
         let deb = ignite_testkit::kernel_deb();
         host.ignite()

@@ -43,6 +43,7 @@ struct Fixture {
     dir: tempfile::TempDir,
     store: Store,
     kdir: PathBuf,
+    _watchdog: ignite_testkit::watchdog::Watchdog,
 }
 
 fn fixture() -> Fixture {
@@ -62,7 +63,13 @@ fn fixture() -> Fixture {
     .unwrap()
     .kernel;
     let kdir = kernel_dir(&store, &kernel);
-    Fixture { dir, store, kdir }
+    let _watchdog = ignite_testkit::watchdog::arm(dir.path());
+    Fixture {
+        dir,
+        store,
+        kdir,
+        _watchdog,
+    }
 }
 
 fn config(name: &str, mode: BootMode, workload: Workload) -> GuestConfig {

@@ -6,6 +6,7 @@ pub mod ext4;
 pub mod images;
 pub mod qemu;
 pub mod registry;
+pub mod watchdog;
 
 /// Fails the test loudly when it is not run as root (CI is root).
 pub fn require_root(what: &str) {

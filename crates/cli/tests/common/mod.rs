@@ -55,6 +55,7 @@ pub fn write_busybox_image(layout: &Path) {
 #[allow(dead_code)]
 pub struct VmHost {
     pub dir: tempfile::TempDir,
+    _watchdog: ignite_testkit::watchdog::Watchdog,
 }
 
 #[allow(dead_code)]
@@ -62,8 +63,10 @@ impl VmHost {
     pub fn new() -> VmHost {
         ignite_testkit::require_root("importing kernels and images");
         ignite_testkit::require_program("qemu-system-x86_64", "qemu-system-x86");
+        let dir = tempfile::tempdir().unwrap();
         let host = VmHost {
-            dir: tempfile::tempdir().unwrap(),
+            _watchdog: ignite_testkit::watchdog::arm(dir.path()),
+            dir,
         };
         host.ignite()
             .args(["kernel", "import"])
