@@ -2,12 +2,13 @@
 //! turns it into its VMM's terms.
 //!
 //! - [`qemu`]: QEMU `-M microvm`, from the distribution's `qemu-system-x86` package, and
-//!   [`qmp`], its control socket.
+//!   [`qmp`], its control socket; [`tsc`], the host TSC frequency a TCG guest is told.
 //! - [`firecracker`]: Firecracker, configured over its HTTP API ([`firecracker::api`]).
 
 pub mod firecracker;
 pub mod qemu;
 pub mod qmp;
+pub mod tsc;
 
 use std::ffi::OsString;
 use std::io;

@@ -67,9 +67,20 @@ impl Vmm for Qemu {
     }
 }
 
-/// The arguments after the program name. The kernel's command line is used as given.
+/// The arguments after the program name. The kernel's command line is used as given, but
+/// for the TSC frequency a TCG guest is told (see [`crate::tsc`]).
 pub fn command_line(spec: &MachineSpec) -> Vec<OsString> {
+    let tsc_khz = match spec.accel {
+        Accel::Tcg => crate::tsc::host_tsc_khz(),
+        Accel::Kvm => None,
+    };
+    command_line_with(spec, tsc_khz)
+}
+
+/// [`command_line`] with the host's TSC frequency given (`None`: unknown).
+pub fn command_line_with(spec: &MachineSpec, tsc_khz: Option<u32>) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
+    let mut cmdline = spec.cmdline.clone();
     let mut push = |a: &str| args.push(a.into());
     // acpi=on gives the guest a power button (graceful stop) and a clean power-off.
     push("-M");
@@ -84,10 +95,22 @@ pub fn command_line(spec: &MachineSpec) -> Vec<OsString> {
         Accel::Tcg => {
             push("-accel");
             push("tcg");
-            // Under TCG the guest calibrates its timers against a clock that drifts with
-            // host load and hangs most boots; counting instructions keeps it steady.
-            push("-icount");
-            push("shift=auto");
+            match tsc_khz {
+                // The guest's counter is the host's: told its frequency, the kernel skips
+                // the calibration that hangs under TCG and keeps real time. A command line
+                // that sets the TSC itself is left as it is.
+                Some(khz) => {
+                    if !cmdline.contains("tsc_early_khz=") {
+                        cmdline.push_str(&format!(" tsc_early_khz={khz}"));
+                    }
+                }
+                // No frequency to give: counting instructions keeps the calibration steady
+                // (slower, and guest time runs with the instruction count).
+                None => {
+                    push("-icount");
+                    push("shift=auto");
+                }
+            }
             push("-cpu");
             push("max");
         }
@@ -111,7 +134,7 @@ pub fn command_line(spec: &MachineSpec) -> Vec<OsString> {
     args.push("-initrd".into());
     args.push(spec.initrd.clone().into_os_string());
     args.push("-append".into());
-    args.push(spec.cmdline.clone().into());
+    args.push(cmdline.into());
 
     let console = match &spec.console {
         ConsoleSpec::File(path) => chardev_path("file,id=console,path=", path, ",append=on"),
@@ -248,7 +271,7 @@ mod tests {
 
     #[test]
     fn the_command_line_describes_the_machine() {
-        let args: Vec<String> = command_line(&spec())
+        let args: Vec<String> = command_line_with(&spec(), None)
             .into_iter()
             .map(|a| a.into_string().unwrap())
             .collect();
@@ -276,7 +299,7 @@ mod tests {
             path: "/vm/console.sock".into(),
             log: "/vm/console.log".into(),
         };
-        let joined = command_line(&relayed)
+        let joined = command_line_with(&relayed, None)
             .into_iter()
             .map(|a| a.into_string().unwrap())
             .collect::<Vec<_>>()
@@ -294,5 +317,42 @@ mod tests {
             .collect();
         assert!(joined.join(" ").contains("-accel kvm -cpu host"));
         assert!(!joined.contains(&"-icount".to_string()));
+        assert!(!joined.join(" ").contains("tsc_early_khz"));
+    }
+
+    #[test]
+    fn a_tcg_guest_is_told_the_tsc_frequency_instead_of_counting_instructions() {
+        let joined = command_line_with(&spec(), Some(2_445_412))
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(joined.contains("-accel tcg -cpu max"), "{joined}");
+        assert!(!joined.contains("-icount"), "{joined}");
+        assert!(
+            joined.contains("-append console=ttyS0 tsc_early_khz=2445412 -"),
+            "{joined}"
+        );
+        // A command line that sets it already keeps its own value.
+        let mut own = spec();
+        own.cmdline = "console=ttyS0 tsc_early_khz=1000000".into();
+        let joined = command_line_with(&own, Some(2_445_412))
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            joined.contains("-append console=ttyS0 tsc_early_khz=1000000 -"),
+            "{joined}"
+        );
+        // Under KVM the guest has kvmclock: nothing is added.
+        let mut kvm = spec();
+        kvm.accel = Accel::Kvm;
+        let joined = command_line(&kvm)
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(!joined.contains("tsc_early_khz"), "{joined}");
     }
 }
