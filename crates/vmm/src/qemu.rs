@@ -269,6 +269,14 @@ mod tests {
         }
     }
 
+    /// The arguments as one string, for `contains` checks.
+    fn join_args(args: Vec<OsString>) -> String {
+        args.into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     #[test]
     fn the_command_line_describes_the_machine() {
         let args: Vec<String> = command_line_with(&spec(), None)
@@ -299,11 +307,7 @@ mod tests {
             path: "/vm/console.sock".into(),
             log: "/vm/console.log".into(),
         };
-        let joined = command_line_with(&relayed, None)
-            .into_iter()
-            .map(|a| a.into_string().unwrap())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let joined = join_args(command_line_with(&relayed, None));
         assert!(
             joined.contains("-chardev stdio,id=console,signal=off -serial chardev:console"),
             "{joined}"
@@ -322,11 +326,7 @@ mod tests {
 
     #[test]
     fn a_tcg_guest_is_told_the_tsc_frequency_instead_of_counting_instructions() {
-        let joined = command_line_with(&spec(), Some(2_445_412))
-            .into_iter()
-            .map(|a| a.into_string().unwrap())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let joined = join_args(command_line_with(&spec(), Some(2_445_412)));
         assert!(joined.contains("-accel tcg -cpu max"), "{joined}");
         assert!(!joined.contains("-icount"), "{joined}");
         assert!(
@@ -336,11 +336,7 @@ mod tests {
         // A command line that sets it already keeps its own value.
         let mut own = spec();
         own.cmdline = "console=ttyS0 tsc_early_khz=1000000".into();
-        let joined = command_line_with(&own, Some(2_445_412))
-            .into_iter()
-            .map(|a| a.into_string().unwrap())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let joined = join_args(command_line_with(&own, Some(2_445_412)));
         assert!(
             joined.contains("-append console=ttyS0 tsc_early_khz=1000000 -"),
             "{joined}"
@@ -348,11 +344,7 @@ mod tests {
         // Under KVM the guest has kvmclock: nothing is added.
         let mut kvm = spec();
         kvm.accel = Accel::Kvm;
-        let joined = command_line(&kvm)
-            .into_iter()
-            .map(|a| a.into_string().unwrap())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let joined = join_args(command_line(&kvm));
         assert!(!joined.contains("tsc_early_khz"), "{joined}");
     }
 }
