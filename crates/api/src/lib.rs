@@ -29,7 +29,8 @@ pub use reference::{ImageReference, ReferenceError};
 pub use size::{Size, SizeError};
 pub use source::{ImageSource, SourceError};
 pub use vm::{
-    BlockDeviceVolume, ExitRecord, FileMapping, GuestMode, NetworkMode, NetworkStatus,
-    OciImageSource, ProcessRef, RuntimeStatus, Ssh, Vm, VmImageSpec, VmKernelSpec, VmNetworkSpec,
-    VmSpec, VmStatus, VmStorageSpec, VmmKind, VmmStatus, Volume, VolumeMount, defaults, join_ips,
+    Accel, BlockDeviceVolume, ExitReason, ExitRecord, FileMapping, GuestMode, NetworkMode,
+    NetworkStatus, OciImageSource, ProcessRef, RuntimeStatus, Ssh, Vm, VmImageSpec, VmKernelSpec,
+    VmNetworkSpec, VmSpec, VmStatus, VmStorageSpec, VmmKind, VmmStatus, Volume, VolumeMount,
+    defaults, join_ips,
 };

@@ -111,16 +111,17 @@ impl TemplateSubject for Vm {
                 start_ticks: 1,
             }),
             vmm: Some(VmmStatus {
-                name: String::new(),
+                name: VmmKind::Qemu,
                 process: ProcessRef {
                     pid: 1,
                     start_ticks: 1,
                 },
-                accel: String::new(),
+                accel: crate::Accel::Kvm,
             }),
             exit: Some(ExitRecord {
                 status: Some(0),
-                reason: String::new(),
+                reason: crate::ExitReason::PoweredOff,
+                detail: Some(String::new()),
                 time: Time(DateTime::UNIX_EPOCH),
             }),
             ssh_address: Some(String::new()),

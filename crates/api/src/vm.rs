@@ -318,6 +318,60 @@ pub enum VmmKind {
     Firecracker,
 }
 
+impl VmmKind {
+    /// `auto`, `qemu` or `firecracker`, as in manifests and `--vmm`.
+    pub fn name(self) -> &'static str {
+        match self {
+            VmmKind::Auto => "auto",
+            VmmKind::Qemu => "qemu",
+            VmmKind::Firecracker => "firecracker",
+        }
+    }
+}
+
+impl std::fmt::Display for VmmKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a guest's CPU runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// Hardware virtualisation through /dev/kvm.
+    Kvm,
+    /// Software emulation: slow, but works anywhere.
+    Tcg,
+}
+
+impl Accel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+
+    /// `kvm`, `tcg`, or `auto`/empty for "let the host decide" (`None`).
+    pub fn parse_choice(value: &str) -> Result<Option<Accel>, String> {
+        match value {
+            "auto" | "" => Ok(None),
+            "kvm" => Ok(Some(Accel::Kvm)),
+            "tcg" => Ok(Some(Accel::Tcg)),
+            other => Err(format!(
+                "unknown accelerator {other:?}: use auto, kvm or tcg"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Accel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// How the guest runs the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -415,10 +469,9 @@ pub struct ProcessRef {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct VmmStatus {
     /// `qemu` or `firecracker`.
-    pub name: String,
+    pub name: VmmKind,
     pub process: ProcessRef,
-    /// `kvm` or `tcg`.
-    pub accel: String,
+    pub accel: Accel,
 }
 
 /// `status.exit`: the end of the VM's last run.
@@ -428,9 +481,126 @@ pub struct ExitRecord {
     /// The workload's exit status (container mode) or ignite-init's failure status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<i32>,
-    /// Why it ended: `powered off`, `stopped`, `killed`, `VMM crashed`, ...
-    pub reason: String,
+    /// Why it ended.
+    pub reason: ExitReason,
+    /// What the reason alone does not say: the kernel's panic line, the VMM's exit status
+    /// and where its log is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     pub time: Time,
+}
+
+impl ExitRecord {
+    pub fn new(status: Option<i32>, reason: ExitReason, detail: Option<String>) -> ExitRecord {
+        ExitRecord {
+            status,
+            reason,
+            detail,
+            time: Time::now(),
+        }
+    }
+
+    /// The reason and its detail, for people: `the guest kernel panicked: Kernel panic - ...`.
+    pub fn describe(&self) -> String {
+        match &self.detail {
+            Some(detail) => format!("{}: {detail}", self.reason),
+            None => self.reason.to_string(),
+        }
+    }
+}
+
+/// Why a VM's run ended. Recorded by its supervisor (or by whoever finds the supervisor
+/// gone) and read by other processes: `start` and `run` turn it into exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExitReason {
+    /// The guest powered off by itself.
+    PoweredOff,
+    /// Stopped on request; the guest powered off within the grace period.
+    Stopped,
+    /// Stopped on request; killed when the grace period ran out.
+    StoppedAfterGrace,
+    /// Killed on request (`ignite kill`).
+    Killed,
+    /// The guest kernel panicked.
+    KernelPanic,
+    /// The VMM exited with a failure that the guest did not ask for.
+    VmmFailed,
+    /// The supervisor died without recording an end (host reboot, `kill -9`).
+    SupervisorGone,
+}
+
+impl ExitReason {
+    /// Whether the run ended badly (rather than powering off, or being stopped on request).
+    pub fn is_failure(self) -> bool {
+        !matches!(
+            self,
+            ExitReason::PoweredOff | ExitReason::Stopped | ExitReason::StoppedAfterGrace
+        )
+    }
+
+    /// The records written before reasons were typed held these sentences.
+    fn from_legacy(text: &str) -> Option<ExitReason> {
+        Some(match text {
+            "powered off" => ExitReason::PoweredOff,
+            "stopped" => ExitReason::Stopped,
+            "stopped (killed after the grace period)" => ExitReason::StoppedAfterGrace,
+            "killed" => ExitReason::Killed,
+            t if t.starts_with("the guest kernel panicked") => ExitReason::KernelPanic,
+            t if t.starts_with("the VMM failed") => ExitReason::VmmFailed,
+            t if t.starts_with("its supervisor is gone") => ExitReason::SupervisorGone,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ExitReason::PoweredOff => "powered off",
+            ExitReason::Stopped => "stopped",
+            ExitReason::StoppedAfterGrace => "stopped (killed after the grace period)",
+            ExitReason::Killed => "killed",
+            ExitReason::KernelPanic => "the guest kernel panicked",
+            ExitReason::VmmFailed => "the VMM failed",
+            ExitReason::SupervisorGone => "its supervisor is gone (host reboot or killed)",
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for ExitReason {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "kebab-case")]
+        enum Tag {
+            PoweredOff,
+            Stopped,
+            StoppedAfterGrace,
+            Killed,
+            KernelPanic,
+            VmmFailed,
+            SupervisorGone,
+        }
+        let text = String::deserialize(deserializer)?;
+        if let Some(legacy) = ExitReason::from_legacy(&text) {
+            return Ok(legacy);
+        }
+        let tag: Tag = serde_json::from_value(serde_json::Value::String(text.clone()))
+            .map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "unknown exit reason {text:?}: expected powered-off, stopped, stopped-after-grace, killed, kernel-panic, vmm-failed or supervisor-gone"
+                ))
+            })?;
+        Ok(match tag {
+            Tag::PoweredOff => ExitReason::PoweredOff,
+            Tag::Stopped => ExitReason::Stopped,
+            Tag::StoppedAfterGrace => ExitReason::StoppedAfterGrace,
+            Tag::Killed => ExitReason::Killed,
+            Tag::KernelPanic => ExitReason::KernelPanic,
+            Tag::VmmFailed => ExitReason::VmmFailed,
+            Tag::SupervisorGone => ExitReason::SupervisorGone,
+        })
+    }
 }
 
 impl VmStatus {
@@ -485,4 +655,77 @@ pub fn join_ips(ips: &[IpAddr]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_reasons_are_stored_as_tags_and_old_sentences_still_read() {
+        let record = ExitRecord::new(
+            None,
+            ExitReason::KernelPanic,
+            Some("Kernel panic - not syncing".into()),
+        );
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(json["reason"], "kernel-panic");
+        let back: ExitRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(back, record);
+        assert_eq!(
+            back.describe(),
+            "the guest kernel panicked: Kernel panic - not syncing"
+        );
+        for (old, reason) in [
+            ("powered off", ExitReason::PoweredOff),
+            (
+                "stopped (killed after the grace period)",
+                ExitReason::StoppedAfterGrace,
+            ),
+            (
+                "the VMM failed (exit status: 1); see x",
+                ExitReason::VmmFailed,
+            ),
+            (
+                "its supervisor is gone (host reboot or killed)",
+                ExitReason::SupervisorGone,
+            ),
+        ] {
+            let parsed: ExitReason = serde_json::from_str(&format!("{old:?}")).unwrap();
+            assert_eq!(parsed, reason, "{old}");
+        }
+        let err = serde_json::from_str::<ExitReason>("\"exploded\"").unwrap_err();
+        assert!(err.to_string().contains("unknown exit reason"), "{err}");
+    }
+
+    #[test]
+    fn only_power_offs_and_requested_stops_are_not_failures() {
+        assert!(!ExitReason::PoweredOff.is_failure());
+        assert!(!ExitReason::Stopped.is_failure());
+        assert!(!ExitReason::StoppedAfterGrace.is_failure());
+        for failed in [
+            ExitReason::Killed,
+            ExitReason::KernelPanic,
+            ExitReason::VmmFailed,
+            ExitReason::SupervisorGone,
+        ] {
+            assert!(failed.is_failure(), "{failed}");
+        }
+    }
+
+    #[test]
+    fn vmm_status_keeps_its_stored_strings() {
+        let status: VmmStatus = serde_json::from_str(
+            r#"{"name":"qemu","process":{"pid":1,"startTicks":2},"accel":"tcg"}"#,
+        )
+        .unwrap();
+        assert_eq!(status.name, VmmKind::Qemu);
+        assert_eq!(status.accel, Accel::Tcg);
+        assert_eq!(Accel::parse_choice("auto").unwrap(), None);
+        assert!(
+            Accel::parse_choice("hvf")
+                .unwrap_err()
+                .contains("auto, kvm or tcg")
+        );
+    }
 }

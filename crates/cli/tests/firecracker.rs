@@ -276,8 +276,8 @@ fn lifecycle(host: &Host) {
         .vmm
         .as_ref()
         .expect("a running VM records its VMM");
-    assert_eq!(vmm.name, "firecracker");
-    assert_eq!(vmm.accel, "kvm");
+    assert_eq!(vmm.name, ignite_api::VmmKind::Firecracker);
+    assert_eq!(vmm.accel, ignite_api::Accel::Kvm);
     // Every request was accepted and the instance started: the logger is configured, the
     // API and vsock sockets are there.
     for file in [
@@ -311,8 +311,14 @@ fn lifecycle(host: &Host) {
     let _ = start.wait();
     let vm = host.vm("fc");
     assert!(!vm.status.running);
-    let reason = vm.status.exit.as_ref().unwrap().reason.clone();
-    assert!(reason.starts_with("stopped"), "{reason}");
+    let reason = vm.status.exit.as_ref().unwrap().reason;
+    assert!(
+        matches!(
+            reason,
+            ignite_api::ExitReason::Stopped | ignite_api::ExitReason::StoppedAfterGrace
+        ),
+        "{reason}"
+    );
     for file in [
         "vmm.sock",
         "agent.sock",
@@ -327,7 +333,10 @@ fn lifecycle(host: &Host) {
     let pid = host.vm("fc").status.vmm.unwrap().process.pid;
     host.ignite().args(["kill", "fc"]).assert().success();
     let _ = start.wait();
-    assert_eq!(host.vm("fc").status.exit.unwrap().reason, "killed");
+    assert_eq!(
+        host.vm("fc").status.exit.unwrap().reason,
+        ignite_api::ExitReason::Killed
+    );
     assert!(
         !Path::new(&format!("/proc/{pid}")).exists(),
         "Firecracker outlived kill"

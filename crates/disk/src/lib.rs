@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 use ignite_host_tools as host_tools;
 
+mod root_disk;
+pub use root_disk::{DiskFormat, backing_file, create_root_disk};
+
 const BLOCK: u64 = 4096;
 const MIB: u64 = 1 << 20;
 

@@ -8,6 +8,7 @@ use ignite_vmm::find_in_path;
 
 use crate::kernels::{default_kernel, find_guest_init, kernel_dir};
 use crate::vms::accel::{KVM_DEVICE, kvm_usable, probe_kvm_boot};
+use ignite_vmm::driver::FirecrackerCheck;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -95,20 +96,12 @@ pub fn run_checks(store: &Store, probe_kvm: bool, firecracker: Option<&Path>) ->
         ),
     ];
     checks.push(
-        match ignite_vmm::firecracker::Firecracker::locate(firecracker) {
-            Ok(f) => match f.version() {
-                Ok(version) => check(
-                    "firecracker",
-                    Verdict::Ok,
-                    format!("{} ({version})", f.binary.display()),
-                ),
-                Err(e) => check(
-                    "firecracker",
-                    Verdict::Warn,
-                    format!("{} does not run ({e}): reinstall it", f.binary.display()),
-                ),
-            },
-            Err(_) if firecracker.is_some() => check(
+        match ignite_vmm::driver::check_firecracker(firecracker) {
+            FirecrackerCheck::Runs(found) => check("firecracker", Verdict::Ok, found),
+            FirecrackerCheck::Broken(why) => {
+                check("firecracker", Verdict::Warn, format!("{why}: reinstall it"))
+            }
+            FirecrackerCheck::Missing(_) if firecracker.is_some() => check(
                 "firecracker",
                 Verdict::Fail,
                 format!(
@@ -116,7 +109,7 @@ pub fn run_checks(store: &Store, probe_kvm: bool, firecracker: Option<&Path>) ->
                     firecracker.unwrap_or(Path::new("")).display()
                 ),
             ),
-            Err(_) => check(
+            FirecrackerCheck::Missing(_) => check(
                 "firecracker",
                 Verdict::Ok,
                 "not installed (optional: QEMU runs VMs without it; --vmm auto picks Firecracker when it is installed and KVM works)",
@@ -189,7 +182,11 @@ fn kvm_check(kernel_dir: Option<&Path>, probe: bool) -> Check {
     let (Some(dir), true) = (kernel_dir, probe) else {
         return check("kvm", Verdict::Ok, format!("{KVM_DEVICE} (not probed)"));
     };
-    match probe_kvm_boot(dir, Duration::from_secs(15)) {
+    match probe_kvm_boot(
+        &dir.join(crate::kernels::BZIMAGE_FILE),
+        &dir.join(crate::kernels::INITRAMFS_FILE),
+        Duration::from_secs(15),
+    ) {
         Ok(elapsed) => check(
             "kvm",
             Verdict::Ok,

@@ -11,7 +11,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ignite_api::{Image, ImageRunConfig, ImageSource, ObjectMeta, Size, Vm};
-use ignite_disk::TreeSize;
+use ignite_disk::{DiskFormat, TreeSize};
 use ignite_oci::blobs::BlobStore;
 use ignite_oci::digest::HashingReader;
 use ignite_oci::fetch::{FetchedImage, Progress};
@@ -411,29 +411,6 @@ fn rootfs_name(path: &Path) -> Option<&str> {
     (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(name)
 }
 
-/// The backing file a VM's qcow2 overlay names (read from its header), if any.
-pub fn overlay_backing_file(overlay: &Path) -> Option<PathBuf> {
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(overlay)
-        .ok()?;
-    let mut head = Vec::new();
-    file.take(64 << 10).read_to_end(&mut head).ok()?;
-    if head.len() < 20 || &head[..4] != b"QFI\xfb" {
-        return None;
-    }
-    let offset = u64::from_be_bytes(head[8..16].try_into().ok()?) as usize;
-    let len = u32::from_be_bytes(head[16..20].try_into().ok()?) as usize;
-    if offset == 0 || len == 0 || len > 1023 {
-        return None;
-    }
-    let name = head.get(offset..offset.checked_add(len)?)?;
-    Some(PathBuf::from(std::ffi::OsStr::from_bytes(name)))
-}
-
 /// The root disks (by file name) that VMs' overlays are backed by.
 fn rootfs_used_by_vms(store: &Store) -> Result<std::collections::HashSet<String>, ImageError> {
     Ok(store
@@ -443,7 +420,8 @@ fn rootfs_used_by_vms(store: &Store) -> Result<std::collections::HashSet<String>
         .iter()
         .filter_map(|vm| {
             let uid = vm.metadata.uid.as_ref()?;
-            let backing = overlay_backing_file(&store.vms().object_dir(uid).join("root.qcow2"))?;
+            let dir = store.vms().object_dir(uid);
+            let backing = ignite_disk::backing_file(&dir.join(DiskFormat::Qcow2.root_disk_file()))?;
             rootfs_name(&backing).map(str::to_string)
         })
         .collect())
@@ -539,7 +517,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn root_disk_names_and_overlay_backing_files() {
+    fn root_disk_names() {
         let hex = "ab".repeat(32);
         let disk = PathBuf::from(format!("/state/rootfs/{hex}.ext4"));
         assert_eq!(rootfs_name(&disk), Some(format!("{hex}.ext4").as_str()));
@@ -550,28 +528,5 @@ mod tests {
             rootfs_name(Path::new(&format!("/x/{}.ext4", "g".repeat(64)))),
             None
         );
-
-        let dir = tempfile::tempdir().unwrap();
-        let base = dir.path().join(format!("{hex}.ext4"));
-        fs::write(&base, vec![0u8; 1 << 20]).unwrap();
-        let overlay = dir.path().join("root.qcow2");
-        let Some(qemu_img) = ignite_host_tools::QEMU_IMG.locate() else {
-            panic!("qemu-img is missing: install qemu-utils");
-        };
-        let ok = std::process::Command::new(qemu_img)
-            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-            .arg(&base)
-            .arg(&overlay)
-            .arg("2M")
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-        assert_eq!(overlay_backing_file(&overlay), Some(base.clone()));
-        // Not an overlay, absent, or a symlink to one: no backing file.
-        assert_eq!(overlay_backing_file(&base), None);
-        assert_eq!(overlay_backing_file(&dir.path().join("absent")), None);
-        std::os::unix::fs::symlink(&overlay, dir.path().join("link")).unwrap();
-        assert_eq!(overlay_backing_file(&dir.path().join("link")), None);
     }
 }

@@ -4,7 +4,14 @@
 //! - [`qemu`]: QEMU `-M microvm`, from the distribution's `qemu-system-x86` package, and
 //!   [`qmp`], its control socket; [`tsc`], the host TSC frequency a TCG guest is told.
 //! - [`firecracker`]: Firecracker, configured over its HTTP API ([`firecracker::api`]).
+//!
+//! Nothing outside this crate knows which VMM runs: [`driver`] chooses and finds one, and
+//! callers ask it what it can do ([`Capabilities`]: its root disk format, kernel format,
+//! network backends and accelerators) instead of matching on its kind. [`accel`] tells
+//! whether KVM works here.
 
+pub mod accel;
+pub mod driver;
 pub mod firecracker;
 pub mod qemu;
 pub mod qmp;
@@ -15,11 +22,35 @@ use std::io;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
+pub use driver::{Capabilities, KernelFormat, NetworkBackend, VmmError};
+pub use ignite_api::{Accel, VmmKind};
+pub use ignite_disk::DiskFormat;
+
 /// What the supervisor needs from a VMM. The supervisor starts the returned command as its
 /// child, so it owns the VMM process whatever the driver.
 pub trait Vmm: Send + Sync {
-    /// `qemu` or `firecracker`, as recorded in the VM's status.
-    fn name(&self) -> &'static str;
+    /// Which VMM this is, as recorded in the VM's status.
+    fn kind(&self) -> VmmKind;
+    /// `qemu` or `firecracker`.
+    fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+    /// What the VMM reads and supports; callers ask this instead of matching on the kind.
+    fn capabilities(&self) -> Capabilities;
+    /// The accelerator a VM gets: `asked` when the VMM supports it, else `auto()` where
+    /// nothing was asked; an unsupported request is refused with what to do instead.
+    fn choose_accel(
+        &self,
+        asked: Option<Accel>,
+        auto: &dyn Fn() -> Accel,
+    ) -> Result<Accel, VmmError> {
+        Ok(asked.unwrap_or_else(auto))
+    }
+    /// Refuses a network backend the VMM lacks, with what to do instead.
+    fn check_network(&self, backend: NetworkBackend) -> Result<(), VmmError> {
+        let _ = backend;
+        Ok(())
+    }
     /// The program and arguments that run `spec`; `control` is the VMM's control socket.
     fn command(&self, spec: &MachineSpec, control: &Path) -> (PathBuf, Vec<OsString>);
     /// Configures and boots the machine once the process runs (a no-op where the command
@@ -71,12 +102,6 @@ pub struct DiskSpec {
     pub snapshot: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DiskFormat {
-    Raw,
-    Qcow2,
-}
-
 /// Where the serial console goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConsoleSpec {
@@ -112,15 +137,6 @@ pub struct PortForward {
     pub host_address: String,
     pub host_port: u16,
     pub guest_port: u16,
-}
-
-/// How the guest's CPU runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Accel {
-    /// Hardware virtualisation through /dev/kvm.
-    Kvm,
-    /// Software emulation: slow, but works anywhere.
-    Tcg,
 }
 
 /// A program in PATH, or in the sbin and bin directories a normal user's PATH may lack.

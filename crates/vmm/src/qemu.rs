@@ -8,7 +8,10 @@ use std::time::Duration;
 use ignite_guest_protocol::agent::SERIAL_PORT_NAME;
 
 use crate::qmp::Qmp;
-use crate::{Accel, ConsoleSpec, DiskFormat, MachineSpec, NicBackend, Vmm};
+use crate::{
+    Accel, Capabilities, ConsoleSpec, DiskFormat, KernelFormat, MachineSpec, NicBackend, Vmm,
+    VmmKind,
+};
 
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
 
@@ -38,8 +41,17 @@ impl Qemu {
 }
 
 impl Vmm for Qemu {
-    fn name(&self) -> &'static str {
-        "qemu"
+    fn kind(&self) -> VmmKind {
+        VmmKind::Qemu
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            // A qcow2 overlay on the image's shared ext4: instant whatever the size.
+            root_disk: DiskFormat::Qcow2,
+            kernel: KernelFormat::BzImage,
+            user_network: true,
+        }
     }
 
     fn command(&self, spec: &MachineSpec, control: &Path) -> (PathBuf, Vec<OsString>) {

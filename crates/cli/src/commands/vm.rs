@@ -257,9 +257,9 @@ fn final_code(vm: &Vm) -> ExitCode {
     };
     match exit.status {
         Some(code) => ExitCode::from(code.clamp(0, 255) as u8),
-        None if !vms::ended_in_failure(&exit.reason) => ExitCode::SUCCESS,
+        None if !exit.reason.is_failure() => ExitCode::SUCCESS,
         None => {
-            tracing::error!("VM {} ended: {}", vm.metadata.name, exit.reason);
+            tracing::error!("VM {} ended: {}", vm.metadata.name, exit.describe());
             ExitCode::from(125)
         }
     }

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use ignite_api::Uid;
+use ignite_disk::DiskFormat;
 use ignite_store::Store;
 
 use super::{VmError, io};
@@ -18,16 +19,25 @@ impl VmFiles {
         }
     }
 
+    /// The files of the VM whose directory is `dir`.
+    pub fn at(dir: PathBuf) -> VmFiles {
+        VmFiles { dir }
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-    /// The VM's writable disk: a qcow2 overlay over the image's shared ext4.
-    pub fn overlay(&self) -> PathBuf {
-        self.dir.join("root.qcow2")
+    /// The VM's writable root disk in `format` (its VMM's, see
+    /// [`ignite_vmm::Capabilities::root_disk`]).
+    pub fn root_disk(&self, format: DiskFormat) -> PathBuf {
+        self.dir.join(format.root_disk_file())
     }
-    /// The root disk of a Firecracker VM: a raw copy of the image's ext4.
-    pub fn raw_disk(&self) -> PathBuf {
-        self.dir.join("root.raw")
+    /// The root disk and the image disk it is an overlay on, when it is one.
+    pub fn root_disk_backing(&self) -> Option<(PathBuf, PathBuf)> {
+        DiskFormat::ALL.into_iter().find_map(|format| {
+            let disk = self.root_disk(format);
+            ignite_disk::backing_file(&disk).map(|backing| (disk, backing))
+        })
     }
     pub fn initramfs(&self) -> PathBuf {
         self.dir.join("initramfs.cpio")
@@ -141,63 +151,11 @@ impl VmFiles {
             self.agent_socket(),
             self.exec_socket(),
             self.control_socket(),
-            self.dir.join(ignite_vmm::firecracker::METRICS_FILE),
-        ] {
+        ]
+        .into_iter()
+        .chain(ignite_vmm::driver::run_files().map(|f| self.dir.join(f)))
+        {
             let _ = std::fs::remove_file(path);
         }
-    }
-
-    /// The raw root disk Firecracker needs: a reflink of `base` where the filesystem
-    /// supports it (instant, shared blocks), a sparse copy otherwise; then grown to `size`
-    /// (the guest grows its filesystem to fill it).
-    pub fn create_raw_copy(&self, base: &Path, size: u64) -> Result<(), VmError> {
-        let disk = self.raw_disk();
-        let out = ignite_host_tools::CP
-            .command()?
-            .args(["--reflink=auto", "--sparse=always"])
-            .arg(base)
-            .arg(&disk)
-            .output()
-            .map_err(io("run cp to copy", base))?;
-        if !out.status.success() {
-            let _ = std::fs::remove_file(&disk);
-            return Err(VmError::Invalid(format!(
-                "cannot copy the image's disk {} to {}: {}",
-                base.display(),
-                disk.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&disk)
-            .map_err(io("open", &disk))?;
-        if file.metadata().map_err(io("read", &disk))?.len() < size {
-            file.set_len(size).map_err(io("grow", &disk))?;
-        }
-        Ok(())
-    }
-
-    pub fn create_overlay(&self, base: &Path, size: u64) -> Result<(), VmError> {
-        let out = ignite_host_tools::QEMU_IMG
-            .command()?
-            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-            .arg(base)
-            .arg(self.overlay())
-            .arg(size.to_string())
-            .output()
-            .map_err(|e| {
-                VmError::Invalid(format!("cannot run qemu-img ({e}): install qemu-utils"))
-            })?;
-        if !out.status.success() {
-            return Err(VmError::Invalid(format!(
-                "qemu-img could not create {}: {}",
-                self.overlay().display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        let overlay = self.overlay();
-        std::fs::metadata(&overlay).map_err(io("create", &overlay))?;
-        Ok(())
     }
 }

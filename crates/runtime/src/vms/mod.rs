@@ -9,7 +9,6 @@ pub mod agent_proxy;
 pub mod attach;
 pub mod console_log;
 mod console_relay;
-pub mod driver;
 pub mod files;
 pub mod network;
 pub mod output_log;
@@ -21,7 +20,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ignite_api::{
-    ExitRecord, GuestMode, Image, Kernel, NetworkMode, ObjectMeta, Size, Time, Vm, VmSpec, VmmKind,
+    ExitReason, ExitRecord, GuestMode, Image, Kernel, NetworkMode, ObjectMeta, Size, Time, Vm,
+    VmSpec,
 };
 use ignite_oci::fetch::Progress;
 use ignite_store::{Store, StoreError};
@@ -49,6 +49,10 @@ pub enum VmError {
     Invalid(String),
     #[error(transparent)]
     MissingTool(#[from] ignite_host_tools::MissingTool),
+    #[error(transparent)]
+    Vmm(#[from] ignite_vmm::VmmError),
+    #[error(transparent)]
+    Disk(#[from] ignite_disk::DiskError),
     #[error("VM {0} is already running")]
     AlreadyRunning(String),
     #[error("a VM named {0:?} already exists: choose another name, or remove it (ignite rm {0})")]
@@ -129,7 +133,7 @@ pub fn create_vm(store: &Store, request: CreateRequest<'_>) -> Result<Vm, VmErro
     let image = find_or_import_image(store, &spec, &import, progress)?;
     let kernel = find_or_import_kernel(store, &spec, &import, progress)?;
     let vmm = choose_vmm(store, &spec, &kernel, &driver_options)?;
-    spec.vmm = Some(vmm);
+    spec.vmm = Some(vmm.kind());
     let image_disk = rootfs_path(store, image.status.image_id.as_deref().unwrap_or_default());
     let base_size = std::fs::metadata(&image_disk)
         .map_err(io("read the image's disk", &image_disk))?
@@ -162,10 +166,14 @@ pub fn create_vm(store: &Store, request: CreateRequest<'_>) -> Result<Vm, VmErro
     })?;
     let uid = uid_of(&vm);
     let files = VmFiles::new(store, &uid);
-    let root_disk = match vmm {
-        VmmKind::Firecracker => files.create_raw_copy(&image_disk, vm.spec.disk_size().bytes()),
-        _ => files.create_overlay(&image_disk, vm.spec.disk_size().bytes()),
-    };
+    let format = vmm.capabilities().root_disk;
+    let root_disk = ignite_disk::create_root_disk(
+        format,
+        &image_disk,
+        &files.root_disk(format),
+        vm.spec.disk_size().bytes(),
+    )
+    .map_err(VmError::from);
     let prepared = root_disk.and_then(|()| match &vm.spec.ssh {
         Some(ssh) => files.set_up_ssh(ssh, &format!("ignite-{}", vm.metadata.name)),
         None => Ok(()),
@@ -177,38 +185,29 @@ pub fn create_vm(store: &Store, request: CreateRequest<'_>) -> Result<Vm, VmErro
     Ok(vm)
 }
 
-/// The VMM a new VM gets (see [`driver::choose`]), checked against what it asks for.
+/// The VMM a new VM gets (see [`ignite_vmm::driver::choose`]), found on this host and
+/// checked against what the VM asks for.
 fn choose_vmm(
     store: &Store,
     spec: &VmSpec,
     kernel: &Kernel,
     options: &DriverOptions,
-) -> Result<VmmKind, VmError> {
+) -> Result<Box<dyn ignite_vmm::Vmm>, VmError> {
     let firecracker = options.firecracker.as_deref();
-    let kind = match spec.vmm.unwrap_or(VmmKind::Auto) {
-        VmmKind::Auto => {
-            let found = ignite_vmm::firecracker::Firecracker::locate(firecracker).is_ok();
-            let kdir = crate::kernels::kernel_dir(store, kernel);
-            let kvm = found
-                && accel::resolve_with(
-                    options.accel.as_deref(),
-                    options.configured_accel.as_deref(),
-                    || accel::auto(store.root(), &kdir),
-                )
-                .is_ok_and(|a| a == ignite_vmm::Accel::Kvm);
-            driver::choose(VmmKind::Auto, found, kvm)
-        }
-        explicit => explicit,
-    };
-    if kind == VmmKind::Firecracker {
-        driver::locate(kind, firecracker)?;
-        if spec.network.mode == Some(NetworkMode::User) {
-            return Err(VmError::Invalid(
-                "Firecracker has no user-mode network: use --network bridge (as root) or --network none, or --vmm qemu".into(),
-            ));
-        }
+    let kind = ignite_vmm::driver::choose(spec.vmm, firecracker, || {
+        let kdir = crate::kernels::kernel_dir(store, kernel);
+        accel::resolve_with(
+            options.accel.as_deref(),
+            options.configured_accel.as_deref(),
+            || accel::auto(store.root(), &kdir),
+        )
+        .is_ok_and(|a| a == ignite_vmm::Accel::Kvm)
+    });
+    let vmm = ignite_vmm::driver::locate(kind, firecracker)?;
+    if let Some(backend) = spec.network.mode.and_then(network::backend_of) {
+        vmm.check_network(backend)?;
     }
-    Ok(kind)
+    Ok(vmm)
 }
 
 fn validate_spec(spec: &VmSpec) -> Result<(), VmError> {
@@ -372,11 +371,7 @@ pub fn repair(store: &Store, vm: Vm) -> Vm {
         vm.status.vmm = None;
         vm.status.ssh_address = None;
         vm.status.network = None;
-        vm.status.exit = Some(ExitRecord {
-            status: None,
-            reason: "its supervisor is gone (host reboot or killed)".into(),
-            time: Time::now(),
-        });
+        vm.status.exit = Some(ExitRecord::new(None, ExitReason::SupervisorGone, None));
     };
     let uid = uid_of(&vm);
     VmFiles::new(store, &uid).remove_runtime_files();
@@ -441,46 +436,39 @@ fn start_with(
     if is_running(&vm) {
         return Err(VmError::AlreadyRunning(name));
     }
-    let kind = driver::kind_of(&vm);
-    driver::locate(kind, options.firecracker.as_deref())?;
+    let vmm = ignite_vmm::driver::locate(
+        ignite_vmm::driver::recorded(vm.spec.vmm),
+        options.firecracker.as_deref(),
+    )?;
     // What the supervisor needs is checked here, so errors reach the user directly.
     validate_spec(&vm.spec)?;
     network::check_host_ports(&vm.spec.network.ports)?;
     image_of(store, &vm)?;
     let kernel = kernel_of(store, &vm)?;
     let kdir = crate::kernels::kernel_dir(store, &kernel);
-    let accel = match kind {
-        VmmKind::Firecracker => {
-            let asked = accel::resolve_with(
-                options.accel.as_deref(),
-                options.configured_accel.as_deref(),
-                || ignite_vmm::Accel::Kvm,
-            )
-            .map_err(VmError::Invalid)?;
-            driver::firecracker_accel(Some(asked))?
-        }
-        _ => accel::resolve_with(
-            options.accel.as_deref(),
-            options.configured_accel.as_deref(),
-            || accel::auto(store.root(), &kdir),
-        )
-        .map_err(VmError::Invalid)?,
-    };
+    let asked = accel::asked(
+        options.accel.as_deref(),
+        options.configured_accel.as_deref(),
+    )
+    .map_err(VmError::Invalid)?;
+    let accel = vmm.choose_accel(asked, &|| accel::auto(store.root(), &kdir))?;
     let uid = uid_of(&vm);
     let files = VmFiles::new(store, &uid);
-    if let Some(backing) = crate::images::overlay_backing_file(&files.overlay())
+    if let Some((disk, backing)) = files.root_disk_backing()
         && !backing.exists()
     {
         return Err(VmError::StartFailed {
             vm: name,
             reason: format!(
                 "its root disk {} is an overlay on {}, which is missing: remove the VM (ignite rm) and create it again",
-                files.overlay().display(),
+                disk.display(),
                 backing.display()
             ),
         });
     }
     files.remove_runtime_files();
+    supervisor::config::SupervisorConfig::new(accel, &options.bridge, options.firecracker.clone())
+        .write(files.dir())?;
     let log_path = files.supervisor_log();
     let log = std::fs::File::create(&log_path).map_err(io("create", &log_path))?;
     let mut command = Command::new(options.supervisor);
@@ -499,14 +487,6 @@ fn start_with(
         .arg(store.root())
         .args(["vm", "supervise"])
         .arg(uid.to_string())
-        .env(accel::ACCEL_ENV, accel::name(accel))
-        .envs(options.bridge.env())
-        .envs(
-            options
-                .firecracker
-                .iter()
-                .map(|f| (driver::FIRECRACKER_ENV, f.as_os_str())),
-        )
         .stdout(log.try_clone().map_err(io("open", &log_path))?)
         .stderr(log)
         .spawn()
@@ -596,7 +576,7 @@ fn failed_start(
     name: &str,
     log_path: &std::path::Path,
 ) -> Option<VmError> {
-    if exit.status.is_some() || !exit.reason.starts_with(supervisor::VMM_FAILED) {
+    if exit.status.is_some() || exit.reason != ExitReason::VmmFailed {
         return None;
     }
     let log = std::fs::read_to_string(log_path).unwrap_or_default();
@@ -604,7 +584,7 @@ fn failed_start(
         vm: name.to_string(),
         reason: format!(
             "its VMM exited at once ({}):\n{}",
-            exit.reason,
+            exit.describe(),
             last_lines(&log, 5)
         ),
     })
@@ -655,7 +635,9 @@ pub fn remove_vm(store: &Store, vm: Vm, force: bool) -> Result<Vm, VmError> {
         stop_vm(store, vm.clone(), true)?;
     }
     network::release(store, &vm);
-    let backing = crate::images::overlay_backing_file(&VmFiles::new(store, &uid_of(&vm)).overlay());
+    let backing = VmFiles::new(store, &uid_of(&vm))
+        .root_disk_backing()
+        .map(|(_, backing)| backing);
     store.vms().delete(&uid_of(&vm))?;
     // A root disk kept for this VM after its image moved on goes with it.
     if let Some(disk) = backing
@@ -704,12 +686,6 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Waits until the VM is ready (see [`READY_TIMEOUT`]). A VM that ends on the way is
 /// ready enough: its exit is recorded for whoever looks.
-/// Whether a VM that ended with no exit status ended badly (rather than powering off, or
-/// being stopped on request).
-pub fn ended_in_failure(reason: &str) -> bool {
-    !(reason == "powered off" || reason.starts_with("stopped"))
-}
-
 pub fn wait_until_ready(store: &Store, vm: &Vm, timeout: Duration) -> Result<(), VmError> {
     let uid = uid_of(vm);
     let name = vm.metadata.name.clone();
@@ -726,10 +702,10 @@ pub fn wait_until_ready(store: &Store, vm: &Vm, timeout: Duration) -> Result<(),
     // failure for a guest that never got that far (a kernel panic, a VMM that died).
     let ended = |vm: &Vm| -> Result<(), VmError> {
         match &vm.status.exit {
-            Some(exit) if exit.status.is_none() && ended_in_failure(&exit.reason) => {
+            Some(exit) if exit.status.is_none() && exit.reason.is_failure() => {
                 Err(VmError::StartFailed {
                     vm: name.clone(),
-                    reason: exit.reason.clone(),
+                    reason: exit.describe(),
                 })
             }
             _ => Ok(()),

@@ -2,19 +2,21 @@
 //! and in bridge mode its tap, address, forwards and DHCP answers, made by the
 //! supervisor when the VM starts and removed when it ends, or on the next start or
 //! removal when the supervisor could not (a crash).
+//!
+//! Modes are told apart in one place, [`attach`]: what it returns ([`Attachment`]) is
+//! the same for every mode (the NICs for the VMM, what the guest is told, the status to
+//! record, where sshd is reached), so a new mode is one more branch there.
 
 use std::net::{IpAddr, Ipv4Addr, TcpListener, UdpSocket};
 
-use ignite_api::{Configuration, NetworkMode, PortMapping, Protocol, Uid, Vm};
+use ignite_api::{Configuration, NetworkMode, NetworkStatus, PortMapping, Protocol, Uid, Vm};
 use ignite_guest_protocol::config::Interface;
 use ignite_net::{AddressBook, Forward, NetError, Subnet, Transport, dhcp, firewall, links};
 use ignite_store::Store;
+use ignite_vmm::{NetworkBackend, NicBackend, NicSpec, PortForward};
 
 use super::{VmError, uid_of};
 
-/// How `ignite vm supervise` learns the bridge settings of the command that started it.
-pub const BRIDGE_ENV: &str = "IGNITE_BRIDGE";
-pub const SUBNET_ENV: &str = "IGNITE_SUBNET";
 pub const DEFAULT_BRIDGE: &str = "ignite0";
 
 /// QEMU's user-mode network: the guest is 10.0.2.15 behind 10.0.2.2, DNS at .3.
@@ -51,14 +53,7 @@ impl BridgeSettings {
             .map_err(|e| VmError::Invalid(format!("the Configuration's spec.bridge: {e}")))
     }
 
-    /// What the starting command passed on (see [`BridgeSettings::env`]).
-    pub fn from_env() -> Result<BridgeSettings, VmError> {
-        let name = std::env::var(BRIDGE_ENV).ok();
-        let subnet = std::env::var(SUBNET_ENV).ok();
-        BridgeSettings::new(name.as_deref(), subnet.as_deref()).map_err(VmError::Invalid)
-    }
-
-    fn new(name: Option<&str>, subnet: Option<&str>) -> Result<BridgeSettings, String> {
+    pub(crate) fn new(name: Option<&str>, subnet: Option<&str>) -> Result<BridgeSettings, String> {
         let name = name.unwrap_or(DEFAULT_BRIDGE).to_string();
         if name.is_empty()
             || name.len() > 15
@@ -76,13 +71,6 @@ impl BridgeSettings {
         };
         Ok(BridgeSettings { name, subnet })
     }
-
-    pub fn env(&self) -> [(&'static str, String); 2] {
-        [
-            (BRIDGE_ENV, self.name.clone()),
-            (SUBNET_ENV, self.subnet.to_string()),
-        ]
-    }
 }
 
 /// The mode a VM gets when neither it nor the Configuration names one: bridge as root
@@ -98,6 +86,128 @@ pub fn default_mode() -> NetworkMode {
 /// A VM's recorded mode (VMs recorded before modes were had user networking).
 pub fn mode_of(vm: &Vm) -> NetworkMode {
     vm.spec.network.mode.unwrap_or(NetworkMode::User)
+}
+
+/// What a mode needs of the VMM (`None`: no NIC at all).
+pub fn backend_of(mode: NetworkMode) -> Option<NetworkBackend> {
+    match mode {
+        NetworkMode::User => Some(NetworkBackend::User),
+        NetworkMode::Bridge => Some(NetworkBackend::Tap),
+        NetworkMode::None => None,
+    }
+}
+
+/// A VM's network while its supervisor runs, whatever its mode. Dropping it takes the VM
+/// off the network (a bridge VM's tap and forwards go).
+pub struct Attachment {
+    /// The NICs the VMM gets.
+    pub nics: Vec<NicSpec>,
+    /// What the guest is told.
+    pub guest: GuestNetwork,
+    /// What `status.network` records.
+    pub status: Option<NetworkStatus>,
+    /// Where the VM's sshd is reached from the host (VMs with `--ssh`).
+    pub ssh_address: Option<String>,
+    /// Held while the VM runs.
+    _bridge: Option<BridgeAttachment>,
+}
+
+/// Connects a VM in its mode (see [`mode_of`]).
+pub fn attach(store: &Store, vm: &Vm, settings: &BridgeSettings) -> Result<Attachment, VmError> {
+    match mode_of(vm) {
+        NetworkMode::Bridge => {
+            let bridge = attach_to_bridge(store, vm, settings)?;
+            let mut attachment = on_bridge(vm, &bridge.tap, bridge.address, bridge.guest.clone());
+            attachment._bridge = Some(bridge);
+            Ok(attachment)
+        }
+        NetworkMode::User => {
+            let ssh_port = vm.spec.ssh.as_ref().and_then(|_| free_loopback_port());
+            Ok(user_network(vm, ssh_port))
+        }
+        NetworkMode::None => Ok(no_network()),
+    }
+}
+
+/// No NIC: the guest has loopback only.
+pub fn no_network() -> Attachment {
+    Attachment {
+        nics: vec![],
+        guest: GuestNetwork::default(),
+        status: None,
+        ssh_address: None,
+        _bridge: None,
+    }
+}
+
+/// The VMM's user-mode network, the VM's `-p` ports and (with `ssh_port`) its sshd
+/// forwarded from the host.
+pub fn user_network(vm: &Vm, ssh_port: Option<u16>) -> Attachment {
+    let mut forwards: Vec<PortForward> = vm
+        .spec
+        .network
+        .ports
+        .iter()
+        .map(|p| PortForward {
+            udp: p.protocol == Some(Protocol::Udp),
+            host_address: p
+                .bind_address
+                .map_or_else(|| "0.0.0.0".to_string(), |a| a.to_string()),
+            host_port: p.host_port,
+            guest_port: p.vm_port,
+        })
+        .collect();
+    if let Some(port) = ssh_port {
+        forwards.push(PortForward {
+            udp: false,
+            host_address: "127.0.0.1".into(),
+            host_port: port,
+            guest_port: 22,
+        });
+    }
+    Attachment {
+        nics: vec![NicSpec {
+            mac: mac_of(&uid_of(vm)),
+            backend: NicBackend::User {
+                forwards,
+                isolated: false,
+            },
+        }],
+        guest: user_guest_network(vm),
+        status: Some(NetworkStatus {
+            plugin: "user".into(),
+            ip_addresses: vec![USER_GUEST.into()],
+        }),
+        ssh_address: ssh_port.map(|p| format!("127.0.0.1:{p}")),
+        _bridge: None,
+    }
+}
+
+/// A VM on the bridge through `tap`, at `address`.
+fn on_bridge(vm: &Vm, tap: &str, address: Ipv4Addr, guest: GuestNetwork) -> Attachment {
+    Attachment {
+        nics: vec![NicSpec {
+            mac: mac_of(&uid_of(vm)),
+            backend: NicBackend::Tap {
+                ifname: tap.to_string(),
+            },
+        }],
+        guest,
+        status: Some(NetworkStatus {
+            plugin: "bridge".into(),
+            ip_addresses: vec![address.into()],
+        }),
+        ssh_address: vm.spec.ssh.as_ref().map(|_| format!("{address}:22")),
+        _bridge: None,
+    }
+}
+
+/// A free TCP port on 127.0.0.1 for the VM's sshd (VMs with `--ssh` and user networking).
+fn free_loopback_port() -> Option<u16> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .ok()
 }
 
 /// A stable MAC address per VM: locally administered and unicast (first octet 0x52), the
@@ -317,8 +427,22 @@ fn host_nameservers() -> Vec<Ipv4Addr> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// An attachment as [`attach`] makes for a bridge VM, without the bridge (for plans).
+    pub(crate) fn bridged(vm: &Vm, tap: &str, address: Ipv4Addr) -> Attachment {
+        let guest = GuestNetwork {
+            interfaces: vec![Interface {
+                mac: mac_of(&uid_of(vm)),
+                addresses: vec![format!("{address}/24")],
+                gateway: Some("10.61.0.1".into()),
+                mtu: None,
+            }],
+            nameservers: vec!["192.0.2.53".into()],
+        };
+        on_bridge(vm, tap, address, guest)
+    }
 
     #[test]
     fn macs_are_unicast_locally_administered_and_use_40_bits_of_the_uid() {

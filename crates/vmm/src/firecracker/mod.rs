@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 
 use ignite_guest_protocol::agent::VSOCK_PORT;
 
-use crate::{DiskFormat, MachineSpec, NicBackend, Vmm};
+use crate::{
+    Accel, Capabilities, DiskFormat, KernelFormat, MachineSpec, NetworkBackend, NicBackend, Vmm,
+    VmmError, VmmKind,
+};
 
 pub const FIRECRACKER_BINARY: &str = "firecracker";
 /// The guest's vsock context id. Firecracker's vsock is backed by a unix socket per VM, so
@@ -77,7 +80,7 @@ impl Firecracker {
                     .into(),
             );
         }
-        if spec.accel != crate::Accel::Kvm {
+        if spec.accel != Accel::Kvm {
             return Err(
                 "Firecracker runs on KVM only: use --vmm qemu for software emulation".into(),
             );
@@ -93,8 +96,38 @@ fn is_executable(path: &Path) -> bool {
 }
 
 impl Vmm for Firecracker {
-    fn name(&self) -> &'static str {
-        "firecracker"
+    fn kind(&self) -> VmmKind {
+        VmmKind::Firecracker
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            root_disk: DiskFormat::Raw,
+            kernel: KernelFormat::Vmlinux,
+            user_network: false,
+        }
+    }
+
+    fn choose_accel(
+        &self,
+        asked: Option<Accel>,
+        _auto: &dyn Fn() -> Accel,
+    ) -> Result<Accel, VmmError> {
+        match asked {
+            Some(Accel::Tcg) => Err(VmmError::Unsupported(
+                "this VM runs on Firecracker, which needs KVM: drop --accel tcg (and IGNITE_ACCEL=tcg), or recreate the VM with --vmm qemu".into(),
+            )),
+            _ => Ok(Accel::Kvm),
+        }
+    }
+
+    fn check_network(&self, backend: NetworkBackend) -> Result<(), VmmError> {
+        match backend {
+            NetworkBackend::User => Err(VmmError::Unsupported(
+                "Firecracker has no user-mode network: use --network bridge (as root) or --network none, or --vmm qemu".into(),
+            )),
+            NetworkBackend::Tap => Ok(()),
+        }
     }
 
     fn command(&self, _spec: &MachineSpec, control: &Path) -> (PathBuf, Vec<OsString>) {

@@ -2,6 +2,16 @@
 //! owns the VMM process, hands the guest its configuration, holds the agent connection,
 //! stops the VM gracefully on SIGTERM (at once on SIGQUIT), and records how it ended.
 //! The VMM gets a parent-death signal, so a `kill -9` of the supervisor takes it along.
+//!
+//! - [`config`]: what the starting command hands it (a typed file, not the environment);
+//! - [`plan`]: the machine and guest configuration, made without I/O (unit-tested for
+//!   every VMM and network mode);
+//! - [`outcome`]: the exit reason, from what it saw;
+//! - here: the process itself, which starts the VMM and watches it.
+
+pub mod config;
+pub mod outcome;
+pub mod plan;
 
 use std::ffi::OsString;
 use std::os::unix::net::UnixStream;
@@ -9,28 +19,22 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ignite_api::{ExitRecord, GuestMode, NetworkMode, Time, Uid, Vm, VmmKind, VmmStatus};
+use ignite_api::{ExitRecord, Time, Uid, VmmStatus};
 use ignite_guest_protocol::agent::{CONTROL, ErrorBody, ExitStatus, Frame, FrameKind, WORKLOAD};
 use ignite_guest_protocol::client::AgentClient;
-use ignite_guest_protocol::config::{BootMode, CONFIG_VERSION, GuestConfig, Volume as GuestVolume};
 use ignite_guest_protocol::status::{kernel_panic_line, last_exit_status};
 use ignite_store::{Store, StoreError};
-use ignite_vmm::{
-    ConsoleSpec, DiskFormat, DiskSpec, MachineSpec, NicBackend, NicSpec, PortForward, Vmm,
-};
+use ignite_vmm::Vmm;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use super::attach::AttachedClient;
 use super::output_log::{OutputLogWriter, Stream};
-use super::{
-    STOP_TIMEOUT, VmError, VmFiles, accel, driver, image_of, io, kernel_of, network, process,
-};
-use crate::guest::{FileCopy, workload_for, write_vm_initramfs};
-use crate::kernels::{BZIMAGE_FILE, MODULES_DISK_FILE, VMLINUX_FILE, kernel_dir};
-
-/// How an exit record's reason begins when the VMM itself failed (not the guest).
-pub(crate) const VMM_FAILED: &str = "the VMM failed";
+use super::{STOP_TIMEOUT, VmError, VmFiles, image_of, io, kernel_of, network, process};
+use crate::guest::{FileCopy, write_vm_initramfs};
+use crate::kernels::kernel_dir;
+use config::SupervisorConfig;
+use plan::{KernelFiles, PlanInputs};
 
 const POLL: Duration = Duration::from_millis(50);
 
@@ -47,26 +51,27 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     let kernel = kernel_of(store, &vm)?;
     let kdir = kernel_dir(store, &kernel);
     let files = VmFiles::new(store, uid);
-    // start_vm resolved it and passed it on in IGNITE_ACCEL.
-    let accel = accel::resolve(None, None).map_err(VmError::Invalid)?;
-
-    let modules_disk = kdir.join(MODULES_DISK_FILE);
-    let has_modules = modules_disk.is_file();
-    let mode = network::mode_of(&vm);
-    // Held until the supervisor ends; dropping it takes the VM off the bridge.
-    let bridge = match mode {
-        NetworkMode::Bridge => {
-            let settings = network::BridgeSettings::from_env()?;
-            Some(network::attach_to_bridge(store, &vm, &settings)?)
-        }
-        _ => None,
-    };
-    let guest_network = match (&bridge, mode) {
-        (Some(b), _) => b.guest.clone(),
-        (None, NetworkMode::User) => network::user_guest_network(&vm),
-        (None, _) => network::GuestNetwork::default(),
-    };
-    let mut config = guest_config(&vm, &image, has_modules, &guest_network);
+    let settings = SupervisorConfig::read(files.dir())?;
+    let vmm: Arc<dyn Vmm> = ignite_vmm::driver::locate(
+        ignite_vmm::driver::recorded(vm.spec.vmm),
+        settings.firecracker.as_deref(),
+    )?
+    .into();
+    // Held until the supervisor ends; dropping it takes the VM off its network.
+    let attachment = network::attach(store, &vm, &settings.bridge()?)?;
+    let plan::MachinePlan {
+        machine: spec,
+        guest: mut config,
+    } = plan::plan(&PlanInputs {
+        vm: &vm,
+        image: &image,
+        kernel: &KernelFiles::in_dir(&kdir),
+        files: &files,
+        capabilities: vmm.capabilities(),
+        accel: settings.accel,
+        network: &attachment,
+    });
+    let accel = settings.accel;
     if let Some((_, _, request)) = &attached {
         config.workload.stdin = request.stdin;
         config.workload.window = request.window;
@@ -92,78 +97,6 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         .collect();
     write_vm_initramfs(&kdir, &config, &copies, &files.initramfs())?;
 
-    let kind = driver::kind_of(&vm);
-    let vmm: Arc<dyn Vmm> = driver::locate(kind, driver::firecracker_from_env().as_deref())?.into();
-    let firecracker = kind == VmmKind::Firecracker;
-    let mut disks = vec![DiskSpec {
-        path: if firecracker {
-            files.raw_disk()
-        } else {
-            files.overlay()
-        },
-        format: if firecracker {
-            DiskFormat::Raw
-        } else {
-            DiskFormat::Qcow2
-        },
-        read_only: false,
-        snapshot: false,
-    }];
-    if has_modules {
-        disks.push(DiskSpec {
-            path: modules_disk,
-            format: DiskFormat::Raw,
-            read_only: true,
-            snapshot: false,
-        });
-    }
-    for volume in &config.volumes {
-        let source = vm
-            .spec
-            .storage
-            .volumes
-            .iter()
-            .find(|v| v.name == volume.name)
-            .and_then(|v| v.block_device.as_ref())
-            .map(|b| b.path.clone())
-            .expect("guest volumes come from spec volumes");
-        disks.push(DiskSpec {
-            path: source,
-            format: DiskFormat::Raw,
-            read_only: false,
-            snapshot: false,
-        });
-    }
-    let ssh_port = (vm.spec.ssh.is_some() && mode == NetworkMode::User)
-        .then(free_loopback_port)
-        .flatten();
-    let bzimage = kdir.join(BZIMAGE_FILE);
-    let spec = MachineSpec {
-        vcpus: vm.spec.cpus() as u32,
-        memory_mib: vm.spec.memory().bytes() >> 20,
-        // Firecracker boots the ELF vmlinux; QEMU the bzImage (see kernels).
-        kernel: if bzimage.is_file() && !firecracker {
-            bzimage
-        } else {
-            kdir.join(VMLINUX_FILE)
-        },
-        initrd: files.initramfs(),
-        cmdline: vm
-            .spec
-            .kernel
-            .as_ref()
-            .and_then(|k| k.cmd_line.clone())
-            .unwrap_or_else(|| ignite_api::defaults::KERNEL_CMDLINE.to_string()),
-        disks,
-        console: ConsoleSpec::Socket {
-            path: files.console_socket(),
-            log: files.console_log(),
-        },
-        agent_socket: Some(files.agent_socket()),
-        nics: nics(&vm, ssh_port, bridge.as_ref()),
-        accel,
-        log_dir: Some(files.dir().to_path_buf()),
-    };
     let control = files.control_socket();
     let (program, args) = vmm.command(&spec, &control);
     let log_offset = std::fs::metadata(files.console_log()).map_or(0, |m| m.len());
@@ -237,27 +170,14 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         v.status.start_time = Some(Time::now());
         v.status.supervisor = Some(process::current());
         v.status.vmm = vmm_process.map(|p| VmmStatus {
-            name: vmm.name().to_string(),
+            name: vmm.kind(),
             process: p,
-            accel: accel::name(accel).to_string(),
+            accel,
         });
         v.status.exit = None;
         v.status.boot_millis = None;
-        v.status.ssh_address = match &bridge {
-            Some(b) => v.spec.ssh.as_ref().map(|_| format!("{}:22", b.address)),
-            None => ssh_port.map(|p| format!("127.0.0.1:{p}")),
-        };
-        v.status.network = match (&bridge, mode) {
-            (Some(b), _) => Some(ignite_api::NetworkStatus {
-                plugin: "bridge".into(),
-                ip_addresses: vec![b.address.into()],
-            }),
-            (None, NetworkMode::User) => Some(ignite_api::NetworkStatus {
-                plugin: "user".into(),
-                ip_addresses: vec![network::USER_GUEST.into()],
-            }),
-            (None, _) => None,
-        };
+        v.status.ssh_address = attachment.ssh_address.clone();
+        v.status.network = attachment.status.clone();
         Ok(())
     })?;
     tracing::info!(pid = child.id(), "the VMM runs");
@@ -363,41 +283,29 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         .expect("exit lock")
         .map(|e| e.shell_code())
         .or_else(|| console_exit_status(&files, log_offset));
-    let reason = if killed && stop_deadline.is_some() {
-        "stopped (killed after the grace period)".to_string()
-    } else if killed {
-        "killed".to_string()
-    } else if stop_deadline.is_some() {
-        "stopped".to_string()
-    } else if let Some(panic) = exit_status
-        .is_none()
-        .then(|| console_panic(&files, log_offset))
-        .flatten()
-    {
-        // With panic=1 the guest reboots and the VMM exits cleanly: not a power-off.
-        format!("the guest kernel panicked: {panic}")
-    } else if status.success() {
-        "powered off".to_string()
-    } else {
-        format!(
-            "{VMM_FAILED} ({status}); see {}",
-            files.supervisor_log().display()
-        )
+    let seen = outcome::Seen {
+        stop_requested: stop_deadline.is_some(),
+        killed,
+        vmm_succeeded: status.success(),
+        vmm_status: status.to_string(),
+        exit_status,
+        panic: exit_status
+            .is_none()
+            .then(|| console_panic(&files, log_offset))
+            .flatten(),
+        supervisor_log: files.supervisor_log().display().to_string(),
     };
-    tracing::info!(reason, ?exit_status, "the VM ended");
+    let (reason, detail) = outcome::exit_reason(&seen);
+    tracing::info!(%reason, ?detail, ?exit_status, "the VM ended");
     files.remove_runtime_files();
-    drop(bridge);
+    drop(attachment);
     store.vms().update(uid, |v| -> Result<(), StoreError> {
         v.status.running = false;
         v.status.supervisor = None;
         v.status.vmm = None;
         v.status.ssh_address = None;
         v.status.network = None;
-        v.status.exit = Some(ExitRecord {
-            status: exit_status,
-            reason,
-            time: Time::now(),
-        });
+        v.status.exit = Some(ExitRecord::new(exit_status, reason, detail));
         Ok(())
     })?;
     Ok(())
@@ -537,109 +445,7 @@ fn relay_client_input(mut input: UnixStream, agent: &Arc<Mutex<Option<Arc<AgentC
     }
 }
 
-/// A free TCP port on 127.0.0.1 for the VM's sshd (VMs with `--ssh` and user networking).
-fn free_loopback_port() -> Option<u16> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .ok()
-}
-
-fn nics(
-    vm: &Vm,
-    ssh_port: Option<u16>,
-    bridge: Option<&network::BridgeAttachment>,
-) -> Vec<NicSpec> {
-    let mac = network::mac_of(&super::uid_of(vm));
-    if let Some(b) = bridge {
-        return vec![NicSpec {
-            mac,
-            backend: NicBackend::Tap {
-                ifname: b.tap.clone(),
-            },
-        }];
-    }
-    match network::mode_of(vm) {
-        NetworkMode::User => {
-            let mut forwards: Vec<PortForward> = vm
-                .spec
-                .network
-                .ports
-                .iter()
-                .map(|p| PortForward {
-                    udp: p.protocol == Some(ignite_api::Protocol::Udp),
-                    host_address: p
-                        .bind_address
-                        .map_or_else(|| "0.0.0.0".to_string(), |a| a.to_string()),
-                    host_port: p.host_port,
-                    guest_port: p.vm_port,
-                })
-                .collect();
-            if let Some(port) = ssh_port {
-                forwards.push(PortForward {
-                    udp: false,
-                    host_address: "127.0.0.1".into(),
-                    host_port: port,
-                    guest_port: 22,
-                });
-            }
-            vec![NicSpec {
-                mac,
-                backend: NicBackend::User {
-                    forwards,
-                    isolated: false,
-                },
-            }]
-        }
-        NetworkMode::None | NetworkMode::Bridge => vec![],
-    }
-}
-
-/// The per-VM configuration ignite-init applies.
-pub fn guest_config(
-    vm: &Vm,
-    image: &ignite_api::Image,
-    has_modules: bool,
-    network: &network::GuestNetwork,
-) -> GuestConfig {
-    // Disks: vda root, vdb modules (when the kernel has them), then volumes in order.
-    let first_volume = if has_modules { b'c' } else { b'b' };
-    let volumes = vm
-        .spec
-        .storage
-        .volume_mounts
-        .iter()
-        .enumerate()
-        .map(|(i, m)| GuestVolume {
-            name: m.name.clone(),
-            device: format!("/dev/vd{}", (first_volume + i as u8) as char),
-            path: m.mount_path.to_string_lossy().into_owned(),
-            fstype: None,
-            read_only: false,
-        })
-        .collect();
-    GuestConfig {
-        version: CONFIG_VERSION,
-        name: vm.metadata.name.clone(),
-        uid: super::uid_of(vm).to_string(),
-        hostname: vm.metadata.name.clone(),
-        mode: match vm.spec.mode.unwrap_or_default() {
-            GuestMode::Auto => BootMode::Auto,
-            GuestMode::Vm => BootMode::Vm,
-            GuestMode::Container => BootMode::Container,
-        },
-        workload: workload_for(image, &vm.spec),
-        root_device: "/dev/vda".into(),
-        modules_device: has_modules.then(|| "/dev/vdb".to_string()),
-        interfaces: network.interfaces.clone(),
-        nameservers: network.nameservers.clone(),
-        search_domains: vec![],
-        hosts: vec![],
-        authorized_keys: vec![],
-        files: vec![],
-        volumes,
-    }
-}
+pub use plan::guest_config;
 
 /// `ignite vm exec-vmm -- PROGRAM ARGS...`: the VMM dies with its supervisor.
 pub fn exec_vmm(args: &[OsString]) -> std::io::Error {

@@ -1,0 +1,195 @@
+//! Which VMM runs a VM (ARCHITECTURE §3), found on this host, and what each can do.
+//!
+//! The choice is made once, when a VM is created, and recorded in its `spec.vmm`, so a VM
+//! keeps its driver (and the root disk format that goes with it).
+
+use std::path::Path;
+
+use ignite_api::VmmKind;
+use ignite_disk::DiskFormat;
+
+use crate::Vmm;
+use crate::firecracker::Firecracker;
+use crate::qemu::Qemu;
+
+/// What a driver reads and supports, asked by the runtime instead of its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The format of a VM's own root disk.
+    pub root_disk: DiskFormat,
+    /// The kernel image it boots.
+    pub kernel: KernelFormat,
+    /// The VMM's own user-mode network (no root, ports forwarded from the host).
+    pub user_network: bool,
+}
+
+/// A kernel image format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelFormat {
+    /// The compressed bzImage, booted through its own setup code (faster to load); the
+    /// ELF vmlinux is used when a kernel has no bzImage.
+    BzImage,
+    /// The uncompressed ELF vmlinux.
+    Vmlinux,
+}
+
+/// How a NIC reaches the network, as the runtime asks a driver to provide it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkBackend {
+    /// The VMM's user-mode network.
+    User,
+    /// An existing tap device.
+    Tap,
+}
+
+/// What a driver refuses or lacks, with what to do instead.
+#[derive(Debug, thiserror::Error)]
+pub enum VmmError {
+    /// The VMM's binary is not on this host (the host must act).
+    #[error("{0}")]
+    NotInstalled(String),
+    /// The VM asks for what this VMM cannot do (the VM's spec must change).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// `auto` (or nothing): Firecracker when its binary is found and KVM works (`kvm_works`
+/// is asked only then), QEMU otherwise. An explicit choice stands.
+pub fn choose(
+    requested: Option<VmmKind>,
+    firecracker: Option<&Path>,
+    kvm_works: impl FnOnce() -> bool,
+) -> VmmKind {
+    match requested.unwrap_or(VmmKind::Auto) {
+        VmmKind::Auto if Firecracker::locate(firecracker).is_ok() && kvm_works() => {
+            VmmKind::Firecracker
+        }
+        VmmKind::Auto => VmmKind::Qemu,
+        explicit => explicit,
+    }
+}
+
+/// A VM's recorded driver (VMs recorded before drivers were chosen ran on QEMU).
+pub fn recorded(spec_vmm: Option<VmmKind>) -> VmmKind {
+    match spec_vmm {
+        Some(VmmKind::Firecracker) => VmmKind::Firecracker,
+        _ => VmmKind::Qemu,
+    }
+}
+
+/// The driver of `kind` with its binary found (`firecracker`: the configured binary, tried
+/// before PATH), or why it cannot run here.
+pub fn locate(kind: VmmKind, firecracker: Option<&Path>) -> Result<Box<dyn Vmm>, VmmError> {
+    match recorded(Some(kind)) {
+        VmmKind::Firecracker => Ok(Box::new(
+            Firecracker::locate(firecracker).map_err(VmmError::NotInstalled)?,
+        )),
+        _ => Ok(Box::new(Qemu::locate().map_err(VmmError::NotInstalled)?)),
+    }
+}
+
+/// Files a driver leaves in a VM's directory while the VM runs, which must not outlive
+/// the run (a later start, or another driver, would read them).
+pub fn run_files() -> impl Iterator<Item = &'static str> {
+    [crate::firecracker::METRICS_FILE].into_iter()
+}
+
+/// How `doctor` sees the optional Firecracker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirecrackerCheck {
+    /// Found and runs: its path and version.
+    Runs(String),
+    /// Found but `--version` fails: its path and why.
+    Broken(String),
+    /// Not found (or the configured path is not an executable file).
+    Missing(String),
+}
+
+pub fn check_firecracker(configured: Option<&Path>) -> FirecrackerCheck {
+    match Firecracker::locate(configured) {
+        Err(why) => FirecrackerCheck::Missing(why),
+        Ok(f) => match f.version() {
+            Ok(version) => FirecrackerCheck::Runs(format!("{} ({version})", f.binary.display())),
+            Err(e) => {
+                FirecrackerCheck::Broken(format!("{} does not run ({e})", f.binary.display()))
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ignite_api::Accel;
+
+    #[test]
+    fn auto_prefers_firecracker_only_with_its_binary_and_kvm() {
+        let dir = tempfile::tempdir().unwrap();
+        let fc = dir.path().join("firecracker");
+        std::fs::write(&fc, "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fc, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let missing = dir.path().join("missing");
+        assert_eq!(choose(None, Some(&fc), || true), VmmKind::Firecracker);
+        assert_eq!(
+            choose(Some(VmmKind::Auto), Some(&fc), || false),
+            VmmKind::Qemu
+        );
+        assert_eq!(choose(None, Some(&missing), || true), VmmKind::Qemu);
+        assert_eq!(
+            choose(Some(VmmKind::Qemu), Some(&fc), || true),
+            VmmKind::Qemu
+        );
+        assert_eq!(
+            choose(Some(VmmKind::Firecracker), Some(&missing), || false),
+            VmmKind::Firecracker
+        );
+        assert!(matches!(
+            locate(VmmKind::Firecracker, Some(&missing)),
+            Err(VmmError::NotInstalled(m)) if m.contains("not an executable file")
+        ));
+        assert_eq!(recorded(None), VmmKind::Qemu);
+        assert_eq!(recorded(Some(VmmKind::Auto)), VmmKind::Qemu);
+    }
+
+    #[test]
+    fn each_driver_says_what_it_reads_and_refuses_what_it_cannot_do() {
+        let qemu = Qemu::default();
+        let fc = Firecracker {
+            binary: "/usr/bin/firecracker".into(),
+        };
+        assert_eq!(
+            qemu.capabilities(),
+            Capabilities {
+                root_disk: DiskFormat::Qcow2,
+                kernel: KernelFormat::BzImage,
+                user_network: true,
+            }
+        );
+        assert_eq!(
+            fc.capabilities(),
+            Capabilities {
+                root_disk: DiskFormat::Raw,
+                kernel: KernelFormat::Vmlinux,
+                user_network: false,
+            }
+        );
+        let tcg = || Accel::Tcg;
+        assert_eq!(qemu.choose_accel(None, &tcg).unwrap(), Accel::Tcg);
+        assert_eq!(
+            qemu.choose_accel(Some(Accel::Kvm), &tcg).unwrap(),
+            Accel::Kvm
+        );
+        assert_eq!(fc.choose_accel(None, &tcg).unwrap(), Accel::Kvm);
+        assert!(matches!(
+            fc.choose_accel(Some(Accel::Tcg), &tcg),
+            Err(VmmError::Unsupported(m)) if m.contains("needs KVM")
+        ));
+        assert!(qemu.check_network(NetworkBackend::User).is_ok());
+        assert!(fc.check_network(NetworkBackend::Tap).is_ok());
+        assert!(matches!(
+            fc.check_network(NetworkBackend::User),
+            Err(VmmError::Unsupported(m)) if m.contains("no user-mode network")
+        ));
+    }
+}
