@@ -329,6 +329,17 @@ impl VmmKind {
     }
 }
 
+impl std::str::FromStr for VmmKind {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<VmmKind, String> {
+        [VmmKind::Auto, VmmKind::Qemu, VmmKind::Firecracker]
+            .into_iter()
+            .find(|k| k.name() == value)
+            .ok_or_else(|| format!("unknown --vmm {value:?}: use auto, qemu or firecracker"))
+    }
+}
+
 impl std::fmt::Display for VmmKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -721,6 +732,13 @@ mod tests {
         .unwrap();
         assert_eq!(status.name, VmmKind::Qemu);
         assert_eq!(status.accel, Accel::Tcg);
+        assert_eq!("firecracker".parse::<VmmKind>(), Ok(VmmKind::Firecracker));
+        assert!(
+            "kvmtool"
+                .parse::<VmmKind>()
+                .unwrap_err()
+                .contains("auto, qemu or firecracker")
+        );
         assert_eq!(Accel::parse_choice("auto").unwrap(), None);
         assert!(
             Accel::parse_choice("hvf")

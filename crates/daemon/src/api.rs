@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use ignite_api::{Configuration, Vm};
 use ignite_runtime::reconcile::{Desired, Reconciler};
-use ignite_runtime::vms::{self, VmError};
+use ignite_runtime::vms::{self, ErrorKind, VmError};
 use ignite_store::{Store, StoreError};
 
 use crate::http::{Request, Response, read_request, write_response};
@@ -292,10 +292,7 @@ impl Api {
             &vm.spec,
             ignite_runtime::policy::Origin::Api,
         )
-        .map_err(|e| match e {
-            VmError::Invalid(m) => Response::error(403, m),
-            e => vm_error(e),
-        })?;
+        .map_err(vm_error)?;
         let tree: serde_json::Value =
             ignite_api::manifest::decode(text).map_err(|e| Response::error(400, e.to_string()))?;
         let running = tree
@@ -376,24 +373,12 @@ fn exact_match(vm: &Vm, query: &str) -> bool {
 }
 
 fn store_error(e: StoreError) -> Response {
-    let status = match e {
-        StoreError::NotFound { .. } => 404,
-        StoreError::Ambiguous { .. } => 400,
-        StoreError::NameTaken { .. } | StoreError::UidTaken { .. } => 409,
-        _ => 500,
-    };
-    Response::error(status, e.to_string())
+    Response::error(ErrorKind::of_store(&e).http_status(), e.to_string())
 }
 
+/// The status follows who must act (see [`ErrorKind`]).
 fn vm_error(e: VmError) -> Response {
-    match e {
-        VmError::Store(e) => store_error(e),
-        VmError::AlreadyRunning(_) | VmError::Running(_) | VmError::NameTaken(_) => {
-            Response::error(409, e.to_string())
-        }
-        VmError::Invalid(_) | VmError::Image(_) => Response::error(400, e.to_string()),
-        e => Response::error(500, e.to_string()),
-    }
+    Response::error(e.kind().http_status(), e.to_string())
 }
 
 #[cfg(test)]
@@ -406,6 +391,70 @@ mod tests {
             configuration: None,
             supervisor: PathBuf::from("/nonexistent/ignite"),
             stats: Arc::default(),
+        }
+    }
+
+    /// Each kind of error answers with its own status: who must act decides it.
+    #[test]
+    fn statuses_follow_the_kind_of_error() {
+        let cases: Vec<(VmError, u16)> = vec![
+            (VmError::Spec("--memory 1M is too little".into()), 400),
+            (
+                VmError::Vmm(ignite_vmm::VmmError::Unsupported(
+                    "Firecracker has no user-mode network".into(),
+                )),
+                400,
+            ),
+            (
+                VmError::Image(ignite_runtime::images::ImageError::Platform("x/y".into())),
+                400,
+            ),
+            (VmError::Denied("spec.volumes is not allowed".into()), 403),
+            (
+                VmError::NotFound("the image of VM a (b) is gone".into()),
+                404,
+            ),
+            (
+                VmError::Store(StoreError::NotFound {
+                    kind: ignite_api::Kind::Vm,
+                    query: "nope".into(),
+                }),
+                404,
+            ),
+            (VmError::AlreadyRunning("a".into()), 409),
+            (
+                VmError::Conflict("host port 80/tcp is already in use".into()),
+                409,
+            ),
+            (VmError::Host("qemu-img could not create /x".into()), 500),
+            (
+                VmError::Vmm(ignite_vmm::VmmError::NotInstalled(
+                    "qemu-system-x86_64 is not installed".into(),
+                )),
+                500,
+            ),
+            (
+                VmError::Disk(ignite_disk::DiskError::Failed {
+                    program: "qemu-img",
+                    path: "/x".into(),
+                    output: "no space".into(),
+                }),
+                500,
+            ),
+            (
+                VmError::StartFailed {
+                    vm: "a".into(),
+                    reason: "its VMM exited at once".into(),
+                },
+                500,
+            ),
+        ];
+        for (error, status) in cases {
+            let text = error.to_string();
+            let response = vm_error(error);
+            assert_eq!(response.status, status, "{text}");
+            let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+            assert_eq!(body["error"], text.as_str(), "the message is kept");
         }
     }
 

@@ -230,7 +230,7 @@ pub fn check_host_access(
         }
     };
     policy::check_vm_spec(spec, access, origin, &imported)
-        .map_err(|e| vms::VmError::Invalid(e.to_string()))
+        .map_err(|e| vms::VmError::Denied(e.to_string()))
 }
 
 /// What changes when a manifest is added, edited, renamed over or removed.

@@ -426,13 +426,9 @@ fn flag_spec(args: &CreateArgs, command: &[String]) -> anyhow::Result<VmSpec> {
     spec.vmm = args
         .vmm
         .as_deref()
-        .map(|v| match v {
-            "auto" => Ok(VmmKind::Auto),
-            "qemu" => Ok(VmmKind::Qemu),
-            "firecracker" => Ok(VmmKind::Firecracker),
-            other => bail!("unknown --vmm {other:?}: use auto, qemu or firecracker"),
-        })
-        .transpose()?;
+        .map(str::parse::<VmmKind>)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     spec.mode = args
         .mode
         .as_deref()

@@ -56,7 +56,7 @@ impl Reconciler<'_> {
     /// Carries out one action; `desired` is the manifest it serves (none for removals).
     pub fn execute(&self, action: &Action, desired: Option<&Desired>) -> Result<(), VmError> {
         let manifest = || {
-            desired.ok_or_else(|| VmError::Invalid(format!("no manifest for VM {}", action.name())))
+            desired.ok_or_else(|| VmError::Spec(format!("no manifest for VM {}", action.name())))
         };
         match action {
             Action::Create { start, .. } => {
@@ -122,7 +122,7 @@ impl Reconciler<'_> {
             .objects
             .into_iter()
             .find(|v| v.metadata.name == name)
-            .ok_or_else(|| VmError::Invalid(format!("VM {name} is gone")))
+            .ok_or_else(|| VmError::NotFound(format!("VM {name} is gone")))
     }
 
     fn effective_spec(&self, d: &Desired) -> ignite_api::VmSpec {

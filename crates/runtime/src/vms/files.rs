@@ -96,12 +96,12 @@ impl VmFiles {
                     .arg(&key)
                     .output()
                     .map_err(|e| {
-                        VmError::Invalid(format!(
+                        VmError::Host(format!(
                             "cannot run ssh-keygen ({e}): install openssh-client"
                         ))
                     })?;
                 if !out.status.success() {
-                    return Err(VmError::Invalid(format!(
+                    return Err(VmError::Host(format!(
                         "ssh-keygen could not create {}: {}",
                         key.display(),
                         String::from_utf8_lossy(&out.stderr).trim()
@@ -116,7 +116,7 @@ impl VmFiles {
                 } else if with_pub.is_file() {
                     with_pub
                 } else {
-                    return Err(VmError::Invalid(format!(
+                    return Err(VmError::Spec(format!(
                         "--ssh={}: no such public key (nor {})",
                         path.display(),
                         with_pub.display()
@@ -135,7 +135,7 @@ impl VmFiles {
                 .iter()
                 .any(|k| !k.starts_with("ssh-") && !k.starts_with("ecdsa-"))
         {
-            return Err(VmError::Invalid(format!(
+            return Err(VmError::Spec(format!(
                 "{} is not an OpenSSH public key (ssh-ed25519 AAAA..., ssh-rsa AAAA...)",
                 public.display()
             )));

@@ -45,8 +45,23 @@ pub enum VmError {
     Image(#[from] ImageError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The request or the VM's spec must change.
     #[error("{0}")]
-    Invalid(String),
+    Spec(String),
+    /// The host's access policy refuses what the request asks for.
+    #[error("{0}")]
+    Denied(String),
+    /// What the request names does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The host must be fixed (a program that fails, a resource that is taken).
+    #[error("{0}")]
+    Host(String),
+    /// Something else holds what the request needs (a host port).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("bridge networking: {0}")]
+    Network(#[from] ignite_net::NetError),
     #[error(transparent)]
     MissingTool(#[from] ignite_host_tools::MissingTool),
     #[error(transparent)]
@@ -68,6 +83,78 @@ pub enum VmError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Who must act on an error. It decides the API's HTTP status; the CLI prints the
+/// message, which says what to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request or the VM's spec must change.
+    Spec,
+    /// The host's access policy refuses it.
+    Denied,
+    /// What the request names does not exist.
+    NotFound,
+    /// The object's state (running, a taken name) or a taken host resource stands in the way.
+    Conflict,
+    /// The host must be fixed: a missing or failing program, the network, the VMM, I/O.
+    Host,
+}
+
+impl ErrorKind {
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorKind::Spec => 400,
+            ErrorKind::Denied => 403,
+            ErrorKind::NotFound => 404,
+            ErrorKind::Conflict => 409,
+            ErrorKind::Host => 500,
+        }
+    }
+
+    pub fn of_store(e: &StoreError) -> ErrorKind {
+        match e {
+            StoreError::NotFound { .. } => ErrorKind::NotFound,
+            StoreError::Ambiguous { .. } => ErrorKind::Spec,
+            StoreError::NameTaken { .. } | StoreError::UidTaken { .. } => ErrorKind::Conflict,
+            _ => ErrorKind::Host,
+        }
+    }
+
+    pub fn of_image(e: &ImageError) -> ErrorKind {
+        match e {
+            ImageError::Store(e) => ErrorKind::of_store(e),
+            ImageError::InUse { .. } => ErrorKind::Conflict,
+            ImageError::Io { .. } | ImageError::Disk(_) | ImageError::GuestInit(_) => {
+                ErrorKind::Host
+            }
+            ImageError::Source(_) | ImageError::Oci(_) | ImageError::Platform(_) => ErrorKind::Spec,
+        }
+    }
+}
+
+impl VmError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            VmError::Image(e) => ErrorKind::of_image(e),
+            VmError::Store(e) => ErrorKind::of_store(e),
+            VmError::Spec(_) => ErrorKind::Spec,
+            VmError::Denied(_) => ErrorKind::Denied,
+            VmError::NotFound(_) => ErrorKind::NotFound,
+            VmError::Vmm(ignite_vmm::VmmError::Unsupported(_)) => ErrorKind::Spec,
+            VmError::AlreadyRunning(_)
+            | VmError::NameTaken(_)
+            | VmError::Running(_)
+            | VmError::Conflict(_) => ErrorKind::Conflict,
+            VmError::Host(_)
+            | VmError::Network(_)
+            | VmError::MissingTool(_)
+            | VmError::Vmm(ignite_vmm::VmmError::NotInstalled(_))
+            | VmError::Disk(_)
+            | VmError::StartFailed { .. }
+            | VmError::Io { .. } => ErrorKind::Host,
+        }
+    }
 }
 
 fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> VmError {
@@ -161,7 +248,7 @@ pub fn create_vm(store: &Store, request: CreateRequest<'_>) -> Result<Vm, VmErro
     vm.status.image = image.status.oci_source.clone();
     vm.status.kernel = kernel.status.oci_source.clone();
     let vm = store.vms().create(vm).map_err(|e| match e {
-        StoreError::NameTaken { .. } => VmError::Invalid(format!("{e}: choose another name")),
+        StoreError::NameTaken { .. } => VmError::Conflict(format!("{e}: choose another name")),
         e => e.into(),
     })?;
     let uid = uid_of(&vm);
@@ -212,24 +299,24 @@ fn choose_vmm(
 
 fn validate_spec(spec: &VmSpec) -> Result<(), VmError> {
     if spec.image_ref().is_none() {
-        return Err(VmError::Invalid(
+        return Err(VmError::Spec(
             "no image: give one (ignite run IMAGE) or set spec.image.oci in --config".into(),
         ));
     }
     let memory = spec.memory().bytes() >> 20;
     if memory < MIN_MEMORY_MIB {
-        return Err(VmError::Invalid(format!(
+        return Err(VmError::Spec(format!(
             "--memory {} is too little: a VM needs at least {MIN_MEMORY_MIB} MB",
             spec.memory()
         )));
     }
     if spec.network.mode == Some(NetworkMode::Bridge) && !rustix::process::geteuid().is_root() {
-        return Err(VmError::Invalid(
+        return Err(VmError::Spec(
             "--network bridge needs root (it makes a bridge, taps and firewall rules): run as root, or use --network user".into(),
         ));
     }
     if spec.mode == Some(GuestMode::Vm) && spec.command.as_ref().is_some_and(|c| !c.is_empty()) {
-        return Err(VmError::Invalid(
+        return Err(VmError::Spec(
             "a command runs in container mode: drop --mode vm, or the command".into(),
         ));
     }
@@ -284,7 +371,7 @@ pub fn find_or_import_kernel(
             Ok(import_kernel(store, &source.to_string(), &options, progress)?.kernel)
         }
         None => default_kernel_or_system(store, import, progress)?.ok_or_else(|| {
-            VmError::Invalid(
+            VmError::Spec(
                 "no kernel: import one as the default (ignite kernel import --default FILE; scripts/setup.sh imports Debian's cloud kernel) or give --kernel-image".into(),
             )
         }),
@@ -329,7 +416,7 @@ pub fn image_of(store: &Store, vm: &Vm) -> Result<Image, VmError> {
         .into_iter()
         .find(|i| i.metadata.name == name)
         .ok_or_else(|| {
-            VmError::Invalid(format!(
+            VmError::NotFound(format!(
                 "the image of VM {} ({name}) is gone: import it again (ignite image import {name})",
                 vm.metadata.name
             ))
@@ -450,7 +537,7 @@ fn start_with(
         options.accel.as_deref(),
         options.configured_accel.as_deref(),
     )
-    .map_err(VmError::Invalid)?;
+    .map_err(VmError::Spec)?;
     let accel = vmm.choose_accel(asked, &|| accel::auto(store.root(), &kdir))?;
     let uid = uid_of(&vm);
     let files = VmFiles::new(store, &uid);

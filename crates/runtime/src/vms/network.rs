@@ -22,12 +22,6 @@ pub const DEFAULT_BRIDGE: &str = "ignite0";
 /// QEMU's user-mode network: the guest is 10.0.2.15 behind 10.0.2.2, DNS at .3.
 pub const USER_GUEST: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
 
-impl From<NetError> for VmError {
-    fn from(e: NetError) -> VmError {
-        VmError::Invalid(format!("bridge networking: {e}"))
-    }
-}
-
 /// The bridge of `--network bridge`, from the Configuration's `spec.bridge`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BridgeSettings {
@@ -50,7 +44,7 @@ impl BridgeSettings {
         let name = bridge.and_then(|b| b.name.clone());
         let subnet = bridge.and_then(|b| b.subnet.clone());
         BridgeSettings::new(name.as_deref(), subnet.as_deref())
-            .map_err(|e| VmError::Invalid(format!("the Configuration's spec.bridge: {e}")))
+            .map_err(|e| VmError::Spec(format!("the Configuration's spec.bridge: {e}")))
     }
 
     pub(crate) fn new(name: Option<&str>, subnet: Option<&str>) -> Result<BridgeSettings, String> {
@@ -249,7 +243,7 @@ pub fn hold_host_ports(ports: &[PortMapping]) -> Result<Vec<HeldPort>, VmError> 
                 } else {
                     format!("cannot be used ({e})")
                 };
-                VmError::Invalid(format!(
+                VmError::Conflict(format!(
                     "host port {}/{} of -p {p} {what}: choose another host port",
                     p.host_port,
                     p.protocol()
@@ -312,7 +306,7 @@ pub fn attach_to_bridge(
                 None => None,
                 Some(IpAddr::V4(a)) => Some(a),
                 Some(IpAddr::V6(a)) => {
-                    return Err(VmError::Invalid(format!(
+                    return Err(VmError::Spec(format!(
                         "-p {p}: the IPv6 host address {a} cannot be forwarded with --network bridge (use an IPv4 address, or --network user)"
                     )));
                 }

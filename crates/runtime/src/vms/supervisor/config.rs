@@ -41,7 +41,7 @@ impl SupervisorConfig {
 
     pub fn bridge(&self) -> Result<BridgeSettings, VmError> {
         BridgeSettings::new(Some(&self.bridge_name), Some(&self.bridge_subnet))
-            .map_err(VmError::Invalid)
+            .map_err(VmError::Spec)
     }
 
     /// Writes the file for the VM in `dir` (mode 0600, replacing any former one).
@@ -77,7 +77,7 @@ impl SupervisorConfig {
             .read_to_end(&mut text)
             .map_err(io("read", &path))?;
         serde_json::from_slice(&text).map_err(|e| {
-            VmError::Invalid(format!(
+            VmError::Spec(format!(
                 "the supervisor's configuration {} is not valid ({e}): start the VM again",
                 path.display()
             ))

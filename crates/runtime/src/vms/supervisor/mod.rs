@@ -146,7 +146,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     let helper_exe = std::fs::canonicalize(helper).unwrap_or_else(|_| helper.to_path_buf());
     loop {
         if let Some(status) = child.try_wait().map_err(io("wait for", &program))? {
-            return Err(VmError::Invalid(format!(
+            return Err(VmError::Host(format!(
                 "{} exited at once ({status})",
                 program.display()
             )));
@@ -160,10 +160,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     let vmm_process = wait_for_process(child.id());
     if let Err(e) = vmm.boot(&spec, &control) {
         let _ = child.kill();
-        return Err(VmError::Invalid(format!(
-            "{} refused the VM: {e}",
-            vmm.name()
-        )));
+        return Err(VmError::Host(format!("{} refused the VM: {e}", vmm.name())));
     }
     store.vms().update(uid, |v| -> Result<(), StoreError> {
         v.status.running = true;

@@ -177,8 +177,8 @@ pub fn guest_config(
 mod tests {
     use std::net::Ipv4Addr;
 
-    use ignite_api::{ImageSource, NetworkMode, ObjectMeta, VmSpec, VmmKind};
-    use ignite_vmm::{NicBackend, Vmm};
+    use ignite_api::{ImageSource, NetworkMode, ObjectMeta, VmSpec};
+    use ignite_vmm::NicBackend;
 
     use super::*;
     use crate::vms::network;
@@ -206,15 +206,18 @@ mod tests {
         )
     }
 
-    fn capabilities(kind: VmmKind) -> Capabilities {
-        match kind {
-            VmmKind::Firecracker => ignite_vmm::firecracker::Firecracker {
-                binary: "/fc".into(),
-            }
-            .capabilities(),
-            _ => ignite_vmm::qemu::Qemu::default().capabilities(),
-        }
-    }
+    /// What the QEMU driver declares (its own tests hold it to this).
+    const QEMU_LIKE: Capabilities = Capabilities {
+        root_disk: DiskFormat::Qcow2,
+        kernel: KernelFormat::BzImage,
+        user_network: true,
+    };
+    /// What the Firecracker driver declares.
+    const FIRECRACKER_LIKE: Capabilities = Capabilities {
+        root_disk: DiskFormat::Raw,
+        kernel: KernelFormat::Vmlinux,
+        user_network: false,
+    };
 
     /// Every VMM × network mode: the root disk in the driver's format, the kernel it
     /// reads, the NICs of the mode, and the guest told the same network.
@@ -226,7 +229,7 @@ mod tests {
             vmlinux: "/k/vmlinux".into(),
             modules_disk: Some("/k/modules.ext4".into()),
         };
-        for kind in [VmmKind::Qemu, VmmKind::Firecracker] {
+        for (driver, capabilities) in [("qemu", QEMU_LIKE), ("firecracker", FIRECRACKER_LIKE)] {
             for mode in [NetworkMode::None, NetworkMode::User, NetworkMode::Bridge] {
                 let vm = vm(mode);
                 let attachment = match mode {
@@ -241,15 +244,16 @@ mod tests {
                     image: &image(),
                     kernel: &kernel,
                     files: &files,
-                    capabilities: capabilities(kind),
+                    capabilities,
                     accel: Accel::Kvm,
                     network: &attachment,
                 });
                 let m = &plan.machine;
-                let case = format!("{kind} × {mode:?}");
-                let (root, format, booted) = match kind {
-                    VmmKind::Firecracker => ("root.raw", DiskFormat::Raw, "/k/vmlinux"),
-                    _ => ("root.qcow2", DiskFormat::Qcow2, "/k/bzImage"),
+                let case = format!("{driver} × {mode:?}");
+                let (root, format, booted) = if capabilities == FIRECRACKER_LIKE {
+                    ("root.raw", DiskFormat::Raw, "/k/vmlinux")
+                } else {
+                    ("root.qcow2", DiskFormat::Qcow2, "/k/bzImage")
                 };
                 assert_eq!(m.disks[0].path, files.dir().join(root), "{case}");
                 assert_eq!(m.disks[0].format, format, "{case}");
@@ -325,7 +329,7 @@ mod tests {
             image: &image(),
             kernel: &kernel,
             files: &files,
-            capabilities: capabilities(VmmKind::Qemu),
+            capabilities: QEMU_LIKE,
             accel: Accel::Tcg,
             network: &network::no_network(),
         });
