@@ -400,7 +400,7 @@ fn remove_abandoned_staging(staging_root: &Path) {
 }
 
 /// Removes a root disk no Image refers to any more and no VM is backed by.
-fn remove_unused_rootfs(store: &Store, image_id: &str) -> Result<(), ImageError> {
+pub(crate) fn remove_unused_rootfs(store: &Store, image_id: &str) -> Result<(), ImageError> {
     remove_rootfs_if_unused(store, &rootfs_path(store, image_id))
 }
 
@@ -472,44 +472,6 @@ pub fn vms_using(store: &Store, image: &Image) -> Result<Vec<Vm>, ImageError> {
                     && vm.status.image.id == image.status.oci_source.id)
         })
         .collect())
-}
-
-/// Removes an image. Refused while VMs use it, unless `force`, which removes them too.
-/// Returns the VMs removed.
-pub fn remove_image(
-    store: &Store,
-    query: &str,
-    force: bool,
-) -> Result<(Image, Vec<Vm>), ImageError> {
-    let image = store.images().find(query)?;
-    let users = vms_using(store, &image)?;
-    if !users.is_empty() && !force {
-        return Err(ImageError::InUse {
-            image: image.metadata.name.clone(),
-            vms: users
-                .iter()
-                .map(|v| format!("{} ({})", v.metadata.name, uid_str(v)))
-                .collect(),
-        });
-    }
-    crate::vms::remove_all(store, &users)?;
-    let uid = image
-        .metadata
-        .uid
-        .clone()
-        .expect("stored images have a uid");
-    store.images().delete(&uid)?;
-    if let Some(id) = &image.status.image_id {
-        remove_unused_rootfs(store, id)?;
-    }
-    Ok((image, users))
-}
-
-fn uid_str(vm: &Vm) -> String {
-    vm.metadata
-        .uid
-        .as_ref()
-        .map_or_else(String::new, ToString::to_string)
 }
 
 #[cfg(test)]

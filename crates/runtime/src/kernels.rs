@@ -814,43 +814,6 @@ pub fn vms_using(store: &Store, kernel: &Kernel) -> Result<Vec<Vm>, ImageError> 
         .collect())
 }
 
-/// Removes a kernel. Refused while VMs use it, unless `force`, which removes them too.
-pub fn remove_kernel(
-    store: &Store,
-    query: &str,
-    force: bool,
-) -> Result<(Kernel, Vec<Vm>), ImageError> {
-    let kernel = store.kernels().find(query)?;
-    let users = vms_using(store, &kernel)?;
-    if !users.is_empty() && !force {
-        return Err(ImageError::InUse {
-            image: format!("kernel {}", kernel.metadata.name),
-            vms: users
-                .iter()
-                .map(|v| {
-                    format!(
-                        "{} ({})",
-                        v.metadata.name,
-                        v.metadata
-                            .uid
-                            .as_ref()
-                            .map_or_else(String::new, ToString::to_string)
-                    )
-                })
-                .collect(),
-        });
-    }
-    crate::vms::remove_all(store, &users)?;
-    store.kernels().delete(
-        kernel
-            .metadata
-            .uid
-            .as_ref()
-            .expect("stored kernels have a uid"),
-    )?;
-    Ok((kernel, users))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,4 +9,5 @@ pub mod images;
 pub mod kernels;
 pub mod policy;
 pub mod reconcile;
+pub mod removal;
 pub mod vms;

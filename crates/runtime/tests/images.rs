@@ -7,7 +7,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use ignite_oci::fetch::NoProgress;
-use ignite_runtime::images::{ImportOptions, import_image, remove_image, rootfs_path};
+use ignite_runtime::images::{ImportOptions, import_image, rootfs_path};
+use ignite_runtime::removal::remove_image;
 use ignite_store::Store;
 use ignite_testkit::ext4;
 use ignite_testkit::images::{Compression, Image, Layer, LayerBuilder};

@@ -10,8 +10,9 @@ use ignite_api::{Vm, manifest};
 use ignite_oci::fetch::NoProgress;
 use ignite_runtime::kernels::{
     INITRAMFS_FILE, KernelImportOptions, MODULES_DIR, VMLINUX_FILE, default_kernel, import_kernel,
-    is_default, kernel_dir, remove_kernel,
+    is_default, kernel_dir,
 };
+use ignite_runtime::removal::remove_kernel;
 use ignite_store::Store;
 use ignite_testkit::images::{Compression, Image, LayerBuilder};
 use ignite_testkit::kernel_deb;

@@ -80,7 +80,7 @@ fn list(ctx: &Context) -> anyhow::Result<()> {
 pub fn remove(ctx: &Context, args: &RemoveImageArgs) -> anyhow::Result<()> {
     let store = ctx.writable_store()?;
     remove_each("image", &args.images, |query| {
-        let (image, vms) = images::remove_image(&store, query, args.force)?;
+        let (image, vms) = ignite_runtime::removal::remove_image(&store, query, args.force)?;
         let uid = image
             .metadata
             .uid

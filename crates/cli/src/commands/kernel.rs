@@ -105,7 +105,7 @@ fn list(ctx: &Context) -> anyhow::Result<()> {
 pub fn remove(ctx: &Context, args: &RemoveKernelArgs) -> anyhow::Result<()> {
     let store = ctx.writable_store()?;
     remove_each("kernel", &args.kernels, |query| {
-        let (kernel, vms) = kernels::remove_kernel(&store, query, args.force)?;
+        let (kernel, vms) = ignite_runtime::removal::remove_kernel(&store, query, args.force)?;
         let uid = kernel
             .metadata
             .uid

@@ -735,19 +735,6 @@ pub fn remove_vm(store: &Store, vm: Vm, force: bool) -> Result<Vm, VmError> {
     Ok(vm)
 }
 
-/// Removes VMs whose image or kernel goes (`rmi -f`, `rmk -f`); running ones are killed
-/// first, so nothing of theirs is left behind.
-pub fn remove_all(store: &Store, vms: &[Vm]) -> Result<(), ImageError> {
-    for vm in vms {
-        remove_vm(store, vm.clone(), true).map_err(|e| match e {
-            VmError::Image(e) => e,
-            VmError::Store(e) => ImageError::Store(e),
-            other => ImageError::Source(ignite_api::SourceError::new(other.to_string())),
-        })?;
-    }
-    Ok(())
-}
-
 /// Waits until the VM no longer runs (`None`: no limit) and returns its final record.
 pub fn wait_for_exit(
     store: &Store,
