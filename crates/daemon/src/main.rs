@@ -41,6 +41,26 @@ enum Command {
         #[arg(value_enum, default_value_t = Shell::Bash)]
         shell: Shell,
     },
+    /// A VM's supervisor, started by ignited for each VM it starts (internal)
+    #[command(hide = true, subcommand)]
+    Vm(VmCommand),
+}
+
+/// The supervisor's entry points, shared with `ignite vm` (both binaries carry it, so
+/// ignited runs VMs without the ignite binary).
+#[derive(Debug, Subcommand)]
+enum VmCommand {
+    /// Run one VM until it ends
+    Supervise {
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
+        uid: String,
+    },
+    /// Exec a VMM that dies with its supervisor
+    ExecVmm {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -59,7 +79,8 @@ struct Global {
     /// The Configuration file (default /etc/ignite/config.yaml if it exists)
     #[arg(long, value_name = "FILE")]
     ignite_config: Option<PathBuf>,
-    /// The `ignite` binary, which supervises VMs [default: beside ignited, else in PATH]
+    /// A binary to supervise VMs instead of ignited itself (`ignite` or `ignited`: both
+    /// carry the supervisor) [default: ignited itself]
     #[arg(long, value_name = "FILE")]
     ignite: Option<PathBuf>,
     /// Seconds between full comparisons of manifests and VMs (changes to the manifests are
@@ -119,6 +140,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gitops(args) => {
             gitops::run(&args)?;
             return Ok(ExitCode::SUCCESS);
+        }
+        Command::Vm(VmCommand::Supervise { root, uid }) => {
+            ignite_runtime::vms::supervisor::supervise(&root, &uid)?;
+        }
+        Command::Vm(VmCommand::ExecVmm { command }) => {
+            let err = ignite_runtime::vms::supervisor::exec_vmm(&command);
+            anyhow::bail!("cannot start the VMM {:?}: {err}", command[0]);
         }
         Command::Version => {
             write_stdout(&format!("Ignite version: v{}\n", env!("CARGO_PKG_VERSION")))?

@@ -22,7 +22,7 @@ pub fn reconciler<'a>(
             registry_config_dir: configuration.and_then(|c| c.spec.registry_config_dir.clone()),
             ..Default::default()
         },
-        supervisor,
+        supervisor_program: supervisor,
         progress: &ignite_oci::fetch::NoProgress,
     }
 }

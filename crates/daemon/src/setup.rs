@@ -1,5 +1,5 @@
 //! What `ignited daemon` and `ignited gitops` both start with: the Configuration, the
-//! store, the stop flag, the API, and the `ignite` binary that supervises VMs.
+//! store, the stop flag, the API, and the binary that supervises VMs (ignited itself).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -34,7 +34,7 @@ pub fn set_up(global: &Global) -> anyhow::Result<Setup> {
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, stop.clone())?;
     }
-    let supervisor = ignite_binary(global.ignite.as_deref())?;
+    let supervisor = supervisor_program(global.ignite.as_deref())?;
     let stats = Arc::new(Mutex::new(Stats::default()));
     api::serve(
         &global.api_socket,
@@ -67,16 +67,11 @@ impl Setup {
     }
 }
 
-/// The `ignite` binary that supervises VMs: the flag, else beside ignited, else in PATH.
-pub fn ignite_binary(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if let Some(path) = flag {
-        return Ok(path.to_path_buf());
+/// The binary started as each VM's supervisor: the flag's, else ignited itself.
+pub fn supervisor_program(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
+    match flag {
+        Some(path) => Ok(path.to_path_buf()),
+        None => std::env::current_exe()
+            .context("cannot find the running ignited binary, which supervises VMs: give --ignite"),
     }
-    let beside = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(|d| d.join("ignite")))
-        .filter(|p| p.is_file());
-    beside
-        .or_else(|| ignite_runtime::vms::find_in_path("ignite"))
-        .context("cannot find the ignite binary (it supervises VMs): install it beside ignited or in PATH, or give --ignite")
 }

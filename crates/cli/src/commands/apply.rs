@@ -36,7 +36,7 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         source: SOURCE,
         configuration: ctx.configuration.as_ref(),
         import: ctx.import_options(false, &crate::args::RegistryArgs::default()),
-        supervisor: std::env::current_exe().context("cannot find the ignite binary")?,
+        supervisor_program: std::env::current_exe().context("cannot find the ignite binary")?,
         progress: &bars,
     };
     let actions = reconciler.plan(&set.vms, args.prune)?;

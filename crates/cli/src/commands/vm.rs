@@ -178,10 +178,7 @@ pub fn attach(ctx: &Context, args: &VmArg) -> anyhow::Result<ExitCode> {
 }
 
 pub fn supervise(ctx: &Context, args: &VmArg) -> anyhow::Result<ExitCode> {
-    let store = ctx.writable_store()?;
-    let vm = store.vms().find(&args.vm)?;
-    let helper = std::env::current_exe().context("cannot find the ignite binary")?;
-    vms::supervisor::run(&store, &vms::uid_of(&vm), &helper)?;
+    vms::supervisor::supervise(ctx.store.root(), &args.vm)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -207,20 +204,11 @@ fn start_options<'a>(
     supervisor: &'a Path,
     flags: &StartFlags,
 ) -> anyhow::Result<StartOptions<'a>> {
-    Ok(StartOptions {
+    Ok(StartOptions::new(
         supervisor,
-        accel: flags.accel.clone(),
-        configured_accel: ctx
-            .configuration
-            .as_ref()
-            .and_then(|c| c.spec.accel.clone()),
-        bridge: vms::network::BridgeSettings::from_configuration(ctx.configuration.as_ref())?,
-        firecracker: ctx
-            .configuration
-            .as_ref()
-            .and_then(|c| c.spec.firecracker.clone()),
-        timeout: vms::START_TIMEOUT,
-    })
+        flags.accel.as_deref(),
+        ctx.configuration.as_ref(),
+    )?)
 }
 
 fn start_attached(
@@ -353,17 +341,7 @@ fn create_vm(
             spec,
             import,
             progress: &bars,
-            driver: vms::DriverOptions {
-                accel: accel.map(str::to_string),
-                configured_accel: ctx
-                    .configuration
-                    .as_ref()
-                    .and_then(|c| c.spec.accel.clone()),
-                firecracker: ctx
-                    .configuration
-                    .as_ref()
-                    .and_then(|c| c.spec.firecracker.clone()),
-            },
+            driver: vms::DriverOptions::new(accel, ctx.configuration.as_ref()),
         },
     )?)
 }

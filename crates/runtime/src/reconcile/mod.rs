@@ -16,9 +16,7 @@ use ignite_store::{Store, StoreError};
 
 use crate::config::effective_vm_spec;
 use crate::images::ImportOptions;
-use crate::vms::{
-    self, CreateRequest, DriverOptions, StartOptions, VmError, network::BridgeSettings,
-};
+use crate::vms::{self, CreateRequest, DriverOptions, StartOptions, VmError};
 pub use manifests::{Desired, ManifestSet};
 pub use plan::{APPLIED_SPEC_ANNOTATION, Action, SOURCE_LABEL};
 
@@ -28,8 +26,8 @@ pub struct Reconciler<'a> {
     pub source: &'a str,
     pub configuration: Option<&'a Configuration>,
     pub import: ImportOptions,
-    /// The `ignite` binary, which supervises VMs.
-    pub supervisor: PathBuf,
+    /// The binary started as each VM's supervisor (see [`StartOptions::supervisor_program`]).
+    pub supervisor_program: PathBuf,
     pub progress: &'a dyn Progress,
 }
 
@@ -146,11 +144,7 @@ impl Reconciler<'_> {
                 spec: self.effective_spec(d),
                 import: self.import.clone(),
                 progress: self.progress,
-                driver: DriverOptions {
-                    accel: None,
-                    configured_accel: self.configuration.and_then(|c| c.spec.accel.clone()),
-                    firecracker: self.configuration.and_then(|c| c.spec.firecracker.clone()),
-                },
+                driver: DriverOptions::new(None, self.configuration),
             },
         )
     }
@@ -159,14 +153,7 @@ impl Reconciler<'_> {
         vms::start_vm(
             self.store,
             vm,
-            &StartOptions {
-                supervisor: &self.supervisor,
-                accel: None,
-                configured_accel: self.configuration.and_then(|c| c.spec.accel.clone()),
-                bridge: BridgeSettings::from_configuration(self.configuration)?,
-                firecracker: self.configuration.and_then(|c| c.spec.firecracker.clone()),
-                timeout: vms::START_TIMEOUT,
-            },
+            &StartOptions::new(&self.supervisor_program, None, self.configuration)?,
         )
         .map(drop)
     }

@@ -191,6 +191,17 @@ pub struct DriverOptions {
     pub firecracker: Option<PathBuf>,
 }
 
+impl DriverOptions {
+    /// `--accel` (when given) and the Configuration's settings.
+    pub fn new(accel: Option<&str>, configuration: Option<&ignite_api::Configuration>) -> Self {
+        DriverOptions {
+            accel: accel.map(str::to_string),
+            configured_accel: configuration.and_then(|c| c.spec.accel.clone()),
+            firecracker: configuration.and_then(|c| c.spec.firecracker.clone()),
+        }
+    }
+}
+
 /// Creates a VM (stopped): imports its image and kernel when missing, records them, and
 /// makes its disk, a qcow2 overlay on the image's ext4 (instant whatever the size).
 /// Creates nothing when any step fails.
@@ -481,8 +492,9 @@ pub fn repair(store: &Store, vm: Vm) -> Vm {
 }
 
 pub struct StartOptions<'a> {
-    /// The program that supervises VMs: the `ignite` binary (`ignite vm supervise UID`).
-    pub supervisor: &'a Path,
+    /// The binary started as the VM's supervisor (`PROGRAM vm supervise --root ROOT UID`):
+    /// `ignite` or `ignited`, which both carry it ([`supervisor::supervise`]).
+    pub supervisor_program: &'a Path,
     /// `--accel`, if given.
     pub accel: Option<String>,
     /// The Configuration's `spec.accel`, if any.
@@ -492,6 +504,25 @@ pub struct StartOptions<'a> {
     /// The Configuration's `spec.firecracker`, if any.
     pub firecracker: Option<PathBuf>,
     pub timeout: Duration,
+}
+
+impl<'a> StartOptions<'a> {
+    /// `--accel` (when given) and the Configuration's settings.
+    pub fn new(
+        supervisor_program: &'a Path,
+        accel: Option<&str>,
+        configuration: Option<&ignite_api::Configuration>,
+    ) -> Result<StartOptions<'a>, VmError> {
+        let driver = DriverOptions::new(accel, configuration);
+        Ok(StartOptions {
+            supervisor_program,
+            accel: driver.accel,
+            configured_accel: driver.configured_accel,
+            bridge: network::BridgeSettings::from_configuration(configuration)?,
+            firecracker: driver.firecracker,
+            timeout: START_TIMEOUT,
+        })
+    }
 }
 
 /// Starts a stopped VM: a detached supervisor boots it. Returns once the VMM runs.
@@ -558,7 +589,7 @@ fn start_with(
         .write(files.dir())?;
     let log_path = files.supervisor_log();
     let log = std::fs::File::create(&log_path).map_err(io("create", &log_path))?;
-    let mut command = Command::new(options.supervisor);
+    let mut command = Command::new(options.supervisor_program);
     match attach {
         Some((request, socket)) => {
             command
@@ -570,14 +601,13 @@ fn start_with(
         }
     }
     let mut child = command
-        .arg("--root")
+        .args(["vm", "supervise", "--root"])
         .arg(store.root())
-        .args(["vm", "supervise"])
         .arg(uid.to_string())
         .stdout(log.try_clone().map_err(io("open", &log_path))?)
         .stderr(log)
         .spawn()
-        .map_err(io("start the supervisor", options.supervisor))?;
+        .map_err(io("start the supervisor", options.supervisor_program))?;
     let deadline = Instant::now() + options.timeout;
     // Exit records are to the second; one from a former run is older than this.
     let started = Time::now();

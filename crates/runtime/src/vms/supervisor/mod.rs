@@ -38,7 +38,18 @@ use plan::{KernelFiles, PlanInputs};
 
 const POLL: Duration = Duration::from_millis(50);
 
-/// Runs the VM until it ends. Called as `ignite vm supervise UID` by [`super::start_vm`].
+/// `vm supervise --root ROOT UID`, the entry of both binaries: runs the VM until it ends,
+/// with the running binary as the helper that execs the VMM (`vm exec-vmm`).
+pub fn supervise(root: &std::path::Path, uid: &str) -> Result<(), VmError> {
+    let store = Store::open(root)?;
+    let uid: Uid = uid
+        .parse()
+        .map_err(|e| VmError::Spec(format!("vm supervise {uid:?}: {e}")))?;
+    let helper = std::env::current_exe().map_err(io("find", "the running binary"))?;
+    run(&store, &uid, &helper)
+}
+
+/// Runs the VM until it ends. Called through [`supervise`] by [`super::start_vm`].
 pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmError> {
     // Detach from the starting command's session and terminal.
     let _ = rustix::process::setsid();
