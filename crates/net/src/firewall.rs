@@ -8,7 +8,7 @@
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 
-use crate::{NetError, Subnet, run_with_input};
+use crate::{Commands, NetError, Subnet};
 
 pub const TABLE: &str = "ignite";
 const FORWARD_CHAINS: [&str; 2] = ["prerouting", "output"];
@@ -37,8 +37,8 @@ pub struct Forward {
     pub vm_port: u16,
 }
 
-fn nft(args: &[&str], input: Option<&str>) -> Result<String, NetError> {
-    run_with_input(ignite_host_tools::NFT, args, input)
+fn nft(host: &dyn Commands, args: &[&str], input: Option<&str>) -> Result<String, NetError> {
+    host.run(ignite_host_tools::NFT, args, input)
 }
 
 fn tag(owner: &str) -> String {
@@ -86,25 +86,35 @@ pub fn forward_rules(owner: &str, vm: Ipv4Addr, forwards: &[Forward]) -> String 
 }
 
 /// Makes the table and base chains (idempotent, atomic).
-pub fn ensure_base(bridge: &str, subnet: Subnet) -> Result<(), NetError> {
-    nft(&["-f", "-"], Some(&base_ruleset(bridge, subnet))).map(drop)
+pub fn ensure_base(host: &dyn Commands, bridge: &str, subnet: Subnet) -> Result<(), NetError> {
+    nft(host, &["-f", "-"], Some(&base_ruleset(bridge, subnet))).map(drop)
 }
 
 /// Adds a VM's forwards, replacing any it had.
-pub fn add_forwards(owner: &str, vm: Ipv4Addr, forwards: &[Forward]) -> Result<(), NetError> {
-    remove_forwards(owner)?;
+pub fn add_forwards(
+    host: &dyn Commands,
+    owner: &str,
+    vm: Ipv4Addr,
+    forwards: &[Forward],
+) -> Result<(), NetError> {
+    remove_forwards(host, owner)?;
     if forwards.is_empty() {
         return Ok(());
     }
-    nft(&["-f", "-"], Some(&forward_rules(owner, vm, forwards))).map(drop)
+    nft(
+        host,
+        &["-f", "-"],
+        Some(&forward_rules(owner, vm, forwards)),
+    )
+    .map(drop)
 }
 
 /// Removes every rule tagged for `owner`; returns how many there were.
-pub fn remove_forwards(owner: &str) -> Result<usize, NetError> {
+pub fn remove_forwards(host: &dyn Commands, owner: &str) -> Result<usize, NetError> {
     let mut batch = String::new();
     let mut count = 0;
     for chain in FORWARD_CHAINS {
-        let listing = match nft(&["-a", "list", "chain", "ip", TABLE, chain], None) {
+        let listing = match nft(host, &["-a", "list", "chain", "ip", TABLE, chain], None) {
             Ok(l) => l,
             // No table yet: nothing to remove.
             Err(NetError::Command { message, .. })
@@ -120,7 +130,7 @@ pub fn remove_forwards(owner: &str) -> Result<usize, NetError> {
         }
     }
     if count > 0 {
-        nft(&["-f", "-"], Some(&batch))?;
+        nft(host, &["-f", "-"], Some(&batch))?;
     }
     Ok(count)
 }

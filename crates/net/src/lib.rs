@@ -6,12 +6,14 @@
 //! Everything here needs CAP_NET_ADMIN except the allocator and the packet codecs.
 
 pub mod allocator;
+pub mod commands;
 pub mod dhcp;
 pub mod firewall;
 pub mod links;
 pub mod subnet;
 
 pub use allocator::AddressBook;
+pub use commands::{Commands, Recording, System};
 pub use firewall::{Forward, Transport};
 pub use subnet::Subnet;
 
@@ -44,11 +46,6 @@ pub enum NetError {
         "the subnet {subnet} has no free address left: remove VMs (ignite rm) or configure a larger subnet"
     )]
     Exhausted { subnet: Subnet },
-}
-
-/// Runs a networking tool and returns its stdout; a failure carries its stderr.
-fn run(tool: HostTool, args: &[&str]) -> Result<String, NetError> {
-    run_with_input(tool, args, None)
 }
 
 fn run_with_input(tool: HostTool, args: &[&str], input: Option<&str>) -> Result<String, NetError> {

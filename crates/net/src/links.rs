@@ -1,9 +1,9 @@
 //! The bridge and the taps, made and removed with iproute2's `ip`.
 
-use crate::{NetError, Subnet, run};
+use crate::{Commands, NetError, Subnet};
 
-fn ip(args: &[&str]) -> Result<String, NetError> {
-    run(ignite_host_tools::IP, args)
+fn ip(host: &dyn Commands, args: &[&str]) -> Result<String, NetError> {
+    host.run(ignite_host_tools::IP, args, None)
 }
 
 /// The tap of a VM: named after its uid, within the kernel's 15 characters.
@@ -12,66 +12,63 @@ pub fn tap_name(owner: &str) -> String {
     format!("ign{}", &id[..id.len().min(12)])
 }
 
-pub fn link_exists(name: &str) -> bool {
-    ip(&["link", "show", "dev", name]).is_ok()
+pub fn link_exists(host: &dyn Commands, name: &str) -> bool {
+    ip(host, &["link", "show", "dev", name]).is_ok()
 }
 
 /// Makes sure the bridge exists, has the subnet's gateway address and is up, and that
 /// the host forwards IPv4 (masquerade needs it) and lets port forwards to 127.0.0.1
 /// reach the bridge (`route_localnet`; packets from the bridge to 127/8 are dropped by
 /// the firewall's guard chain). Safe to call concurrently and repeatedly.
-pub fn ensure_bridge(name: &str, subnet: Subnet) -> Result<(), NetError> {
-    if !link_exists(name)
-        && let Err(e) = ip(&["link", "add", "name", name, "type", "bridge"])
+pub fn ensure_bridge(host: &dyn Commands, name: &str, subnet: Subnet) -> Result<(), NetError> {
+    if !link_exists(host, name)
+        && let Err(e) = ip(host, &["link", "add", "name", name, "type", "bridge"])
         // Another start made it meanwhile.
-        && !link_exists(name)
+        && !link_exists(host, name)
     {
         return Err(e);
     }
     let address = format!("{}/{}", subnet.gateway(), subnet.prefix());
-    ip(&["address", "replace", &address, "dev", name])?;
-    ip(&["link", "set", "dev", name, "up"])?;
-    for (path, what) in [
+    ip(host, &["address", "replace", &address, "dev", name])?;
+    ip(host, &["link", "set", "dev", name, "up"])?;
+    for (key, what) in [
+        ("net/ipv4/ip_forward".to_string(), "IPv4 forwarding"),
         (
-            "/proc/sys/net/ipv4/ip_forward".to_string(),
-            "IPv4 forwarding",
-        ),
-        (
-            format!("/proc/sys/net/ipv4/conf/{name}/route_localnet"),
+            format!("net/ipv4/conf/{name}/route_localnet"),
             "port forwards from 127.0.0.1",
         ),
     ] {
-        if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == "1") {
+        if host.sysctl(&key).is_some_and(|v| v.trim() == "1") {
             continue;
         }
-        if let Err(e) = std::fs::write(&path, "1") {
-            tracing::warn!("cannot turn on {what} ({path}): {e}");
+        if let Err(e) = host.set_sysctl(&key, "1") {
+            tracing::warn!("cannot turn on {what} (/proc/sys/{key}): {e}");
         }
     }
     Ok(())
 }
 
 /// Makes a VM's tap (replacing a stale one of the same name) and puts it on the bridge.
-pub fn create_tap(name: &str, bridge: &str) -> Result<(), NetError> {
-    delete_link(name)?;
-    ip(&["tuntap", "add", "dev", name, "mode", "tap"])?;
-    let attached = ip(&["link", "set", "dev", name, "master", bridge])
-        .and_then(|_| ip(&["link", "set", "dev", name, "up"]));
+pub fn create_tap(host: &dyn Commands, name: &str, bridge: &str) -> Result<(), NetError> {
+    delete_link(host, name)?;
+    ip(host, &["tuntap", "add", "dev", name, "mode", "tap"])?;
+    let attached = ip(host, &["link", "set", "dev", name, "master", bridge])
+        .and_then(|_| ip(host, &["link", "set", "dev", name, "up"]));
     if let Err(e) = attached {
-        let _ = delete_link(name);
+        let _ = delete_link(host, name);
         return Err(e);
     }
     Ok(())
 }
 
 /// Removes a link if it exists; returns whether it did.
-pub fn delete_link(name: &str) -> Result<bool, NetError> {
-    if !link_exists(name) {
+pub fn delete_link(host: &dyn Commands, name: &str) -> Result<bool, NetError> {
+    if !link_exists(host, name) {
         return Ok(false);
     }
-    match ip(&["link", "delete", "dev", name]) {
+    match ip(host, &["link", "delete", "dev", name]) {
         Ok(_) => Ok(true),
-        Err(_) if !link_exists(name) => Ok(true),
+        Err(_) if !link_exists(host, name) => Ok(true),
         Err(e) => Err(e),
     }
 }
@@ -79,6 +76,47 @@ pub fn delete_link(name: &str) -> Result<bool, NetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tap_that_cannot_join_the_bridge_is_removed_again() {
+        let host = crate::Recording::new();
+        host.fail("ip link show dev ign0123", "Device does not exist")
+            .fail("ip link set dev ign0123 master", "No such device");
+        let e = create_tap(&host, "ign0123", "ignite0").unwrap_err();
+        assert!(e.to_string().contains("No such device"), "{e}");
+        assert_eq!(
+            host.calls(),
+            [
+                "ip link show dev ign0123",
+                "ip tuntap add dev ign0123 mode tap",
+                "ip link set dev ign0123 master ignite0",
+                // The clean-up looks first; the recording says the link is absent, as a
+                // failed `ip link show` does.
+                "ip link show dev ign0123",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_bridge_is_made_once_addressed_and_up() {
+        let host = crate::Recording::new();
+        host.fail("ip link show dev ignite0", "Device does not exist");
+        ensure_bridge(&host, "ignite0", Subnet::DEFAULT).unwrap();
+        let calls = host.calls();
+        assert_eq!(
+            calls[..4],
+            [
+                "ip link show dev ignite0",
+                "ip link add name ignite0 type bridge",
+                &format!(
+                    "ip address replace {}/{} dev ignite0",
+                    Subnet::DEFAULT.gateway(),
+                    Subnet::DEFAULT.prefix()
+                ),
+                "ip link set dev ignite0 up",
+            ]
+        );
+    }
 
     #[test]
     fn tap_names_fit_the_kernel_limit_and_differ_per_vm() {

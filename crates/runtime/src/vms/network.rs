@@ -11,7 +11,11 @@ use std::net::{IpAddr, Ipv4Addr, TcpListener, UdpSocket};
 
 use ignite_api::{Configuration, NetworkMode, NetworkStatus, PortMapping, Protocol, Uid, Vm};
 use ignite_guest_protocol::config::Interface;
-use ignite_net::{AddressBook, Forward, NetError, Subnet, Transport, dhcp, firewall, links};
+use std::sync::Arc;
+
+use ignite_net::{
+    AddressBook, Commands, Forward, NetError, Subnet, System, Transport, dhcp, firewall, links,
+};
 use ignite_store::Store;
 use ignite_vmm::{NetworkBackend, NicBackend, NicSpec, PortForward};
 
@@ -108,9 +112,19 @@ pub struct Attachment {
 
 /// Connects a VM in its mode (see [`mode_of`]).
 pub fn attach(store: &Store, vm: &Vm, settings: &BridgeSettings) -> Result<Attachment, VmError> {
+    attach_with(Arc::new(System), store, vm, settings)
+}
+
+/// [`attach`], with the host's networking commands run by `host`.
+pub fn attach_with(
+    host: Arc<dyn Commands>,
+    store: &Store,
+    vm: &Vm,
+    settings: &BridgeSettings,
+) -> Result<Attachment, VmError> {
     match mode_of(vm) {
         NetworkMode::Bridge => {
-            let bridge = attach_to_bridge(store, vm, settings)?;
+            let bridge = attach_to_bridge(host, store, vm, settings)?;
             let mut attachment = on_bridge(vm, &bridge.tap, bridge.address, bridge.guest.clone());
             attachment._bridge = Some(bridge);
             Ok(attachment)
@@ -280,6 +294,7 @@ pub fn user_guest_network(vm: &Vm) -> GuestNetwork {
 
 /// A VM on the bridge, while its supervisor runs.
 pub struct BridgeAttachment {
+    host: Arc<dyn Commands>,
     uid: Uid,
     pub tap: String,
     pub address: Ipv4Addr,
@@ -291,6 +306,7 @@ pub struct BridgeAttachment {
 /// its address leased, its tap on the bridge, its forwards in place and its DHCP
 /// responder listening. Whatever fails undoes the VM's part.
 pub fn attach_to_bridge(
+    host: Arc<dyn Commands>,
     store: &Store,
     vm: &Vm,
     settings: &BridgeSettings,
@@ -323,17 +339,17 @@ pub fn attach_to_bridge(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let held = hold_host_ports(&vm.spec.network.ports)?;
-    links::ensure_bridge(&settings.name, settings.subnet)?;
-    firewall::ensure_base(&settings.name, settings.subnet)?;
+    links::ensure_bridge(&*host, &settings.name, settings.subnet)?;
+    firewall::ensure_base(&*host, &settings.name, settings.subnet)?;
     let address = address_book(store).allocate(uid.as_str(), settings.subnet, |owner| {
         owner
             .parse::<Uid>()
             .is_ok_and(|u| store.vms().get(&u).is_ok())
     })?;
     let tap = links::tap_name(uid.as_str());
-    links::create_tap(&tap, &settings.name)?;
-    if let Err(e) = firewall::add_forwards(uid.as_str(), address, &forwards) {
-        detach_from_bridge(&uid);
+    links::create_tap(&*host, &tap, &settings.name)?;
+    if let Err(e) = firewall::add_forwards(&*host, uid.as_str(), address, &forwards) {
+        detach_from_bridge(&*host, &uid);
         return Err(e.into());
     }
     let mac = mac_of(&uid);
@@ -351,6 +367,7 @@ pub fn attach_to_bridge(
         tracing::warn!("no DHCP answers for this VM: {e}");
     }
     Ok(BridgeAttachment {
+        host,
         uid,
         tap,
         address,
@@ -369,17 +386,17 @@ pub fn attach_to_bridge(
 
 impl Drop for BridgeAttachment {
     fn drop(&mut self) {
-        detach_from_bridge(&self.uid);
+        detach_from_bridge(&*self.host, &self.uid);
     }
 }
 
 /// Removes a VM's tap and forwards; the address stays leased for its next start.
 /// Idempotent; failures are logged (there is nothing better to do with them).
-pub fn detach_from_bridge(uid: &Uid) {
-    if let Err(e) = links::delete_link(&links::tap_name(uid.as_str())) {
+pub fn detach_from_bridge(host: &dyn Commands, uid: &Uid) {
+    if let Err(e) = links::delete_link(host, &links::tap_name(uid.as_str())) {
         tracing::warn!("cannot remove the tap of VM {uid}: {e}");
     }
-    if let Err(e) = firewall::remove_forwards(uid.as_str()) {
+    if let Err(e) = firewall::remove_forwards(host, uid.as_str()) {
         tracing::warn!("cannot remove the port forwards of VM {uid}: {e}");
     }
 }
@@ -390,7 +407,7 @@ pub fn release(store: &Store, vm: &Vm) {
         return;
     }
     let uid = uid_of(vm);
-    detach_from_bridge(&uid);
+    detach_from_bridge(&System, &uid);
     if let Err(e) = address_book(store).release(uid.as_str()) {
         tracing::warn!("cannot release the address of VM {uid}: {e}");
     }
@@ -436,6 +453,139 @@ pub(crate) mod tests {
             nameservers: vec!["192.0.2.53".into()],
         };
         on_bridge(vm, tap, address, guest)
+    }
+
+    fn bridge_vm(store: &Store, name: &str, ports: &[&str]) -> Vm {
+        let mut spec = ignite_api::VmSpec::default();
+        spec.network.mode = Some(NetworkMode::Bridge);
+        spec.network.ports = ports.iter().map(|p| p.parse().unwrap()).collect();
+        let meta = ignite_api::ObjectMeta {
+            name: name.into(),
+            ..Default::default()
+        };
+        store.vms().create(Vm::new(meta, spec)).unwrap()
+    }
+
+    /// The bridge and firewall base first, then the VM's tap, then its forwards; the
+    /// attachment's end removes the tap and forwards, and so does a failed forward.
+    #[test]
+    fn a_bridge_vm_is_attached_in_order_and_cleaned_up_without_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let vm = bridge_vm(&store, "web", &[&format!("127.0.0.1:{port}:80")]);
+        let tap = links::tap_name(uid_of(&vm).as_str());
+        let settings = BridgeSettings::new(Some("ign-unit"), Some("10.99.0.0/24")).unwrap();
+        let host = Arc::new(ignite_net::Recording::new());
+        host.fail("ip link show dev", "Device does not exist");
+        let attachment = attach_with(host.clone(), &store, &vm, &settings).unwrap();
+        assert_eq!(attachment.status.as_ref().unwrap().plugin, "bridge");
+        let address = attachment.status.as_ref().unwrap().ip_addresses[0];
+        assert_eq!(address.to_string(), "10.99.0.2");
+        let calls = host.calls();
+        let expected = [
+            "ip link show dev ign-unit".to_string(),
+            "ip link add name ign-unit type bridge".into(),
+            "ip address replace 10.99.0.1/24 dev ign-unit".into(),
+            "ip link set dev ign-unit up".into(),
+            "nft -f -".into(),
+            format!("ip link show dev {tap}"),
+            format!("ip tuntap add dev {tap} mode tap"),
+            format!("ip link set dev {tap} master ign-unit"),
+            format!("ip link set dev {tap} up"),
+            "nft -a list chain ip ignite prerouting".into(),
+            "nft -a list chain ip ignite output".into(),
+            "nft -f -".into(),
+        ];
+        assert_eq!(calls, expected);
+        let inputs = host.inputs();
+        assert!(inputs[4].contains("masquerade"), "{}", inputs[4]);
+        assert!(
+            inputs[11].contains("dnat to 10.99.0.2:80"),
+            "{}",
+            inputs[11]
+        );
+
+        drop(attachment);
+        let after: Vec<String> = host.calls()[expected.len()..].to_vec();
+        assert_eq!(
+            after,
+            [
+                // The link is looked for before it is deleted; the recording says it is gone.
+                format!("ip link show dev {tap}"),
+                "nft -a list chain ip ignite prerouting".into(),
+                "nft -a list chain ip ignite output".into(),
+            ]
+        );
+
+        // A forward the firewall refuses: the tap goes again and the start fails.
+        let host = Arc::new(ignite_net::Recording::new());
+        host.reply(&format!("ip link show dev {tap}"), "")
+            .fail("nft -a list", "No such file or directory");
+        let failing = Arc::new(FailSecondBatch::new(host.clone()));
+        let e = attach_with(failing, &store, &vm, &settings).err().unwrap();
+        assert!(e.to_string().contains("refused"), "{e}");
+        let calls = host.calls();
+        let failed_batch = calls.iter().rposition(|c| c == "nft -f -").unwrap();
+        assert_eq!(
+            calls[failed_batch + 1..],
+            [
+                format!("ip link show dev {tap}"),
+                format!("ip link delete dev {tap}"),
+                "nft -a list chain ip ignite prerouting".into(),
+                "nft -a list chain ip ignite output".into(),
+            ],
+            "{calls:#?}"
+        );
+    }
+
+    /// Fails the second `nft -f -` (the forwards), passing everything else on.
+    struct FailSecondBatch {
+        inner: Arc<ignite_net::Recording>,
+        batches: std::sync::atomic::AtomicUsize,
+    }
+
+    impl FailSecondBatch {
+        fn new(inner: Arc<ignite_net::Recording>) -> Self {
+            FailSecondBatch {
+                inner,
+                batches: Default::default(),
+            }
+        }
+    }
+
+    impl Commands for FailSecondBatch {
+        fn run(
+            &self,
+            tool: ignite_host_tools::HostTool,
+            args: &[&str],
+            input: Option<&str>,
+        ) -> Result<String, NetError> {
+            let out = self.inner.run(tool, args, input);
+            let batch = args == ["-f", "-"];
+            if batch
+                && self
+                    .batches
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                    == 1
+            {
+                return Err(NetError::Command {
+                    command: "nft -f -".into(),
+                    message: "refused".into(),
+                });
+            }
+            out
+        }
+        fn sysctl(&self, key: &str) -> Option<String> {
+            self.inner.sysctl(key)
+        }
+        fn set_sysctl(&self, key: &str, value: &str) -> std::io::Result<()> {
+            self.inner.set_sysctl(key, value)
+        }
     }
 
     #[test]
