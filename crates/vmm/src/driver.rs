@@ -81,10 +81,8 @@ pub fn recorded(spec_vmm: Option<VmmKind>) -> VmmKind {
 /// before PATH), or why it cannot run here.
 pub fn locate(kind: VmmKind, firecracker: Option<&Path>) -> Result<Box<dyn Vmm>, VmmError> {
     match recorded(Some(kind)) {
-        VmmKind::Firecracker => Ok(Box::new(
-            Firecracker::locate(firecracker).map_err(VmmError::NotInstalled)?,
-        )),
-        _ => Ok(Box::new(Qemu::locate().map_err(VmmError::NotInstalled)?)),
+        VmmKind::Firecracker => Ok(Box::new(Firecracker::locate(firecracker)?)),
+        _ => Ok(Box::new(Qemu::locate()?)),
     }
 }
 
@@ -107,7 +105,7 @@ pub enum FirecrackerCheck {
 
 pub fn check_firecracker(configured: Option<&Path>) -> FirecrackerCheck {
     match Firecracker::locate(configured) {
-        Err(why) => FirecrackerCheck::Missing(why),
+        Err(why) => FirecrackerCheck::Missing(why.to_string()),
         Ok(f) => match f.version() {
             Ok(version) => FirecrackerCheck::Runs(format!("{} ({version})", f.binary.display())),
             Err(e) => {

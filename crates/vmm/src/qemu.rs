@@ -10,7 +10,7 @@ use ignite_guest_protocol::agent::SERIAL_PORT_NAME;
 use crate::qmp::Qmp;
 use crate::{
     Accel, Capabilities, ConsoleSpec, DiskFormat, KernelFormat, MachineSpec, NicBackend, Vmm,
-    VmmKind,
+    VmmError, VmmKind,
 };
 
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
@@ -31,11 +31,11 @@ impl Default for Qemu {
 
 impl Qemu {
     /// The QEMU binary from PATH, or how to get one.
-    pub fn locate() -> Result<Qemu, String> {
+    pub fn locate() -> Result<Qemu, VmmError> {
         crate::find_in_path(QEMU_BINARY)
             .map(|binary| Qemu { binary })
             .ok_or_else(|| {
-                format!("{QEMU_BINARY} is not installed (or not in PATH): install qemu-system-x86 (apt-get install qemu-system-x86)")
+                VmmError::NotInstalled(format!("{QEMU_BINARY} is not installed (or not in PATH): install qemu-system-x86 (apt-get install qemu-system-x86)"))
             })
     }
 }

@@ -32,19 +32,19 @@ pub struct Firecracker {
 
 impl Firecracker {
     /// The configured binary, else `firecracker` from PATH, or how to get one.
-    pub fn locate(configured: Option<&Path>) -> Result<Firecracker, String> {
+    pub fn locate(configured: Option<&Path>) -> Result<Firecracker, VmmError> {
         match configured {
             Some(path) if is_executable(path) => Ok(Firecracker {
                 binary: path.to_path_buf(),
             }),
-            Some(path) => Err(format!(
+            Some(path) => Err(VmmError::NotInstalled(format!(
                 "the configured Firecracker binary {} is not an executable file: fix the Configuration's spec.firecracker, or use --vmm qemu",
                 path.display()
-            )),
+            ))),
             None => crate::find_in_path(FIRECRACKER_BINARY)
                 .map(|binary| Firecracker { binary })
                 .ok_or_else(|| {
-                    "firecracker is not installed (or not in PATH): install a release from https://github.com/firecracker-microvm/firecracker/releases, set the Configuration's spec.firecracker to its path, or use --vmm qemu".to_string()
+                    VmmError::NotInstalled("firecracker is not installed (or not in PATH): install a release from https://github.com/firecracker-microvm/firecracker/releases, set the Configuration's spec.firecracker to its path, or use --vmm qemu".to_string())
                 }),
         }
     }
@@ -63,27 +63,27 @@ impl Firecracker {
     }
 
     /// Refuses what Firecracker cannot run, before anything starts.
-    pub fn check(spec: &MachineSpec) -> Result<(), String> {
+    pub fn check(spec: &MachineSpec) -> Result<(), VmmError> {
         if let Some(d) = spec.disks.iter().find(|d| d.format != DiskFormat::Raw) {
-            return Err(format!(
+            return Err(VmmError::Unsupported(format!(
                 "Firecracker reads raw disks only, not {}",
                 d.path.display()
-            ));
+            )));
         }
         if spec
             .nics
             .iter()
             .any(|n| !matches!(n.backend, NicBackend::Tap { .. }))
         {
-            return Err(
+            return Err(VmmError::Unsupported(
                 "Firecracker has no user-mode network: use --network bridge (as root) or --network none"
                     .into(),
-            );
+            ));
         }
         if spec.accel != Accel::Kvm {
-            return Err(
+            return Err(VmmError::Unsupported(
                 "Firecracker runs on KVM only: use --vmm qemu for software emulation".into(),
-            );
+            ));
         }
         Ok(())
     }
@@ -411,23 +411,39 @@ mod tests {
         let mut s = spec(dir.path());
         assert!(Firecracker::check(&s).is_ok());
         s.disks[0].format = DiskFormat::Qcow2;
-        assert!(Firecracker::check(&s).unwrap_err().contains("raw disks"));
+        assert!(
+            Firecracker::check(&s)
+                .unwrap_err()
+                .to_string()
+                .contains("raw disks")
+        );
         let mut s = spec(dir.path());
         s.nics[0].backend = NicBackend::User {
             forwards: vec![],
             isolated: false,
         };
-        assert!(Firecracker::check(&s).unwrap_err().contains("user-mode"));
+        assert!(
+            Firecracker::check(&s)
+                .unwrap_err()
+                .to_string()
+                .contains("user-mode")
+        );
         let mut s = spec(dir.path());
         s.accel = Accel::Tcg;
-        assert!(Firecracker::check(&s).unwrap_err().contains("KVM only"));
+        assert!(
+            Firecracker::check(&s)
+                .unwrap_err()
+                .to_string()
+                .contains("KVM only")
+        );
     }
 
     #[test]
     fn a_missing_binary_says_how_to_get_one() {
         let e = Firecracker::locate(Some(Path::new("/no/such/firecracker")))
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert!(e.contains("spec.firecracker"), "{e}");
     }
 }
