@@ -3,6 +3,9 @@
 //! layered (flags > `--config` > Configuration > built-in defaults) and queried with
 //! Go-style templates and filters. Pure: nothing here touches the filesystem.
 
+// Outside tests, a failure is an error the caller sees, never a panic on `unwrap`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 mod configuration;
 pub mod filter;
 pub mod humanize;

@@ -1,6 +1,9 @@
 //! `ignite`: the command-line interface. Parsing lives in `args`, one module per command
 //! in `commands`; the work itself is done by the library crates.
 
+// Outside tests, a failure is an error the caller sees, never a panic on `unwrap`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 mod args;
 mod commands;
 mod logging;

@@ -1,6 +1,9 @@
 //! `ignited`: the Ignite daemon. It keeps VMs in line with manifests in a directory or a
 //! Git repository, and serves a REST API and metrics.
 
+// Outside tests, a failure is an error the caller sees, never a panic on `unwrap`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 mod api;
 mod daemon;
 mod gitops;

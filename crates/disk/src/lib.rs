@@ -2,6 +2,9 @@
 //! tree with `mkfs.ext4 -d`: no mount, no loop device, no root needed for the build itself
 //! (ownership is copied from the tree, so the tree must be unpacked as root to keep it).
 
+// Outside tests, a failure is an error the caller sees, never a panic on `unwrap`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 

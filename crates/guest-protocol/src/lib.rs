@@ -9,6 +9,9 @@
 //!   virtio-serial port (QEMU) or vsock (Firecracker), multiplexing concurrent sessions.
 //! - [`client`]: the host side of that protocol.
 
+// Outside tests, a failure is an error the caller sees, never a panic on `unwrap`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod agent;
 pub mod client;
 pub mod config;

@@ -10,6 +10,9 @@
 //! guest agent (`ignite-init agent MODE`, [`agent`]) and the helper that gives an exec
 //! session its terminal (`ignite-init exec-tty ...`).
 
+// Outside tests, a failure is an error the caller sees, never a panic on `unwrap`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 mod agent;
 mod boot;
 mod console;

@@ -3,6 +3,9 @@
 //! default user `PATH` has no `/usr/sbin`, where e2fsprogs, kmod, iproute2 and nftables
 //! install. Advice to install a package is given only when the program is really absent.
 
+// Outside tests, a failure is an error the caller sees, never a panic on `unwrap`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -2,6 +2,9 @@
 //! finding the modules a guest needs (with their dependencies, from `.modinfo`), and
 //! writing initramfs archives (cpio newc).
 
+// Outside tests, a failure is an error the caller sees, never a panic on `unwrap`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod bzimage;
 pub mod cpio;
 pub mod deb;

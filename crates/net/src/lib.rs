@@ -5,6 +5,9 @@
 //!
 //! Everything here needs CAP_NET_ADMIN except the allocator and the packet codecs.
 
+// Outside tests, a failure is an error the caller sees, never a panic on `unwrap`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod allocator;
 pub mod commands;
 pub mod dhcp;

@@ -1,6 +1,9 @@
 //! OCI images: where they come from (registries, OCI layouts, `docker save` archives),
 //! the shared blob store, and safe layer unpacking.
 
+// Outside tests, a failure is an error the caller sees, never a panic on `unwrap`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod archive;
 pub mod blobs;
 pub mod digest;

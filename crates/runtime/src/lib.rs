@@ -1,6 +1,9 @@
 //! Ignite's operations, shared by the `ignite` CLI and the `ignited` daemon. Nothing here
 //! knows about command-line parsing or output formats.
 
+// Outside tests, a failure is an error the caller sees, never a panic on `unwrap`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod config;
 pub mod doctor;
 pub mod guest;

@@ -12,6 +12,9 @@
 //! Objects are written atomically; the CLI, the daemon and supervisors serialise on file
 //! locks; a damaged object is reported and never stops the others from being read.
 
+// Outside tests, a failure is an error the caller sees, never a panic on `unwrap`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 mod atomic;
 mod error;
 mod lock;

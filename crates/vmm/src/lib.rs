@@ -10,6 +10,9 @@
 //! network backends and accelerators) instead of matching on its kind. [`accel`] tells
 //! whether KVM works here.
 
+// Outside tests, a failure is an error the caller sees, never a panic on `unwrap`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod accel;
 pub mod driver;
 pub mod firecracker;

@@ -168,7 +168,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let vmm_process = wait_for_process(child.id());
+    let vmm_process = process::lookup(child.id());
     if let Err(e) = vmm.boot(&spec, &control) {
         let _ = child.kill();
         return Err(VmError::Host(format!("{} refused the VM: {e}", vmm.name())));
@@ -317,11 +317,6 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         Ok(())
     })?;
     Ok(())
-}
-
-/// The VMM's process record, once the helper has exec'd into it.
-fn wait_for_process(pid: u32) -> Option<ignite_api::ProcessRef> {
-    process::lookup(pid)
 }
 
 /// The kernel's panic line among the console's last lines written since `offset`.
