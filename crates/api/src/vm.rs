@@ -511,6 +511,17 @@ impl ExitRecord {
         }
     }
 
+    /// What a foreground `run` or `start -i` exits with: the workload's (or ignite-init's)
+    /// status, 0 for a guest that powered off or was stopped, and 125 (as Docker) when the
+    /// VM failed without a status.
+    pub fn exit_code(&self) -> u8 {
+        match self.status {
+            Some(code) => code.clamp(0, 255) as u8,
+            None if !self.reason.is_failure() => 0,
+            None => 125,
+        }
+    }
+
     /// The reason and its detail, for people: `the guest kernel panicked: Kernel panic - ...`.
     pub fn describe(&self) -> String {
         match &self.detail {
@@ -707,6 +718,18 @@ mod tests {
         }
         let err = serde_json::from_str::<ExitReason>("\"exploded\"").unwrap_err();
         assert!(err.to_string().contains("unknown exit reason"), "{err}");
+    }
+
+    #[test]
+    fn a_run_exits_with_the_workload_s_status_else_0_or_125() {
+        let exit = |status, reason| ExitRecord::new(status, reason, None).exit_code();
+        assert_eq!(exit(Some(3), ExitReason::PoweredOff), 3);
+        assert_eq!(exit(Some(300), ExitReason::PoweredOff), 255);
+        assert_eq!(exit(Some(-1), ExitReason::VmmFailed), 0);
+        assert_eq!(exit(None, ExitReason::PoweredOff), 0);
+        assert_eq!(exit(None, ExitReason::StoppedAfterGrace), 0);
+        assert_eq!(exit(None, ExitReason::KernelPanic), 125);
+        assert_eq!(exit(None, ExitReason::Killed), 125);
     }
 
     #[test]

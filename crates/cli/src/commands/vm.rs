@@ -243,14 +243,10 @@ fn final_code(vm: &Vm) -> ExitCode {
     let Some(exit) = &vm.status.exit else {
         return ExitCode::SUCCESS;
     };
-    match exit.status {
-        Some(code) => ExitCode::from(code.clamp(0, 255) as u8),
-        None if !exit.reason.is_failure() => ExitCode::SUCCESS,
-        None => {
-            tracing::error!("VM {} ended: {}", vm.metadata.name, exit.describe());
-            ExitCode::from(125)
-        }
+    if exit.status.is_none() && exit.reason.is_failure() {
+        tracing::error!("VM {} ended: {}", vm.metadata.name, exit.describe());
     }
+    ExitCode::from(exit.exit_code())
 }
 
 /// Applies `op` to each VM; one failure among several is logged and the rest still go.

@@ -9,6 +9,7 @@ pub mod agent_proxy;
 pub mod attach;
 pub mod console_log;
 mod console_relay;
+pub mod copy;
 pub mod files;
 pub mod network;
 pub mod output_log;
