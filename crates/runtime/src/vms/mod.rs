@@ -11,6 +11,7 @@ pub mod console_log;
 mod console_relay;
 pub mod copy;
 pub mod files;
+pub mod listing;
 pub mod network;
 pub mod output_log;
 pub mod process;
