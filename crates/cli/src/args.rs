@@ -282,14 +282,14 @@ pub struct CreateArgs {
     #[arg(short, long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
     /// Networking: bridge (a tap on ignite0, root), user (the VMM's own, no root) or none [default: bridge as root, else user]
-    #[arg(long, value_name = "MODE")]
-    pub network: Option<String>,
+    #[arg(long, value_name = "MODE", value_enum)]
+    pub network: Option<NetworkFlag>,
     /// The VMM: auto, qemu or firecracker [default: auto]
-    #[arg(long, value_name = "VMM")]
-    pub vmm: Option<String>,
+    #[arg(long, value_name = "VMM", value_enum)]
+    pub vmm: Option<VmmFlag>,
     /// How the guest runs the image: auto, vm (its /sbin/init) or container (ENTRYPOINT/CMD)
-    #[arg(long, value_name = "MODE")]
-    pub mode: Option<String>,
+    #[arg(long, value_name = "MODE", value_enum)]
+    pub mode: Option<ModeFlag>,
     /// Set a variable of the workload's environment: KEY=VALUE, or KEY to pass this shell's value (repeatable)
     #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
     pub env: Vec<String>,
@@ -342,7 +342,7 @@ pub struct StartFlags {
     #[arg(short, long)]
     pub attach: bool,
     /// The accelerator: auto, kvm or tcg [default: IGNITE_ACCEL, else auto: kvm when /dev/kvm works]
-    #[arg(long, value_name = "ACCEL")]
+    #[arg(long, value_name = "ACCEL", value_parser = ["auto", "kvm", "tcg"])]
     pub accel: Option<String>,
     /// Ignored (Ignite kept its sandbox container)
     #[arg(short, long, hide = true)]
@@ -585,4 +585,58 @@ pub struct RemoveKernelArgs {
     /// Also remove the VMs that use them
     #[arg(short, long)]
     pub force: bool,
+}
+
+/// `--network`'s values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetworkFlag {
+    Bridge,
+    User,
+    None,
+}
+
+impl From<NetworkFlag> for ignite_api::NetworkMode {
+    fn from(flag: NetworkFlag) -> Self {
+        match flag {
+            NetworkFlag::Bridge => ignite_api::NetworkMode::Bridge,
+            NetworkFlag::User => ignite_api::NetworkMode::User,
+            NetworkFlag::None => ignite_api::NetworkMode::None,
+        }
+    }
+}
+
+/// `--vmm`'s values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VmmFlag {
+    Auto,
+    Qemu,
+    Firecracker,
+}
+
+impl From<VmmFlag> for ignite_api::VmmKind {
+    fn from(flag: VmmFlag) -> Self {
+        match flag {
+            VmmFlag::Auto => ignite_api::VmmKind::Auto,
+            VmmFlag::Qemu => ignite_api::VmmKind::Qemu,
+            VmmFlag::Firecracker => ignite_api::VmmKind::Firecracker,
+        }
+    }
+}
+
+/// `--mode`'s values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeFlag {
+    Auto,
+    Vm,
+    Container,
+}
+
+impl From<ModeFlag> for ignite_api::GuestMode {
+    fn from(flag: ModeFlag) -> Self {
+        match flag {
+            ModeFlag::Auto => ignite_api::GuestMode::Auto,
+            ModeFlag::Vm => ignite_api::GuestMode::Vm,
+            ModeFlag::Container => ignite_api::GuestMode::Container,
+        }
+    }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use ignite_api::{
-    BlockDeviceVolume, FileMapping, GuestMode, ImageSource, NetworkMode, PortMapping, Size, Ssh,
-    Vm, VmImageSpec, VmKernelSpec, VmSpec, VmmKind, Volume, VolumeMount,
+    BlockDeviceVolume, FileMapping, ImageSource, PortMapping, Size, Ssh, Vm, VmImageSpec,
+    VmKernelSpec, VmSpec, Volume, VolumeMount,
 };
 use ignite_runtime::vms::{self, CreateRequest, StartOptions, VmFiles, console_log};
 use ignite_store::Store;
@@ -387,32 +387,9 @@ fn flag_spec(args: &CreateArgs, command: &[String]) -> anyhow::Result<VmSpec> {
             PortMapping::parse_spec(ports).with_context(|| format!("bad --ports {ports:?}"))?,
         );
     }
-    spec.network.mode = args
-        .network
-        .as_deref()
-        .map(|m| match m {
-            "bridge" => Ok(NetworkMode::Bridge),
-            "user" => Ok(NetworkMode::User),
-            "none" => Ok(NetworkMode::None),
-            other => bail!("unknown --network {other:?}: use bridge, user or none"),
-        })
-        .transpose()?;
-    spec.vmm = args
-        .vmm
-        .as_deref()
-        .map(str::parse::<VmmKind>)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
-    spec.mode = args
-        .mode
-        .as_deref()
-        .map(|m| match m {
-            "auto" => Ok(GuestMode::Auto),
-            "vm" => Ok(GuestMode::Vm),
-            "container" => Ok(GuestMode::Container),
-            other => bail!("unknown --mode {other:?}: use auto, vm or container"),
-        })
-        .transpose()?;
+    spec.network.mode = args.network.map(Into::into);
+    spec.vmm = args.vmm.map(Into::into);
+    spec.mode = args.mode.map(Into::into);
     spec.ssh = match args.ssh.as_deref() {
         None | Some("false") => None,
         Some("true") => Some(Ssh::Generate),
