@@ -42,9 +42,9 @@ fn a_kernel_panic_at_boot_fails_the_run_with_125_and_the_panic_line() {
             "vm",
             "panics",
             "-t",
-            "{{.Status.Exit.Reason}}",
+            "{{.Status.Exit.Reason}} {{.Status.Exit.Detail}}",
         ]));
-        if reason.contains("panicked") {
+        if reason.starts_with("kernel-panic ") {
             break reason;
         }
         assert!(
