@@ -7,6 +7,7 @@ use common::{VmHost, stdout};
 
 #[test]
 fn a_kernel_panic_at_boot_fails_the_run_with_125_and_the_panic_line() {
+    ignite_testkit::require_root!("booting VMs");
     let host = VmHost::new();
     // No init the kernel can run: "Kernel panic - not syncing: No working init found".
     let args = "console=ttyS0 reboot=k panic=1 rdinit=/nonexistent init=/nonexistent";
@@ -60,6 +61,7 @@ fn a_kernel_panic_at_boot_fails_the_run_with_125_and_the_panic_line() {
 /// the VM's spec and hold again on `start`.
 #[test]
 fn env_entrypoint_workdir_and_user_flags_reach_the_workload() {
+    ignite_testkit::require_root!("booting VMs");
     let host = VmHost::new();
     let env_file = host.dir.path().join("app.env");
     std::fs::write(
@@ -143,6 +145,7 @@ fn outputs(cmd: &mut assert_cmd::Command) -> (Vec<u8>, Vec<u8>, Option<i32>) {
 /// on each.
 #[test]
 fn ten_megabytes_on_stdout_and_on_stderr_arrive_intact_and_apart() {
+    ignite_testkit::require_root!("booting VMs");
     let host = VmHost::new();
     let data: Vec<u8> = {
         // A fixed pseudo-random sequence: every byte value, no line structure.
@@ -201,6 +204,7 @@ fn ten_megabytes_on_stdout_and_on_stderr_arrive_intact_and_apart() {
 #[test]
 fn a_terminal_with_t_takes_our_size_and_our_ctrl_c() {
     use std::io::{BufRead, Write};
+    ignite_testkit::require_root!("booting VMs");
     let host = VmHost::new();
     host.ignite()
         .args(["image", "import"])
@@ -277,6 +281,7 @@ fn a_terminal_with_t_takes_our_size_and_our_ctrl_c() {
 /// that exits 7 all exit 7 (and leave no VM behind).
 #[test]
 fn concurrent_runs_each_exit_with_their_workload_s_status() {
+    ignite_testkit::require_root!("booting VMs");
     let host = VmHost::new();
     host.ignite()
         .args(["image", "import"])
@@ -315,6 +320,7 @@ fn concurrent_runs_each_exit_with_their_workload_s_status() {
 /// the workload again, attached, and the log keeps both runs.
 #[test]
 fn logs_show_the_workload_after_the_boot_and_start_attach_repeats_it() {
+    ignite_testkit::require_root!("booting VMs");
     let host = VmHost::new();
     let (out, err, code) = outputs(
         host.ignite()

@@ -440,6 +440,7 @@ fn api_takes_exact_names_and_uids_not_prefixes() {
 #[test]
 fn api_socket_is_never_more_open_than_its_final_mode() {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    ignite_testkit::require_root!("giving the API socket to the root group");
     for (group, want) in [(None, 0o600), (Some("root"), 0o660)] {
         let host = Host::new();
         let dir = host.root().join("manifests");

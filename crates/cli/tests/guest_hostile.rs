@@ -33,6 +33,7 @@ fn mode(path: &Path) -> u32 {
 
 #[test]
 fn cp_out_of_a_vm_drops_setuid_bits_and_creates_no_device_nodes() {
+    ignite_testkit::require_root!("booting VMs");
     let host = Host::new();
     host.run("cp-src");
     host.sh(
@@ -117,6 +118,7 @@ fn cp_out_of_a_vm_drops_setuid_bits_and_creates_no_device_nodes() {
 
 #[test]
 fn a_guest_flooding_exec_output_cannot_grow_host_memory() {
+    ignite_testkit::require_root!("booting VMs");
     let host = Host::new();
     host.run("flood");
     let supervisor = host.supervisor_pid("flood");
@@ -187,6 +189,7 @@ fn a_guest_flooding_exec_output_cannot_grow_host_memory() {
 
 #[test]
 fn a_guest_flooding_its_console_is_capped_on_disk() {
+    ignite_testkit::require_root!("booting VMs");
     let host = Host::new();
     let limit: u64 = 256 << 10;
     let image = format!("oci:{}:busybox", host.dir.path().join("layout").display());

@@ -35,7 +35,7 @@ fn vm_using(root: &Path, image: &str) {
 
 #[test]
 fn import_list_inspect_and_remove() {
-    ignite_testkit::require_root("importing images");
+    ignite_testkit::require_root!("importing images");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("state");
     let source = layout(dir.path(), b"hi\n");
@@ -85,7 +85,7 @@ fn import_list_inspect_and_remove() {
 
 #[test]
 fn rmi_refuses_images_in_use_unless_forced() {
-    ignite_testkit::require_root("importing images");
+    ignite_testkit::require_root!("importing images");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("state");
     let source = layout(dir.path(), b"in use\n");
@@ -207,7 +207,7 @@ fn run_bounded(root: &Path, args: &[&str], bound: u64) -> (std::process::ExitSta
 
 #[test]
 fn a_sparse_file_declaring_a_terabyte_is_refused_before_it_is_written() {
-    ignite_testkit::require_root("importing images");
+    ignite_testkit::require_root!("importing images");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("state");
     let canary = dir.path().join("canary");
@@ -259,7 +259,7 @@ fn run_measured(root: &Path, args: &[&str]) -> (bool, String, u64) {
 
 #[test]
 fn a_huge_pax_header_is_refused_before_it_is_buffered() {
-    ignite_testkit::require_root("importing images");
+    ignite_testkit::require_root!("importing images");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("state");
     let canary = dir.path().join("canary");
@@ -295,8 +295,8 @@ fn root_disks(root: &Path) -> Vec<String> {
 
 #[test]
 fn a_pull_keeps_the_root_disk_that_vms_of_the_old_image_use() {
-    ignite_testkit::require_root("importing images");
-    ignite_testkit::require_program("qemu-img", "qemu-utils");
+    ignite_testkit::require_root!("importing images");
+    ignite_testkit::require_program!("qemu-img", "qemu-utils");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("state");
     let vmlinux = dir.path().join("vmlinux");
@@ -392,7 +392,7 @@ fn ignite_limited(root: &Path) -> assert_cmd::Command {
 
 #[test]
 fn layout_files_that_are_links_to_devices_or_fifos_are_refused() {
-    ignite_testkit::require_root("importing images");
+    ignite_testkit::require_root!("importing images");
     let dir = tempfile::tempdir().unwrap();
     let canary = dir.path().join("canary");
     std::fs::write(&canary, "precious").unwrap();

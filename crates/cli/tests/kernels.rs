@@ -9,7 +9,7 @@ use predicates::prelude::*;
 
 #[test]
 fn import_list_and_remove_a_kernel() {
-    ignite_testkit::require_root("unpacking a kernel package");
+    ignite_testkit::require_root!("unpacking a kernel package");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("state");
     let out = ignite(&root)
@@ -252,7 +252,7 @@ impl Drop for Immutable {
 
 #[test]
 fn a_failed_kernel_re_import_leaves_the_previous_kernel_intact() {
-    ignite_testkit::require_root("importing kernels");
+    ignite_testkit::require_root!("importing kernels");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("state");
     let image_dir = dir.path().join("image");
@@ -335,7 +335,7 @@ fn a_failed_kernel_re_import_leaves_the_previous_kernel_intact() {
 
 #[test]
 fn a_huge_sparse_module_is_refused_before_it_is_copied_or_read() {
-    ignite_testkit::require_program("/usr/bin/time", "time");
+    ignite_testkit::require_program!("/usr/bin/time", "time");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("state");
     let rel = "6.1.0-bigmodule";
@@ -390,7 +390,7 @@ fn a_huge_sparse_module_is_refused_before_it_is_copied_or_read() {
 /// the installed static init in the search order.
 #[test]
 fn a_dynamically_linked_guest_init_is_refused_and_passed_over() {
-    ignite_testkit::require_root("unpacking a kernel package");
+    ignite_testkit::require_root!("unpacking a kernel package");
     let dynamic = assert_cmd::cargo::cargo_bin("ignite-init");
     assert!(
         dynamic.is_file(),

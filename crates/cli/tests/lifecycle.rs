@@ -127,6 +127,7 @@ fn kill9(pid: u32) {
 
 #[test]
 fn run_rm_exits_with_the_workloads_status() {
+    ignite_testkit::require_root!("booting VMs");
     let host = Host::new();
     // A command replaces CMD; the image's ENTRYPOINT (/bin/sh -c) stays.
     let out = host
@@ -189,6 +190,7 @@ fn run_rm_exits_with_the_workloads_status() {
 
 #[test]
 fn lifecycle_run_stop_start_rm_leaves_nothing_behind() {
+    ignite_testkit::require_root!("booting VMs");
     let host = Host::new();
     let uid = stdout(host.ignite().args([
         "run",
@@ -252,6 +254,7 @@ fn lifecycle_run_stop_start_rm_leaves_nothing_behind() {
 
 #[test]
 fn killed_supervisors_and_vmms_leave_a_truthful_state() {
+    ignite_testkit::require_root!("booting VMs");
     let host = Host::new();
     host.ignite()
         .args(["run", "--name", "crash", "--network", "none", &host.image()])
@@ -295,6 +298,7 @@ fn killed_supervisors_and_vmms_leave_a_truthful_state() {
 
 #[test]
 fn concurrent_runs_all_succeed_with_distinct_names() {
+    ignite_testkit::require_root!("booting VMs");
     let host = Host::new();
     // The image is imported once first; ten runs then race on create and start.
     host.ignite()
@@ -345,6 +349,7 @@ fn concurrent_runs_all_succeed_with_distinct_names() {
 
 #[test]
 fn bad_requests_fail_clearly_and_create_nothing() {
+    ignite_testkit::require_root!("booting VMs");
     let host = Host::new();
     host.ignite()
         .args([
@@ -422,6 +427,7 @@ fn bad_requests_fail_clearly_and_create_nothing() {
 
 #[test]
 fn logs_follow_and_attach_detach() {
+    ignite_testkit::require_root!("booting VMs");
     let host = Host::new();
     // logs -f prints everything and returns when the VM ends.
     host.ignite()
@@ -498,6 +504,7 @@ fn logs_follow_and_attach_detach() {
 
 #[test]
 fn doctor_reports_what_is_missing_and_how_to_fix_it() {
+    ignite_testkit::require_root!("booting VMs");
     let host = Host::new();
     let out = stdout(host.ignite().args(["doctor", "--quick"]));
     for check in [
@@ -537,6 +544,7 @@ fn doctor_reports_what_is_missing_and_how_to_fix_it() {
 #[test]
 fn ssh_keys_are_generated_or_imported_and_authorised_in_the_guest() {
     use std::os::unix::fs::PermissionsExt;
+    ignite_testkit::require_root!("booting VMs");
     let host = Host::new();
     // The image's USER is 1000: root's keys are read through exec, which runs as root.
     let uid = stdout(host.ignite().args([
@@ -612,6 +620,7 @@ fn ssh_keys_are_generated_or_imported_and_authorised_in_the_guest() {
 
 #[test]
 fn exec_runs_commands_through_the_agent() {
+    ignite_testkit::require_root!("booting VMs");
     let host = Host::new();
     host.ignite()
         .args([
@@ -701,6 +710,7 @@ fn exec_runs_commands_through_the_agent() {
 #[test]
 fn cp_copies_files_and_trees_both_ways() {
     use std::os::unix::fs::PermissionsExt;
+    ignite_testkit::require_root!("booting VMs");
     let host = Host::new();
     host.ignite()
         .args([
@@ -934,6 +944,7 @@ fn address_of(host: &Host, name: &str) -> String {
 
 #[test]
 fn bridge_networking_connects_vms_forwards_ports_and_cleans_up() {
+    ignite_testkit::require_root!("booting VMs");
     let host = Host::new();
     ignite_testkit::require_program("nft", "nftables");
     let ns = Netns::new("bridge");
@@ -1101,6 +1112,7 @@ impl Drop for Netns {
 
 #[test]
 fn debian_on_the_bridge_gets_dhcp_ssh_exec_and_restarts() {
+    ignite_testkit::require_root!("booting VMs");
     let host = Host::new();
     let ns = Netns::new("ssh");
     let layout = ignite_testkit::base_image_layout();
@@ -1235,6 +1247,7 @@ fn manifest(host: &Host, name: &str, extra_spec: &str, status: &str) -> String {
 
 #[test]
 fn apply_creates_updates_stops_and_prunes() {
+    ignite_testkit::require_root!("booting VMs");
     let host = Host::new();
     let dir = host.root().join("manifests");
     std::fs::create_dir(&dir).unwrap();
@@ -1417,6 +1430,7 @@ fn wait_until(host: &Host, what: &str, check: impl Fn() -> bool) {
 
 #[test]
 fn ignited_daemon_follows_the_manifest_directory() {
+    ignite_testkit::require_root!("booting VMs");
     let host = Host::new();
     let dir = host.root().join("manifests");
     std::fs::create_dir(&dir).unwrap();
@@ -1511,6 +1525,7 @@ fn json(body: &str) -> serde_json::Value {
 #[test]
 fn ignited_api_serves_vms_images_kernels_and_metrics() {
     use std::os::unix::fs::PermissionsExt;
+    ignite_testkit::require_root!("booting VMs");
     let host = Host::new();
     let dir = host.root().join("manifests");
     std::fs::create_dir(&dir).unwrap();
@@ -1696,6 +1711,7 @@ fn free_port() -> u16 {
 
 #[test]
 fn ignited_gitops_follows_git_remotes_and_pushes_status() {
+    ignite_testkit::require_root!("booting VMs");
     let host = Host::new();
     let listed = |name: &str| host.ps_all().lines().any(|l| l.ends_with(name));
     let ignited_commits = |remote: &Path| {
