@@ -3,39 +3,38 @@
 //! needs a VM to boot: every attack is refused before one would. `cargo test -p ignite-cli`
 //! does not build `ignited`: run `cargo build -p ignite-daemon` first.
 
-mod common;
-
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-/// A state root, a log, and a directory outside it for canaries.
+use assert_cmd::cargo::cargo_bin;
+use ignite_testkit::git::git;
+
+/// A state root (ignite_testkit's, empty), a log, and a directory outside it for canaries.
 struct Host {
-    dir: tempfile::TempDir,
+    host: ignite_testkit::Host,
     outside: tempfile::TempDir,
-    _watchdog: ignite_testkit::watchdog::Watchdog,
+}
+
+impl std::ops::Deref for Host {
+    type Target = ignite_testkit::Host;
+    fn deref(&self) -> &ignite_testkit::Host {
+        &self.host
+    }
 }
 
 impl Host {
     fn new() -> Host {
-        let dir = tempfile::tempdir().unwrap();
         Host {
-            _watchdog: ignite_testkit::watchdog::arm(dir.path()),
-            dir,
+            host: ignite_testkit::Host::empty(cargo_bin!("ignite")),
             // No '.' component: the option-injection test names a file in it in a ref.
             outside: tempfile::Builder::new()
                 .prefix("ignite-canary")
                 .tempdir()
                 .unwrap(),
         }
-    }
-    fn root(&self) -> &Path {
-        self.dir.path()
-    }
-    fn state(&self) -> PathBuf {
-        self.root().join("state")
     }
     fn log(&self) -> String {
         std::fs::read_to_string(self.root().join("ignited.log")).unwrap_or_default()
@@ -56,7 +55,7 @@ impl Host {
             .arg("--root")
             .arg(self.state())
             .arg("--ignite")
-            .arg(assert_cmd::cargo::cargo_bin("ignite"))
+            .arg(self.ignite_binary())
             .arg("--api-socket")
             .arg(self.socket())
             .env("IGNITE_ACCEL", "tcg")
@@ -96,25 +95,6 @@ fn wait_until(host: &Host, what: &str, check: impl Fn() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-/// Runs git in `dir` as a test author; panics on failure and returns stdout.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "tester")
-        .env("GIT_AUTHOR_EMAIL", "tester@localhost")
-        .env("GIT_COMMITTER_NAME", "tester")
-        .env("GIT_COMMITTER_EMAIL", "tester@localhost")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A bare repository (branch main) and a working clone to commit from.
@@ -511,7 +491,7 @@ fn images(host: &Host) -> usize {
 fn api_refuses_host_resources_without_a_host_access_policy() {
     let host = Host::new();
     let layout = host.outside.path().join("layout");
-    common::write_busybox_image(&layout);
+    ignite_testkit::write_busybox_image(&layout);
     let image = format!("oci:{}:busybox", layout.display());
     let _d = api_daemon(&host, &[]);
     let attacks = [
@@ -563,7 +543,7 @@ fn api_refuses_host_resources_without_a_host_access_policy() {
 fn api_creates_vms_within_the_host_access_policy() {
     let host = Host::new();
     let deb = ignite_testkit::kernel_deb();
-    common::ignite(&host.state())
+    host.ignite_in(&host.state())
         .args(["kernel", "import"])
         .arg(&deb)
         .assert()
@@ -571,7 +551,7 @@ fn api_creates_vms_within_the_host_access_policy() {
     let allowed = host.outside.path().join("allowed");
     std::fs::create_dir(&allowed).unwrap();
     let layout = allowed.join("layout");
-    common::write_busybox_image(&layout);
+    ignite_testkit::write_busybox_image(&layout);
     std::fs::write(allowed.join("motd"), "hello").unwrap();
     std::os::unix::fs::symlink("/etc/shadow", allowed.join("shadow")).unwrap();
     let config = host.root().join("config.yaml");

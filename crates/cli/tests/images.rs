@@ -1,15 +1,18 @@
 //! `ignite image import|ls|rm`, `ignite images` and `ignite rmi` through the binary.
 
-mod common;
-
-use common::{ignite, stdout};
-
 use std::path::Path;
 
+use assert_cmd::cargo::cargo_bin;
 use ignite_api::{Vm, manifest};
 use ignite_store::Store;
 use ignite_testkit::images::{Compression, Image, LayerBuilder};
+use ignite_testkit::stdout;
 use predicates::prelude::*;
+
+/// `ignite` with its state in `root`, plain logs and no colour.
+fn ignite(root: &Path) -> assert_cmd::Command {
+    ignite_testkit::ignite(cargo_bin!("ignite"), root)
+}
 
 fn layout(dir: &Path, content: &[u8]) -> String {
     let image = Image::new(

@@ -1,11 +1,15 @@
 //! `ignite kernel import|ls|rm`, `ignite kernels` and `ignite rmk` through the binary.
 
-mod common;
+use std::path::Path;
 
-use common::ignite;
-
+use assert_cmd::cargo::cargo_bin;
 use ignite_testkit::kernel_deb;
 use predicates::prelude::*;
+
+/// `ignite` with its state in `root`, plain logs and no colour.
+fn ignite(root: &Path) -> assert_cmd::Command {
+    ignite_testkit::ignite(cargo_bin!("ignite"), root)
+}
 
 #[test]
 fn import_list_and_remove_a_kernel() {
@@ -422,7 +426,7 @@ fn a_dynamically_linked_guest_init_is_refused_and_passed_over() {
     let binary = prefix.join("bin/ignite");
     std::fs::copy(assert_cmd::cargo::cargo_bin("ignite"), &binary).unwrap();
     std::fs::copy(&dynamic, prefix.join("bin/ignite-init")).unwrap();
-    let static_init = common::guest_init();
+    let static_init = ignite_testkit::guest_init();
     std::fs::copy(&static_init, prefix.join("lib/ignite/ignite-init")).unwrap();
     let out = std::process::Command::new(&binary)
         .env("IGNITE_ROOT", &root)

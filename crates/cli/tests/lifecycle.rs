@@ -1,134 +1,22 @@
 //! The VM lifecycle through the `ignite` binary, booting real VMs under QEMU (TCG): run,
 //! stop, start, rm, `run --rm` exit statuses, logs, crash recovery, concurrent runs, and
-//! errors that create nothing.
-
-mod common;
+//! errors that create nothing. The harness (the host, network namespaces) is ignite-testkit's.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{guest_init, ignite, stdout, write_busybox_image};
+use assert_cmd::cargo::cargo_bin;
 use ignite_api::Vm;
-
-struct Host {
-    dir: tempfile::TempDir,
-    _watchdog: ignite_testkit::watchdog::Watchdog,
-}
-
-impl Host {
-    /// A state directory with Debian's kernel as the default and a busybox image whose
-    /// init (VM mode) powers off on SIGUSR2 or SIGTERM and otherwise idles.
-    fn new() -> Host {
-        ignite_testkit::require_root("importing kernels and images");
-        ignite_testkit::require_program("qemu-system-x86_64", "qemu-system-x86");
-        ignite_testkit::require_program("qemu-img", "qemu-utils");
-        let dir = tempfile::tempdir().unwrap();
-        let host = Host {
-            _watchdog: ignite_testkit::watchdog::arm(dir.path()),
-            dir,
-        };
-        let deb = ignite_testkit::kernel_deb();
-        host.ignite()
-            .args(["kernel", "import"])
-            .arg(&deb)
-            .assert()
-            .success();
-        write_busybox_image(&host.layout());
-        host
-    }
-
-    fn layout(&self) -> PathBuf {
-        self.dir.path().join("layout")
-    }
-
-    fn image(&self) -> String {
-        format!("oci:{}:busybox", self.layout().display())
-    }
-
-    fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn ignite(&self) -> assert_cmd::Command {
-        let mut cmd = ignite(&self.root().join("state"));
-        cmd.env("IGNITE_INIT", guest_init())
-            .env("IGNITE_ACCEL", "tcg")
-            .timeout(Duration::from_secs(300));
-        cmd
-    }
-
-    fn vm(&self, name: &str) -> Vm {
-        let json = stdout(self.ignite().args(["inspect", "vm", name]));
-        serde_json::from_str(&json).unwrap()
-    }
-
-    fn ps_all(&self) -> String {
-        stdout(self.ignite().args(["ps", "-a"]))
-    }
-
-    fn status_of(&self, name: &str) -> String {
-        let ps = self.ps_all();
-        let line = ps
-            .lines()
-            .find(|l| l.split_whitespace().last() == Some(name))
-            .unwrap_or_else(|| panic!("{name} is not listed:\n{ps}"));
-        if line.contains("\tUp") {
-            "Up".into()
-        } else {
-            "Stopped".into()
-        }
-    }
-
-    fn wait_for_log(&self, name: &str, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let logs = stdout(self.ignite().args(["logs", name]));
-            if logs.contains(needle) {
-                return logs;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name} never logged {needle:?}:\n{logs}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-/// A failed test leaves no VM running behind it.
-impl Drop for Host {
-    fn drop(&mut self) {
-        let state = self.root().join("state");
-        if let Ok(out) = ignite(&state).args(["ps", "-a", "-q"]).output() {
-            let ids = String::from_utf8_lossy(&out.stdout).into_owned();
-            let ids: Vec<&str> = ids.split_whitespace().collect();
-            if !ids.is_empty() {
-                let _ = ignite(&state).args(["rm", "-f"]).args(&ids).output();
-            }
-        }
-    }
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| !s.rsplit_once(')').unwrap().1.trim_start().starts_with('Z'))
-}
-
-fn kill9(pid: u32) {
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-}
+use ignite_testkit::git::git;
+use ignite_testkit::netns::{Netns, address_of};
+use ignite_testkit::process::{alive, kill9};
+use ignite_testkit::{Host, guest_init, stdout};
 
 #[test]
 fn run_rm_exits_with_the_workloads_status() {
     ignite_testkit::require_root!("booting VMs");
-    let host = Host::new();
+    let host = Host::new(cargo_bin!("ignite"));
     // A command replaces CMD; the image's ENTRYPOINT (/bin/sh -c) stays.
     let out = host
         .ignite()
@@ -191,7 +79,7 @@ fn run_rm_exits_with_the_workloads_status() {
 #[test]
 fn lifecycle_run_stop_start_rm_leaves_nothing_behind() {
     ignite_testkit::require_root!("booting VMs");
-    let host = Host::new();
+    let host = Host::new(cargo_bin!("ignite"));
     let uid = stdout(host.ignite().args([
         "run",
         "--name",
@@ -255,7 +143,7 @@ fn lifecycle_run_stop_start_rm_leaves_nothing_behind() {
 #[test]
 fn killed_supervisors_and_vmms_leave_a_truthful_state() {
     ignite_testkit::require_root!("booting VMs");
-    let host = Host::new();
+    let host = Host::new(cargo_bin!("ignite"));
     host.ignite()
         .args(["run", "--name", "crash", "--network", "none", &host.image()])
         .assert()
@@ -299,7 +187,7 @@ fn killed_supervisors_and_vmms_leave_a_truthful_state() {
 #[test]
 fn concurrent_runs_all_succeed_with_distinct_names() {
     ignite_testkit::require_root!("booting VMs");
-    let host = Host::new();
+    let host = Host::new(cargo_bin!("ignite"));
     // The image is imported once first; ten runs then race on create and start.
     host.ignite()
         .args(["image", "import", &host.image()])
@@ -350,7 +238,7 @@ fn concurrent_runs_all_succeed_with_distinct_names() {
 #[test]
 fn bad_requests_fail_clearly_and_create_nothing() {
     ignite_testkit::require_root!("booting VMs");
-    let host = Host::new();
+    let host = Host::new(cargo_bin!("ignite"));
     host.ignite()
         .args([
             "create",
@@ -391,14 +279,17 @@ fn bad_requests_fail_clearly_and_create_nothing() {
     // No kernel at all: a fresh state has none, and there is no system kernel package.
     let empty = tempfile::tempdir().unwrap();
     let no_packages = tempfile::tempdir().unwrap();
-    ignite(empty.path())
+    host.ignite_in(empty.path())
         .env("IGNITE_INIT", guest_init())
         .env("IGNITE_SYSTEM_KERNELS", no_packages.path())
         .args(["create", &host.image()])
         .assert()
         .failure()
         .stderr(predicates::str::contains("no kernel"));
-    assert_eq!(stdout(ignite(empty.path()).args(["ps", "-a", "-q"])), "");
+    assert_eq!(
+        stdout(host.ignite_in(empty.path()).args(["ps", "-a", "-q"])),
+        ""
+    );
     // With the system's kernel package there, a fresh state imports it as its default.
     let packages = tempfile::tempdir().unwrap();
     let deb = ignite_testkit::kernel_deb();
@@ -418,7 +309,7 @@ fn bad_requests_fail_clearly_and_create_nothing() {
         .success()
         .stderr(predicates::str::contains("importing the system's kernel"));
     assert_eq!(
-        stdout(ignite(empty.path()).args(["kernels", "-q"]))
+        stdout(host.ignite_in(empty.path()).args(["kernels", "-q"]))
             .lines()
             .count(),
         1
@@ -428,7 +319,7 @@ fn bad_requests_fail_clearly_and_create_nothing() {
 #[test]
 fn logs_follow_and_attach_detach() {
     ignite_testkit::require_root!("booting VMs");
-    let host = Host::new();
+    let host = Host::new(cargo_bin!("ignite"));
     // logs -f prints everything and returns when the VM ends.
     host.ignite()
         .args([
@@ -505,7 +396,7 @@ fn logs_follow_and_attach_detach() {
 #[test]
 fn doctor_reports_what_is_missing_and_how_to_fix_it() {
     ignite_testkit::require_root!("booting VMs");
-    let host = Host::new();
+    let host = Host::new(cargo_bin!("ignite"));
     let out = stdout(host.ignite().args(["doctor", "--quick"]));
     for check in [
         "qemu",
@@ -545,7 +436,7 @@ fn doctor_reports_what_is_missing_and_how_to_fix_it() {
 fn ssh_keys_are_generated_or_imported_and_authorised_in_the_guest() {
     use std::os::unix::fs::PermissionsExt;
     ignite_testkit::require_root!("booting VMs");
-    let host = Host::new();
+    let host = Host::new(cargo_bin!("ignite"));
     // The image's USER is 1000: root's keys are read through exec, which runs as root.
     let uid = stdout(host.ignite().args([
         "run",
@@ -621,7 +512,7 @@ fn ssh_keys_are_generated_or_imported_and_authorised_in_the_guest() {
 #[test]
 fn exec_runs_commands_through_the_agent() {
     ignite_testkit::require_root!("booting VMs");
-    let host = Host::new();
+    let host = Host::new(cargo_bin!("ignite"));
     host.ignite()
         .args([
             "run",
@@ -711,7 +602,7 @@ fn exec_runs_commands_through_the_agent() {
 fn cp_copies_files_and_trees_both_ways() {
     use std::os::unix::fs::PermissionsExt;
     ignite_testkit::require_root!("booting VMs");
-    let host = Host::new();
+    let host = Host::new(cargo_bin!("ignite"));
     host.ignite()
         .args([
             "run",
@@ -858,64 +749,6 @@ fn cp_copies_files_and_trees_both_ways() {
     host.ignite().args(["rm", "-f", "files"]).assert().success();
 }
 
-/// A network namespace of the test's own with loopback up: VMs with user networking
-/// started in it reach nothing beyond it, and their forwarded ports are its 127.0.0.1.
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        ignite_testkit::require_program("ip", "iproute2");
-        let name = format!("ignite-{tag}-{}", std::process::id());
-        let ok = |args: &[&str]| {
-            assert!(
-                std::process::Command::new("ip")
-                    .args(args)
-                    .status()
-                    .unwrap()
-                    .success(),
-                "ip {args:?}"
-            );
-        };
-        ok(&["netns", "add", &name]);
-        ok(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
-        Netns(name)
-    }
-
-    fn ignite(&self, host: &Host) -> assert_cmd::Command {
-        let mut cmd = assert_cmd::Command::new("ip");
-        cmd.args(["netns", "exec", &self.0])
-            .arg(assert_cmd::cargo::cargo_bin("ignite"))
-            .env("IGNITE_ROOT", host.root().join("state"))
-            .env("IGNITE_INIT", guest_init())
-            .env("IGNITE_ACCEL", "tcg")
-            .env("NO_COLOR", "1")
-            .timeout(Duration::from_secs(600));
-        cmd
-    }
-}
-
-impl Netns {
-    /// Runs a program inside the namespace: (success, stdout and stderr).
-    fn run(&self, program: &str, args: &[&str]) -> (bool, String) {
-        let out = std::process::Command::new("ip")
-            .args(["netns", "exec", &self.0, program])
-            .args(args)
-            .output()
-            .unwrap();
-        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&out.stderr));
-        (out.status.success(), text)
-    }
-
-    fn link_exists(&self, name: &str) -> bool {
-        self.run("ip", &["link", "show", "dev", name]).0
-    }
-
-    fn ignite_rules(&self) -> String {
-        self.run("nft", &["list", "table", "ip", "ignite"]).1
-    }
-}
-
 /// Retries `attempt` until it succeeds with output containing `want` (a server starting).
 fn eventually(what: &str, want: &str, attempt: impl Fn() -> (bool, String)) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -932,20 +765,10 @@ fn eventually(what: &str, want: &str, attempt: impl Fn() -> (bool, String)) {
     }
 }
 
-fn address_of(host: &Host, name: &str) -> String {
-    let vm = host.vm(name);
-    let network = vm
-        .status
-        .network
-        .unwrap_or_else(|| panic!("{name} has no network status"));
-    assert_eq!(network.ip_addresses.len(), 1, "{network:?}");
-    network.ip_addresses[0].to_string()
-}
-
 #[test]
 fn bridge_networking_connects_vms_forwards_ports_and_cleans_up() {
     ignite_testkit::require_root!("booting VMs");
-    let host = Host::new();
+    let host = Host::new(cargo_bin!("ignite"));
     ignite_testkit::require_program("nft", "nftables");
     let ns = Netns::new("bridge");
     // The image's user is 1000: the server listens on an unprivileged port.
@@ -1102,18 +925,10 @@ fn bridge_networking_connects_vms_forwards_ports_and_cleans_up() {
         .success();
 }
 
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &self.0])
-            .status();
-    }
-}
-
 #[test]
 fn debian_on_the_bridge_gets_dhcp_ssh_exec_and_restarts() {
     ignite_testkit::require_root!("booting VMs");
-    let host = Host::new();
+    let host = Host::new(cargo_bin!("ignite"));
     let ns = Netns::new("ssh");
     let layout = ignite_testkit::base_image_layout();
     host.ignite()
@@ -1237,24 +1052,16 @@ fn debian_on_the_bridge_gets_dhcp_ssh_exec_and_restarts() {
         .success();
 }
 
-/// A VM manifest for the test image: VM mode, no network.
-fn manifest(host: &Host, name: &str, extra_spec: &str, status: &str) -> String {
-    format!(
-        "apiVersion: ignite.weave.works/v1alpha4\nkind: VM\nmetadata:\n  name: {name}\nspec:\n  image:\n    oci: \"{}\"\n  network:\n    mode: none\n{extra_spec}{status}",
-        host.image()
-    )
-}
-
 #[test]
 fn apply_creates_updates_stops_and_prunes() {
     ignite_testkit::require_root!("booting VMs");
-    let host = Host::new();
+    let host = Host::new(cargo_bin!("ignite"));
     let dir = host.root().join("manifests");
     std::fs::create_dir(&dir).unwrap();
-    std::fs::write(dir.join("a.yaml"), manifest(&host, "a", "  cpus: 1\n", "")).unwrap();
+    std::fs::write(dir.join("a.yaml"), host.manifest("a", "  cpus: 1\n", "")).unwrap();
     std::fs::write(
         dir.join("b.yaml"),
-        manifest(&host, "b", "", "status:\n  running: false\n"),
+        host.manifest("b", "", "status:\n  running: false\n"),
     )
     .unwrap();
     let apply = |args: &[&str]| {
@@ -1288,7 +1095,7 @@ fn apply_creates_updates_stops_and_prunes() {
     // A change a restart applies.
     std::fs::write(
         dir.join("a.yaml"),
-        manifest(&host, "a", "  cpus: 2\n  memory: 256MB\n", ""),
+        host.manifest("a", "  cpus: 2\n  memory: 256MB\n", ""),
     )
     .unwrap();
     let (ok, out, err) = apply(&[]);
@@ -1304,12 +1111,7 @@ fn apply_creates_updates_stops_and_prunes() {
     // One a recreate applies: a new VM under the same name.
     std::fs::write(
         dir.join("a.yaml"),
-        manifest(
-            &host,
-            "a",
-            "  cpus: 2\n  memory: 256MB\n  diskSize: 5GB\n",
-            "",
-        ),
+        host.manifest("a", "  cpus: 2\n  memory: 256MB\n  diskSize: 5GB\n", ""),
     )
     .unwrap();
     let (ok, out, err) = apply(&[]);
@@ -1322,8 +1124,7 @@ fn apply_creates_updates_stops_and_prunes() {
     // status.running: false stops it.
     std::fs::write(
         dir.join("a.yaml"),
-        manifest(
-            &host,
+        host.manifest(
             "a",
             "  cpus: 2\n  memory: 256MB\n  diskSize: 5GB\n",
             "status:\n  running: false\n",
@@ -1394,7 +1195,7 @@ impl Daemon {
             .arg("--root")
             .arg(host.root().join("state"))
             .arg("--ignite")
-            .arg(assert_cmd::cargo::cargo_bin("ignite"))
+            .arg(host.ignite_binary())
             .arg("--api-socket")
             .arg(host.root().join("api.sock"))
             .arg("--ignite-config")
@@ -1431,17 +1232,13 @@ fn wait_until(host: &Host, what: &str, check: impl Fn() -> bool) {
 #[test]
 fn ignited_daemon_follows_the_manifest_directory() {
     ignite_testkit::require_root!("booting VMs");
-    let host = Host::new();
+    let host = Host::new(cargo_bin!("ignite"));
     let dir = host.root().join("manifests");
     std::fs::create_dir(&dir).unwrap();
     let _daemon = Daemon::start(&host, &dir);
     let listed = |name: &str| host.ps_all().lines().any(|l| l.ends_with(name));
     // A manifest dropped in: the VM runs (no uid, no status needed), its status is written back.
-    std::fs::write(
-        dir.join("d1.yaml"),
-        manifest(&host, "d1", "  cpus: 1\n", ""),
-    )
-    .unwrap();
+    std::fs::write(dir.join("d1.yaml"), host.manifest("d1", "  cpus: 1\n", "")).unwrap();
     wait_until(&host, "d1 runs", || {
         listed("d1") && host.status_of("d1") == "Up"
     });
@@ -1450,7 +1247,7 @@ fn ignited_daemon_follows_the_manifest_directory() {
     });
     // An edit (written elsewhere and renamed over, as editors and git do) is applied.
     let tmp = host.root().join("d1.yaml.new");
-    std::fs::write(&tmp, manifest(&host, "d1", "  cpus: 2\n", "")).unwrap();
+    std::fs::write(&tmp, host.manifest("d1", "  cpus: 2\n", "")).unwrap();
     std::fs::rename(&tmp, dir.join("d1.yaml")).unwrap();
     wait_until(&host, "d1 gets 2 CPUs", || {
         host.vm("d1").spec.cpus == Some(2) && host.status_of("d1") == "Up"
@@ -1458,7 +1255,7 @@ fn ignited_daemon_follows_the_manifest_directory() {
     // A broken manifest is reported and does not stop the others.
     std::fs::write(dir.join("broken.yaml"), "kind: VM\nspec: [").unwrap();
     std::fs::write(dir.join("d2.json"), {
-        let yaml = manifest(&host, "d2", "", "");
+        let yaml = host.manifest("d2", "", "");
         let tree: serde_json::Value = ignite_api::manifest::decode(&yaml).unwrap();
         ignite_api::manifest::to_json(&tree)
     })
@@ -1473,7 +1270,8 @@ fn ignited_daemon_follows_the_manifest_directory() {
     // A VM that cannot be made gets its error in its manifest.
     std::fs::write(
         dir.join("bad.yaml"),
-        manifest(&host, "bad", "", "").replace(&host.image(), "oci:/no/such/layout:x"),
+        host.manifest("bad", "", "")
+            .replace(&host.image(), "oci:/no/such/layout:x"),
     )
     .unwrap();
     wait_until(&host, "bad's error is written back", || {
@@ -1526,7 +1324,7 @@ fn json(body: &str) -> serde_json::Value {
 fn ignited_api_serves_vms_images_kernels_and_metrics() {
     use std::os::unix::fs::PermissionsExt;
     ignite_testkit::require_root!("booting VMs");
-    let host = Host::new();
+    let host = Host::new(cargo_bin!("ignite"));
     let dir = host.root().join("manifests");
     std::fs::create_dir(&dir).unwrap();
     let _daemon = Daemon::start(&host, &dir);
@@ -1543,7 +1341,7 @@ fn ignited_api_serves_vms_images_kernels_and_metrics() {
         "only root may use the API without --api-group"
     );
     // Create from a manifest: started unless it says otherwise.
-    let manifest = manifest(&host, "api1", "", "");
+    let manifest = host.manifest("api1", "", "");
     let (status, body) = api(&host, "POST", "/v1/vms", &manifest);
     assert_eq!(status, 201, "{body}");
     assert_eq!(json(&body)["status"]["running"], true);
@@ -1629,25 +1427,6 @@ fn ignited_api_serves_vms_images_kernels_and_metrics() {
     assert_eq!(api(&host, "GET", "/v2/anything", "").0, 404);
 }
 
-/// Runs git in `dir` as a test author; panics on failure and returns stdout.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "tester")
-        .env("GIT_AUTHOR_EMAIL", "tester@localhost")
-        .env("GIT_COMMITTER_NAME", "tester")
-        .env("GIT_COMMITTER_EMAIL", "tester@localhost")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A bare repository (branch main) with one manifest committed through a working clone.
 fn git_remote(host: &Host, tag: &str, manifest_text: &str, file: &str) -> (PathBuf, PathBuf) {
     let base = host.root().join(format!("git-{tag}"));
@@ -1685,7 +1464,7 @@ fn start_gitops(host: &Host, tag: &str, url: &str, extra: &[&str]) -> Daemon {
         ])
         .arg(host.root().join("state"))
         .arg("--ignite")
-        .arg(assert_cmd::cargo::cargo_bin("ignite"))
+        .arg(host.ignite_binary())
         .arg("--api-socket")
         .arg(host.root().join(format!("api-{tag}.sock")))
         .arg("--checkout-dir")
@@ -1712,7 +1491,7 @@ fn free_port() -> u16 {
 #[test]
 fn ignited_gitops_follows_git_remotes_and_pushes_status() {
     ignite_testkit::require_root!("booting VMs");
-    let host = Host::new();
+    let host = Host::new(cargo_bin!("ignite"));
     let listed = |name: &str| host.ps_all().lines().any(|l| l.ends_with(name));
     let ignited_commits = |remote: &Path| {
         git(remote, &["log", "--format=%an", "main"])
@@ -1722,7 +1501,7 @@ fn ignited_gitops_follows_git_remotes_and_pushes_status() {
     };
 
     // file://: a commit makes a VM, its status lands in a new commit, a removal removes it.
-    let (remote, work) = git_remote(&host, "file", &manifest(&host, "g1", "", ""), "g1.yaml");
+    let (remote, work) = git_remote(&host, "file", &host.manifest("g1", "", ""), "g1.yaml");
     // The remote rejects the first push: the status gets there at a later try.
     let hook = remote.join("hooks/pre-receive");
     std::fs::write(
@@ -1761,7 +1540,7 @@ fn ignited_gitops_follows_git_remotes_and_pushes_status() {
     drop(gitops);
 
     // git daemon (git://): read-only, so VMs follow but no status is pushed.
-    let (remote, _work) = git_remote(&host, "daemon", &manifest(&host, "g2", "", ""), "g2.yaml");
+    let (remote, _work) = git_remote(&host, "daemon", &host.manifest("g2", "", ""), "g2.yaml");
     let port = free_port();
     let base = remote.parent().unwrap().to_path_buf();
     let mut git_daemon = std::process::Command::new("git")
@@ -1798,7 +1577,7 @@ fn ignited_gitops_follows_git_remotes_and_pushes_status() {
 
     // SSH with a key and a checked host key: status is pushed.
     ignite_testkit::require_program("/usr/sbin/sshd", "openssh-server");
-    let (remote, _work) = git_remote(&host, "ssh", &manifest(&host, "g3", "", ""), "g3.yaml");
+    let (remote, _work) = git_remote(&host, "ssh", &host.manifest("g3", "", ""), "g3.yaml");
     let sshd_dir = host.root().join("sshd");
     std::fs::create_dir_all(&sshd_dir).unwrap();
     let keygen = |path: &Path| {

@@ -17,27 +17,12 @@ use ignite_runtime::kernels::{
 };
 use ignite_store::Store;
 use ignite_testkit::images::{Compression, Image, LayerBuilder};
-use ignite_testkit::kernel_deb;
 use ignite_testkit::qemu::TestVm;
+use ignite_testkit::{guest_init, kernel_deb};
 use ignite_vmm::{Accel, ConsoleSpec, DiskFormat, DiskSpec, MachineSpec, NicBackend, NicSpec};
 
 const BOOT: Duration = Duration::from_secs(120);
 const CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 quiet";
-
-/// The static guest init that scripts/test.sh builds before the tests.
-fn guest_init() -> PathBuf {
-    if let Some(p) = std::env::var_os("IGNITE_INIT") {
-        return PathBuf::from(p);
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/x86_64-unknown-linux-gnu/release/ignite-init");
-    assert!(
-        p.is_file(),
-        "no static ignite-init at {}: run scripts/test.sh (it builds it), or set IGNITE_INIT",
-        p.display()
-    );
-    p
-}
 
 struct Fixture {
     dir: tempfile::TempDir,

@@ -12,10 +12,16 @@
 use std::io::Write as _;
 
 pub mod ext4;
+pub mod git;
+pub mod host;
 pub mod images;
+pub mod netns;
+pub mod process;
 pub mod qemu;
 pub mod registry;
 pub mod watchdog;
+
+pub use host::{Host, guest_init, ignite, stdout, workspace_binary, write_busybox_image};
 
 /// Whether a missing prerequisite fails the test instead of skipping it: as root (the
 /// machine is one the whole suite runs on: `sudo scripts/test.sh`) or under CI (`CI` set,
