@@ -1,7 +1,7 @@
 //! Attacks on ignited's declarative doors (a manifest directory, a Git remote, the REST
 //! API), through the real `ignited` binary, real git and real sockets. None of these
-//! needs a VM to boot: every attack is refused before one would. `cargo test -p ignite-cli`
-//! does not build `ignited`: run `cargo build -p ignite-daemon` first.
+//! needs a VM to boot: every attack is refused before one would. `ignite` is the one beside
+//! this test binary: `cargo test --workspace` builds it, or `cargo build -p ignite-cli`.
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream;
@@ -28,7 +28,10 @@ impl std::ops::Deref for Host {
 impl Host {
     fn new() -> Host {
         Host {
-            host: ignite_testkit::Host::empty(cargo_bin!("ignite")),
+            host: ignite_testkit::Host::empty(ignite_testkit::workspace_binary(
+                "ignite",
+                "ignite-cli",
+            )),
             // No '.' component: the option-injection test names a file in it in a ref.
             outside: tempfile::Builder::new()
                 .prefix("ignite-canary")
@@ -50,7 +53,7 @@ impl Host {
     }
     /// `ignited SUBCOMMAND` with this host's state, socket and log; more arguments follow.
     fn ignited(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("ignited"));
+        let mut cmd = Command::new(cargo_bin!("ignited"));
         cmd.arg(args[0])
             .arg("--root")
             .arg(self.state())

@@ -1,8 +1,8 @@
 //! `ignited` through its binary, over the `ignite` binary, booting real VMs under QEMU
 //! (TCG): the manifest directory followed, every endpoint of the API with its error codes
 //! and `/metrics`, and GitOps against a bare repository over `file://`, `git daemon` and
-//! an sshd the test starts on 127.0.0.1. `cargo test -p ignite-cli` does not build
-//! `ignited`: run `cargo build -p ignite-daemon` first.
+//! an sshd the test starts on 127.0.0.1. `ignite` is the one beside this test binary:
+//! `cargo test --workspace` builds it, or `cargo build -p ignite-cli`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin;
 use ignite_testkit::git::git;
-use ignite_testkit::{Host, guest_init};
+use ignite_testkit::{Host, guest_init, workspace_binary};
 
 /// `ignited daemon` over a manifest directory, until dropped.
 struct Daemon(std::process::Child);
@@ -33,7 +33,7 @@ fn host_access_config(host: &Host) -> PathBuf {
 impl Daemon {
     fn start(host: &Host, dir: &Path) -> Daemon {
         let log = std::fs::File::create(host.root().join("ignited.log")).unwrap();
-        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ignited"))
+        let child = std::process::Command::new(cargo_bin!("ignited"))
             .args(["daemon", "--resync", "2", "--manifest-dir"])
             .arg(dir)
             .arg("--root")
@@ -76,7 +76,7 @@ fn wait_until(host: &Host, what: &str, check: impl Fn() -> bool) {
 #[test]
 fn ignited_daemon_follows_the_manifest_directory() {
     ignite_testkit::require_root!("booting VMs");
-    let host = Host::new(cargo_bin!("ignite"));
+    let host = Host::new(workspace_binary("ignite", "ignite-cli"));
     let dir = host.root().join("manifests");
     std::fs::create_dir(&dir).unwrap();
     let _daemon = Daemon::start(&host, &dir);
@@ -168,7 +168,7 @@ fn json(body: &str) -> serde_json::Value {
 fn ignited_api_serves_vms_images_kernels_and_metrics() {
     use std::os::unix::fs::PermissionsExt;
     ignite_testkit::require_root!("booting VMs");
-    let host = Host::new(cargo_bin!("ignite"));
+    let host = Host::new(workspace_binary("ignite", "ignite-cli"));
     let dir = host.root().join("manifests");
     std::fs::create_dir(&dir).unwrap();
     let _daemon = Daemon::start(&host, &dir);
@@ -296,7 +296,7 @@ fn git_remote(host: &Host, tag: &str, manifest_text: &str, file: &str) -> (PathB
 /// `ignited gitops` until dropped.
 fn start_gitops(host: &Host, tag: &str, url: &str, extra: &[&str]) -> Daemon {
     let log = std::fs::File::create(host.root().join("ignited.log")).unwrap();
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ignited"))
+    let child = std::process::Command::new(cargo_bin!("ignited"))
         .args([
             "gitops",
             url,
@@ -335,7 +335,7 @@ fn free_port() -> u16 {
 #[test]
 fn ignited_gitops_follows_git_remotes_and_pushes_status() {
     ignite_testkit::require_root!("booting VMs");
-    let host = Host::new(cargo_bin!("ignite"));
+    let host = Host::new(workspace_binary("ignite", "ignite-cli"));
     let listed = |name: &str| host.ps_all().lines().any(|l| l.ends_with(name));
     let ignited_commits = |remote: &Path| {
         git(remote, &["log", "--format=%an", "main"])
