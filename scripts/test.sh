@@ -23,8 +23,9 @@ log "the Debian base image the boot tests use"
 bash scripts/base-image.sh >/dev/null
 
 log "tests"
-# The binaries first: the CLI's tests run `ignited` too, which `cargo test` alone does not
-# build (only binaries of packages with integration tests are).
+# The binaries first: the daemon's tests run `ignite` and the CLI's run `ignited` and
+# `ignite-init`, binaries of other packages, which `cargo test` builds only for packages
+# whose integration tests it runs.
 cargo build --workspace --locked --bins
 cargo test --workspace --locked
 

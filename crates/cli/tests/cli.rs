@@ -1,17 +1,20 @@
 //! The `ignite` binary end to end: ps, inspect, vm, version and completion against a real
 //! state directory. Golden files live in tests/golden; `UPDATE_GOLDEN=1` rewrites them.
 
-mod common;
-
-use common::{ignite, stdout};
-
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use assert_cmd::cargo::cargo_bin;
 use chrono::{Duration, SubsecRound, Utc};
 use ignite_api::{Time, Vm, manifest};
 use ignite_store::Store;
+use ignite_testkit::stdout;
 use predicates::prelude::*;
+
+/// `ignite` with its state in `root`, plain logs and no colour.
+fn ignite(root: &Path) -> assert_cmd::Command {
+    ignite_testkit::ignite(cargo_bin!("ignite"), root)
+}
 
 fn golden(name: &str, actual: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

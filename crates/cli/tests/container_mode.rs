@@ -1,13 +1,13 @@
 //! Container mode as `docker run` users expect it, through the `ignite` binary (QEMU, TCG):
 //! a guest that never reaches its workload is a failure with the reason, not a clean exit.
 
-mod common;
-
-use common::{VmHost, stdout};
+use assert_cmd::cargo::cargo_bin;
+use ignite_testkit::{Host, stdout};
 
 #[test]
 fn a_kernel_panic_at_boot_fails_the_run_with_125_and_the_panic_line() {
-    let host = VmHost::new();
+    ignite_testkit::require_root!("booting VMs");
+    let host = Host::new(cargo_bin!("ignite"));
     // No init the kernel can run: "Kernel panic - not syncing: No working init found".
     let args = "console=ttyS0 reboot=k panic=1 rdinit=/nonexistent init=/nonexistent";
     let out = host
@@ -60,8 +60,9 @@ fn a_kernel_panic_at_boot_fails_the_run_with_125_and_the_panic_line() {
 /// the VM's spec and hold again on `start`.
 #[test]
 fn env_entrypoint_workdir_and_user_flags_reach_the_workload() {
-    let host = VmHost::new();
-    let env_file = host.dir.path().join("app.env");
+    ignite_testkit::require_root!("booting VMs");
+    let host = Host::new(cargo_bin!("ignite"));
+    let env_file = host.root().join("app.env");
     std::fs::write(
         &env_file,
         "# settings\nFROM_FILE=file value\n\nOVERRIDDEN=from file\n",
@@ -143,7 +144,8 @@ fn outputs(cmd: &mut assert_cmd::Command) -> (Vec<u8>, Vec<u8>, Option<i32>) {
 /// on each.
 #[test]
 fn ten_megabytes_on_stdout_and_on_stderr_arrive_intact_and_apart() {
-    let host = VmHost::new();
+    ignite_testkit::require_root!("booting VMs");
+    let host = Host::new(cargo_bin!("ignite"));
     let data: Vec<u8> = {
         // A fixed pseudo-random sequence: every byte value, no line structure.
         let mut x = 0x2545_f491_4f6c_dd1du64;
@@ -156,7 +158,7 @@ fn ten_megabytes_on_stdout_and_on_stderr_arrive_intact_and_apart() {
             })
             .collect()
     };
-    let input = host.dir.path().join("input");
+    let input = host.root().join("input");
     std::fs::write(&input, &data).unwrap();
     // Imported first: a first run's import notes go to stderr (as docker's pull does).
     host.ignite()
@@ -201,7 +203,8 @@ fn ten_megabytes_on_stdout_and_on_stderr_arrive_intact_and_apart() {
 #[test]
 fn a_terminal_with_t_takes_our_size_and_our_ctrl_c() {
     use std::io::{BufRead, Write};
-    let host = VmHost::new();
+    ignite_testkit::require_root!("booting VMs");
+    let host = Host::new(cargo_bin!("ignite"));
     host.ignite()
         .args(["image", "import"])
         .arg(host.image())
@@ -219,7 +222,7 @@ fn a_terminal_with_t_takes_our_size_and_our_ctrl_c() {
         let mut cmd = std::process::Command::new("script");
         cmd.args(["-q", "-e", "-c", &run(workload), "/dev/null"])
             .env("IGNITE_ROOT", host.state())
-            .env("IGNITE_INIT", common::guest_init())
+            .env("IGNITE_INIT", ignite_testkit::guest_init())
             .env("IGNITE_ACCEL", "tcg")
             .env("NO_COLOR", "1")
             .stdin(std::process::Stdio::piped())
@@ -277,7 +280,8 @@ fn a_terminal_with_t_takes_our_size_and_our_ctrl_c() {
 /// that exits 7 all exit 7 (and leave no VM behind).
 #[test]
 fn concurrent_runs_each_exit_with_their_workload_s_status() {
-    let host = VmHost::new();
+    ignite_testkit::require_root!("booting VMs");
+    let host = Host::new(cargo_bin!("ignite"));
     host.ignite()
         .args(["image", "import"])
         .arg(host.image())
@@ -315,7 +319,8 @@ fn concurrent_runs_each_exit_with_their_workload_s_status() {
 /// the workload again, attached, and the log keeps both runs.
 #[test]
 fn logs_show_the_workload_after_the_boot_and_start_attach_repeats_it() {
-    let host = VmHost::new();
+    ignite_testkit::require_root!("booting VMs");
+    let host = Host::new(cargo_bin!("ignite"));
     let (out, err, code) = outputs(
         host.ignite()
             .args([

@@ -8,14 +8,13 @@
 //! running, graceful and forced stop, clean-up) and say that the guest's console and agent
 //! were not checked.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use common::{guest_init, ignite, stdout, write_busybox_image};
+use assert_cmd::cargo::cargo_bin;
 use ignite_api::Vm;
+use ignite_testkit::stdout;
 
 type Test = (&'static str, fn(&Host));
 
@@ -68,56 +67,38 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// A state root with Debian's kernel and the busybox image (ignite_testkit's host, with
+/// Firecracker first in `ignite`'s PATH and KVM asked for), and the Firecracker under test.
 struct Host {
-    dir: tempfile::TempDir,
-    _watchdog: ignite_testkit::watchdog::Watchdog,
+    host: ignite_testkit::Host,
     firecracker: PathBuf,
     /// Whether KVM can boot a guest here (not under every nested virtualisation).
     kvm_boots: bool,
 }
 
+impl std::ops::Deref for Host {
+    type Target = ignite_testkit::Host;
+    fn deref(&self) -> &ignite_testkit::Host {
+        &self.host
+    }
+}
+
 impl Host {
     fn new(firecracker: PathBuf) -> Host {
-        let dir = tempfile::tempdir().unwrap();
-        let host = Host {
-            _watchdog: ignite_testkit::watchdog::arm(dir.path()),
-            dir,
-            firecracker,
-            kvm_boots: false,
-        };
-        host.ignite()
-            .args(["kernel", "import"])
-            .arg(ignite_testkit::kernel_deb())
-            .assert()
-            .success();
-        write_busybox_image(&host.dir.path().join("layout"));
+        let host = ignite_testkit::Host::builder(cargo_bin!("ignite"))
+            .path_first(firecracker.parent().unwrap())
+            .accel("kvm")
+            .kernel_and_image()
+            .build();
         let doctor = stdout(host.ignite().args(["doctor"]));
         let kvm_boots = doctor
             .lines()
             .any(|l| l.starts_with("kvm\t") && l.contains("\tok\t"));
-        Host { kvm_boots, ..host }
-    }
-
-    fn image(&self) -> String {
-        format!("oci:{}:busybox", self.dir.path().join("layout").display())
-    }
-
-    fn state(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    /// `ignite` with Firecracker in PATH and KVM asked for.
-    fn ignite(&self) -> assert_cmd::Command {
-        let mut cmd = ignite(&self.state());
-        let dir = self.firecracker.parent().unwrap();
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        let mut paths = vec![dir.to_path_buf()];
-        paths.extend(std::env::split_paths(&path));
-        cmd.env("PATH", std::env::join_paths(paths).unwrap())
-            .env("IGNITE_INIT", guest_init())
-            .env("IGNITE_ACCEL", "kvm")
-            .timeout(Duration::from_secs(300));
-        cmd
+        Host {
+            host,
+            firecracker,
+            kvm_boots,
+        }
     }
 
     fn firecracker_version(&self) -> String {
@@ -130,10 +111,6 @@ impl Host {
             .next()
             .unwrap_or("")
             .to_string()
-    }
-
-    fn vm(&self, name: &str) -> Vm {
-        serde_json::from_str(&stdout(self.ignite().args(["inspect", "vm", name]))).unwrap()
     }
 
     fn vm_dir(&self, vm: &Vm) -> PathBuf {

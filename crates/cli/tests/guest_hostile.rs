@@ -5,13 +5,12 @@
 //! guest flooding `exec` output cannot grow host memory, and a guest flooding its console
 //! cannot fill the disk.
 
-mod common;
-
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{VmHost as Host, stdout};
+use assert_cmd::cargo::cargo_bin;
+use ignite_testkit::{Host, stdout};
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -33,7 +32,8 @@ fn mode(path: &Path) -> u32 {
 
 #[test]
 fn cp_out_of_a_vm_drops_setuid_bits_and_creates_no_device_nodes() {
-    let host = Host::new();
+    ignite_testkit::require_root!("booting VMs");
+    let host = Host::new(cargo_bin!("ignite"));
     host.run("cp-src");
     host.sh(
         "cp-src",
@@ -47,7 +47,7 @@ fn cp_out_of_a_vm_drops_setuid_bits_and_creates_no_device_nodes() {
     let canary_dir = tempfile::tempdir().unwrap();
     let canary = canary_dir.path().join("canary");
     std::fs::write(&canary, "unchanged").unwrap();
-    let dest = host.dir.path().join("out");
+    let dest = host.root().join("out");
     std::fs::create_dir(&dest).unwrap();
     host.ignite()
         .arg("cp")
@@ -117,7 +117,8 @@ fn cp_out_of_a_vm_drops_setuid_bits_and_creates_no_device_nodes() {
 
 #[test]
 fn a_guest_flooding_exec_output_cannot_grow_host_memory() {
-    let host = Host::new();
+    ignite_testkit::require_root!("booting VMs");
+    let host = Host::new(cargo_bin!("ignite"));
     host.run("flood");
     let supervisor = host.supervisor_pid("flood");
     let before = rss_kib(supervisor);
@@ -187,9 +188,10 @@ fn a_guest_flooding_exec_output_cannot_grow_host_memory() {
 
 #[test]
 fn a_guest_flooding_its_console_is_capped_on_disk() {
-    let host = Host::new();
+    ignite_testkit::require_root!("booting VMs");
+    let host = Host::new(cargo_bin!("ignite"));
     let limit: u64 = 256 << 10;
-    let image = format!("oci:{}:busybox", host.dir.path().join("layout").display());
+    let image = format!("oci:{}:busybox", host.root().join("layout").display());
     host.ignite()
         .env("IGNITE_CONSOLE_LOG_LIMIT", limit.to_string())
         .args(["run", "--network", "none", "--name", "noisy", &image])

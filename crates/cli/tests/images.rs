@@ -1,15 +1,18 @@
 //! `ignite image import|ls|rm`, `ignite images` and `ignite rmi` through the binary.
 
-mod common;
-
-use common::{ignite, stdout};
-
 use std::path::Path;
 
+use assert_cmd::cargo::cargo_bin;
 use ignite_api::{Vm, manifest};
 use ignite_store::Store;
 use ignite_testkit::images::{Compression, Image, LayerBuilder};
+use ignite_testkit::stdout;
 use predicates::prelude::*;
+
+/// `ignite` with its state in `root`, plain logs and no colour.
+fn ignite(root: &Path) -> assert_cmd::Command {
+    ignite_testkit::ignite(cargo_bin!("ignite"), root)
+}
 
 fn layout(dir: &Path, content: &[u8]) -> String {
     let image = Image::new(
@@ -35,7 +38,7 @@ fn vm_using(root: &Path, image: &str) {
 
 #[test]
 fn import_list_inspect_and_remove() {
-    ignite_testkit::require_root("importing images");
+    ignite_testkit::require_root!("importing images");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("state");
     let source = layout(dir.path(), b"hi\n");
@@ -85,7 +88,7 @@ fn import_list_inspect_and_remove() {
 
 #[test]
 fn rmi_refuses_images_in_use_unless_forced() {
-    ignite_testkit::require_root("importing images");
+    ignite_testkit::require_root!("importing images");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("state");
     let source = layout(dir.path(), b"in use\n");
@@ -207,7 +210,7 @@ fn run_bounded(root: &Path, args: &[&str], bound: u64) -> (std::process::ExitSta
 
 #[test]
 fn a_sparse_file_declaring_a_terabyte_is_refused_before_it_is_written() {
-    ignite_testkit::require_root("importing images");
+    ignite_testkit::require_root!("importing images");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("state");
     let canary = dir.path().join("canary");
@@ -259,7 +262,7 @@ fn run_measured(root: &Path, args: &[&str]) -> (bool, String, u64) {
 
 #[test]
 fn a_huge_pax_header_is_refused_before_it_is_buffered() {
-    ignite_testkit::require_root("importing images");
+    ignite_testkit::require_root!("importing images");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("state");
     let canary = dir.path().join("canary");
@@ -295,8 +298,8 @@ fn root_disks(root: &Path) -> Vec<String> {
 
 #[test]
 fn a_pull_keeps_the_root_disk_that_vms_of_the_old_image_use() {
-    ignite_testkit::require_root("importing images");
-    ignite_testkit::require_program("qemu-img", "qemu-utils");
+    ignite_testkit::require_root!("importing images");
+    ignite_testkit::require_program!("qemu-img", "qemu-utils");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("state");
     let vmlinux = dir.path().join("vmlinux");
@@ -392,7 +395,7 @@ fn ignite_limited(root: &Path) -> assert_cmd::Command {
 
 #[test]
 fn layout_files_that_are_links_to_devices_or_fifos_are_refused() {
-    ignite_testkit::require_root("importing images");
+    ignite_testkit::require_root!("importing images");
     let dir = tempfile::tempdir().unwrap();
     let canary = dir.path().join("canary");
     std::fs::write(&canary, "precious").unwrap();

@@ -1,15 +1,19 @@
 //! `ignite kernel import|ls|rm`, `ignite kernels` and `ignite rmk` through the binary.
 
-mod common;
+use std::path::Path;
 
-use common::ignite;
-
+use assert_cmd::cargo::cargo_bin;
 use ignite_testkit::kernel_deb;
 use predicates::prelude::*;
 
+/// `ignite` with its state in `root`, plain logs and no colour.
+fn ignite(root: &Path) -> assert_cmd::Command {
+    ignite_testkit::ignite(cargo_bin!("ignite"), root)
+}
+
 #[test]
 fn import_list_and_remove_a_kernel() {
-    ignite_testkit::require_root("unpacking a kernel package");
+    ignite_testkit::require_root!("unpacking a kernel package");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("state");
     let out = ignite(&root)
@@ -252,7 +256,7 @@ impl Drop for Immutable {
 
 #[test]
 fn a_failed_kernel_re_import_leaves_the_previous_kernel_intact() {
-    ignite_testkit::require_root("importing kernels");
+    ignite_testkit::require_root!("importing kernels");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("state");
     let image_dir = dir.path().join("image");
@@ -335,7 +339,7 @@ fn a_failed_kernel_re_import_leaves_the_previous_kernel_intact() {
 
 #[test]
 fn a_huge_sparse_module_is_refused_before_it_is_copied_or_read() {
-    ignite_testkit::require_program("/usr/bin/time", "time");
+    ignite_testkit::require_program!("/usr/bin/time", "time");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("state");
     let rel = "6.1.0-bigmodule";
@@ -390,7 +394,7 @@ fn a_huge_sparse_module_is_refused_before_it_is_copied_or_read() {
 /// the installed static init in the search order.
 #[test]
 fn a_dynamically_linked_guest_init_is_refused_and_passed_over() {
-    ignite_testkit::require_root("unpacking a kernel package");
+    ignite_testkit::require_root!("unpacking a kernel package");
     let dynamic = assert_cmd::cargo::cargo_bin("ignite-init");
     assert!(
         dynamic.is_file(),
@@ -422,7 +426,7 @@ fn a_dynamically_linked_guest_init_is_refused_and_passed_over() {
     let binary = prefix.join("bin/ignite");
     std::fs::copy(assert_cmd::cargo::cargo_bin("ignite"), &binary).unwrap();
     std::fs::copy(&dynamic, prefix.join("bin/ignite-init")).unwrap();
-    let static_init = common::guest_init();
+    let static_init = ignite_testkit::guest_init();
     std::fs::copy(&static_init, prefix.join("lib/ignite/ignite-init")).unwrap();
     let out = std::process::Command::new(&binary)
         .env("IGNITE_ROOT", &root)

@@ -11,24 +11,18 @@ use ignite_kernel::cpio::CpioWriter;
 use ignite_kernel::modules::{GUEST_MODULES, ModuleIndex, modinfo};
 use ignite_kernel::version::kernel_release;
 
-const KERNEL_CACHE: &str = "/var/cache/ignite/kernel";
-
 /// The unpacked kernel package, once per test run.
 fn debian_kernel() -> &'static (PathBuf, tempfile::TempDir) {
     static KERNEL: OnceLock<(PathBuf, tempfile::TempDir)> = OnceLock::new();
     KERNEL.get_or_init(|| {
-        let deb = std::env::var_os("IGNITE_TEST_KERNEL_DEB").map(PathBuf::from).or_else(|| {
-            std::fs::read_dir(KERNEL_CACHE)
-                .ok()?
-                .flatten()
-                .map(|e| e.path())
-                .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        });
-        let deb = deb.unwrap_or_else(|| {
-            panic!("no kernel package: run scripts/setup.sh (it downloads Debian's cloud kernel into {KERNEL_CACHE}) or set IGNITE_TEST_KERNEL_DEB")
-        });
+        let deb = ignite_testkit::kernel_deb();
         let dir = tempfile::tempdir().unwrap();
-        let status = Command::new("dpkg-deb").arg("-x").arg(&deb).arg(dir.path()).status().unwrap();
+        let status = Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&deb)
+            .arg(dir.path())
+            .status()
+            .unwrap();
         assert!(status.success(), "dpkg-deb -x {}", deb.display());
         (deb, dir)
     })
@@ -61,6 +55,7 @@ fn vmlinux() -> &'static Vec<u8> {
 
 #[test]
 fn extracts_debians_lz4_kernel_and_reads_its_release() {
+    ignite_testkit::require_kernel_deb!();
     let bz = std::fs::read(boot_file("vmlinuz-")).unwrap();
     assert_eq!(
         payload(&bz).unwrap().1,
@@ -116,6 +111,12 @@ fn recompressed_bzimage(tool: &[&str]) -> Vec<u8> {
 
 #[test]
 fn extracts_every_bzimage_compression() {
+    ignite_testkit::require_kernel_deb!();
+    ignite_testkit::require_program!("xz", "xz-utils");
+    ignite_testkit::require_program!("lzma", "xz-utils");
+    ignite_testkit::require_program!("zstd", "zstd");
+    ignite_testkit::require_program!("lz4", "lz4");
+    ignite_testkit::require_program!("bzip2", "bzip2");
     let cases: &[(&[&str], Compression)] = &[
         (&["gzip", "-1", "-c"], Compression::Gzip),
         (
@@ -156,6 +157,7 @@ fn extracts_every_bzimage_compression() {
 
 #[test]
 fn guest_modules_close_over_their_dependencies() {
+    ignite_testkit::require_kernel_deb!();
     let index = ModuleIndex::scan(&release_dir()).unwrap();
     assert!(index.len() > 1000, "{} modules", index.len());
     let closure = index.closure(GUEST_MODULES).unwrap();
@@ -193,6 +195,7 @@ fn guest_modules_close_over_their_dependencies() {
 
 #[test]
 fn initramfs_archives_read_back_with_cpio() {
+    ignite_testkit::require_program!("cpio", "cpio");
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("initrd.cpio");
     let mut w = CpioWriter::new(std::fs::File::create(&archive).unwrap());

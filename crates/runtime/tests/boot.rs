@@ -17,27 +17,12 @@ use ignite_runtime::kernels::{
 };
 use ignite_store::Store;
 use ignite_testkit::images::{Compression, Image, LayerBuilder};
-use ignite_testkit::kernel_deb;
 use ignite_testkit::qemu::TestVm;
+use ignite_testkit::{guest_init, kernel_deb};
 use ignite_vmm::{Accel, ConsoleSpec, DiskFormat, DiskSpec, MachineSpec, NicBackend, NicSpec};
 
 const BOOT: Duration = Duration::from_secs(120);
 const CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 quiet";
-
-/// The static guest init that scripts/test.sh builds before the tests.
-fn guest_init() -> PathBuf {
-    if let Some(p) = std::env::var_os("IGNITE_INIT") {
-        return PathBuf::from(p);
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/x86_64-unknown-linux-gnu/release/ignite-init");
-    assert!(
-        p.is_file(),
-        "no static ignite-init at {}: run scripts/test.sh (it builds it), or set IGNITE_INIT",
-        p.display()
-    );
-    p
-}
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -207,6 +192,7 @@ fn exec(argv: &[&str]) -> ExecRequest {
 
 #[test]
 fn a_blank_disk_is_reported_and_the_vm_powers_off() {
+    ignite_testkit::require_root!("booting VMs");
     let f = fixture();
     let blank = f.dir.path().join("blank.img");
     std::fs::File::create(&blank)
@@ -264,6 +250,7 @@ fn a_blank_disk_is_reported_and_the_vm_powers_off() {
 
 #[test]
 fn vm_mode_provisions_the_root_and_hands_over_to_the_images_init() {
+    ignite_testkit::require_root!("booting VMs");
     let f = fixture();
     let init = "#!/bin/sh\n\
         b=busybox\n\
@@ -389,6 +376,7 @@ fn vm_mode_provisions_the_root_and_hands_over_to_the_images_init() {
 
 #[test]
 fn container_mode_runs_the_workload_reaps_orphans_and_reports_its_status() {
+    ignite_testkit::require_root!("booting VMs");
     let f = fixture();
     // Orphans whose parent exits at once are reparented to PID 1, which must reap them.
     let script = "b=busybox; for i in 1 2 3; do ($b sleep 0.2 &); done; $b sleep 1; \
@@ -416,6 +404,7 @@ fn container_mode_runs_the_workload_reaps_orphans_and_reports_its_status() {
 
 #[test]
 fn container_mode_forwards_sigterm_and_the_agent_runs_concurrent_sessions() {
+    ignite_testkit::require_root!("booting VMs");
     let f = fixture();
     let script = "trap 'echo got SIGTERM; exit 143' TERM; echo workload ready; \
         while :; do busybox sleep 0.1; done";
@@ -508,6 +497,7 @@ fn container_mode_forwards_sigterm_and_the_agent_runs_concurrent_sessions() {
 
 #[test]
 fn container_mode_failures_have_distinct_statuses() {
+    ignite_testkit::require_root!("booting VMs");
     let f = fixture();
     let image = busybox_image(&f, "failures", &["true"], |l| l);
     let cases: [(&str, Vec<String>, i32, &str); 2] = [
@@ -551,6 +541,7 @@ fn container_mode_failures_have_distinct_statuses() {
 
 #[test]
 fn debian_with_systemd_boots_to_multi_user_in_vm_mode() {
+    ignite_testkit::require_root!("booting VMs");
     let f = fixture();
     let layout = ignite_testkit::base_image_layout();
     let image = import_image(

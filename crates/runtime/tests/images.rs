@@ -147,7 +147,7 @@ fn check_layered_rootfs(disk: &Path) {
 
 #[test]
 fn imports_an_oci_layout_faithfully() {
-    ignite_testkit::require_root("unpacking device nodes and ownership");
+    ignite_testkit::require_root!("unpacking device nodes and ownership");
     let (dir, store) = new_store();
     let image = layered_image();
     let layout = dir.path().join("layout");
@@ -189,7 +189,7 @@ fn imports_an_oci_layout_faithfully() {
 
 #[test]
 fn imports_a_docker_archive_and_shares_the_root_disk() {
-    ignite_testkit::require_root("unpacking ownership");
+    ignite_testkit::require_root!("unpacking ownership");
     let (dir, store) = new_store();
     let layer = LayerBuilder::new()
         .dir("etc", 0o755)
@@ -280,7 +280,7 @@ fn one_layer(b: LayerBuilder) -> Image {
 
 #[test]
 fn hostile_layers_are_refused() {
-    ignite_testkit::require_root("unpacking");
+    ignite_testkit::require_root!("unpacking");
     expect_refused(
         one_layer(LayerBuilder::new().file("../ignite-escape-test", b"x", 0o644)),
         "contains '..'",
@@ -358,7 +358,7 @@ fn tamper(image: &Image, change: impl FnOnce(&mut Layer)) -> Image {
 
 #[test]
 fn corrupt_truncated_and_oversized_blobs_are_refused() {
-    ignite_testkit::require_root("unpacking");
+    ignite_testkit::require_root!("unpacking");
     let good = one_layer(LayerBuilder::new().file("a", &[1u8; 10_000], 0o644));
     // A different blob under the manifest's digest and size.
     let corrupt = tamper(&good, |l| {
@@ -419,7 +419,7 @@ fn expect_refused_raw(image: &Image, needle: &str) {
 
 #[test]
 fn pulls_from_a_registry_and_shares_blobs() {
-    ignite_testkit::require_root("unpacking");
+    ignite_testkit::require_root!("unpacking");
     let registry = Registry::start(None);
     let image = layered_image();
     let reference = registry.push("test/layered", "v1", &image);
@@ -464,7 +464,7 @@ fn pulls_from_a_registry_and_shares_blobs() {
 
 #[test]
 fn pull_re_resolves_a_moved_tag() {
-    ignite_testkit::require_root("unpacking");
+    ignite_testkit::require_root!("unpacking");
     let registry = Registry::start(None);
     let (_dir, store) = new_store();
     let first = Image::new(
@@ -519,7 +519,7 @@ fn pull_re_resolves_a_moved_tag() {
 
 #[test]
 fn registry_with_basic_auth() {
-    ignite_testkit::require_root("unpacking");
+    ignite_testkit::require_root!("unpacking");
     let registry = Registry::start(Some(("alice", "s3cret")));
     let image = Image::new(
         vec![
@@ -568,7 +568,7 @@ fn registry_with_basic_auth() {
 
 #[test]
 fn manifest_lists_select_the_platform() {
-    ignite_testkit::require_root("unpacking");
+    ignite_testkit::require_root!("unpacking");
     let registry = Registry::start(None);
     let amd = Image::for_platform(
         vec![
@@ -625,7 +625,7 @@ fn manifest_lists_select_the_platform() {
 
 #[test]
 fn a_killed_import_leaves_nothing_behind() {
-    ignite_testkit::require_root("unpacking");
+    ignite_testkit::require_root!("unpacking");
     let (dir, store) = new_store();
     // What a killed import leaves: a staging directory whose process is gone.
     let abandoned = store.root().join("tmp/import-999999999-abc");

@@ -138,7 +138,7 @@ fn check_kernel_files(store: &Store, kernel: &ignite_api::Kernel, with_modules: 
 
 #[test]
 fn imports_a_kernel_package() {
-    ignite_testkit::require_root("unpacking a kernel package");
+    ignite_testkit::require_root!("unpacking a kernel package");
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("state")).unwrap();
     let imported = import_kernel(
@@ -168,7 +168,7 @@ fn imports_a_kernel_package() {
 
 #[test]
 fn imports_a_bzimage_or_vmlinux_file_with_modules() {
-    ignite_testkit::require_root("unpacking");
+    ignite_testkit::require_root!("unpacking");
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("state")).unwrap();
     let init = fake_init(dir.path());
@@ -226,7 +226,7 @@ fn imports_a_bzimage_or_vmlinux_file_with_modules() {
 
 #[test]
 fn imports_an_ignite_style_kernel_image() {
-    ignite_testkit::require_root("unpacking");
+    ignite_testkit::require_root!("unpacking");
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("state")).unwrap();
     let rel = release();
@@ -300,7 +300,7 @@ fn imports_an_ignite_style_kernel_image() {
 
 #[test]
 fn rmk_refuses_kernels_in_use() {
-    ignite_testkit::require_root("unpacking");
+    ignite_testkit::require_root!("unpacking");
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("state")).unwrap();
     let kernel = import_kernel(

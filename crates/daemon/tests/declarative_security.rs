@@ -1,9 +1,7 @@
 //! Attacks on ignited's declarative doors (a manifest directory, a Git remote, the REST
 //! API), through the real `ignited` binary, real git and real sockets. None of these
-//! needs a VM to boot: every attack is refused before one would. `cargo test -p ignite-cli`
-//! does not build `ignited`: run `cargo build -p ignite-daemon` first.
-
-mod common;
+//! needs a VM to boot: every attack is refused before one would. `ignite` is the one beside
+//! this test binary: `cargo test --workspace` builds it, or `cargo build -p ignite-cli`.
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream;
@@ -11,31 +9,35 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-/// A state root, a log, and a directory outside it for canaries.
+use assert_cmd::cargo::cargo_bin;
+use ignite_testkit::git::git;
+
+/// A state root (ignite_testkit's, empty), a log, and a directory outside it for canaries.
 struct Host {
-    dir: tempfile::TempDir,
+    host: ignite_testkit::Host,
     outside: tempfile::TempDir,
-    _watchdog: ignite_testkit::watchdog::Watchdog,
+}
+
+impl std::ops::Deref for Host {
+    type Target = ignite_testkit::Host;
+    fn deref(&self) -> &ignite_testkit::Host {
+        &self.host
+    }
 }
 
 impl Host {
     fn new() -> Host {
-        let dir = tempfile::tempdir().unwrap();
         Host {
-            _watchdog: ignite_testkit::watchdog::arm(dir.path()),
-            dir,
+            host: ignite_testkit::Host::empty(ignite_testkit::workspace_binary(
+                "ignite",
+                "ignite-cli",
+            )),
             // No '.' component: the option-injection test names a file in it in a ref.
             outside: tempfile::Builder::new()
                 .prefix("ignite-canary")
                 .tempdir()
                 .unwrap(),
         }
-    }
-    fn root(&self) -> &Path {
-        self.dir.path()
-    }
-    fn state(&self) -> PathBuf {
-        self.root().join("state")
     }
     fn log(&self) -> String {
         std::fs::read_to_string(self.root().join("ignited.log")).unwrap_or_default()
@@ -51,12 +53,12 @@ impl Host {
     }
     /// `ignited SUBCOMMAND` with this host's state, socket and log; more arguments follow.
     fn ignited(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("ignited"));
+        let mut cmd = Command::new(cargo_bin!("ignited"));
         cmd.arg(args[0])
             .arg("--root")
             .arg(self.state())
             .arg("--ignite")
-            .arg(assert_cmd::cargo::cargo_bin("ignite"))
+            .arg(self.ignite_binary())
             .arg("--api-socket")
             .arg(self.socket())
             .env("IGNITE_ACCEL", "tcg")
@@ -96,25 +98,6 @@ fn wait_until(host: &Host, what: &str, check: impl Fn() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-/// Runs git in `dir` as a test author; panics on failure and returns stdout.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "tester")
-        .env("GIT_AUTHOR_EMAIL", "tester@localhost")
-        .env("GIT_COMMITTER_NAME", "tester")
-        .env("GIT_COMMITTER_EMAIL", "tester@localhost")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A bare repository (branch main) and a working clone to commit from.
@@ -440,6 +423,7 @@ fn api_takes_exact_names_and_uids_not_prefixes() {
 #[test]
 fn api_socket_is_never_more_open_than_its_final_mode() {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    ignite_testkit::require_root!("giving the API socket to the root group");
     for (group, want) in [(None, 0o600), (Some("root"), 0o660)] {
         let host = Host::new();
         let dir = host.root().join("manifests");
@@ -510,7 +494,7 @@ fn images(host: &Host) -> usize {
 fn api_refuses_host_resources_without_a_host_access_policy() {
     let host = Host::new();
     let layout = host.outside.path().join("layout");
-    common::write_busybox_image(&layout);
+    ignite_testkit::write_busybox_image(&layout);
     let image = format!("oci:{}:busybox", layout.display());
     let _d = api_daemon(&host, &[]);
     let attacks = [
@@ -562,7 +546,7 @@ fn api_refuses_host_resources_without_a_host_access_policy() {
 fn api_creates_vms_within_the_host_access_policy() {
     let host = Host::new();
     let deb = ignite_testkit::kernel_deb();
-    common::ignite(&host.state())
+    host.ignite_in(&host.state())
         .args(["kernel", "import"])
         .arg(&deb)
         .assert()
@@ -570,7 +554,7 @@ fn api_creates_vms_within_the_host_access_policy() {
     let allowed = host.outside.path().join("allowed");
     std::fs::create_dir(&allowed).unwrap();
     let layout = allowed.join("layout");
-    common::write_busybox_image(&layout);
+    ignite_testkit::write_busybox_image(&layout);
     std::fs::write(allowed.join("motd"), "hello").unwrap();
     std::os::unix::fs::symlink("/etc/shadow", allowed.join("shadow")).unwrap();
     let config = host.root().join("config.yaml");

@@ -1,0 +1,212 @@
+//! `--ssh` and `ignite ssh` through the binary, booting real VMs under QEMU (TCG): keys
+//! generated or imported and authorised in the guest, and the Debian base image on the
+//! bridge (in a network namespace the test creates) getting its address by DHCP, reached
+//! with `ignite ssh`, restarted, and run with exec over SSH when its agent is off.
+
+use assert_cmd::cargo::cargo_bin;
+use ignite_testkit::netns::{Netns, address_of};
+use ignite_testkit::{Host, stdout};
+
+#[test]
+fn ssh_keys_are_generated_or_imported_and_authorised_in_the_guest() {
+    use std::os::unix::fs::PermissionsExt;
+    ignite_testkit::require_root!("booting VMs");
+    let host = Host::new(cargo_bin!("ignite"));
+    // The image's USER is 1000: root's keys are read through exec, which runs as root.
+    let uid = stdout(host.ignite().args([
+        "run",
+        "-q",
+        "--ssh",
+        "--name",
+        "keyed",
+        "--network",
+        "none",
+        &host.image(),
+        "echo up; while :; do busybox sleep 1; done",
+    ]));
+    let dir = host.root().join("state/vms").join(uid.trim());
+    let private = dir.join("id_ed25519");
+    assert_eq!(
+        std::fs::metadata(&private).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let public = std::fs::read_to_string(dir.join("id_ed25519.pub")).unwrap();
+    assert!(public.starts_with("ssh-ed25519 "), "{public}");
+    host.wait_for_log("keyed", "up");
+    let keys = stdout(host.ignite().args([
+        "exec",
+        "keyed",
+        "busybox",
+        "cat",
+        "/root/.ssh/authorized_keys",
+    ]));
+    assert!(
+        keys.contains(public.trim()),
+        "the guest authorised the generated key:\n{keys}"
+    );
+
+    // --ssh=PATH imports a public key (".pub" is tried too); a missing one creates nothing.
+    let key = host.root().join("mykey");
+    std::fs::write(
+        key.with_extension("pub"),
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIImportedKeyImportedKeyImportedKeyImported0 me@host\n",
+    )
+    .unwrap();
+    host.ignite()
+        .args([
+            "create",
+            "--name",
+            "imported",
+            &format!("--ssh={}", key.display()),
+            &host.image(),
+        ])
+        .assert()
+        .success();
+    host.ignite()
+        .args([
+            "create",
+            "--name",
+            "nokey",
+            "--ssh=/no/such/key",
+            &host.image(),
+        ])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("/no/such/key"));
+    let names = stdout(
+        host.ignite()
+            .args(["ps", "-a", "-t", "{{.ObjectMeta.Name}}"]),
+    );
+    assert!(!names.contains("nokey"), "{names}");
+    host.ignite()
+        .args(["rm", "-f", "keyed", "imported"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn debian_on_the_bridge_gets_dhcp_ssh_exec_and_restarts() {
+    ignite_testkit::require_root!("booting VMs");
+    let host = Host::new(cargo_bin!("ignite"));
+    let ns = Netns::new("ssh");
+    let layout = ignite_testkit::base_image_layout();
+    host.ignite()
+        .args(["image", "import", "--name", "ignite/debian:bookworm"])
+        .arg(format!("oci:{}:bookworm", layout.display()))
+        .assert()
+        .success();
+    // run returns once the agent and sshd answer; bridge networking is the default as root.
+    ns.ignite(&host)
+        .args([
+            "run",
+            "--ssh",
+            "--name",
+            "deb",
+            "--memory",
+            "512MB",
+            "ignite/debian:bookworm",
+        ])
+        .assert()
+        .success();
+    let vm = host.vm("deb");
+    let ip = address_of(&host, "deb");
+    assert_eq!(vm.status.ssh_address.as_deref(), Some(&*format!("{ip}:22")));
+    let out = ns
+        .ignite(&host)
+        .args(["ssh", "deb", "--", "hostname"])
+        .assert()
+        .success();
+    assert_eq!(
+        String::from_utf8_lossy(&out.get_output().stdout).trim(),
+        "deb"
+    );
+    ns.ignite(&host)
+        .args(["ssh", "deb", "--", "sh", "-c", "exit 3"])
+        .assert()
+        .code(3);
+    // The image's systemd-networkd asked DHCP and got the address ignite-init set.
+    let log = std::fs::read_to_string(
+        host.root()
+            .join("state/vms")
+            .join(vm.metadata.uid.as_ref().unwrap().as_str())
+            .join("supervisor.log"),
+    )
+    .unwrap();
+    assert!(log.contains(&format!("DHCPACK {ip} to ")), "{log}");
+    let networkd = stdout(ns.ignite(&host).args([
+        "exec",
+        "deb",
+        "networkctl",
+        "status",
+        "eth0",
+        "--no-pager",
+    ]));
+    assert!(
+        networkd.contains(&format!("{ip} (DHCP4 via 10.61.0.1)")),
+        "{networkd}"
+    );
+    // exec needs none of it.
+    let out = ns
+        .ignite(&host)
+        .args(["exec", "deb", "systemctl", "is-system-running", "--wait"])
+        .assert();
+    let state = String::from_utf8_lossy(&out.get_output().stdout)
+        .trim()
+        .to_string();
+    assert!(state == "running" || state == "degraded", "{state}");
+    // Ignite's scenario: stop, start, exec again; the address stays.
+    ns.ignite(&host).args(["stop", "deb"]).assert().success();
+    ns.ignite(&host).args(["start", "deb"]).assert().success();
+    assert_eq!(address_of(&host, "deb"), ip);
+    let name = stdout(ns.ignite(&host).args(["exec", "deb", "hostname"]));
+    assert_eq!(name.trim(), "deb");
+    ns.ignite(&host)
+        .args(["rm", "-f", "deb"])
+        .assert()
+        .success();
+
+    // With its agent off, start waits for sshd alone and exec goes over SSH.
+    ns.ignite(&host)
+        .args([
+            "run",
+            "--ssh",
+            "--name",
+            "noagent",
+            "--memory",
+            "512MB",
+            "--kernel-args",
+            "console=ttyS0 reboot=k panic=1 ignite.agent=off",
+            "ignite/debian:bookworm",
+        ])
+        .assert()
+        .success();
+    let out = ns
+        .ignite(&host)
+        .args(["exec", "noagent", "sh", "-c", "hostname; exit 4"])
+        .assert()
+        .code(4)
+        .stderr(predicates::str::contains("over SSH"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.get_output().stdout).trim(),
+        "noagent"
+    );
+    ns.ignite(&host)
+        .args(["rm", "-f", "noagent"])
+        .assert()
+        .success();
+
+    // Without --ssh there is nothing to reach.
+    ns.ignite(&host)
+        .args(["run", "--name", "nossh", "--network", "none", &host.image()])
+        .assert()
+        .success();
+    ns.ignite(&host)
+        .args(["ssh", "nossh"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("--ssh"));
+    ns.ignite(&host)
+        .args(["rm", "-f", "nossh"])
+        .assert()
+        .success();
+}
