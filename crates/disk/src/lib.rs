@@ -18,13 +18,8 @@ const MIB: u64 = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
-    #[error("cannot {action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] ignite_host_tools::PathError),
     #[error(transparent)]
     Missing(#[from] ignite_host_tools::MissingTool),
     #[error("cannot run {program}: {source}")]
@@ -87,15 +82,19 @@ pub fn build_ext4(
             .write(true)
             .truncate(true)
             .open(image)
-            .map_err(|source| DiskError::Io {
-                action: "create",
-                path: image.to_path_buf(),
-                source,
+            .map_err(|source| {
+                DiskError::Io(ignite_host_tools::PathError::new(
+                    "create",
+                    image.to_path_buf(),
+                    source,
+                ))
             })?;
-        file.set_len(bytes).map_err(|source| DiskError::Io {
-            action: "size",
-            path: image.to_path_buf(),
-            source,
+        file.set_len(bytes).map_err(|source| {
+            DiskError::Io(ignite_host_tools::PathError::new(
+                "size",
+                image.to_path_buf(),
+                source,
+            ))
         })?;
         drop(file);
         let output = host_tools::MKFS_EXT4
@@ -154,21 +153,27 @@ pub fn measure_tree(tree: &Path) -> Result<TreeSize, DiskError> {
     };
     let mut pending = vec![tree.to_path_buf()];
     while let Some(dir) = pending.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|source| DiskError::Io {
-            action: "list",
-            path: dir.clone(),
-            source,
+        let entries = std::fs::read_dir(&dir).map_err(|source| {
+            DiskError::Io(ignite_host_tools::PathError::new(
+                "list",
+                dir.clone(),
+                source,
+            ))
         })?;
         for entry in entries {
-            let entry = entry.map_err(|source| DiskError::Io {
-                action: "list",
-                path: dir.clone(),
-                source,
+            let entry = entry.map_err(|source| {
+                DiskError::Io(ignite_host_tools::PathError::new(
+                    "list",
+                    dir.clone(),
+                    source,
+                ))
             })?;
-            let meta = entry.metadata().map_err(|source| DiskError::Io {
-                action: "inspect",
-                path: entry.path(),
-                source,
+            let meta = entry.metadata().map_err(|source| {
+                DiskError::Io(ignite_host_tools::PathError::new(
+                    "inspect",
+                    entry.path(),
+                    source,
+                ))
             })?;
             size.inodes += 1;
             size.data_bytes += meta.len().div_ceil(BLOCK) * BLOCK;

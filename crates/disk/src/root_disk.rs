@@ -66,10 +66,12 @@ fn raw_copy(base: &Path, dest: &Path, size: u64) -> Result<(), DiskError> {
         });
     }
     let io = |action| {
-        move |source| DiskError::Io {
-            action,
-            path: dest.to_path_buf(),
-            source,
+        move |source| {
+            DiskError::Io(ignite_host_tools::PathError::new(
+                action,
+                dest.to_path_buf(),
+                source,
+            ))
         }
     };
     let file = std::fs::OpenOptions::new()
@@ -101,10 +103,12 @@ fn qcow2_overlay(base: &Path, dest: &Path, size: u64) -> Result<(), DiskError> {
             output: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
     }
-    std::fs::metadata(dest).map_err(|source| DiskError::Io {
-        action: "create",
-        path: dest.to_path_buf(),
-        source,
+    std::fs::metadata(dest).map_err(|source| {
+        DiskError::Io(ignite_host_tools::PathError::new(
+            "create",
+            dest.to_path_buf(),
+            source,
+        ))
     })?;
     Ok(())
 }

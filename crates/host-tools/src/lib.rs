@@ -2,9 +2,13 @@
 //! in `PATH` and then in the system directories a normal user's `PATH` lacks: Debian's
 //! default user `PATH` has no `/usr/sbin`, where e2fsprogs, kmod, iproute2 and nftables
 //! install. Advice to install a package is given only when the program is really absent.
+//! Also the I/O error every crate reports for a path it works on ([`PathError`]).
 
 // Outside tests, a failure is an error the caller sees, never a panic on `unwrap`.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+mod path_error;
+pub use path_error::{PathError, path_error};
 
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;

@@ -1,5 +1,3 @@
-use std::path::PathBuf;
-
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
     #[error("not a usable kernel: {0}")]
@@ -8,13 +6,8 @@ pub enum KernelError {
     Decompress(String),
     #[error("{0}")]
     Unsupported(String),
-    #[error("cannot {action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] ignite_host_tools::PathError),
     #[error(
         "the kernel's release {release:?} (from its `Linux version` banner) {reason}: a release may only hold letters, digits and . _ + ~ - (it names directories on the host); refusing this kernel image, which is malformed or hostile"
     )]

@@ -34,10 +34,12 @@ pub const MAX_MODULE_BYTES: u64 = 256 << 20;
 pub fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, KernelError> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let err = |source| KernelError::Io {
-        action: "read",
-        path: path.to_path_buf(),
-        source,
+    let err = |source| {
+        KernelError::Io(ignite_host_tools::PathError::new(
+            "read",
+            path.to_path_buf(),
+            source,
+        ))
     };
     let file = fs::OpenOptions::new()
         .read(true)
@@ -92,10 +94,8 @@ impl ModuleIndex {
         };
         let mut stack = vec![dir.to_path_buf()];
         while let Some(d) = stack.pop() {
-            let entries = fs::read_dir(&d).map_err(|source| KernelError::Io {
-                action: "list",
-                path: d.clone(),
-                source,
+            let entries = fs::read_dir(&d).map_err(|source| {
+                KernelError::Io(ignite_host_tools::PathError::new("list", d.clone(), source))
             })?;
             for entry in entries.flatten() {
                 let path = entry.path();

@@ -85,11 +85,7 @@ impl AddressBook {
     ) -> Result<T, NetError> {
         let io = |action: &'static str, path: &Path| {
             let path = path.to_path_buf();
-            move |source| NetError::Io {
-                action,
-                path,
-                source,
-            }
+            move |source| NetError::Io(ignite_host_tools::PathError::new(action, path, source))
         };
         std::fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
         let lock_path = self.dir.join(LOCK_FILE);

@@ -175,12 +175,8 @@ fn parse_options(mut bytes: &[u8]) -> Vec<(u8, &[u8])> {
 pub fn serve(bridge: &str, lease: Lease) -> Result<(), NetError> {
     use socket2::{Domain, Protocol, Socket, Type};
     let io = |action: &'static str| {
-        let path = format!("udp port {SERVER_PORT} on {bridge}").into();
-        move |source| NetError::Io {
-            action,
-            path,
-            source,
-        }
+        let path: std::path::PathBuf = format!("udp port {SERVER_PORT} on {bridge}").into();
+        move |source| NetError::Io(ignite_host_tools::PathError::new(action, path, source))
     };
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
         .map_err(io("open a socket for"))?;

@@ -20,8 +20,6 @@ pub use commands::{Commands, Recording, System};
 pub use firewall::{Forward, Transport};
 pub use subnet::Subnet;
 
-use std::path::PathBuf;
-
 use ignite_host_tools::HostTool;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,13 +36,8 @@ pub enum NetError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot {action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] ignite_host_tools::PathError),
     #[error(
         "the subnet {subnet} has no free address left: remove VMs (ignite rm) or configure a larger subnet"
     )]

@@ -5,13 +5,8 @@ use crate::digest::Digest;
 /// What went wrong importing an image.
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
-    #[error("cannot {action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] ignite_host_tools::PathError),
     #[error(
         "{what} does not match its digest: expected {expected}, got {actual}; the source is corrupt or was tampered with"
     )]
@@ -59,9 +54,5 @@ pub(crate) fn io(
     path: impl Into<PathBuf>,
 ) -> impl FnOnce(std::io::Error) -> OciError {
     let path = path.into();
-    move |source| OciError::Io {
-        action,
-        path,
-        source,
-    }
+    move |source| OciError::Io(ignite_host_tools::PathError::new(action, path, source))
 }

@@ -41,13 +41,8 @@ pub enum ImageError {
     Disk(#[from] ignite_disk::DiskError),
     #[error(transparent)]
     GuestInit(#[from] crate::guest_init::GuestInitError),
-    #[error("cannot {action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] ignite_host_tools::PathError),
     #[error("unknown platform {0:?}: use os/arch[/variant], e.g. linux/amd64")]
     Platform(String),
     #[error("{image} is used by {}: remove them first, or use -f to remove them too", vms.join(", "))]
@@ -59,11 +54,7 @@ pub(crate) fn io(
     path: impl Into<PathBuf>,
 ) -> impl FnOnce(std::io::Error) -> ImageError {
     let path = path.into();
-    move |source| ImageError::Io {
-        action,
-        path,
-        source,
-    }
+    move |source| ImageError::Io(ignite_host_tools::PathError::new(action, path, source))
 }
 
 /// How to import.

@@ -6,13 +6,8 @@ use ignite_api::manifest::DecodeError;
 /// What went wrong with the state store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot {action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] ignite_host_tools::PathError),
     #[error(
         "{} is damaged and was skipped: {source}; fix or delete that directory",
         path.display()
@@ -54,9 +49,5 @@ pub(crate) fn io(
     path: impl Into<PathBuf>,
 ) -> impl FnOnce(std::io::Error) -> StoreError {
     let path = path.into();
-    move |source| StoreError::Io {
-        action,
-        path,
-        source,
-    }
+    move |source| StoreError::Io(ignite_host_tools::PathError::new(action, path, source))
 }

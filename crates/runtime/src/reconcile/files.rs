@@ -23,17 +23,13 @@ pub enum FileError {
     TooLarge { path: PathBuf },
     #[error("{path} is not UTF-8 text: save it as UTF-8")]
     NotUtf8 { path: PathBuf },
-    #[error("cannot {what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] ignite_host_tools::PathError),
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FileError {
     let path = path.to_path_buf();
-    move |source| FileError::Io { what, path, source }
+    move |source| FileError::Io(ignite_host_tools::PathError::new(what, path, source))
 }
 
 /// Reads a manifest: a regular file (a symbolic link is refused, not followed) of at most
@@ -48,11 +44,7 @@ pub fn read_manifest(path: &Path) -> Result<String, FileError> {
         if e == rustix::io::Errno::LOOP {
             FileError::Symlink(path.to_path_buf())
         } else {
-            FileError::Io {
-                what: "read",
-                path: path.to_path_buf(),
-                source: e.into(),
-            }
+            FileError::Io(ignite_host_tools::PathError::new("read", path, e.into()))
         }
     })?;
     let file = std::fs::File::from(fd);
@@ -93,11 +85,7 @@ pub fn create_new(path: &Path, data: &[u8]) -> Result<(), FileError> {
         }
         other => other,
     }
-    .map_err(|e| FileError::Io {
-        what: "create",
-        path: path.to_path_buf(),
-        source: e.into(),
-    })?;
+    .map_err(|e| FileError::Io(ignite_host_tools::PathError::new("create", path, e.into())))?;
     let mut file = std::fs::File::from(fd);
     file.write_all(data).map_err(io("write", path))?;
     file.sync_all().map_err(io("write", path))?;

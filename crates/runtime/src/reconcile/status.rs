@@ -76,11 +76,7 @@ pub fn write_back(file: &Path, expected: &str, status: &ObservedStatus) -> Resul
     // rename(2) replaces the name `file`; it does not follow a link there.
     std::fs::rename(&tmp, file).map_err(|source| {
         let _ = std::fs::remove_file(&tmp);
-        FileError::Io {
-            what: "replace",
-            path: file.to_path_buf(),
-            source,
-        }
+        FileError::Io(ignite_host_tools::PathError::new("replace", file, source))
     })?;
     Ok(true)
 }

@@ -17,13 +17,8 @@ const WAIT: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
-    #[error("cannot {action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] ignite_host_tools::PathError),
     /// The agent's channel failed.
     #[error("the VM's agent: {0}")]
     Agent(#[source] std::io::Error),
@@ -37,11 +32,7 @@ pub enum CopyError {
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CopyError {
     let path = path.to_path_buf();
-    move |source| CopyError::Io {
-        action,
-        path,
-        source,
-    }
+    move |source| CopyError::Io(ignite_host_tools::PathError::new(action, path, source))
 }
 
 fn agent_io(e: std::io::Error) -> CopyError {

@@ -78,13 +78,8 @@ pub enum VmError {
     Running(String),
     #[error("VM {vm} did not start: {reason}")]
     StartFailed { vm: String, reason: String },
-    #[error("cannot {action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] ignite_host_tools::PathError),
 }
 
 /// Who must act on an error. It decides the API's HTTP status; the CLI prints the
@@ -161,11 +156,7 @@ impl VmError {
 
 fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> VmError {
     let path = path.into();
-    move |source| VmError::Io {
-        action,
-        path,
-        source,
-    }
+    move |source| VmError::Io(ignite_host_tools::PathError::new(action, path, source))
 }
 
 pub fn uid_of(vm: &Vm) -> ignite_api::Uid {
