@@ -5,6 +5,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::{Accel, ConsoleSpec, MachineSpec};
+
 pub const KVM_DEVICE: &str = "/dev/kvm";
 
 /// True when /dev/kvm opens for reading and writing.
@@ -24,26 +26,23 @@ pub fn probe_kvm_boot(kernel: &Path, initrd: &Path, timeout: Duration) -> Result
         .locate()
         .ok_or("QEMU is missing")?;
     let console = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+    // The driver's own command line, so the probe boots what VMs boot.
+    let machine = MachineSpec {
+        vcpus: 1,
+        memory_mib: 256,
+        kernel: kernel.to_path_buf(),
+        initrd: initrd.to_path_buf(),
+        cmdline: "console=ttyS0 panic=-1 quiet".into(),
+        disks: vec![],
+        console: ConsoleSpec::File(console.path().to_path_buf()),
+        agent_socket: None,
+        nics: vec![],
+        accel: Accel::Kvm,
+        log_dir: None,
+    };
     let start = Instant::now();
     let mut child = Command::new(qemu)
-        .args([
-            "-M", "microvm", "-accel", "kvm", "-cpu", "host", "-m", "256M",
-        ])
-        .args([
-            "-no-user-config",
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-no-reboot",
-        ])
-        .arg("-kernel")
-        .arg(kernel)
-        .arg("-initrd")
-        .arg(initrd)
-        .args(["-append", "console=ttyS0 panic=-1 quiet"])
-        .arg("-serial")
-        .arg(format!("file:{}", console.path().display()))
+        .args(crate::qemu::command_line(&machine))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
