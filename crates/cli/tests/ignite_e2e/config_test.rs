@@ -1,0 +1,1 @@
+//! Ignite's e2e/config_test.go.

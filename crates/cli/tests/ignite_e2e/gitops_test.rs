@@ -1,0 +1,1 @@
+//! Ignite's e2e/gitops_test.go.

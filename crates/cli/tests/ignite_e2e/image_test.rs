@@ -1,0 +1,1 @@
+//! Ignite's e2e/image_test.go.

@@ -1,0 +1,1 @@
+//! Ignite's e2e/manifest_reconciliation_test.go.

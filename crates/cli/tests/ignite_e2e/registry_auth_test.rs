@@ -1,0 +1,1 @@
+//! Ignite's e2e/registry_auth_test.go.

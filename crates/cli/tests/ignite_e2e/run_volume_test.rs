@@ -1,0 +1,1 @@
+//! Ignite's e2e/run_volume_test.go.

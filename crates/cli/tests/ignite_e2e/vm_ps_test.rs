@@ -1,0 +1,1 @@
+//! Ignite's e2e/vm_ps_test.go.

@@ -1,0 +1,1 @@
+//! Ignite's e2e/zconcurrent_vm_test.go.
