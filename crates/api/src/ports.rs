@@ -150,11 +150,14 @@ impl fmt::Display for PortMapping {
             Some(ip) => write!(f, "{ip}")?,
             None => f.write_str("0.0.0.0")?,
         }
-        write!(f, ":{}->{}", self.host_port, self.vm_port)?;
-        if let Some(p) = self.protocol {
-            write!(f, "/{p}")?;
-        }
-        Ok(())
+        // The protocol is always shown, TCP when none was given, as Ignite's `ps` does.
+        write!(
+            f,
+            ":{}->{}/{}",
+            self.host_port,
+            self.vm_port,
+            self.protocol()
+        )
     }
 }
 
@@ -226,7 +229,7 @@ mod tests {
     #[test]
     fn displays_like_ignite() {
         let m: PortMapping = "443:6443".parse().unwrap();
-        assert_eq!(m.to_string(), "0.0.0.0:443->6443");
+        assert_eq!(m.to_string(), "0.0.0.0:443->6443/tcp");
         let two = PortMapping::parse_spec("10.0.0.2:80-81:80-81/tcp").unwrap();
         assert_eq!(join_ports(&two), "10.0.0.2:80->80/tcp, 10.0.0.2:81->81/tcp");
     }

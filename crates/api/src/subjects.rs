@@ -134,6 +134,13 @@ impl TemplateSubject for Vm {
     fn display(&self, pointer: &str, now: DateTime<Utc>) -> Option<String> {
         match pointer {
             "/spec/memory" => Some(self.spec.memory().to_string()),
+            // Ignite's SSH spec is a struct {Generate bool; PublicKey string}, printed by Go
+            // as `{true }` when a key pair is generated (a public key here is its file).
+            "/spec/ssh" => Some(match &self.spec.ssh {
+                None => "<nil>".to_string(),
+                Some(Ssh::Generate) => "{true }".to_string(),
+                Some(Ssh::PublicKey(path)) => format!("{{false {}}}", path.display()),
+            }),
             "/spec/diskSize" => Some(self.spec.disk_size().to_string()),
             "/spec/network/ports" => Some(join_ports(&self.spec.network.ports)),
             "/status/network/ipAddresses" => Some(join_ips(self.status.ip_addresses())),

@@ -43,7 +43,13 @@ pub enum TemplateError {
 #[derive(Debug, Clone, PartialEq)]
 enum Segment {
     Text(String),
-    Field { pointer: String, json: bool },
+    /// `shape` is the field's node in the kind's schema: what Go would print for it when
+    /// the object leaves it out (a zero value, or `<nil>`), and a struct's field order.
+    Field {
+        pointer: String,
+        json: bool,
+        shape: Value,
+    },
 }
 
 /// A compiled template.
@@ -112,6 +118,7 @@ impl Template {
                 Segment::Field {
                     pointer,
                     json: true,
+                    ..
                 } => {
                     let v = tree.pointer(pointer).unwrap_or(&Value::Null);
                     out.push_str(&serde_json::to_string(v).expect("a JSON tree serializes"));
@@ -119,13 +126,17 @@ impl Template {
                 Segment::Field {
                     pointer,
                     json: false,
+                    shape,
                 } => {
                     if let Some(shown) = object.display(pointer, now) {
                         out.push_str(&shown);
                     } else {
+                        let is_map = is_map_pointer(pointer);
                         match tree.pointer(pointer) {
-                            Some(v) => go_format(v, &mut out),
-                            None => out.push_str("<no value>"),
+                            Some(v) => go_format(v, shape, is_map, &mut out),
+                            // Go's missing map key.
+                            None if is_map_entry(pointer) => out.push_str("<no value>"),
+                            None => go_zero(shape, is_map, &mut out),
                         }
                     }
                 }
@@ -153,7 +164,12 @@ fn compile_action<T: TemplateSubject>(
         None => (false, action),
     };
     let pointer = resolve_path::<T>(source, path, schema)?;
-    Ok(Segment::Field { pointer, json })
+    let shape = schema.pointer(&pointer).cloned().unwrap_or(Value::Null);
+    Ok(Segment::Field {
+        pointer,
+        json,
+        shape,
+    })
 }
 
 /// Turns `.ObjectMeta.Name` into the JSON pointer `/metadata/name`.
@@ -253,24 +269,40 @@ fn go_name(key: &str) -> String {
     }
 }
 
-/// Formats a value the way Go's `fmt` prints it in a template.
-fn go_format(v: &Value, out: &mut String) {
+/// Labels and annotations are Go maps; every other object of the API is a Go struct.
+fn is_map_pointer(pointer: &str) -> bool {
+    matches!(pointer, "/metadata/labels" | "/metadata/annotations")
+}
+
+/// A key looked up in a map (`.ObjectMeta.Labels.app`).
+fn is_map_entry(pointer: &str) -> bool {
+    ["/metadata/labels/", "/metadata/annotations/"]
+        .iter()
+        .any(|p| pointer.starts_with(p))
+}
+
+/// Formats a value the way Go's `fmt` prints it in a template: structs as `{a b}` with
+/// every field in order (left-out ones as their zero value, so an SSH spec that generates
+/// a key is `{true }`), maps as `map[k:v]`, lists as `[a b]`. `shape` is the value's node
+/// in the schema.
+fn go_format(v: &Value, shape: &Value, is_map: bool, out: &mut String) {
     match v {
         Value::Null => out.push_str("<nil>"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Number(n) => out.push_str(&n.to_string()),
         Value::String(s) => out.push_str(s),
         Value::Array(items) => {
+            let item_shape = shape.get(0).unwrap_or(&Value::Null);
             out.push('[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
                     out.push(' ');
                 }
-                go_format(item, out);
+                go_format(item, item_shape, false, out);
             }
             out.push(']');
         }
-        Value::Object(map) => {
+        Value::Object(map) if is_map => {
             out.push_str("map[");
             for (i, (k, item)) in map.iter().enumerate() {
                 if i > 0 {
@@ -278,10 +310,49 @@ fn go_format(v: &Value, out: &mut String) {
                 }
                 out.push_str(k);
                 out.push(':');
-                go_format(item, out);
+                go_format(item, &Value::Null, false, out);
             }
             out.push(']');
         }
+        Value::Object(map) => {
+            // The schema's fields, in order; fields the schema lacks (none, normally) after.
+            let empty = serde_json::Map::new();
+            let fields = shape.as_object().unwrap_or(&empty);
+            out.push('{');
+            let mut first = true;
+            let mut field = |out: &mut String, value: Option<&Value>, shape: &Value, key: &str| {
+                if !first {
+                    out.push(' ');
+                }
+                first = false;
+                let is_map = key == "labels" || key == "annotations";
+                match value {
+                    Some(v) => go_format(v, shape, is_map, out),
+                    None => go_zero(shape, is_map, out),
+                }
+            };
+            for (key, field_shape) in fields {
+                field(out, map.get(key), field_shape, key);
+            }
+            for (key, value) in map.iter().filter(|(k, _)| !fields.contains_key(*k)) {
+                field(out, Some(value), &Value::Null, key);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// What Go prints for a field the object leaves out: its zero value, judged by its
+/// schema node (`""` for text, `0`, `false`, `[]`, `map[]`), and `<nil>` for an optional
+/// struct (a Go pointer).
+fn go_zero(shape: &Value, is_map: bool, out: &mut String) {
+    match shape {
+        Value::String(_) => {}
+        Value::Number(_) => out.push('0'),
+        Value::Bool(_) => out.push_str("false"),
+        Value::Array(_) => out.push_str("[]"),
+        Value::Object(_) if is_map => out.push_str("map[]"),
+        Value::Object(_) | Value::Null => out.push_str("<nil>"),
     }
 }
 

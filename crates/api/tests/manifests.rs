@@ -218,7 +218,7 @@ fn validation_rejects_each_bad_field_by_name() {
         (
             "  network: {ports: [{hostPort: 80, vmPort: 80}, {hostPort: 80, vmPort: 81}]}\n",
             "spec.network.ports[1]",
-            "0.0.0.0:80->81",
+            "0.0.0.0:80->81/tcp",
         ),
         (
             "  network: {ports: [{hostPort: 0, vmPort: 80}]}\n",

@@ -56,7 +56,16 @@ fn renders_ignite_field_paths() {
         render("{{json .Spec.Image}}", &v),
         "{\"oci\":\"foo/bar:latest\"}"
     );
-    assert_eq!(render("{{.Spec.SSH}}", &v), "<no value>");
+    // Go's formatting: a nil pointer, an SSH spec that generates a key, structs in order.
+    assert_eq!(render("{{.Spec.SSH}}", &v), "<nil>");
+    let mut with_ssh = v.clone();
+    with_ssh.spec.ssh = Some(ignite_api::Ssh::Generate);
+    assert_eq!(render("{{.Spec.SSH}}", &with_ssh), "{true }");
+    assert_eq!(render("{{.Spec.Image}}", &v), "{foo/bar:latest}");
+    // A text field of a struct the object leaves out: Go's zero value.
+    assert_eq!(render("[{{.Spec.Sandbox.OCI}}]", &v), "[]");
+    assert_eq!(render("{{.ObjectMeta.Labels}}", &v), "map[env:dev]");
+    assert_eq!(render("{{.Status.IDPrefix}}", &v), "");
 }
 
 #[test]

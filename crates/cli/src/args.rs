@@ -38,6 +38,32 @@ pub struct GlobalArgs {
     /// The state directory [default: /var/lib/ignite as root, $XDG_DATA_HOME/ignite otherwise]
     #[arg(long, global = true, env = "IGNITE_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// Ignored: Ignite's container runtime. VMs run under their VMM directly, in no container
+    #[arg(long, global = true, value_enum, value_name = "RUNTIME", help_heading = IGNITE_COMPAT)]
+    pub runtime: Option<RuntimeFlag>,
+    /// Ignored: Ignite's network plugin. VMs are networked as --network says (bridge as root)
+    #[arg(long, global = true, value_enum, value_name = "PLUGIN", help_heading = IGNITE_COMPAT)]
+    pub network_plugin: Option<NetworkPluginFlag>,
+    /// Ignored: Ignite's prefix for its containers' names (no containers here)
+    #[arg(long, global = true, value_name = "PREFIX", help_heading = IGNITE_COMPAT)]
+    pub id_prefix: Option<String>,
+}
+
+/// The help section of flags that only Ignite's scripts pass: accepted, and changing nothing.
+pub const IGNITE_COMPAT: &str = "Accepted for Ignite's scripts (no effect)";
+
+/// `--runtime`'s values (Ignite's container runtimes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeFlag {
+    Containerd,
+    Docker,
+}
+
+/// `--network-plugin`'s values (Ignite's network plugins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetworkPluginFlag {
+    Cni,
+    DockerBridge,
 }
 
 /// Log levels, with Ignite's (logrus) names.
@@ -84,6 +110,9 @@ pub enum Command {
     Kernel(KernelGroup),
     /// Remove kernels
     Rmk(RemoveKernelArgs),
+    /// Keep VMs in line with a Git repository's manifests, in the foreground (runs
+    /// `ignited gitops`; Ctrl-C ends it)
+    Gitops(GitopsArgs),
     /// Print the version of Ignite
     Version(VersionArgs),
     /// Print a shell completion script
@@ -137,11 +166,14 @@ pub enum VmCommand {
 pub struct ExecArgs {
     /// The VM, by name or ID (or a unique prefix of one)
     pub vm: String,
-    /// The command and its arguments
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    /// The command and its arguments, run as given (`-- prog args` to pass arguments that
+    /// start with '-'). A single argument that is a shell command line ("cd /x && ls") is run
+    /// by the guest's /bin/sh -c, as Ignite's exec did; after `--` never
+    #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<String>,
-    /// Give the command a terminal (of this terminal's size)
-    #[arg(short, long)]
+    /// Give the command a terminal (of this terminal's size); -t=false as in Ignite
+    #[arg(short, long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true")]
     pub tty: bool,
     /// The private key for the SSH fallback (exec uses the guest agent; SSH only when the agent is off or does not answer)
     #[arg(short, long, value_name = "FILE")]
@@ -155,8 +187,8 @@ pub struct ExecArgs {
 pub struct SshArgs {
     /// The VM, by name or ID (or a unique prefix of one)
     pub vm: String,
-    /// A command to run instead of a login shell
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    /// A command to run instead of a login shell (flags before it are ssh's own)
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     pub command: Vec<String>,
     /// The private key [default: the one --ssh generated]
     #[arg(short, long, value_name = "FILE")]
@@ -164,8 +196,9 @@ pub struct SshArgs {
     /// Seconds to wait for the VM's sshd
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
-    /// Allocate a terminal when this one is a terminal
-    #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    /// Allocate a terminal when this one is a terminal (-t=false for none, as in Ignite)
+    #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true")]
     pub tty: bool,
 }
 
@@ -175,8 +208,8 @@ pub struct CpArgs {
     pub source: String,
     /// A host path, or VM:path
     pub destination: String,
-    /// An SSH private key (accepted for Ignite compatibility; cp needs no SSH)
-    #[arg(short, long, value_name = "FILE")]
+    /// Ignored: cp goes through the guest agent, never SSH
+    #[arg(short, long, value_name = "FILE", help_heading = IGNITE_COMPAT)]
     pub identity: Option<PathBuf>,
     /// Seconds to wait for the VM's agent (a booting VM)
     #[arg(long, default_value_t = 30)]
@@ -251,11 +284,18 @@ pub struct CreateArgs {
     /// A VM manifest (YAML or JSON) to start from; flags override it
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Copy a host file or directory into the VM: /host/path:/vm/path (repeatable)
-    #[arg(short = 'f', long = "copy-files", value_name = "HOST:VM")]
+    /// Copy a host file or directory into the VM: /host/path:/vm/path (repeatable, or
+    /// comma-separated as in Ignite)
+    #[arg(
+        short = 'f',
+        long = "copy-files",
+        value_name = "HOST:VM",
+        value_delimiter = ','
+    )]
     pub copy_files: Vec<String>,
-    /// Publish a VM port on the host: [ip:]hostPort:vmPort[/tcp|udp] (repeatable)
-    #[arg(short, long, value_name = "PORTS")]
+    /// Publish a VM port on the host: [ip:]hostPort:vmPort[/tcp|udp] (repeatable, or
+    /// comma-separated as in Ignite)
+    #[arg(short, long, value_name = "PORTS", value_delimiter = ',')]
     pub ports: Vec<String>,
     /// Virtual CPUs [default: 1]
     #[arg(long)]
@@ -272,11 +312,13 @@ pub struct CreateArgs {
     /// The kernel (a kernel name, package, file or image) [default: the default kernel]
     #[arg(short, long, value_name = "KERNEL")]
     pub kernel_image: Option<String>,
-    /// Authorise SSH: generate a key pair, or give a public key (--ssh=PATH)
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "PATH")]
+    /// Authorise SSH: generate a key pair, or give a public key with --ssh=PATH (only with
+    /// '=', as in Ignite: `--ssh IMAGE` takes IMAGE as the image)
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "PATH")]
     pub ssh: Option<String>,
-    /// Attach a host block device or file: /dev/sdb1:/mnt (repeatable)
-    #[arg(short, long, value_name = "DEVICE:PATH")]
+    /// Attach a host block device or file: /dev/sdb1:/mnt (repeatable, or comma-separated
+    /// as in Ignite)
+    #[arg(short, long, value_name = "DEVICE:PATH", value_delimiter = ',')]
     pub volumes: Vec<String>,
     /// A label key=value (repeatable)
     #[arg(short, long = "label", value_name = "KEY=VALUE")]
@@ -314,21 +356,14 @@ pub struct CreateArgs {
     pub legacy: LegacyArgs,
 }
 
-/// Flags of Ignite's container sandbox, accepted so scripts keep working; they change nothing.
+/// Flags of Ignite's container sandbox, accepted so scripts keep working; they change nothing
+/// (`--runtime`, `--network-plugin` and `--id-prefix` are global: [`GlobalArgs`]).
 #[derive(Debug, Args)]
 pub struct LegacyArgs {
-    /// Ignored (Ignite's sandbox container image)
-    #[arg(long, hide = true)]
+    /// Ignored, but recorded as spec.sandbox for templates: Ignite's sandbox container
+    /// image (there is no sandbox container here)
+    #[arg(long, value_name = "IMAGE", help_heading = IGNITE_COMPAT)]
     pub sandbox_image: Option<String>,
-    /// Ignored (Ignite's container runtime)
-    #[arg(long, hide = true)]
-    pub runtime: Option<String>,
-    /// Ignored (Ignite's network plugin)
-    #[arg(long, hide = true)]
-    pub network_plugin: Option<String>,
-    /// Ignored (Ignite's container name prefix)
-    #[arg(long, hide = true)]
-    pub id_prefix: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -344,12 +379,12 @@ pub struct StartFlags {
     /// The accelerator: auto, kvm or tcg [default: IGNITE_ACCEL, else auto: kvm when /dev/kvm works]
     #[arg(long, value_name = "ACCEL", value_parser = ["auto", "kvm", "tcg"])]
     pub accel: Option<String>,
-    /// Ignored (Ignite kept its sandbox container)
-    #[arg(short, long, hide = true)]
+    /// Ignored: Ignite kept its sandbox container after the VM ended (there is none here)
+    #[arg(short, long, help_heading = IGNITE_COMPAT)]
     pub debug: bool,
-    /// Ignored (checks run always; see ignite doctor)
-    #[arg(long, hide = true, value_name = "CHECKS")]
-    pub ignore_preflight_checks: Option<String>,
+    /// Ignored: the checks' errors stay errors (see `ignite doctor` for what is missing)
+    #[arg(long, value_name = "CHECKS", value_delimiter = ',', help_heading = IGNITE_COMPAT)]
+    pub ignore_preflight_checks: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -449,6 +484,19 @@ pub struct InspectArgs {
 pub enum InspectFormat {
     Json,
     Yaml,
+}
+
+/// `ignite gitops`, as Ignite had it: the same loop as `ignited gitops`, which it runs.
+#[derive(Debug, Args)]
+pub struct GitopsArgs {
+    /// The repository: file://, ssh://, user@host:path, https:// or git://
+    pub repo: String,
+    /// The branch to follow (when the remote has no master: its default branch)
+    #[arg(short, long, default_value = "master")]
+    pub branch: String,
+    /// The one directory of the repository that holds the manifests [default: all of it]
+    #[arg(short, long, value_name = "DIR", value_delimiter = ',')]
+    pub paths: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -638,5 +686,125 @@ impl From<ModeFlag> for ignite_api::GuestMode {
             ModeFlag::Vm => ignite_api::GuestMode::Vm,
             ModeFlag::Container => ignite_api::GuestMode::Container,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(argv: &[&str]) -> Cli {
+        Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+    }
+
+    fn create_args(cli: Cli) -> CreateArgs {
+        match cli.command {
+            Command::Lifecycle(LifecycleCommand::Create(args)) => args,
+            Command::Lifecycle(LifecycleCommand::Run(args)) => args.create,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn ignites_provider_flags_are_taken_before_the_subcommand_and_after_the_vm() {
+        let cli = parse(&[
+            "ignite",
+            "--runtime=docker",
+            "--network-plugin=docker-bridge",
+            "create",
+            "img",
+            "--name=x",
+        ]);
+        assert_eq!(cli.global.runtime, Some(RuntimeFlag::Docker));
+        assert_eq!(
+            cli.global.network_plugin,
+            Some(NetworkPluginFlag::DockerBridge)
+        );
+        assert_eq!(create_args(cli).name.as_deref(), Some("x"));
+        let cli = parse(&[
+            "ignite",
+            "start",
+            "vm",
+            "--runtime=containerd",
+            "--network-plugin=cni",
+        ]);
+        assert_eq!(cli.global.network_plugin, Some(NetworkPluginFlag::Cni));
+        parse(&["ignite", "--runtime", "docker", "image", "import", "x"]);
+        parse(&["ignite", "kernel", "import", "x", "--runtime=docker"]);
+        parse(&["ignite", "run", "img", "--id-prefix=e2e"]);
+        // Ignite's values only.
+        assert!(Cli::try_parse_from(["ignite", "--runtime=podman", "ps"]).is_err());
+    }
+
+    #[test]
+    fn ssh_takes_a_path_only_with_an_equals_sign() {
+        let args = create_args(parse(&["ignite", "create", "--name=x", "--ssh", "img"]));
+        assert_eq!(args.ssh.as_deref(), Some("true"));
+        assert_eq!(args.image.as_deref(), Some("img"));
+        let args = create_args(parse(&["ignite", "create", "--ssh=/k.pub", "img"]));
+        assert_eq!(args.ssh.as_deref(), Some("/k.pub"));
+    }
+
+    #[test]
+    fn ports_files_and_volumes_take_comma_lists_and_labels_do_not() {
+        let args = create_args(parse(&[
+            "ignite",
+            "run",
+            "img",
+            "-p",
+            "18082:80,18083:81",
+            "-p",
+            "1:2",
+            "-f",
+            "/a:/a,/b:/b",
+            "-v",
+            "/dev/x:/m1,/dev/y:/m2",
+            "-l",
+            "k=a,b",
+        ]));
+        assert_eq!(args.ports, ["18082:80", "18083:81", "1:2"]);
+        assert_eq!(args.copy_files, ["/a:/a", "/b:/b"]);
+        assert_eq!(args.volumes, ["/dev/x:/m1", "/dev/y:/m2"]);
+        assert_eq!(args.labels, ["k=a,b"]);
+    }
+
+    #[test]
+    fn ssh_and_exec_flags_after_the_vm_are_flags_and_the_command_is_kept_whole() {
+        let Command::Lifecycle(LifecycleCommand::Ssh(ssh)) =
+            parse(&["ignite", "ssh", "vm", "-t=false"]).command
+        else {
+            panic!()
+        };
+        assert!(!ssh.tty && ssh.command.is_empty());
+        let Command::Lifecycle(LifecycleCommand::Ssh(ssh)) =
+            parse(&["ignite", "ssh", "vm", "-t", "ls", "-la"]).command
+        else {
+            panic!()
+        };
+        assert!(ssh.tty);
+        assert_eq!(ssh.command, ["ls", "-la"]);
+        let Command::Exec(exec) = parse(&[
+            "ignite",
+            "exec",
+            "vm",
+            "--timeout",
+            "5",
+            "-t",
+            "ls",
+            "-la",
+            "-t",
+        ])
+        .command
+        else {
+            panic!()
+        };
+        assert!(exec.tty);
+        assert_eq!(exec.timeout, 5);
+        assert_eq!(exec.command, ["ls", "-la", "-t"]);
+        let Command::Exec(exec) = parse(&["ignite", "exec", "vm", "--", "-x", "y"]).command else {
+            panic!()
+        };
+        assert!(!exec.tty);
+        assert_eq!(exec.command, ["-x", "y"]);
     }
 }

@@ -52,6 +52,22 @@ impl Netns {
         (out.status.success(), text)
     }
 
+    /// Starts a program inside the namespace, left running (the caller kills it).
+    pub fn spawn(&self, program: &str, args: &[&str]) -> std::process::Child {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &self.0, program])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// The namespace's name (`ip netns exec NAME ...`).
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+
     pub fn link_exists(&self, name: &str) -> bool {
         self.run("ip", &["link", "show", "dev", name]).0
     }

@@ -16,6 +16,34 @@ use ignite_runtime::vms::{self, VmFiles};
 use super::{Context, ssh};
 use crate::args::ExecArgs;
 
+/// What the guest runs for `exec VM COMMAND...`: the arguments as given, except that one
+/// argument that is a shell command line (Ignite's exec handed its command to the guest's
+/// shell, and Ignite users write `ignite exec VM "mkdir -p /d && echo x > /d/f"`) is run
+/// by `/bin/sh -c`. After `--` the arguments are always taken as they are.
+fn guest_argv(command: &[String], after_double_dash: bool) -> Vec<String> {
+    match command {
+        [line] if !after_double_dash && is_shell_line(line) => {
+            vec!["/bin/sh".into(), "-c".into(), line.clone()]
+        }
+        _ => command.to_vec(),
+    }
+}
+
+/// Whitespace or shell syntax: no program name holds them, a command line does.
+fn is_shell_line(arg: &str) -> bool {
+    arg.chars()
+        .any(|c| c.is_whitespace() || ";&|<>()$`'\"*?\\".contains(c))
+}
+
+/// Whether the command came after a `--` (clap drops it): the raw arguments hold `--`
+/// right before the command's first word.
+fn after_double_dash(raw: &[String], command: &[String]) -> bool {
+    command.first().is_some_and(|first| {
+        raw.windows(2)
+            .any(|pair| pair[0] == "--" && &pair[1] == first)
+    })
+}
+
 /// The VM's agent, through its supervisor.
 fn connect(ctx: &Context, vm: &Vm, timeout: Duration) -> anyhow::Result<AgentClient> {
     let name = &vm.metadata.name;
@@ -66,8 +94,11 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
+    let raw: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let mut request = ExecRequest {
-        argv: args.command.clone(),
+        argv: guest_argv(&args.command, after_double_dash(&raw, &args.command)),
         tty: args.tty,
         ..ExecRequest::default()
     };
@@ -125,4 +156,43 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<ExitCode> {
         }
         std::process::exit(code.0.clamp(0, 255));
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn one_shell_line_goes_to_the_guest_shell_and_argv_stays_exact_otherwise() {
+        let line = strings(&["mkdir -p /tmp/d && echo x > /tmp/d/f"]);
+        assert_eq!(
+            guest_argv(&line, false),
+            strings(&["/bin/sh", "-c", "mkdir -p /tmp/d && echo x > /tmp/d/f"])
+        );
+        // After `--`, exactly as given, even with spaces.
+        assert_eq!(guest_argv(&line, true), line);
+        // A program name alone, or several arguments, are run as they are.
+        assert_eq!(guest_argv(&strings(&["ls"]), false), strings(&["ls"]));
+        let argv = strings(&["echo", "a && b"]);
+        assert_eq!(guest_argv(&argv, false), argv);
+        assert_eq!(guest_argv(&strings(&["echo$HOME"]), false)[0], "/bin/sh");
+    }
+
+    #[test]
+    fn a_double_dash_is_seen_only_right_before_the_command() {
+        let cmd = strings(&["ls -l"]);
+        assert!(after_double_dash(
+            &strings(&["ignite", "exec", "vm", "--", "ls -l"]),
+            &cmd
+        ));
+        assert!(!after_double_dash(
+            &strings(&["ignite", "exec", "vm", "ls -l"]),
+            &cmd
+        ));
+        assert!(!after_double_dash(&strings(&["ignite", "--"]), &[]));
+    }
 }

@@ -5,6 +5,7 @@ mod completion;
 mod cp;
 mod doctor;
 mod exec;
+mod gitops;
 mod image;
 mod inspect;
 mod kernel;
@@ -130,6 +131,7 @@ fn lifecycle(ctx: &Context, command: &LifecycleCommand) -> anyhow::Result<ExitCo
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Version(args) => version::run(args),
+        Command::Gitops(args) => return gitops::run(&cli.global, args),
         Command::Completion(args) => completion::run(args),
         Command::Lifecycle(command) => return lifecycle(&Context::new(&cli)?, command),
         Command::Ps(args) => ps::run(&Context::new(&cli)?, args),

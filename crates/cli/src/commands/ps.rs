@@ -45,12 +45,10 @@ fn from_summaries(ctx: &Context, args: &PsArgs, now: DateTime<Utc>) -> anyhow::R
         .iter()
         .filter_map(|l| VmRow::decode(l))
         .map(VmRow::checked)
+        .filter(|r| args.all || r.running)
         .collect();
-    Ok(render(
-        ctx,
-        rows.into_iter().filter(|r| args.all || r.running),
-        now,
-    ))
+    warn_if_outdated(rows.iter().any(|r| r.outdated));
+    Ok(render(ctx, rows.into_iter(), now))
 }
 
 fn from_objects(ctx: &Context, args: &PsArgs, now: DateTime<Utc>) -> anyhow::Result<String> {
@@ -69,14 +67,17 @@ fn from_objects(ctx: &Context, args: &PsArgs, now: DateTime<Utc>) -> anyhow::Res
         tracing::warn!("{damaged}");
     }
     // The recorded state is checked against the processes, as in the table.
+    let mut outdated = false;
     let objects: Vec<Vm> = listing
         .objects
         .into_iter()
         .map(|mut vm| {
+            outdated |= ignite_runtime::vms::is_recorded_stopped_but_running(&vm);
             vm.status.running = ignite_runtime::vms::is_running(&vm);
             vm
         })
         .collect();
+    warn_if_outdated(outdated);
     let vms = objects
         .iter()
         .filter(|vm| args.all || vm.status.running)
@@ -84,6 +85,15 @@ fn from_objects(ctx: &Context, args: &PsArgs, now: DateTime<Utc>) -> anyhow::Res
     match &template {
         Some(template) if !ctx.quiet => Ok(vms.map(|vm| template.render(vm, now) + "\n").collect()),
         _ => Ok(render(ctx, vms.map(VmRow::of), now)),
+    }
+}
+
+/// Ignite's note under a listing with a `*` status, on stderr.
+fn warn_if_outdated(outdated: bool) {
+    if outdated {
+        tracing::warn!(
+            "The symbol * on the VM status indicates that the VM record on disk is not up to date with the VM's processes: it says stopped, but its supervisor runs (ignite stop or rm -f ends it)"
+        );
     }
 }
 
@@ -106,6 +116,7 @@ fn cells(row: VmRow<'_>, now: DateTime<Utc>) -> Vec<Cow<'_, str>> {
         .created
         .map_or_else(String::new, |c| format!("{} ago", age(c)));
     let status = match (row.running, row.started) {
+        _ if row.outdated => "*Up".to_string(),
         (true, Some(s)) => format!("Up {}", age(s)),
         (true, None) => "Up".to_string(),
         (false, _) => "Stopped".to_string(),

@@ -358,6 +358,13 @@ fn flag_spec(args: &CreateArgs, command: &[String]) -> anyhow::Result<VmSpec> {
             .as_deref()
             .map(|i| ImageSource::parse(i).map(|oci| VmImageSpec { oci }))
             .transpose()?,
+        // Kept so templates and manifests round-trip as in Ignite; nothing runs it.
+        sandbox: args
+            .legacy
+            .sandbox_image
+            .as_deref()
+            .map(|i| ImageSource::parse(i).map(|oci| VmImageSpec { oci }))
+            .transpose()?,
         cpus: args.cpus,
         memory: size("--memory", &args.memory)?,
         disk_size: size("--size", &args.size)?,

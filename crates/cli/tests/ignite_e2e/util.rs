@@ -27,6 +27,18 @@ impl E2e {
         self.netns.ignite(&self.host)
     }
 
+    /// [`E2e::ignite`] as a std command, for several at once or a piped stdin.
+    pub fn std_ignite(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new("ip");
+        cmd.args(["netns", "exec", self.netns.name()])
+            .arg(self.host.ignite_binary())
+            .env("IGNITE_ROOT", self.host.state())
+            .env("IGNITE_INIT", ignite_testkit::guest_init())
+            .env("IGNITE_ACCEL", "tcg")
+            .env("NO_COLOR", "1");
+        cmd
+    }
+
     /// Runs `ignite ARGS`, expects success, returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.ignite().args(args).output().unwrap();
@@ -79,4 +91,78 @@ fn write_default_vm_image(layout: &std::path::Path) {
         layer = layer.symlink(&format!("bin/{applet}"), "busybox");
     }
     Image::new(vec![layer.finish(Compression::Gzip)], &["sh"]).write_oci_layout(layout, "ubuntu");
+}
+
+/// Where Ignite's scenarios check a VM's network with `exec VM curl google.com`, these
+/// fetch a page from a web server in the scenario's namespace through the VM's default
+/// gateway: the same way out of the VM (its NIC, the bridge, the host side), with no
+/// traffic leaving the namespace.
+pub struct WebServer {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+pub const PAGE: &str = "hello from the e2e web server";
+const WEB_PORT: &str = "18080";
+
+impl E2e {
+    pub fn web_server(&self) -> WebServer {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.html"), PAGE).unwrap();
+        let root = dir.path().to_str().unwrap().to_string();
+        let child = self.netns.spawn(
+            "busybox",
+            &[
+                "httpd",
+                "-f",
+                "-p",
+                &format!("0.0.0.0:{WEB_PORT}"),
+                "-h",
+                &root,
+            ],
+        );
+        WebServer { child, _dir: dir }
+    }
+
+    /// Ignite's `ignite exec VM curl google.com`: the page, fetched from the VM (through
+    /// the exec rule for a one-argument shell command line).
+    pub fn curl(&self, vm: &str) {
+        let line = format!(
+            "wget -q -T 10 -O - http://$(ip route | awk '/^default/ {{print $3}}'):{WEB_PORT}/"
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let (ok, out) = self.try_run(&["exec", vm, &line]);
+            if ok && out.contains(PAGE) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "VM {vm} never fetched the page:\n{out}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Ignite's `defer ignite rm -f VM`, for every VM left, also when a scenario fails: run in
+/// the namespace, where the VMs' taps and forwards are (the state root's own clean-up
+/// would run outside it).
+impl Drop for E2e {
+    fn drop(&mut self) {
+        if let Ok(out) = self.ignite().args(["ps", "-a", "-q"]).output() {
+            let ids = String::from_utf8_lossy(&out.stdout).into_owned();
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                let _ = self.ignite().arg("rm").arg("-f").args(&ids).output();
+            }
+        }
+    }
 }

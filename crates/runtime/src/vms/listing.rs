@@ -5,10 +5,10 @@
 use std::borrow::Cow;
 
 use ignite_api::ports::join_ports;
-use ignite_api::{ProcessRef, Vm, join_ips};
+use ignite_api::{ImageSource, ProcessRef, Vm, join_ips};
 
 /// Names the layout of [`VmRow::encode`]; change it whenever that layout changes.
-pub const ROW_FORMAT: &str = "ps-row-v2";
+pub const ROW_FORMAT: &str = "ps-row-v3";
 
 /// What one line of the table needs, with times kept raw so ages are always current.
 /// Rows read from the summary index borrow their text from it.
@@ -24,6 +24,20 @@ pub struct VmRow<'a> {
     pub ips: Cow<'a, str>,
     pub ports: Cow<'a, str>,
     pub name: Cow<'a, str>,
+    /// Running, though the record says stopped (set by [`VmRow::checked`]).
+    pub outdated: bool,
+}
+
+/// The KERNEL column: the kernel image's reference, as Ignite showed it, or for a kernel
+/// imported from a file (a `.deb`, a vmlinux), the file's name without its directories.
+fn kernel_column(source: &ImageSource) -> String {
+    match source {
+        ImageSource::File(path) => path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
+        other => other.to_string(),
+    }
 }
 
 impl<'a> VmRow<'a> {
@@ -44,8 +58,7 @@ impl<'a> VmRow<'a> {
             spec: [
                 spec.image_ref()
                     .map_or_else(String::new, ToString::to_string),
-                spec.kernel_ref()
-                    .map_or_else(String::new, ToString::to_string),
+                spec.kernel_ref().map_or_else(String::new, kernel_column),
                 spec.disk_size().to_string(),
                 spec.cpus().to_string(),
                 spec.memory().to_string(),
@@ -54,6 +67,7 @@ impl<'a> VmRow<'a> {
             ips: owned(join_ips(vm.status.ip_addresses())),
             ports: owned(join_ports(&spec.network.ports)),
             name: owned(vm.metadata.name.clone()),
+            outdated: false,
         }
     }
 
@@ -86,12 +100,14 @@ impl<'a> VmRow<'a> {
 
     /// Running only while the recorded supervisor is (a host reboot or a `kill -9` leaves
     /// the record behind; `start` and `rm` repair it).
+    /// A row recorded stopped whose supervisor runs is running, and marked `outdated`.
     pub fn checked(mut self) -> VmRow<'a> {
-        self.running = self.running
-            && self
-                .supervisor
-                .as_ref()
-                .is_some_and(super::process::is_alive);
+        let alive = self
+            .supervisor
+            .as_ref()
+            .is_some_and(super::process::is_alive);
+        self.outdated = alive && !self.running;
+        self.running = alive;
         self
     }
 
@@ -122,6 +138,7 @@ impl<'a> VmRow<'a> {
             ips,
             ports,
             name,
+            outdated: false,
         })
     }
 }
@@ -154,5 +171,32 @@ mod tests {
         assert_eq!(row.encode(), line);
         assert!(VmRow::decode(&format!("{line}\textra")).is_none());
         assert!(VmRow::decode("too\tshort").is_none());
+    }
+
+    #[test]
+    fn a_row_recorded_stopped_with_a_live_supervisor_is_up_and_marked() {
+        let mut vm = Vm::new(
+            ignite_api::ObjectMeta {
+                name: "web".into(),
+                uid: Some("599615df99804ae8".parse().unwrap()),
+                ..Default::default()
+            },
+            ignite_api::VmSpec::default(),
+        );
+        // This test process stands for a live supervisor.
+        vm.status.supervisor = Some(super::super::process::current());
+        vm.status.running = false;
+        let row = VmRow::of(&vm).checked();
+        assert!(row.running && row.outdated);
+        vm.status.running = true;
+        let row = VmRow::of(&vm).checked();
+        assert!(row.running && !row.outdated);
+        // A dead supervisor: stopped, whatever the record says.
+        vm.status.supervisor = Some(ProcessRef {
+            pid: u32::MAX - 1,
+            start_ticks: 1,
+        });
+        let row = VmRow::of(&vm).checked();
+        assert!(!row.running && !row.outdated);
     }
 }

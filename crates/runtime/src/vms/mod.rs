@@ -443,7 +443,16 @@ pub fn agent_enabled(vm: &Vm) -> bool {
 }
 
 pub fn is_running(vm: &Vm) -> bool {
-    vm.status.running && vm.status.supervisor.as_ref().is_some_and(process::is_alive)
+    // The process decides, not the recorded flag: the supervisor sets both at once, so
+    // they differ only in a record changed by hand or lost in a crash, and a VM whose
+    // supervisor runs must never be taken for a stopped one (and left running by rm).
+    vm.status.supervisor.as_ref().is_some_and(process::is_alive)
+}
+
+/// The record says stopped while the VM's supervisor runs (`ps` marks it `*Up`, as
+/// Ignite marked a status its manifest did not hold).
+pub fn is_recorded_stopped_but_running(vm: &Vm) -> bool {
+    !vm.status.running && is_running(vm)
 }
 
 /// Brings a record whose processes are gone back to the truth: not running, the VMM
