@@ -18,7 +18,10 @@ impl E2e {
     /// Needs root (the caller starts with `require_root!`).
     pub fn new(tag: &str) -> E2e {
         let host = Host::new(cargo_bin!("ignite"));
-        let netns = Netns::new(tag);
+        // One process runs many scenarios: each namespace needs a name of its own.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let netns = Netns::new(&format!("{tag}{n}"));
         E2e { host, netns }
     }
 
@@ -60,33 +63,145 @@ impl E2e {
         (out.status.success(), text)
     }
 
-    /// The stand-in for Ignite's `util.DefaultVMImage` (`weaveworks/ignite-ubuntu`): the
-    /// harness's busybox image with every applet linked into /bin, so that the commands
-    /// Ignite's scenarios run (`cat`, `tee`, `find`, `stat`, ...) exist by name.
+    /// The stand-in for Ignite's `util.DefaultVMImage` (`weaveworks/ignite-ubuntu`: an init,
+    /// an sshd and the usual commands): a static busybox with every applet linked into
+    /// /bin, the host's OpenSSH sshd with the libraries it links, and an init that starts
+    /// sshd. It boots in seconds under TCG where a systemd image takes half a minute, and
+    /// `run --ssh` waits for its sshd as Ignite's did.
     pub fn image(&self) -> String {
-        let layout = self.host.root().join("e2e-image");
-        if !layout.join("index.json").is_file() {
-            write_default_vm_image(&layout);
-        }
-        format!("oci:{}:ubuntu", layout.display())
+        format!("oci:{}:ubuntu", default_vm_image().display())
     }
+}
+
+/// Made once per test run, in cargo's scratch directory for this test binary.
+fn default_vm_image() -> &'static std::path::Path {
+    static IMAGE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let layout = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-default-vm-image");
+        let _ = std::fs::remove_dir_all(&layout);
+        write_default_vm_image(&layout);
+        layout
+    })
+}
+
+const INIT: &str = "#!/bin/sh
+trap 'busybox poweroff -f' USR2 TERM
+mkdir -p /run/sshd /root && chmod 0755 /run/sshd && chmod 0700 /root
+/usr/sbin/sshd -e
+echo init: up
+while :; do busybox sleep 0.2; done
+";
+
+const SSHD_CONFIG: &str = "HostKey /etc/ssh/ssh_host_ed25519_key
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+";
+
+/// The shared libraries a dynamically linked program loads, as `ldd` lists them.
+fn libraries_of(program: &str) -> Vec<std::path::PathBuf> {
+    let out = std::process::Command::new("ldd")
+        .arg(program)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ldd {program}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|line| {
+            let path = match line.split_once("=>") {
+                Some((_, rest)) => rest.split_whitespace().next()?,
+                None => line.split_whitespace().next()?,
+            };
+            path.starts_with('/')
+                .then(|| std::path::PathBuf::from(path))
+        })
+        .collect()
 }
 
 fn write_default_vm_image(layout: &std::path::Path) {
     use ignite_testkit::images::{Compression, Image, LayerBuilder};
+    ignite_testkit::require_program("sshd", "openssh-server");
     let busybox = std::fs::read("/bin/busybox").unwrap();
     let list = std::process::Command::new("/bin/busybox")
         .arg("--list")
         .output()
         .unwrap();
     let applets = String::from_utf8(list.stdout).unwrap();
-    let init = "#!/bin/sh\ntrap 'busybox poweroff -f' USR2 TERM\necho init: up\nwhile :; do busybox sleep 0.2; done\n";
-    let mut layer = LayerBuilder::new()
-        .dir("bin", 0o755)
+    let keys = tempfile::tempdir().unwrap();
+    let host_key = keys.path().join("ssh_host_ed25519_key");
+    let keygen = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&host_key)
+        .status()
+        .unwrap();
+    assert!(keygen.success(), "ssh-keygen");
+    let mut layer = LayerBuilder::new();
+    let mut dirs = std::collections::BTreeSet::new();
+    let mut add_dirs = |layer: LayerBuilder, path: &str| -> LayerBuilder {
+        let mut layer = layer;
+        let mut prefix = String::new();
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+            if dirs.insert(prefix.clone()) {
+                layer = layer.dir(&prefix, 0o755);
+            }
+        }
+        layer
+    };
+    for dir in [
+        "bin",
+        "sbin",
+        "tmp",
+        "root",
+        "etc/ssh",
+        "run",
+        "var/empty",
+        "usr/sbin",
+    ] {
+        layer = add_dirs(layer, dir);
+    }
+    layer = layer
         .file("bin/busybox", &busybox, 0o755)
-        .dir("sbin", 0o755)
-        .file("sbin/init", init.as_bytes(), 0o755)
-        .dir("tmp", 0o1777);
+        .file("sbin/init", INIT.as_bytes(), 0o755)
+        .file(
+            "usr/sbin/sshd",
+            &std::fs::read("/usr/sbin/sshd").unwrap(),
+            0o755,
+        )
+        .file("etc/ssh/sshd_config", SSHD_CONFIG.as_bytes(), 0o644)
+        .file(
+            "etc/ssh/ssh_host_ed25519_key",
+            &std::fs::read(&host_key).unwrap(),
+            0o600,
+        )
+        .file(
+            "etc/passwd",
+            b"root:x:0:0:root:/root:/bin/sh\nsshd:x:100:65534::/run/sshd:/bin/false\n",
+            0o644,
+        )
+        .file("etc/group", b"root:x:0:\nnogroup:x:65534:\n", 0o644)
+        .file(
+            "etc/shadow",
+            b"root:*:19000:0:99999:7:::\nsshd:*:19000:0:99999:7:::\n",
+            0o640,
+        );
+    for lib in libraries_of("/usr/sbin/sshd") {
+        let inside = lib.to_str().unwrap().trim_start_matches('/').to_string();
+        let parent = std::path::Path::new(&inside)
+            .parent()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        layer = add_dirs(layer, &parent);
+        // Read through the host's symlinks: the image gets the library itself.
+        layer = layer.file(&inside, &std::fs::read(&lib).unwrap(), 0o755);
+    }
     for applet in applets.split_whitespace().filter(|a| *a != "busybox") {
         layer = layer.symlink(&format!("bin/{applet}"), "busybox");
     }
@@ -127,9 +242,8 @@ impl E2e {
     /// Ignite's `ignite exec VM curl google.com`: the page, fetched from the VM (through
     /// the exec rule for a one-argument shell command line).
     pub fn curl(&self, vm: &str) {
-        let line = format!(
-            "wget -q -T 10 -O - http://$(ip route | awk '/^default/ {{print $3}}'):{WEB_PORT}/"
-        );
+        let line =
+            format!("wget -q -O - http://$(ip route | awk '/^default/ {{print $3}}'):{WEB_PORT}/");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
             let (ok, out) = self.try_run(&["exec", vm, &line]);
