@@ -581,3 +581,150 @@ fn a_docker_archive_with_a_huge_pax_header_is_refused_before_it_is_buffered() {
         "{stderr}"
     );
 }
+
+/// A small image pushed to `registry` as `app:v1`.
+fn push_small_image(registry: &ignite_testkit::registry::Registry) -> String {
+    let image = Image::new(
+        vec![
+            LayerBuilder::new()
+                .file("hello", b"over https\n", 0o644)
+                .finish(Compression::Gzip),
+        ],
+        &["sh"],
+    );
+    registry.push("app", "v1", &image)
+}
+
+/// `ignite image import` with registry certificates read from `certs_dir` only (never the
+/// host's /etc/docker/certs.d).
+fn import_with_certs(root: &Path, certs_dir: &Path, reference: &str) -> assert_cmd::assert::Assert {
+    ignite(root)
+        .env("IGNITE_REGISTRY_CERTS_DIR", certs_dir)
+        .args(["image", "import", reference])
+        .assert()
+}
+
+#[test]
+fn an_https_registry_with_a_private_ca_is_trusted_once_its_ca_is_in_certs_d() {
+    ignite_testkit::require_root!("importing images");
+    ignite_testkit::require_program!("docker-registry", "docker-registry");
+    ignite_testkit::require_program!("openssl", "openssl");
+    let registry =
+        ignite_testkit::registry::Registry::start_tls(None, ignite_testkit::registry::Tls::Server);
+    let reference = push_small_image(&registry);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    let certs = dir.path().join("certs.d");
+    std::fs::create_dir(&certs).unwrap();
+
+    // Without the CA: refused, saying which registry, why and where the CA goes (and not
+    // retried over plain HTTP, although the registry is on loopback).
+    let failed = import_with_certs(&root, &certs, &reference).failure();
+    let stderr = String::from_utf8_lossy(&failed.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains(&format!(
+            "registry {}: its TLS certificate is not trusted",
+            registry.host
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "put the certificate of the CA that signed it in {}/{}/ca.crt",
+            certs.display(),
+            registry.host
+        )),
+        "{stderr}"
+    );
+
+    registry.install_certs(&certs, false);
+    let id = stdout(
+        ignite(&root)
+            .env("IGNITE_REGISTRY_CERTS_DIR", &certs)
+            .args(["image", "import", &reference]),
+    );
+    assert_eq!(id.trim().len(), 16, "{id}");
+
+    // A broken CA file is named, with what it must hold.
+    let bad = certs.join(&registry.host).join("broken.crt");
+    std::fs::write(&bad, "not a certificate\n").unwrap();
+    let failed = import_with_certs(&root, &certs, &format!("{}/app:v2", registry.host)).failure();
+    let stderr = String::from_utf8_lossy(&failed.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains(&format!("{}: it holds no PEM certificate", bad.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_registry_requiring_client_certificates_is_reached_with_the_cert_and_key_pair() {
+    ignite_testkit::require_root!("importing images");
+    ignite_testkit::require_program!("docker-registry", "docker-registry");
+    ignite_testkit::require_program!("openssl", "openssl");
+    let registry = ignite_testkit::registry::Registry::start_tls(
+        None,
+        ignite_testkit::registry::Tls::ClientCertRequired,
+    );
+    let reference = push_small_image(&registry);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    let certs = dir.path().join("certs.d");
+
+    // The CA alone: the registry refuses the connection, and the user is told why.
+    registry.install_certs(&certs, false);
+    let failed = import_with_certs(&root, &certs, &reference).failure();
+    let stderr = String::from_utf8_lossy(&failed.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains(&format!(
+            "registry {}: it refused the TLS connection",
+            registry.host
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .contains("it probably requires a client certificate it trusts and none is configured"),
+        "{stderr}"
+    );
+
+    // A key that is not the certificate's is refused before any connection.
+    let host_dir = certs.join(&registry.host);
+    std::fs::copy(
+        &registry.tls_files().client_cert,
+        host_dir.join("client.cert"),
+    )
+    .unwrap();
+    let other_key = dir.path().join("other.key");
+    let out = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&other_key)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::copy(&other_key, host_dir.join("client.key")).unwrap();
+    let failed = import_with_certs(&root, &certs, &reference).failure();
+    let stderr = String::from_utf8_lossy(&failed.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains(&format!(
+            "{}: it cannot be used with the client certificate",
+            host_dir.join("client.key").display()
+        )),
+        "{stderr}"
+    );
+
+    // The pair: imported.
+    registry.install_certs(&certs, true);
+    let id = stdout(
+        ignite(&root)
+            .env("IGNITE_REGISTRY_CERTS_DIR", &certs)
+            .args(["image", "import", &reference]),
+    );
+    assert_eq!(id.trim().len(), 16, "{id}");
+}

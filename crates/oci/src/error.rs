@@ -35,6 +35,9 @@ pub enum OciError {
     },
     #[error("registry {registry}: {message}")]
     Registry { registry: String, message: String },
+    /// A registry's certificate directory (Docker's `certs.d/HOST[:PORT]`) or a file in it.
+    #[error("registry certificates {}: {reason}", path.display())]
+    RegistryCerts { path: PathBuf, reason: String },
     #[error("layer {layer}: refusing entry {entry:?}: {reason}")]
     HostileLayer {
         layer: String,

@@ -1,8 +1,10 @@
 //! A real OCI registry (Debian's `docker-registry`) on 127.0.0.1, started and stopped by
-//! the test, and a minimal client that pushes images to it.
+//! the test, and a minimal client that pushes images to it. Over plain HTTP, or over
+//! HTTPS with a CA of the test's own (made with the `openssl` CLI), optionally requiring
+//! client certificates.
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,13 +16,43 @@ pub struct Registry {
     child: Child,
     pub host: String,
     auth: Option<(String, String)>,
+    tls: Option<TlsFiles>,
     _dir: tempfile::TempDir,
     agent: ureq::Agent,
+}
+
+/// How a registry speaks HTTPS ([`Registry::start_tls`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tls {
+    /// A server certificate for 127.0.0.1 signed by the test's CA.
+    Server,
+    /// That, and clients must present a certificate signed by the same CA
+    /// (`http.tls.clientcas`).
+    ClientCertRequired,
+}
+
+/// The PEM files of a TLS registry: its CA and a client certificate signed by it.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    pub client_required: bool,
 }
 
 impl Registry {
     /// Starts a registry; with `auth`, it requires that user and password (htpasswd).
     pub fn start(auth: Option<(&str, &str)>) -> Registry {
+        Self::start_with(auth, None)
+    }
+
+    /// Starts a registry over HTTPS, its certificate signed by a CA made for it (see
+    /// [`Registry::tls_files`]); with `auth`, it requires that user and password.
+    pub fn start_tls(auth: Option<(&str, &str)>, tls: Tls) -> Registry {
+        Self::start_with(auth, Some(tls))
+    }
+
+    fn start_with(auth: Option<(&str, &str)>, tls: Option<Tls>) -> Registry {
         crate::require_program("docker-registry", "docker-registry");
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
@@ -32,6 +64,18 @@ impl Registry {
             "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
             dir.path().join("data").display()
         );
+        let tls_files = tls.map(|tls| {
+            let files = make_certificates(dir.path(), tls == Tls::ClientCertRequired);
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                dir.path().join("server.crt").display(),
+                dir.path().join("server.key").display()
+            ));
+            if files.client_required {
+                config.push_str(&format!("    clientcas:\n      - {}\n", files.ca.display()));
+            }
+            files
+        });
         if let Some((user, password)) = auth {
             crate::require_program("htpasswd", "apache2-utils");
             let htpasswd = dir.path().join("htpasswd");
@@ -46,7 +90,7 @@ impl Registry {
                 htpasswd.display()
             ));
         }
-        Self::launch(dir, port, config, auth)
+        Self::launch(dir, port, config, auth, tls_files)
     }
 
     /// Starts a registry whose clients must get a token from `realm` (a token service the
@@ -80,7 +124,7 @@ impl Registry {
             dir.path().join("data").display(),
             cert.display()
         );
-        Self::launch(dir, port, config, Some((user, password)))
+        Self::launch(dir, port, config, Some((user, password)), None)
     }
 
     fn launch(
@@ -88,6 +132,7 @@ impl Registry {
         port: u16,
         config: String,
         auth: Option<(&str, &str)>,
+        tls: Option<TlsFiles>,
     ) -> Registry {
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
@@ -98,14 +143,26 @@ impl Registry {
             .stderr(Stdio::null())
             .spawn()
             .expect("docker-registry starts");
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let mut agent = ureq::Agent::config_builder().http_status_as_error(false);
+        if let Some(files) = &tls {
+            // The pushing client trusts the test's CA only, and always has a client certificate.
+            use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
+            let ca = Certificate::from_pem(&std::fs::read(&files.ca).unwrap()).unwrap();
+            let cert = Certificate::from_pem(&std::fs::read(&files.client_cert).unwrap()).unwrap();
+            let key = PrivateKey::from_pem(&std::fs::read(&files.client_key).unwrap()).unwrap();
+            agent = agent.tls_config(
+                TlsConfig::builder()
+                    .root_certs(RootCerts::new_with_certs(&[ca]))
+                    .client_cert(Some(ClientCert::new_with_certs(&[cert], key)))
+                    .build(),
+            );
+        }
+        let agent: ureq::Agent = agent.build().into();
         let registry = Registry {
             child,
             host: format!("127.0.0.1:{port}"),
             auth: auth.map(|(u, p)| (u.to_string(), p.to_string())),
+            tls,
             _dir: dir,
             agent,
         };
@@ -113,7 +170,7 @@ impl Registry {
         while Instant::now() < deadline {
             if registry
                 .agent
-                .get(&format!("http://{}/v2/", registry.host))
+                .get(&format!("{}/v2/", registry.base_url()))
                 .call()
                 .is_ok()
             {
@@ -122,6 +179,38 @@ impl Registry {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("docker-registry did not come up on {}", registry.host);
+    }
+
+    /// `http://HOST:PORT`, or `https://HOST:PORT` for a TLS registry.
+    pub fn base_url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.host)
+    }
+
+    /// The CA and client certificate of a registry started with [`Registry::start_tls`].
+    pub fn tls_files(&self) -> &TlsFiles {
+        self.tls
+            .as_ref()
+            .expect("a registry started with start_tls")
+    }
+
+    /// Puts the registry's CA where Docker looks for it, `certs_dir/HOST:PORT/ca.crt`;
+    /// with `client_cert`, also its client certificate (`client.cert`, `client.key`).
+    pub fn install_certs(&self, certs_dir: &Path, client_cert: bool) {
+        let files = self.tls_files();
+        let dir = certs_dir.join(&self.host);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&files.ca, dir.join("ca.crt")).unwrap();
+        if client_cert {
+            std::fs::copy(&files.client_cert, dir.join("client.cert")).unwrap();
+            std::fs::copy(&files.client_key, dir.join("client.key")).unwrap();
+        }
+    }
+
+    /// The `auth` value of a Docker `config.json` entry for this registry's user.
+    pub fn basic_auth(&self) -> String {
+        let (u, p) = self.auth.as_ref().expect("a registry with auth");
+        base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
     }
 
     fn authorization(&self) -> Option<String> {
@@ -137,7 +226,7 @@ impl Registry {
         let digest = sha256(bytes);
         let mut post = self
             .agent
-            .post(&format!("http://{}/v2/{repo}/blobs/uploads/", self.host));
+            .post(&format!("{}/v2/{repo}/blobs/uploads/", self.base_url()));
         if let Some(a) = self.authorization() {
             post = post.header("Authorization", &a);
         }
@@ -153,7 +242,7 @@ impl Registry {
         let url = if location.starts_with("http") {
             location
         } else {
-            format!("http://{}{location}", self.host)
+            format!("{}{location}", self.base_url())
         };
         let sep = if url.contains('?') { '&' } else { '?' };
         let mut put = self
@@ -171,8 +260,8 @@ impl Registry {
         let mut put = self
             .agent
             .put(&format!(
-                "http://{}/v2/{repo}/manifests/{reference}",
-                self.host
+                "{}/v2/{repo}/manifests/{reference}",
+                self.base_url()
             ))
             .header("Content-Type", media_type);
         if let Some(a) = self.authorization() {
@@ -232,9 +321,7 @@ impl Registry {
 
     /// Writes a Docker `config.json` with this registry's credentials into `dir`.
     pub fn write_docker_config(&self, dir: &Path) {
-        let (u, p) = self.auth.as_ref().expect("a registry with auth");
-        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
-        let config = serde_json::json!({"auths": {self.host.clone(): {"auth": auth}}});
+        let config = serde_json::json!({"auths": {self.host.clone(): {"auth": self.basic_auth()}}});
         std::fs::write(
             dir.join("config.json"),
             serde_json::to_vec(&config).unwrap(),
@@ -247,5 +334,99 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Makes, in `dir`, a CA (`ca.crt`), a server certificate for 127.0.0.1 signed by it
+/// (`server.crt`, `server.key`) and a client certificate signed by it (`client.crt`,
+/// `client.key`), with the `openssl` CLI. Valid for a day.
+fn make_certificates(dir: &Path, client_required: bool) -> TlsFiles {
+    crate::require_program("openssl", "openssl");
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=ignite-test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    for (serial, name, extensions) in [
+        (
+            "1",
+            "server",
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        ),
+        (
+            "2",
+            "client",
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n",
+        ),
+    ] {
+        let ext = format!("{name}.ext");
+        std::fs::write(dir.join(&ext), extensions).unwrap();
+        let (key, csr, crt) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+        );
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            &format!("/CN=ignite-test-{name}"),
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            serial,
+            "-days",
+            "1",
+            "-extfile",
+            &ext,
+            "-out",
+            &crt,
+        ]);
+    }
+    TlsFiles {
+        ca: dir.join("ca.crt"),
+        client_cert: dir.join("client.crt"),
+        client_key: dir.join("client.key"),
+        client_required,
     }
 }

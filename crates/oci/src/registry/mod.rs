@@ -1,12 +1,15 @@
 //! A client for the OCI distribution API: manifests (and manifest lists) and blobs, with
 //! anonymous, token (Bearer) and basic authentication. Registries are reached over HTTPS;
 //! plain HTTP only for hosts configured as insecure (and loopback ones, as Docker does),
-//! after HTTPS failed.
+//! after HTTPS failed. HTTPS trusts the system's CAs and the registry's own in Docker's
+//! `certs.d` (see [`tls`]), which may also hold a client certificate.
 
 pub mod credentials;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -22,14 +25,19 @@ use crate::fetch::{
 };
 use crate::spec::{Descriptor, Platform, media};
 use credentials::{CredentialStore, Credentials};
+use tls::{RegistryCerts, TlsProblem};
 
 /// Parallel layer downloads.
 const PARALLEL_DOWNLOADS: usize = 4;
 
 pub struct RegistryClient {
-    agent: ureq::Agent,
     credentials: CredentialStore,
     insecure: Vec<String>,
+    /// Docker's `certs.d`: per-registry CAs and client certificates.
+    certs_dir: Option<PathBuf>,
+    /// One agent per registry, each with that registry's TLS settings, and the client
+    /// certificate it presents.
+    agents: Mutex<HashMap<String, (ureq::Agent, Option<PathBuf>)>>,
     /// `Authorization` header values, per registry and repository.
     auth: Mutex<HashMap<String, String>>,
     /// Hosts that answered only over plain HTTP.
@@ -38,20 +46,90 @@ pub struct RegistryClient {
 
 impl RegistryClient {
     /// `insecure` lists registries (`host[:port]`) that may be reached over plain HTTP.
+    /// Certificates come from [`tls::default_certs_dir`].
     pub fn new(credentials: CredentialStore, insecure: Vec<String>) -> RegistryClient {
+        RegistryClient {
+            credentials,
+            insecure,
+            certs_dir: tls::default_certs_dir(),
+            agents: Mutex::new(HashMap::new()),
+            auth: Mutex::new(HashMap::new()),
+            plain_http: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Reads registries' certificates from `dir` (`dir/HOST[:PORT]/`), or from nowhere.
+    pub fn with_certs_dir(mut self, dir: Option<PathBuf>) -> RegistryClient {
+        self.certs_dir = dir;
+        self
+    }
+
+    /// The agent for the reference's registry: made on first use, with the registry's CAs
+    /// and client certificate (a bad file there fails the import, naming it). The token
+    /// service is reached with it too, as Docker does.
+    fn agent(&self, reference: &ImageReference) -> Result<(ureq::Agent, Option<PathBuf>)> {
+        let domain = reference.domain();
+        if let Some(a) = self.agents.lock().expect("agent cache lock").get(domain) {
+            return Ok(a.clone());
+        }
+        let certs = match &self.certs_dir {
+            Some(dir) => RegistryCerts::load(dir, domain)?,
+            None => RegistryCerts::default(),
+        };
+        if let Some(dir) = &certs.dir {
+            tracing::debug!(
+                registry = domain,
+                dir = %dir.display(),
+                cas = certs.cas.len(),
+                client_cert = certs.client.is_some(),
+                "registry certificates"
+            );
+        }
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(30)))
             .user_agent(concat!("ignite/", env!("CARGO_PKG_VERSION")))
+            .tls_config(certs.tls_config())
             .build()
             .into();
-        RegistryClient {
-            agent,
-            credentials,
-            insecure,
-            auth: Mutex::new(HashMap::new()),
-            plain_http: Mutex::new(HashMap::new()),
-        }
+        let entry = (agent, certs.client.map(|pair| pair.path));
+        self.agents
+            .lock()
+            .expect("agent cache lock")
+            .insert(domain.to_string(), entry.clone());
+        Ok(entry)
+    }
+
+    /// A failed request, said with what to do when it was a certificate problem.
+    fn transport_error(
+        &self,
+        reference: &ImageReference,
+        what: &str,
+        client_cert: Option<&PathBuf>,
+        error: &ureq::Error,
+    ) -> OciError {
+        let domain = reference.domain();
+        let host_dir = self
+            .certs_dir
+            .clone()
+            .unwrap_or_else(|| tls::DOCKER_CERTS_DIR.into())
+            .join(domain);
+        let message = match tls::tls_problem(error) {
+            Some(TlsProblem::Untrusted(detail)) => format!(
+                "its TLS certificate is not trusted ({detail}) reaching {what}: put the certificate of the CA that signed it in {}/ca.crt (as for Docker), or add it to the system's certificate store (Debian: copy it to /usr/local/share/ca-certificates/NAME.crt, run update-ca-certificates)",
+                host_dir.display()
+            ),
+            Some(TlsProblem::ClientCertRefused(detail)) => format!(
+                "it refused the TLS connection ({detail}) reaching {what}: it probably requires a client certificate it trusts{}: put one as NAME.cert, with its key as NAME.key, in {}/",
+                client_cert.map_or_else(
+                    || " and none is configured".to_string(),
+                    |p| format!(", and refused {}", p.display())
+                ),
+                host_dir.display()
+            ),
+            None => format!("cannot reach {what}: {error}"),
+        };
+        Self::registry_error(reference, message)
     }
 
     fn may_use_http(&self, domain: &str) -> bool {
@@ -95,13 +173,14 @@ impl RegistryClient {
     ) -> Result<ureq::http::Response<ureq::Body>> {
         let domain = reference.domain();
         let auth_key = format!("{domain}/{}", reference.repository());
+        let (agent, client_cert) = self.agent(reference)?;
         for attempt in 0..2 {
             let url = format!(
                 "{}/v2/{}/{path}",
                 self.base_url(reference)?,
                 reference.repository()
             );
-            let mut request = self.agent.get(&url);
+            let mut request = agent.get(&url);
             if let Some(a) = accept {
                 request = request.header("Accept", a);
             }
@@ -113,7 +192,7 @@ impl RegistryClient {
             }
             let response = request
                 .call()
-                .map_err(|e| Self::registry_error(reference, format!("cannot reach {url}: {e}")))?;
+                .map_err(|e| self.transport_error(reference, &url, client_cert.as_ref(), &e))?;
             if response.status() != 401 || attempt == 1 {
                 if response.status() == 401 {
                     return Err(Self::registry_error(
@@ -157,9 +236,16 @@ impl RegistryClient {
         }
         let https = format!("https://{host}");
         let plain = if self.may_use_http(domain) {
-            // Probe HTTPS first; fall back to HTTP only when TLS cannot be spoken at all.
-            match self.agent.get(&format!("{https}/v2/")).call() {
+            // Probe HTTPS first; fall back to HTTP only when TLS cannot be spoken at all. A
+            // certificate the registry sent and was not trusted, or one it wanted, means it
+            // speaks TLS: plain HTTP would not help, and the user is told how to fix it.
+            let (agent, client_cert) = self.agent(reference)?;
+            let probe = format!("{https}/v2/");
+            match agent.get(&probe).call() {
                 Ok(_) => false,
+                Err(e) if tls::tls_problem(&e).is_some() => {
+                    return Err(self.transport_error(reference, &probe, client_cert.as_ref(), &e));
+                }
                 Err(e) => {
                     tracing::debug!(
                         registry = domain,
@@ -226,14 +312,17 @@ impl RegistryClient {
                 if let Some(service) = params.get("service") {
                     url.push_str(&format!("&service={}", percent_encode(service)));
                 }
-                let mut request = self.agent.get(&url);
+                let (agent, client_cert) = self.agent(reference)?;
+                let mut request = agent.get(&url);
                 if let Some(c) = &creds {
                     request = request.header("Authorization", &basic_header(c));
                 }
                 let mut response = request.call().map_err(|e| {
-                    Self::registry_error(
+                    self.transport_error(
                         reference,
-                        format!("cannot reach its token service {realm}: {e}"),
+                        &format!("its token service {realm}"),
+                        client_cert.as_ref(),
+                        &e,
                     )
                 })?;
                 if !response.status().is_success() {
