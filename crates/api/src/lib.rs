@@ -7,6 +7,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod configuration;
+pub mod duration;
 pub mod filter;
 pub mod humanize;
 mod image;
@@ -21,6 +22,7 @@ mod source;
 mod subjects;
 pub mod template;
 pub mod validation;
+pub mod version;
 mod vm;
 
 pub use configuration::{BridgeConfig, Configuration, ConfigurationSpec, HostAccess};

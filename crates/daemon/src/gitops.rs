@@ -4,13 +4,18 @@
 //! An unreachable remote or a rejected push is logged and retried at the next interval;
 //! the VMs stay as the last good checkout says meanwhile.
 //!
-//! Git is the system's `git`. SSH remotes need `--identity-file` and a known_hosts file
-//! (host keys are checked); HTTPS remotes push with `--https-username` and the password in
-//! `IGNITE_GIT_PASSWORD`. `file://` remotes are writable; anything else is read-only: no
-//! status is written.
+//! Git is the system's `git`; each run of it is stopped after `--timeout`. SSH remotes
+//! need `--identity-file` and a known_hosts file (`--hosts-file`, default
+//! ~/.ssh/known_hosts as Ignite's; host keys are checked); HTTPS remotes push with
+//! `--https-username` and the password in `IGNITE_GIT_PASSWORD` (or `--https-password`).
+//! `file://` remotes are writable; anything else is read-only: no status is written.
+//!
+//! The branch is Ignite's default, `master`, unless `--branch` names another; a remote
+//! without `master` is followed on its own default branch (its HEAD).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -23,29 +28,42 @@ use crate::reconcile_loop::ReconcileLoop;
 /// The value of the source label on VMs the GitOps loop makes.
 pub const SOURCE: &str = "gitops";
 pub const PASSWORD_ENV: &str = "IGNITE_GIT_PASSWORD";
+/// Ignite's default branch.
+pub const DEFAULT_BRANCH: &str = "master";
 
 #[derive(Debug, Args)]
 pub struct GitopsArgs {
     /// The repository: file://, ssh://, user@host:path, https:// or git://
     pub url: String,
-    /// The branch to follow [default: the remote's default branch]
-    #[arg(long)]
+    /// The branch to follow [default: master, or the remote's default branch when it has
+    /// no master]
+    #[arg(short = 'b', long, value_name = "BRANCH")]
     pub branch: Option<String>,
-    /// Seconds between fetches
-    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
-    pub interval: u64,
+    /// The time between fetches, as Go writes durations (30s, 1m0s, 1h30m, 500ms) or
+    /// whole seconds
+    #[arg(long, default_value = "30s", value_parser = parse_interval, value_name = "DURATION")]
+    pub interval: Duration,
+    /// How long one git operation (clone, fetch, push) may take before it is stopped and
+    /// reported (the loop goes on), as Go writes durations
+    #[arg(long, default_value = "1m0s", value_parser = parse_timeout, value_name = "DURATION")]
+    pub timeout: Duration,
     /// The directory of the manifests inside the repository [default: all of it]
     #[arg(long, value_name = "DIR")]
     pub path: Option<PathBuf>,
     /// The SSH private key for ssh:// and user@host:path remotes
     #[arg(long, value_name = "FILE")]
     pub identity_file: Option<PathBuf>,
-    /// The known_hosts file that holds the SSH remote's host key
-    #[arg(long, value_name = "FILE")]
-    pub known_hosts_file: Option<PathBuf>,
-    /// The user for https:// remotes (the password comes from IGNITE_GIT_PASSWORD)
-    #[arg(long)]
+    /// The known_hosts file that holds the SSH remote's host key [default:
+    /// ~/.ssh/known_hosts if it exists]
+    #[arg(long, visible_alias = "known-hosts-file", value_name = "FILE")]
+    pub hosts_file: Option<PathBuf>,
+    /// The user for https:// remotes
+    #[arg(long, value_name = "USER")]
     pub https_username: Option<String>,
+    /// The password or token for https:// remotes; other users of the host can read a
+    /// command line: IGNITE_GIT_PASSWORD is safer
+    #[arg(long, value_name = "PASSWORD")]
+    pub https_password: Option<String>,
     /// Where the clone is kept [default: <root>/gitops/<a hash of the URL and branch>]
     #[arg(long, value_name = "DIR")]
     pub checkout_dir: Option<PathBuf>,
@@ -53,11 +71,39 @@ pub struct GitopsArgs {
     pub global: Global,
 }
 
+/// `--interval`: a Go duration, or whole seconds (this flag's former form); more than 0.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let d = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        text.parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|e| format!("{text:?}: {e}"))?
+    } else {
+        ignite_api::duration::parse(text).map_err(|e| e.to_string())?
+    };
+    positive(d)
+}
+
+/// `--timeout`: a Go duration, more than 0.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    positive(ignite_api::duration::parse(text).map_err(|e| e.to_string())?)
+}
+
+fn positive(d: Duration) -> Result<Duration, String> {
+    if d.is_zero() {
+        return Err("give a duration of more than 0 (e.g. 30s)".into());
+    }
+    Ok(d)
+}
+
 /// The system's git, in the clone, with the remote's credentials.
 struct Git {
     dir: PathBuf,
     config: Vec<String>,
     env: Vec<(String, String)>,
+    /// How long one run may take (`--timeout`).
+    timeout: Duration,
+    /// Raised by SIGTERM/SIGINT: a running git is stopped then too.
+    stop: Arc<AtomicBool>,
 }
 
 impl Git {
@@ -87,18 +133,66 @@ impl Git {
         cmd
     }
 
+    /// Runs git and returns its output, or says why it failed. A run longer than the
+    /// timeout is killed with its process group (ssh, git-remote-https, upload-pack are
+    /// git's children and would hold the pipes open).
     fn run(&self, args: &[&str]) -> Result<String, String> {
-        let out = self
-            .command(args)
-            .output()
+        use std::io::Read as _;
+        use std::os::unix::process::CommandExt as _;
+        let mut cmd = self.command(args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = cmd
+            .spawn()
             .map_err(|e| format!("cannot run git ({e}): install git"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut text = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let _ = pipe.read_to_end(&mut text);
+                }
+                text
+            })
+        };
+        let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+        let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+        let deadline = Instant::now() + self.timeout;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Ok(status),
+                Ok(None) if Instant::now() >= deadline || self.stop.load(Ordering::Relaxed) => {
+                    let _ = rustix::process::kill_process_group(
+                        rustix::process::Pid::from_child(&child),
+                        rustix::process::Signal::KILL,
+                    );
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break Err(if self.stop.load(Ordering::Relaxed) {
+                        format!("git {} was stopped: ignited is stopping", args[0])
+                    } else {
+                        format!(
+                            "git {} took longer than {} and was stopped (a slow remote needs a longer --timeout)",
+                            args[0],
+                            ignite_api::duration::format(self.timeout)
+                        )
+                    });
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => break Err(format!("cannot wait for git: {e}")),
+            }
+        };
+        let stdout = stdout.join().unwrap_or_default();
+        let stderr = stderr.join().unwrap_or_default();
+        let status = status.map_err(|e| redact(&e))?;
+        if status.success() {
+            Ok(String::from_utf8_lossy(&stdout).trim().to_string())
         } else {
             Err(redact(&format!(
                 "git {} failed: {}",
                 args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
+                String::from_utf8_lossy(&stderr).trim()
             )))
         }
     }
@@ -115,23 +209,55 @@ struct Access {
     writable: bool,
 }
 
-fn access(args: &GitopsArgs) -> anyhow::Result<Access> {
+/// `~/x` as the shell (and Ignite) reads it.
+fn expand_home(path: &Path) -> PathBuf {
+    match (path.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Ignite's default known_hosts, ~/.ssh/known_hosts, where it exists.
+fn home_known_hosts() -> Option<PathBuf> {
+    let path = expand_home(Path::new("~/.ssh/known_hosts"));
+    path.is_file().then_some(path)
+}
+
+/// How `args` reach the remote; `default_known_hosts` is used without `--hosts-file`.
+fn access(args: &GitopsArgs, default_known_hosts: Option<PathBuf>) -> anyhow::Result<Access> {
     let (url, url_user, url_password) = split_credentials(&args.url);
     let url = url.as_str();
     let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "'\\''"));
     let ssh = url.starts_with("ssh://")
         || (!url.contains("://") && url.contains('@') && url.contains(':'));
     if ssh {
-        let Some(known) = &args.known_hosts_file else {
+        let Some(known) = args
+            .hosts_file
+            .as_deref()
+            .map(expand_home)
+            .or(default_known_hosts)
+        else {
             bail!(
-                "an SSH remote needs --known-hosts-file with its host key (host keys are checked); e.g. ssh-keyscan HOST > known_hosts, then verify it"
+                "an SSH remote needs --hosts-file with its host key (host keys are checked), and ~/.ssh/known_hosts does not exist; e.g. ssh-keyscan HOST > known_hosts, then verify it"
             );
         };
+        let known = &known;
+        let identity = args.identity_file.as_deref().map(expand_home);
+        for (flag, file) in [
+            ("--hosts-file", Some(known)),
+            ("--identity-file", identity.as_ref()),
+        ] {
+            if let Some(file) = file
+                && let Err(e) = std::fs::metadata(file)
+            {
+                bail!("{flag} {}: {e}; give a readable file", file.display());
+            }
+        }
         let mut command = format!(
             "ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile={}",
             quote(known)
         );
-        if let Some(key) = &args.identity_file {
+        if let Some(key) = &identity {
             command.push_str(&format!(" -o IdentitiesOnly=yes -i {}", quote(key)));
         }
         return Ok(Access {
@@ -148,7 +274,11 @@ fn access(args: &GitopsArgs) -> anyhow::Result<Access> {
         writable,
     };
     if url.starts_with("https://") || url.starts_with("http://") {
-        let password = url_password.or_else(|| std::env::var(PASSWORD_ENV).ok());
+        let password = args
+            .https_password
+            .clone()
+            .or(url_password)
+            .or_else(|| std::env::var(PASSWORD_ENV).ok());
         let user = args.https_username.clone().or(url_user);
         return Ok(match (user, password) {
             (Some(user), Some(password)) => Access {
@@ -171,12 +301,18 @@ fn access(args: &GitopsArgs) -> anyhow::Result<Access> {
 
 pub fn run(args: &GitopsArgs) -> anyhow::Result<()> {
     let global = &args.global;
+    if args.https_password.is_some() {
+        // Said on stderr whatever the log level: the password is already exposed.
+        eprintln!(
+            "Warning: --https-password is visible to other users of this host (ps, /proc/PID/cmdline); set {PASSWORD_ENV} in ignited's environment instead"
+        );
+    }
     let Access {
         url,
         config,
         env,
         writable,
-    } = access(args)?;
+    } = access(args, home_known_hosts())?;
     if let Some(b) = &args.branch {
         check_branch(b).map_err(|e| anyhow::anyhow!("--branch {b:?}: {e}"))?;
     }
@@ -201,13 +337,15 @@ pub fn run(args: &GitopsArgs) -> anyhow::Result<()> {
             .join("gitops")
             .join(format!("{:016x}", h.finish()))
     });
-    let interval = Duration::from_secs(args.interval.max(1));
+    let interval = args.interval;
     let mut git = Git {
         dir: checkout.clone(),
         config,
         env,
+        timeout: args.timeout,
+        stop: stop.clone(),
     };
-    clone(&mut git, &url, args, &stop, interval)?;
+    let cloned = clone(&mut git, &url, args, &stop, interval)?;
     if stop.load(Ordering::Relaxed) {
         return Ok(());
     }
@@ -215,9 +353,14 @@ pub fn run(args: &GitopsArgs) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     git.run(&["config", "user.email", "ignited@localhost"])
         .map_err(anyhow::Error::msg)?;
-    let branch = match &args.branch {
-        Some(b) => b.clone(),
+    let branch = match cloned.or_else(|| args.branch.clone()) {
+        Some(b) => {
+            check_branch_with_git(&git, &b)
+                .map_err(|e| anyhow::anyhow!("the branch {b:?} is refused: {e}"))?;
+            b
+        }
         None => {
+            // A clone made by an earlier run: it is on the branch chosen then.
             // The remote chose this name: it is checked before it is used anywhere.
             let b = git
                 .run(&["rev-parse", "--abbrev-ref", "HEAD"])
@@ -274,16 +417,18 @@ pub fn run(args: &GitopsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Clones the repository unless the clone is there, retrying while the remote is down.
+/// Clones the repository unless the clone is there, retrying while the remote is down;
+/// returns the branch it cloned (None when the clone was there or the daemon stops). A
+/// missing branch is an error: waiting would not make it appear.
 fn clone(
     git: &mut Git,
     url: &str,
     args: &GitopsArgs,
     stop: &AtomicBool,
     interval: Duration,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<String>> {
     if git.dir.join(".git").is_dir() {
-        return Ok(());
+        return Ok(None);
     }
     let parent = git
         .dir
@@ -304,6 +449,32 @@ fn clone(
             dir: parent.clone(),
             config: git.config.clone(),
             env: git.env.clone(),
+            timeout: git.timeout,
+            stop: git.stop.clone(),
+        };
+        let listed = cloner.run(&[
+            "ls-remote",
+            "--symref",
+            "--end-of-options",
+            url,
+            "HEAD",
+            "refs/heads/*",
+        ]);
+        let branch = match listed {
+            Err(e) => Err(e),
+            Ok(listing) => {
+                match choose_branch(args.branch.as_deref(), &parse_ls_remote(&listing)) {
+                    Ok(BranchChoice::Named(b)) => Ok(b),
+                    Ok(BranchChoice::RemoteDefault(b)) => {
+                        tracing::info!(
+                            "{} has no branch {DEFAULT_BRANCH} (Ignite's default): following its default branch {b}; give --branch to follow another",
+                            redact(&args.url)
+                        );
+                        Ok(b)
+                    }
+                    Err(e) => bail!("{}: {e}", redact(&args.url)),
+                }
+            }
         };
         let mut clone_args = vec![
             "clone".to_string(),
@@ -311,7 +482,7 @@ fn clone(
             "--config".into(),
             "core.symlinks=false".into(),
         ];
-        if let Some(b) = &args.branch {
+        if let Ok(b) = &branch {
             clone_args.push(format!("--branch={b}"));
         }
         // Nothing after --end-of-options is taken for an option, whatever it starts with.
@@ -321,11 +492,11 @@ fn clone(
             partial.to_string_lossy().into_owned(),
         ]);
         let clone_args: Vec<&str> = clone_args.iter().map(String::as_str).collect();
-        match cloner.run(&clone_args) {
-            Ok(_) => {
+        match branch.and_then(|b| cloner.run(&clone_args).map(|_| b)) {
+            Ok(b) => {
                 std::fs::rename(&partial, &target)
                     .with_context(|| format!("cannot move the clone to {}", target.display()))?;
-                return Ok(());
+                return Ok(Some(b));
             }
             Err(e) => {
                 tracing::error!(
@@ -340,7 +511,78 @@ fn clone(
             }
         }
     }
-    Ok(())
+    Ok(None)
+}
+
+/// The branches of a remote and the one its HEAD names, from `git ls-remote --symref`.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct RemoteRefs {
+    head: Option<String>,
+    branches: Vec<String>,
+}
+
+/// Reads `git ls-remote --symref URL HEAD refs/heads/*`: `ref: refs/heads/B<TAB>HEAD`
+/// names the default branch, `SHA<TAB>refs/heads/B` lists one.
+fn parse_ls_remote(listing: &str) -> RemoteRefs {
+    let mut refs = RemoteRefs::default();
+    for line in listing.lines() {
+        let Some((left, name)) = line.split_once('\t') else {
+            continue;
+        };
+        if let Some(target) = left.strip_prefix("ref: ") {
+            if name == "HEAD"
+                && let Some(b) = target.strip_prefix("refs/heads/")
+            {
+                refs.head = Some(b.to_string());
+            }
+        } else if let Some(b) = name.strip_prefix("refs/heads/") {
+            refs.branches.push(b.to_string());
+        }
+    }
+    refs
+}
+
+/// The branch followed, and why.
+#[derive(Debug, PartialEq, Eq)]
+enum BranchChoice {
+    /// `--branch`'s, or `master` (Ignite's default) which the remote has.
+    Named(String),
+    /// No `--branch` and no `master`: the remote's default branch.
+    RemoteDefault(String),
+}
+
+/// Ignite's rule, plus a fallback for remotes made since git's default became `main`:
+/// `--branch` if it exists, else an error; without it, `master` if it exists, else the
+/// remote's default branch.
+fn choose_branch(requested: Option<&str>, remote: &RemoteRefs) -> Result<BranchChoice, String> {
+    let has = |b: &str| remote.branches.iter().any(|r| r == b);
+    let known = || {
+        if remote.branches.is_empty() {
+            "it has no branches (push a commit first)".to_string()
+        } else {
+            format!("it has {}", remote.branches.join(", "))
+        }
+    };
+    match requested {
+        Some(b) if has(b) => Ok(BranchChoice::Named(b.to_string())),
+        Some(b) => Err(format!(
+            "no branch {b:?} to follow ({}); give an existing one to --branch",
+            known()
+        )),
+        None if has(DEFAULT_BRANCH) => Ok(BranchChoice::Named(DEFAULT_BRANCH.to_string())),
+        None => match &remote.head {
+            Some(head) if has(head) => {
+                check_branch(head).map_err(|e| {
+                    format!("its default branch {head:?} is refused: {e}; give --branch to follow another")
+                })?;
+                Ok(BranchChoice::RemoteDefault(head.clone()))
+            }
+            _ => Err(format!(
+                "no branch {DEFAULT_BRANCH} and no default branch to follow ({}); give --branch",
+                known()
+            )),
+        },
+    }
 }
 
 /// Brings the clone to the remote branch, keeping its own unpushed status commits on top.
@@ -571,7 +813,7 @@ mod tests {
             )
         );
         assert_eq!(split_credentials("ssh://git@h/x").0, "ssh://git@h/x");
-        let a = access(&args(&["https://alice:s3cret@example.org/vms.git"])).unwrap();
+        let a = access(&args(&["https://alice:s3cret@example.org/vms.git"]), None).unwrap();
         assert_eq!(a.url, "https://alice@example.org/vms.git");
         assert!(a.writable);
         assert!(!a.config.iter().any(|c| c.contains("s3cret")));
@@ -579,41 +821,146 @@ mod tests {
 
     #[test]
     fn remotes_are_writable_only_with_credentials() {
-        assert!(access(&args(&["file:///srv/vms.git"])).unwrap().writable);
-        assert!(
-            !access(&args(&["git://127.0.0.1/vms.git"]))
-                .unwrap()
-                .writable
-        );
-        assert!(
-            !access(&args(&["https://example.org/vms.git"]))
-                .unwrap()
-                .writable
-        );
-        let e = access(&args(&["ssh://git@example.org/vms.git"]))
+        let access = |a: &[&str]| access(&args(a), None);
+        assert!(access(&["file:///srv/vms.git"]).unwrap().writable);
+        assert!(!access(&["git://127.0.0.1/vms.git"]).unwrap().writable);
+        assert!(!access(&["https://example.org/vms.git"]).unwrap().writable);
+        let e = access(&["ssh://git@example.org/vms.git"])
             .err()
             .unwrap()
             .to_string();
-        assert!(e.contains("--known-hosts-file"), "{e}");
-        let ssh = access(&args(&[
-            "git@example.org:vms.git",
-            "--identity-file",
-            "/k/id",
-            "--known-hosts-file",
-            "/k/known hosts",
-        ]))
-        .unwrap();
-        assert!(ssh.writable);
-        assert_eq!(
-            ssh.env[0].1,
-            "ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile='/k/known hosts' -o IdentitiesOnly=yes -i '/k/id'"
+        assert!(e.contains("--hosts-file"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let known = dir.path().join("known 'hosts");
+        let key = dir.path().join("id");
+        std::fs::write(&known, "").unwrap();
+        std::fs::write(&key, "").unwrap();
+        let d = dir.path().display();
+        for flag in ["--hosts-file", "--known-hosts-file"] {
+            let ssh = access(&[
+                "git@example.org:vms.git",
+                "--identity-file",
+                key.to_str().unwrap(),
+                flag,
+                known.to_str().unwrap(),
+            ])
+            .unwrap();
+            assert!(ssh.writable);
+            // Quoted for the shell git runs GIT_SSH_COMMAND with, a quote in it too.
+            assert_eq!(
+                ssh.env[0].1,
+                format!(
+                    "ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile='{d}/known '\\''hosts' -o IdentitiesOnly=yes -i '{d}/id'"
+                )
+            );
+        }
+        // Without --hosts-file, Ignite's default ~/.ssh/known_hosts where it exists.
+        let ssh = super::access(&args(&["ssh://git@h/x"]), Some(known.clone())).unwrap();
+        assert!(
+            ssh.env[0].1.contains("UserKnownHostsFile='"),
+            "{}",
+            ssh.env[0].1
         );
+        // Files that are not there are said so at the start.
+        let e = access(&["ssh://git@h/x", "--hosts-file", "/no/such/known_hosts"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("--hosts-file /no/such/known_hosts"), "{e}");
         // Without a key SSH is read-only (the agent may still fetch).
-        let ro = access(&args(&[
+        let ro = access(&[
             "ssh://git@example.org/vms.git",
-            "--known-hosts-file",
-            "/k/kh",
-        ]));
+            "--hosts-file",
+            known.to_str().unwrap(),
+        ]);
         assert!(!ro.unwrap().writable);
+        // --https-password counts as the password.
+        let https = access(&[
+            "https://example.org/vms.git",
+            "--https-username",
+            "u",
+            "--https-password",
+            "p",
+        ])
+        .unwrap();
+        assert!(https.writable);
+        assert!(
+            https
+                .env
+                .contains(&(PASSWORD_ENV.to_string(), "p".to_string()))
+        );
+    }
+
+    #[test]
+    fn intervals_and_timeouts_are_go_durations() {
+        assert_eq!(args(&["u"]).interval, Duration::from_secs(30));
+        assert_eq!(args(&["u"]).timeout, Duration::from_secs(60));
+        for (text, secs) in [
+            ("30s", 30.0),
+            ("1m0s", 60.0),
+            ("1h30m", 5400.0),
+            ("500ms", 0.5),
+            ("2m", 120.0),
+            ("7", 7.0),
+        ] {
+            assert_eq!(
+                parse_interval(text),
+                Ok(Duration::from_secs_f64(secs)),
+                "{text}"
+            );
+        }
+        assert_eq!(parse_timeout("1m0s"), Ok(Duration::from_secs(60)));
+        for bad in ["0", "0s", "-1s", "10x", "", "1.5"] {
+            assert!(parse_interval(bad).is_err(), "{bad:?}");
+            assert!(parse_timeout(bad).is_err(), "{bad:?}");
+        }
+        // Whole seconds are this flag's former form, not --timeout's.
+        assert!(parse_timeout("7").is_err());
+    }
+
+    #[test]
+    fn the_branch_is_master_or_the_remotes_default() {
+        let listing =
+            "ref: refs/heads/main\tHEAD\n1111\tHEAD\n1111\trefs/heads/main\n2222\trefs/heads/dev\n";
+        let remote = parse_ls_remote(listing);
+        assert_eq!(
+            remote,
+            RemoteRefs {
+                head: Some("main".into()),
+                branches: vec!["main".into(), "dev".into()]
+            }
+        );
+        // No master: the remote's default, said so.
+        assert_eq!(
+            choose_branch(None, &remote),
+            Ok(BranchChoice::RemoteDefault("main".into()))
+        );
+        assert_eq!(
+            choose_branch(Some("dev"), &remote),
+            Ok(BranchChoice::Named("dev".into()))
+        );
+        let e = choose_branch(Some("master"), &remote).unwrap_err();
+        assert!(
+            e.contains("no branch \"master\"") && e.contains("main, dev"),
+            "{e}"
+        );
+        // master, when there, wins over the remote's default (Ignite's rule).
+        let with_master = parse_ls_remote(
+            "ref: refs/heads/main\tHEAD\n1\tHEAD\n1\trefs/heads/main\n1\trefs/heads/master\n",
+        );
+        assert_eq!(
+            choose_branch(None, &with_master),
+            Ok(BranchChoice::Named("master".into()))
+        );
+        // An empty remote (HEAD names an unborn branch) has nothing to follow.
+        let empty = parse_ls_remote("ref: refs/heads/main\tHEAD\n");
+        let e = choose_branch(None, &empty).unwrap_err();
+        assert!(e.contains("no branches"), "{e}");
+        // A default branch that could be an option is refused.
+        let evil = RemoteRefs {
+            head: Some("-x".into()),
+            branches: vec!["-x".into()],
+        };
+        assert!(choose_branch(None, &evil).is_err());
     }
 }

@@ -27,8 +27,79 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
     propagate_version = true
 )]
 struct Cli {
+    #[command(flatten)]
+    flags: GlobalFlags,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Ignite's global flags: on ignited and every subcommand, before or after its name.
+#[derive(Debug, Args)]
+struct GlobalFlags {
+    /// The log level: panic, fatal, error, warn (or warning), info, debug or trace
+    /// (panic and fatal log as error) [default: info, or as RUST_LOG says]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        ignore_case = true,
+        value_name = "LEVEL"
+    )]
+    log_level: Option<LogLevel>,
+    /// Ignite's prefix of system identifiers; accepted for Ignite's command lines and
+    /// ignored: ignited names nothing after it
+    #[arg(long, global = true, value_name = "STR")]
+    id_prefix: Option<String>,
+    /// Ignite's container runtime; accepted for Ignite's command lines and ignored: each
+    /// VM here runs under its own supervisor, with no container runtime
+    #[arg(long, global = true, value_enum, value_name = "RUNTIME")]
+    runtime: Option<Runtime>,
+    /// Ignite's network plugin; accepted for Ignite's command lines and ignored: each VM's
+    /// network is set up as its manifest says
+    #[arg(long, global = true, value_enum, value_name = "PLUGIN")]
+    network_plugin: Option<NetworkPlugin>,
+    /// The Configuration file (default /etc/ignite/config.yaml if it exists)
+    #[arg(long, global = true, value_name = "FILE")]
+    ignite_config: Option<PathBuf>,
+}
+
+/// logrus's level names, as Ignite's `--log-level` takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogLevel {
+    Panic,
+    Fatal,
+    Error,
+    #[value(alias = "warning")]
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    /// The tracing filter of the level: tracing has nothing above error, so logrus's
+    /// panic and fatal (which only ever log before exiting) are error.
+    fn filter(self) -> &'static str {
+        match self {
+            LogLevel::Panic | LogLevel::Fatal | LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Runtime {
+    Docker,
+    Containerd,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum NetworkPlugin {
+    Cni,
+    DockerBridge,
 }
 
 #[derive(Debug, Subcommand)]
@@ -38,7 +109,11 @@ enum Command {
     /// Keep the VMs in line with the manifests in a Git repository, status pushed back
     Gitops(gitops::GitopsArgs),
     /// Print the version of ignited
-    Version,
+    Version {
+        /// Output format (empty for the full text)
+        #[arg(short, long, value_enum, value_name = "FORMAT")]
+        output: Option<VersionFormat>,
+    },
     /// Print a shell completion script
     Completion {
         #[arg(value_enum, default_value_t = Shell::Bash)]
@@ -67,6 +142,13 @@ enum VmCommand {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+enum VersionFormat {
+    Short,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 enum Shell {
     Bash,
     Zsh,
@@ -79,8 +161,8 @@ struct Global {
     /// The state directory (default /var/lib/ignite as root)
     #[arg(long, env = "IGNITE_ROOT", value_name = "DIR")]
     root: Option<PathBuf>,
-    /// The Configuration file (default /etc/ignite/config.yaml if it exists)
-    #[arg(long, value_name = "FILE")]
+    /// `--ignite-config`, a global flag: set from it after parsing.
+    #[arg(skip)]
     ignite_config: Option<PathBuf>,
     /// A binary to supervise VMs instead of ignited itself (`ignite` or `ignited`: both
     /// carry the supervisor) [default: ignited itself]
@@ -100,23 +182,31 @@ struct Global {
 
 #[derive(Debug, Args)]
 struct DaemonArgs {
-    /// The directory of VM manifests (.yaml, .yml, .json; recursively)
-    #[arg(long, default_value = "/etc/ignite/manifests", value_name = "DIR")]
-    manifest_dir: PathBuf,
+    /// The directory of VM manifests (.yaml, .yml, .json; recursively) [default:
+    /// /etc/firecracker/manifests as Ignite's, or /etc/ignite/manifests, the former
+    /// default, if only that one exists]
+    #[arg(long, value_name = "DIR")]
+    manifest_dir: Option<PathBuf>,
     #[command(flatten)]
     global: Global,
 }
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let cli = Cli::parse();
+    // An explicit --log-level wins over RUST_LOG, as a flag does over the environment.
+    let filter = match cli.flags.log_level {
+        Some(level) => tracing_subscriber::EnvFilter::new(level.filter()),
+        None => tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_target(false)
         .init();
-    match run(Cli::parse()) {
+    log_ignored_flags(&cli.flags);
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("Error: {e:#}");
@@ -134,13 +224,38 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Ignite's flags that choose what ignited has no choice of are accepted, so Ignite's
+/// command lines (and units) run unchanged; they are said to be ignored at debug level.
+fn log_ignored_flags(flags: &GlobalFlags) {
+    if let Some(prefix) = &flags.id_prefix {
+        tracing::debug!("--id-prefix {prefix:?} is ignored: ignited names nothing after it");
+    }
+    if let Some(runtime) = flags.runtime {
+        tracing::debug!(
+            "--runtime {runtime:?} is ignored: each VM runs under its own supervisor, with no container runtime"
+        );
+    }
+    if let Some(plugin) = flags.network_plugin {
+        tracing::debug!(
+            "--network-plugin {plugin:?} is ignored: each VM's network is set up as its manifest says"
+        );
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = cli.flags.ignite_config;
     match cli.command {
-        Command::Daemon(args) => {
-            daemon::run(&args.manifest_dir, &args.global)?;
+        Command::Daemon(mut args) => {
+            args.global.ignite_config = config;
+            let dir = match args.manifest_dir {
+                Some(dir) => dir,
+                None => daemon::default_manifest_dir(),
+            };
+            daemon::run(&dir, &args.global)?;
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Gitops(args) => {
+        Command::Gitops(mut args) => {
+            args.global.ignite_config = config;
             gitops::run(&args)?;
             return Ok(ExitCode::SUCCESS);
         }
@@ -151,8 +266,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let err = ignite_runtime::vms::supervisor::exec_vmm(&command);
             anyhow::bail!("cannot start the VMM {:?}: {err}", command[0]);
         }
-        Command::Version => {
-            write_stdout(&format!("Ignite version: v{}\n", env!("CARGO_PKG_VERSION")))?
+        Command::Version { output } => {
+            use ignite_api::version::{self, VersionInfo};
+            let info = VersionInfo {
+                version: concat!("v", env!("CARGO_PKG_VERSION")),
+                git_commit: env!("IGNITE_GIT_COMMIT"),
+                git_tree_state: env!("IGNITE_GIT_TREE_STATE"),
+                build_date: env!("IGNITE_BUILD_DATE"),
+                rust_version: env!("IGNITE_RUSTC_VERSION"),
+                platform: version::platform(),
+            };
+            let format = output.map(|f| match f {
+                VersionFormat::Short => version::VersionFormat::Short,
+                VersionFormat::Json => version::VersionFormat::Json,
+                VersionFormat::Yaml => version::VersionFormat::Yaml,
+            });
+            write_stdout(&version::render(&info, format))?;
         }
         Command::Completion { shell } => {
             let shell = match shell {
@@ -175,5 +304,64 @@ mod tests {
     #[test]
     fn command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_before_or_after_the_subcommand() {
+        for line in [
+            &[
+                "ignited",
+                "--log-level",
+                "warning",
+                "--runtime",
+                "docker",
+                "version",
+            ][..],
+            &[
+                "ignited",
+                "version",
+                "--log-level",
+                "WARN",
+                "--runtime",
+                "docker",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(line).unwrap();
+            assert_eq!(cli.flags.log_level, Some(LogLevel::Warn), "{line:?}");
+            assert!(matches!(cli.flags.runtime, Some(Runtime::Docker)));
+        }
+        let cli = Cli::try_parse_from([
+            "ignited",
+            "daemon",
+            "--ignite-config",
+            "/c.yaml",
+            "--network-plugin",
+            "docker-bridge",
+            "--id-prefix",
+            "x",
+        ])
+        .unwrap();
+        assert_eq!(cli.flags.ignite_config, Some(PathBuf::from("/c.yaml")));
+        assert_eq!(cli.flags.id_prefix.as_deref(), Some("x"));
+        for (name, filter) in [
+            ("panic", "error"),
+            ("fatal", "error"),
+            ("error", "error"),
+            ("warn", "warn"),
+            ("info", "info"),
+            ("debug", "debug"),
+            ("trace", "trace"),
+        ] {
+            let cli = Cli::try_parse_from(["ignited", "--log-level", name, "version"]).unwrap();
+            assert_eq!(cli.flags.log_level.unwrap().filter(), filter);
+        }
+        for bad in [
+            &["ignited", "--log-level", "loud", "version"][..],
+            &["ignited", "--runtime", "podman", "version"],
+            &["ignited", "--network-plugin", "flannel", "version"],
+            &["ignited", "version", "-o", "xml"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -481,7 +481,7 @@ fn ignited_gitops_follows_git_remotes_and_pushes_status() {
         &[
             "--identity-file",
             key.to_str().unwrap(),
-            "--known-hosts-file",
+            "--hosts-file",
             known_hosts.to_str().unwrap(),
         ],
     );

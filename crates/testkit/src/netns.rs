@@ -40,6 +40,13 @@ impl Netns {
         cmd
     }
 
+    /// `program` inside the namespace, to be spawned (for daemons that outlive one call).
+    pub fn command(&self, program: &std::path::Path) -> std::process::Command {
+        let mut cmd = std::process::Command::new("ip");
+        cmd.args(["netns", "exec", &self.0]).arg(program);
+        cmd
+    }
+
     /// Runs a program inside the namespace: (success, stdout and stderr).
     pub fn run(&self, program: &str, args: &[&str]) -> (bool, String) {
         let out = std::process::Command::new("ip")

@@ -134,42 +134,12 @@ fn parse_since(text: &str, now: SystemTime) -> anyhow::Result<SystemTime> {
     {
         return Ok(UNIX_EPOCH + Duration::from_secs_f64(secs));
     }
-    if let Some(age) = parse_age(text) {
+    if let Ok(age) = ignite_api::duration::parse(text) {
         return Ok(now.checked_sub(age).unwrap_or(UNIX_EPOCH));
     }
     bail!(
         "bad --since {text:?}: want a time (2026-12-01T10:00:00Z, 2026-12-01, a Unix time) or an age (90s, 10m, 1h30m)"
     )
-}
-
-/// A Go-style duration: numbers each with a unit of ms, s, m or h.
-fn parse_age(text: &str) -> Option<Duration> {
-    let mut total = 0f64;
-    let mut rest = text;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let value: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let (unit, len) = if rest.starts_with("ms") {
-            (0.001, 2)
-        } else if rest.starts_with('s') {
-            (1.0, 1)
-        } else if rest.starts_with('m') {
-            (60.0, 1)
-        } else if rest.starts_with('h') {
-            (3600.0, 1)
-        } else {
-            return None;
-        };
-        total += value * unit;
-        rest = &rest[len..];
-    }
-    total.is_finite().then(|| Duration::from_secs_f64(total))
 }
 
 #[cfg(test)]

@@ -280,3 +280,89 @@ impl Drop for E2e {
         }
     }
 }
+
+/// `ignited`, started by [`E2e::ignited`]: killed when dropped, then the VMs it was to
+/// make are removed (`ignite rm -f`), also when the test fails.
+pub struct Ignited<'a> {
+    e2e: &'a E2e,
+    child: std::process::Child,
+    vms: Vec<String>,
+    log: std::path::PathBuf,
+}
+
+impl Ignited<'_> {
+    /// What ignited has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Ignited<'_> {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for vm in &self.vms {
+            let _ = self.e2e.try_run(&["rm", "-f", vm]);
+        }
+    }
+}
+
+impl E2e {
+    /// Starts `ignited ARGS` in the namespace over the scenario's state root, as `ignite`
+    /// runs, with a Configuration that lets manifests use [`E2e::image`] and an API socket
+    /// of the scenario's own; `vms` are removed when it is dropped.
+    pub fn ignited(&self, args: &[&str], vms: &[&str]) -> Ignited<'_> {
+        let root = self.host.root();
+        let config = root.join("ignited-config.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "apiVersion: ignite.weave.works/v1alpha4\nkind: Configuration\nspec:\n  hostAccess:\n    paths:\n    - {}\n    - {}\n",
+                root.display(),
+                default_vm_image().display()
+            ),
+        )
+        .unwrap();
+        let log = root.join("ignited.log");
+        let bin = ignite_testkit::host::workspace_binary("ignited", "ignite-daemon");
+        let child = self
+            .netns
+            .command(&bin)
+            .arg("--ignite-config")
+            .arg(&config)
+            .args(args)
+            .arg("--api-socket")
+            .arg(root.join("ignited.sock"))
+            .env("IGNITE_ROOT", root.join("state"))
+            .env("IGNITE_INIT", ignite_testkit::guest_init())
+            .env("IGNITE_ACCEL", "tcg")
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Ignited {
+            e2e: self,
+            child,
+            vms: vms.iter().map(|v| v.to_string()).collect(),
+            log,
+        }
+    }
+
+    /// Polls `ignite ARGS` (up to 180 s: VMs boot in seconds under TCG) until its trimmed
+    /// output is `want`; returns the last output.
+    pub fn wait_for_output(&self, args: &[&str], want: &str, ignited: &Ignited) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        loop {
+            let (_, out) = self.try_run(args);
+            let got = out.trim().to_string();
+            if got == want || std::time::Instant::now() > deadline {
+                return got;
+            }
+            assert!(
+                ignited.log().is_empty() || !ignited.log().contains("Error: "),
+                "ignited failed:\n{}",
+                ignited.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    }
+}
