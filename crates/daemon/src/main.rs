@@ -46,16 +46,14 @@ struct GlobalFlags {
         value_name = "LEVEL"
     )]
     log_level: Option<LogLevel>,
-    /// Ignite's prefix of system identifiers; accepted for Ignite's command lines and
-    /// ignored: ignited names nothing after it
+    /// Ignored: Ignite's prefix of system identifiers (ignited names nothing after it)
     #[arg(long, global = true, value_name = "STR")]
     id_prefix: Option<String>,
-    /// Ignite's container runtime; accepted for Ignite's command lines and ignored: each
-    /// VM here runs under its own supervisor, with no container runtime
+    /// Ignored: Ignite's container runtime (each VM runs under its own supervisor, with no
+    /// container runtime)
     #[arg(long, global = true, value_enum, value_name = "RUNTIME")]
     runtime: Option<Runtime>,
-    /// Ignite's network plugin; accepted for Ignite's command lines and ignored: each VM's
-    /// network is set up as its manifest says
+    /// Ignored: Ignite's network plugin (each VM's network is set up as its manifest says)
     #[arg(long, global = true, value_enum, value_name = "PLUGIN")]
     network_plugin: Option<NetworkPlugin>,
     /// The Configuration file (default /etc/ignite/config.yaml if it exists)

@@ -273,7 +273,7 @@ fn gitops_refuses_a_remote_branch_name_that_is_an_option() {
     let log = ignited_refuses(&host, &["gitops", &url, "--interval", "1"]);
     assert!(
         log.contains(&format!(
-            "the remote's default branch {evil:?} is refused: not a valid branch name (it starts with '-'); give --branch to follow another"
+            "its default branch {evil:?} is refused: not a valid branch name (it starts with '-'); give --branch to follow another"
         )),
         "{log}"
     );
