@@ -79,9 +79,24 @@ fn finish(session: Session<'_>) -> Result<(), CopyError> {
     }
 }
 
-/// Copies the host's `source` (a file or a tree, links not followed) to `dest` in the VM.
+/// Copies the host's `source` (a file or a tree) to `dest` in the VM. A `source` that is
+/// itself a symlink is followed, as Ignite's cp and `docker cp -L` do (the user named it);
+/// links inside a tree are sent as links.
 pub fn copy_in(agent: &AgentClient, source: &Path, dest: &str) -> Result<(), CopyError> {
-    let meta = std::fs::symlink_metadata(source).map_err(io("copy", source))?;
+    let link = std::fs::symlink_metadata(source).map_err(io("copy", source))?;
+    let followed = link.file_type().is_symlink();
+    let (meta, source) = if followed {
+        let target = source
+            .canonicalize()
+            .map_err(io("follow the link", source))?;
+        (
+            std::fs::metadata(&target).map_err(io("copy", &target))?,
+            target,
+        )
+    } else {
+        (link, source.to_path_buf())
+    };
+    let source = source.as_path();
     let name = source
         .canonicalize()
         .ok()
