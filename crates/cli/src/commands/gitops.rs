@@ -8,7 +8,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::bail;
 
-use crate::args::{GitopsArgs, GlobalArgs, LogLevel};
+use crate::args::{GitopsArgs, GlobalArgs};
 
 /// `ignited` beside this binary (as installed, and in a build's target directory), else
 /// the one in PATH.
@@ -28,15 +28,10 @@ fn arguments(global: &GlobalArgs, args: &GitopsArgs) -> anyhow::Result<Vec<Strin
             args.paths.join(",")
         );
     }
-    let level = match global.log_level {
-        LogLevel::Panic => "panic",
-        LogLevel::Fatal => "fatal",
-        LogLevel::Error => "error",
-        LogLevel::Warn => "warn",
-        LogLevel::Info => "info",
-        LogLevel::Debug => "debug",
-        LogLevel::Trace => "trace",
-    };
+    // The flag's own spelling, which ignited's --log-level takes too.
+    let level = clap::ValueEnum::to_possible_value(&global.log_level)
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_else(|| "info".into());
     let mut out = vec![
         "gitops".to_string(),
         format!("--log-level={level}"),
