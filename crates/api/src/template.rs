@@ -136,7 +136,12 @@ impl Template {
                             Some(v) => go_format(v, shape, is_map, &mut out),
                             // Go's missing map key.
                             None if is_map_entry(pointer) => out.push_str("<no value>"),
-                            None => go_zero(shape, is_map, &mut out),
+                            // A field its struct leaves out is Go's zero value; below a
+                            // struct that is not there at all (a nil pointer), nothing is.
+                            None if parent_exists(&tree, pointer) => {
+                                go_zero(shape, is_map, &mut out)
+                            }
+                            None => out.push_str("<nil>"),
                         }
                     }
                 }
@@ -267,6 +272,12 @@ fn go_name(key: &str) -> String {
         Some(c) => c.to_ascii_uppercase().to_string() + chars.as_str(),
         None => String::new(),
     }
+}
+
+/// Whether the object holding the field at `pointer` is in the tree.
+fn parent_exists(tree: &Value, pointer: &str) -> bool {
+    let parent = pointer.rsplit_once('/').map_or("", |(p, _)| p);
+    tree.pointer(parent).is_some_and(Value::is_object)
 }
 
 /// Labels and annotations are Go maps; every other object of the API is a Go struct.

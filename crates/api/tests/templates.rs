@@ -62,8 +62,10 @@ fn renders_ignite_field_paths() {
     with_ssh.spec.ssh = Some(ignite_api::Ssh::Generate);
     assert_eq!(render("{{.Spec.SSH}}", &with_ssh), "{true }");
     assert_eq!(render("{{.Spec.Image}}", &v), "{foo/bar:latest}");
-    // A text field of a struct the object leaves out: Go's zero value.
-    assert_eq!(render("[{{.Spec.Sandbox.OCI}}]", &v), "[]");
+    // A field below a struct the object does not have: <nil>, never a zero value that
+    // could pass for a real one (an exit status 0 of a VM that has not ended).
+    assert_eq!(render("{{.Spec.Sandbox.OCI}}", &v), "<nil>");
+    assert_eq!(render("{{.Status.Exit.Status}}", &v), "<nil>");
     assert_eq!(render("{{.ObjectMeta.Labels}}", &v), "map[env:dev]");
     assert_eq!(render("{{.Status.IDPrefix}}", &v), "");
 }

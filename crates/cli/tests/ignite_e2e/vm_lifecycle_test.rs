@@ -102,7 +102,7 @@ fn test_vm_start_non_default_provider() {
         "-t",
         "{{.Status.Runtime.Name}} {{.Status.Network.Plugin}}",
     ]);
-    assert_eq!(got.trim(), "bridge");
+    assert_eq!(got.trim(), "<nil> bridge");
     e2e.ok(&["rm", "-f", vm]);
 }
 
