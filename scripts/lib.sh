@@ -22,7 +22,13 @@ SYSTEM_PACKAGES=(
     qemu-utils      # qemu-img makes each VM's qcow2 disk over its image
     busybox-static  # the init of the test image that boots in VM mode
     xz-utils zstd lz4 bzip2 gzip # tests recompress a kernel in every bzImage format
+    containernetworking-plugins # CNI plugins (bridge, host-local, portmap, ...) for --network-plugin cni
 )
+
+# Docker Engine, for the tests only (image sources, running beside Docker, `docker run` as the
+# container-mode oracle). The tests start dockerd and containerd of their own; setup never
+# starts or enables an engine. A host that already has one (Docker CE, or docker.io) keeps it.
+DOCKER_PACKAGES=(docker.io containerd runc)
 
 # Where setup.sh keeps Debian's cloud kernel package.
 KERNEL_CACHE=/var/cache/ignite/kernel
@@ -51,11 +57,36 @@ install_packages() {
         || die "installing the system packages failed (see apt's message above)"
     # The tests start their own registries and sshd; the packaged services are not needed.
     service docker-registry stop >/dev/null 2>&1 || true
+    install_docker_engine_for_tests
     # An sshd this script brought is not left listening (one that was there is left alone).
     if [ "$had_sshd" = no ]; then
         service ssh stop >/dev/null 2>&1 || true
         systemctl disable ssh >/dev/null 2>&1 || true
     fi
+}
+
+# Installs Debian's Docker Engine when the host has none, with its services neither started
+# nor enabled: the tests run engines of their own (own data root and sockets). A dockerd that
+# is already installed, whatever its package, is left alone.
+install_docker_engine_for_tests() {
+    if command -v dockerd >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ] || [ -x /usr/bin/dockerd ]; then
+        return
+    fi
+    log "installing Docker Engine for the tests (docker.io; its service is not started)"
+    # policy-rc.d's 101 stops maintainer scripts from starting services (without systemd too).
+    local policy=/usr/sbin/policy-rc.d added_policy=no
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 0755 "$policy"
+        added_policy=yes
+    fi
+    apt-get install -y -qq --no-install-recommends "${DOCKER_PACKAGES[@]}" >/dev/null \
+        || { [ "$added_policy" = yes ] && rm -f "$policy"; die "installing ${DOCKER_PACKAGES[*]} failed (see apt's message above)"; }
+    [ "$added_policy" = yes ] && rm -f "$policy"
+    if command -v systemctl >/dev/null 2>&1; then
+        systemctl disable docker.service docker.socket containerd.service >/dev/null 2>&1 || true
+    fi
+    return 0
 }
 
 # The QEMU packages must all be of one release: qemu-utils of one version breaks

@@ -11,6 +11,7 @@
 
 use std::io::Write as _;
 
+pub mod docker;
 pub mod ext4;
 pub mod git;
 pub mod host;

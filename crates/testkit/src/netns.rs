@@ -6,6 +6,7 @@ use crate::host::Host;
 
 /// A network namespace of the test's own with loopback up: VMs with user networking
 /// started in it reach nothing beyond it, and their forwarded ports are its 127.0.0.1.
+#[derive(Debug)]
 pub struct Netns(String);
 
 impl Netns {
