@@ -199,11 +199,17 @@ fn docker_check(host: &dyn Commands, bridge: &str, dockerd: Option<u32>) -> Chec
             Ok(Some(listing)) => chains.push((backend, listing)),
             Ok(None) => {}
             Err(e) => {
+                // A normal user's doctor: nothing is wrong that it could see.
+                let (verdict, why) = if e.to_string().contains("Permission denied") {
+                    (Verdict::Ok, "only root can read the firewall".to_string())
+                } else {
+                    (Verdict::Warn, format!("the firewall cannot be read ({e})"))
+                };
                 return check(
                     "docker",
-                    Verdict::Ok,
+                    verdict,
                     format!(
-                        "{engine}; the firewall cannot be read here ({e}): run ignite doctor as root to see Docker Engine's {} chain",
+                        "{engine}; {why}: run ignite doctor as root to see Docker Engine's {} chain and the bridge's rules",
                         docker_user::CHAIN
                     ),
                 );
