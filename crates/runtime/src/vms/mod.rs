@@ -466,7 +466,7 @@ pub fn repair(store: &Store, vm: Vm) -> Vm {
     let uid = uid_of(&vm);
     VmFiles::new(store, &uid).remove_runtime_files();
     if network::mode_of(&vm) == NetworkMode::Bridge {
-        network::detach_from_bridge(&ignite_net::System, &uid);
+        network::detach_from_bridge(&ignite_net::System, &network::network_dir(store), &uid);
     }
     match store.vms().update(&uid, |v| -> Result<(), StoreError> {
         if v.status.running && !is_running(v) {
