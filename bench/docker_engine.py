@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Images from the local Docker Engine, and what a VM costs against a container, each
+against a baseline measured in the same run:
+
+- import from Docker Engine (`ignite image import docker-daemon:IMAGE`) against the two steps
+  a user would otherwise take, `docker save -o FILE IMAGE` then `ignite image import
+  docker-archive:FILE` (target: at most 1.0x);
+- `ignite run --rm IMAGE` (container mode, no network) against `docker run --rm --network none
+  IMAGE` on the same image: the price of a real VM, reported side by side (no target).
+
+Starts a dockerd of its own (own data root and socket, no bridge, no iptables) and stops it.
+Needs root, Debian's docker.io (scripts/setup.sh), Debian's kernel package and IGNITE_INIT.
+"""
+import argparse
+import glob
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+IMPORT_TARGET = 1.0
+DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
+
+
+def timed(cmd, **kw) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--ignite", required=True)
+    p.add_argument("--runs", type=int, default=5)
+    args = p.parse_args()
+    if os.geteuid() != 0:
+        print("bench docker-engine: needs root", file=sys.stderr)
+        return 1
+    debs = glob.glob("/var/cache/ignite/kernel/*.deb")
+    if not debs or not os.environ.get("IGNITE_INIT") or not shutil.which("dockerd"):
+        print("bench docker-engine: needs docker.io, Debian's kernel package (scripts/setup.sh) and IGNITE_INIT",
+              file=sys.stderr)
+        return 1
+    work = Path(tempfile.mkdtemp(prefix="ibde", dir="/tmp"))
+    sock = work / "docker.sock"
+    env = dict(os.environ, DOCKER_HOST=f"unix://{sock}", DOCKER_BUILDKIT="0",
+               DOCKER_CONFIG=str(work / "client"))
+    dockerd = subprocess.Popen(
+        ["dockerd", "--data-root", str(work / "data"), "--exec-root", str(work / "x"),
+         "--pidfile", str(work / "dockerd.pid"), "--host", f"unix://{sock}",
+         "--bridge=none", "--iptables=false", "--ip6tables=false", "--log-level", "warn"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(work / "dockerd.log", "w"))
+    try:
+        for _ in range(600):
+            if subprocess.run([DOCKER, "version"], env=env, capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            print("bench docker-engine: dockerd did not start", file=sys.stderr)
+            return 1
+        # The image: busybox and 64 MiB of incompressible data, built with docker build.
+        ctx = work / "ctx"
+        (ctx / "bin").mkdir(parents=True)
+        shutil.copy("/bin/busybox", ctx / "bin" / "busybox")
+        os.symlink("busybox", ctx / "bin" / "true")
+        with open(ctx / "data.bin", "wb") as f:
+            f.write(os.urandom(64 << 20))
+        (ctx / "Dockerfile").write_text("FROM scratch\nCOPY bin /bin\nCOPY data.bin /data.bin\nCMD [\"/bin/true\"]\n")
+        image = "bench/engine:1"
+        subprocess.run([DOCKER, "build", "--network", "none", "-q", "-t", image, str(ctx)],
+                       env=env, check=True, stdout=subprocess.DEVNULL)
+
+        # Import straight from the engine against docker save + import of the archive.
+        direct, two_step = [], []
+        for i in range(args.runs):
+            root = work / f"direct-{i}"
+            direct.append(timed([args.ignite, "-q", "--root", str(root), "image", "import",
+                                 f"docker-daemon:{image}"], env=env))
+            shutil.rmtree(root)
+            root = work / f"archive-{i}"
+            archive = work / "image.tar"
+            start = time.perf_counter()
+            subprocess.run([DOCKER, "save", "-o", str(archive), image], env=env, check=True)
+            subprocess.run([args.ignite, "-q", "--root", str(root), "image", "import",
+                            f"docker-archive:{archive}"], env=env, check=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+            two_step.append(time.perf_counter() - start)
+            archive.unlink()
+            shutil.rmtree(root)
+        d, t = statistics.median(direct), statistics.median(two_step)
+        ratio = d / t
+        verdict = "ok" if ratio <= IMPORT_TARGET else "MISSED"
+        print(f"bench engine-import: docker-daemon: {d:.2f} s, docker save + docker-archive: {t:.2f} s "
+              f"(median of {args.runs}, 64 MiB image); ratio {ratio:.2f}x, target <= {IMPORT_TARGET}x: {verdict}")
+
+        # A VM against a container, same image, same argv.
+        root = work / "run"
+        subprocess.run([args.ignite, "-q", "--root", str(root), "kernel", "import", debs[0]],
+                       env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run([args.ignite, "-q", "--root", str(root), "image", "import", f"docker-daemon:{image}"],
+                       env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        vm, container = [], []
+        for _ in range(args.runs):
+            vm.append(timed([args.ignite, "--root", str(root), "run", "--rm", "--network", "none", image],
+                            env=env, stdin=subprocess.DEVNULL))
+            container.append(timed([DOCKER, "run", "--rm", "--network", "none", image], env=env,
+                                   stdin=subprocess.DEVNULL))
+        v, c = statistics.median(vm), statistics.median(container)
+        accel = os.environ.get("IGNITE_ACCEL", "auto")
+        print(f"bench vm-vs-container: ignite run --rm {v:.2f} s, docker run --rm {c:.2f} s "
+              f"(median of {args.runs}, accel {accel}); ratio {v / c:.1f}x (reported, no target)")
+        return 0
+    finally:
+        dockerd.terminate()
+        try:
+            dockerd.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            dockerd.kill()
+            dockerd.wait()
+        subprocess.run(["sh", "-c", f"grep -o ' {work}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l"],
+                       check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
