@@ -65,14 +65,18 @@ install_packages() {
     fi
 }
 
-# Installs Debian's Docker Engine when the host has none, with its services neither started
-# nor enabled: the tests run engines of their own (own data root and sockets). A dockerd that
-# is already installed, whatever its package, is left alone.
+# Installs Debian's Docker Engine when the host has none, and Podman (whose Docker-compatible
+# service the tests also read images from), with no service started or enabled: the tests run
+# engines of their own (own data roots and sockets). A dockerd that is already installed,
+# whatever its package, is left alone.
 install_docker_engine_for_tests() {
-    if command -v dockerd >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ] || [ -x /usr/bin/dockerd ]; then
-        return
+    local wanted=()
+    if ! command -v dockerd >/dev/null 2>&1 && [ ! -x /usr/sbin/dockerd ] && [ ! -x /usr/bin/dockerd ]; then
+        wanted+=("${DOCKER_PACKAGES[@]}")
     fi
-    log "installing Docker Engine for the tests (docker.io; its service is not started)"
+    command -v podman >/dev/null 2>&1 || wanted+=(podman)
+    [ "${#wanted[@]}" -gt 0 ] || return 0
+    log "installing ${wanted[*]} for the tests (no service is started)"
     # policy-rc.d's 101 stops maintainer scripts from starting services (without systemd too).
     local policy=/usr/sbin/policy-rc.d added_policy=no
     if [ ! -e "$policy" ]; then
@@ -80,8 +84,8 @@ install_docker_engine_for_tests() {
         chmod 0755 "$policy"
         added_policy=yes
     fi
-    apt-get install -y -qq --no-install-recommends "${DOCKER_PACKAGES[@]}" >/dev/null \
-        || { [ "$added_policy" = yes ] && rm -f "$policy"; die "installing ${DOCKER_PACKAGES[*]} failed (see apt's message above)"; }
+    apt-get install -y -qq --no-install-recommends "${wanted[@]}" >/dev/null \
+        || { [ "$added_policy" = yes ] && rm -f "$policy"; die "installing ${wanted[*]} failed (see apt's message above)"; }
     [ "$added_policy" = yes ] && rm -f "$policy"
     if command -v systemctl >/dev/null 2>&1; then
         systemctl disable docker.service docker.socket containerd.service >/dev/null 2>&1 || true

@@ -306,3 +306,32 @@ fn build_run_rebuild_run_picks_up_the_change() {
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert!(!stderr.contains("exporting"), "{stderr}");
 }
+
+#[test]
+fn podmans_docker_compatible_service_is_an_engine_too() {
+    ignite_testkit::require_root!("podman's service over a storage of the test's own");
+    let podman = ignite_testkit::docker::PodmanService::start();
+    let host = Host::empty(cargo_bin!("ignite"));
+    let ctx = busybox_context(host.root(), "CMD [\"/bin/busybox\", \"true\"]");
+    let id = podman.build("local/pod:1", &ctx);
+    host.ignite()
+        .env("DOCKER_HOST", podman.host())
+        .args(["image", "import", "docker-daemon:local/pod:1"])
+        .assert()
+        .success();
+    // Podman names its local builds under localhost/.
+    host.ignite()
+        .env("DOCKER_HOST", podman.host())
+        .args(["image", "import", &format!("docker-daemon:{id}")])
+        .assert()
+        .success();
+    assert_eq!(image_names(&host), ["local/pod:1", "localhost/local/pod:1"]);
+    let ids = stdout(host.ignite().args([
+        "inspect",
+        "image",
+        "local/pod:1",
+        "-t",
+        "{{.Status.ImageID}}",
+    ]));
+    assert_eq!(ids.trim(), format!("sha256:{id}"));
+}

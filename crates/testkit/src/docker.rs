@@ -238,3 +238,88 @@ impl Drop for DockerEngine {
         }
     }
 }
+
+/// Podman's Docker-compatible service (`podman system service`) on a socket of the test's
+/// own, over a storage root of its own; images are built with the `podman` CLI on the same
+/// storage. Stopped when dropped.
+pub struct PodmanService {
+    child: Child,
+    socket: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl PodmanService {
+    pub fn start() -> PodmanService {
+        crate::require_program("podman", "podman");
+        let dir = tempfile::Builder::new()
+            .prefix("pm")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let socket = dir.path().join("podman.sock");
+        let log = std::fs::File::create(dir.path().join("podman.log")).unwrap();
+        let mut command = Command::new("podman");
+        let child = Self::storage_args(&mut command, dir.path())
+            .args(["system", "service", "--time=0"])
+            .arg(format!("unix://{}", socket.display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("podman system service starts");
+        let service = PodmanService { child, socket, dir };
+        let deadline = Instant::now() + START_LIMIT;
+        while !service.socket.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "podman's service did not make {} within {START_LIMIT:?}",
+                service.socket.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        service
+    }
+
+    fn storage_args<'c>(command: &'c mut Command, dir: &Path) -> &'c mut Command {
+        command
+            .arg("--root")
+            .arg(dir.join("root"))
+            .arg("--runroot")
+            .arg(dir.join("run"))
+            .arg("--tmpdir")
+            .arg(dir.join("tmp"))
+    }
+
+    /// `DOCKER_HOST` for the service.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// `podman build --network none -t TAG CONTEXT`; returns the image ID.
+    pub fn build(&self, tag: &str, context: &Path) -> String {
+        let mut command = Command::new("podman");
+        let out = Self::storage_args(&mut command, self.dir.path())
+            .args(["build", "--network", "none", "-q", "-t", tag])
+            .arg(context)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "podman build failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for PodmanService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut command = Command::new("podman");
+        let _ = Self::storage_args(&mut command, self.dir.path())
+            .args(["system", "reset", "--force"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
