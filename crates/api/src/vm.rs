@@ -464,6 +464,10 @@ pub struct VmStatus {
     /// Ignite's model). Absent when it succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The VM is removed when it ends (`run --rm`), by its supervisor, so a client that is
+    /// gone still leaves no VM, as Docker's `AutoRemove` (an addition to Ignite's model).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_remove: bool,
 }
 
 /// A process, identified by its pid and its start time (in clock ticks since boot, from
