@@ -688,6 +688,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn auto_remove_is_recorded_only_when_set() {
+        let mut status = VmStatus::default();
+        let json = serde_json::to_value(&status).unwrap();
+        assert!(json.get("autoRemove").is_none(), "{json}");
+        status.auto_remove = true;
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["autoRemove"], true);
+        let back: VmStatus = serde_json::from_value(json).unwrap();
+        assert!(back.auto_remove);
+    }
+
+    #[test]
     fn exit_reasons_are_stored_as_tags_and_old_sentences_still_read() {
         let record = ExitRecord::new(
             None,

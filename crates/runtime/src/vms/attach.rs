@@ -285,6 +285,36 @@ mod tests {
     }
 
     #[test]
+    fn finishing_ends_the_stream_and_waits_for_the_client_to_hang_up() {
+        let client_for = |theirs: OwnedFd| {
+            let stream = UnixStream::from(theirs);
+            AttachedClient {
+                socket: stream.try_clone().unwrap(),
+                writer: Mutex::new(Some(stream)),
+            }
+        };
+        // A client that holds on: the wait is bounded, and it saw the end of the stream.
+        let (mut attachment, theirs) = Attachment::pair().unwrap();
+        let supervisor = client_for(theirs);
+        let started = Instant::now();
+        assert!(!supervisor.finish(Duration::from_millis(200)));
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        assert_eq!(attachment.next_event().unwrap(), Event::Closed);
+        // A client that hangs up once it saw the end.
+        let (mut attachment, theirs) = Attachment::pair().unwrap();
+        let supervisor = client_for(theirs);
+        let client = std::thread::spawn(move || {
+            assert_eq!(attachment.next_event().unwrap(), Event::Closed);
+            std::thread::sleep(Duration::from_millis(100));
+            drop(attachment);
+        });
+        let started = Instant::now();
+        assert!(supervisor.finish(Duration::from_secs(10)));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        client.join().unwrap();
+    }
+
+    #[test]
     fn the_client_sends_workload_frames() {
         let (attachment, theirs) = Attachment::pair().unwrap();
         let mut supervisor = UnixStream::from(theirs);
