@@ -114,6 +114,14 @@ impl Attachment {
     }
 }
 
+/// The client is done once its attachment goes: the socket is shut down for every clone
+/// (a stdin or signal thread may hold one), so the supervisor sees it hang up at once.
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        let _ = self.reader.shutdown(std::net::Shutdown::Both);
+    }
+}
+
 impl AttachSender {
     fn send(&self, frame: &Frame) -> io::Result<()> {
         self.0
