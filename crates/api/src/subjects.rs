@@ -127,6 +127,7 @@ impl TemplateSubject for Vm {
             ssh_address: Some(String::new()),
             boot_millis: Some(0),
             error: Some(String::new()),
+            auto_remove: true,
         };
         serde_json::to_value(vm).expect("a VM serializes")
     }

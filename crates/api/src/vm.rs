@@ -464,6 +464,10 @@ pub struct VmStatus {
     /// Ignite's model). Absent when it succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The VM is removed when it ends (`run --rm`), by its supervisor, so a client that is
+    /// gone still leaves no VM, as Docker's `AutoRemove` (an addition to Ignite's model).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_remove: bool,
 }
 
 /// A process, identified by its pid and its start time (in clock ticks since boot, from
@@ -682,6 +686,18 @@ pub fn join_ips(ips: &[IpAddr]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auto_remove_is_recorded_only_when_set() {
+        let mut status = VmStatus::default();
+        let json = serde_json::to_value(&status).unwrap();
+        assert!(json.get("autoRemove").is_none(), "{json}");
+        status.auto_remove = true;
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["autoRemove"], true);
+        let back: VmStatus = serde_json::from_value(json).unwrap();
+        assert!(back.auto_remove);
+    }
 
     #[test]
     fn exit_reasons_are_stored_as_tags_and_old_sentences_still_read() {

@@ -11,10 +11,11 @@ use ignite_api::{
     BlockDeviceVolume, FileMapping, ImageSource, PortMapping, Size, Ssh, Vm, VmImageSpec,
     VmKernelSpec, VmSpec, Volume, VolumeMount,
 };
+use ignite_guest_protocol::agent::ExitStatus;
 use ignite_runtime::vms::{self, CreateRequest, StartOptions, VmFiles, console_log};
 use ignite_store::Store;
 
-use super::workload::{self, AttachFlags, Attached};
+use super::workload::{self, AttachFlags, Attached, SignalProxy};
 use super::{Context, write_stdout};
 use crate::args::{CreateArgs, RmArgs, RunArgs, StartArgs, StartFlags, StopArgs, VmArg, VmsArgs};
 use crate::progress::Bars;
@@ -23,7 +24,7 @@ use crate::progress::Bars;
 const DETACH: [u8; 2] = [0x10, 0x11];
 
 pub fn create(ctx: &Context, args: &CreateArgs) -> anyhow::Result<ExitCode> {
-    let vm = create_vm(ctx, args, &[], None)?;
+    let vm = create_vm(ctx, args, &[], None, false)?;
     announce(ctx, "created", &vm)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -34,6 +35,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<ExitCode> {
         &args.create,
         &args.command,
         args.start.accel.as_deref(),
+        args.rm,
     )?;
     let store = ctx.writable_store()?;
     // Plain `run` stays detached, as in Ignite; --rm, -a and -i follow the VM.
@@ -47,9 +49,11 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<ExitCode> {
         stdin: args.start.interactive,
         tty: vm.spec.tty.unwrap_or(false),
     };
-    let (vm, attachment) = match start_attached(ctx, &store, vm.clone(), &args.start, flags) {
+    let proxy = SignalProxy::catch()?;
+    let (vm, mut attachment) = match start_attached(ctx, &store, vm.clone(), &args.start, flags) {
         Ok(started) => started,
         Err(e) => {
+            // A supervisor that failed before the VM ran leaves the removal to us.
             if args.rm {
                 let _ = vms::remove_vm(&store, vm, true);
             }
@@ -58,16 +62,8 @@ pub fn run(ctx: &Context, args: &RunArgs) -> anyhow::Result<ExitCode> {
     };
     // Attached, our stderr is the workload's: nothing of ours on it unless asked.
     tracing::debug!("started VM {} ({})", vm.metadata.name, vms::uid_of(&vm));
-    let done = follow_to_the_end(&store, &vm, attachment, flags, 0, args.rm)?;
-    if vms::is_running(&done) {
-        // Detached from a VM that keeps running.
-        return Ok(ExitCode::SUCCESS);
-    }
-    let code = final_code(&done);
-    if args.rm {
-        vms::remove_vm(&store, done, true)?;
-    }
-    Ok(code)
+    let ended = follow_to_the_end(&store, &vm, &mut attachment, flags, &proxy, 0, args.rm)?;
+    Ok(finish_attached(&store, &vm, ended, attachment, &proxy))
 }
 
 pub fn start_command(ctx: &Context, args: &StartArgs) -> anyhow::Result<ExitCode> {
@@ -85,40 +81,112 @@ pub fn start_command(ctx: &Context, args: &StartArgs) -> anyhow::Result<ExitCode
         stdin: args.start.interactive,
         tty: vm.spec.tty.unwrap_or(false),
     };
-    let (vm, attachment) = start_attached(ctx, &store, vm, &args.start, flags)?;
+    let proxy = SignalProxy::catch()?;
+    let (vm, mut attachment) = start_attached(ctx, &store, vm, &args.start, flags)?;
     tracing::debug!("started VM {} ({})", vm.metadata.name, vms::uid_of(&vm));
-    let done = follow_to_the_end(&store, &vm, attachment, flags, log_offset, false)?;
-    if vms::is_running(&done) {
-        return Ok(ExitCode::SUCCESS);
-    }
-    Ok(final_code(&done))
+    let ended = follow_to_the_end(
+        &store,
+        &vm,
+        &mut attachment,
+        flags,
+        &proxy,
+        log_offset,
+        false,
+    )?;
+    Ok(finish_attached(&store, &vm, ended, attachment, &proxy))
+}
+
+/// How an attached start ended.
+struct Ended {
+    /// The VM's record once it ended, or as it is after a detach; `None` when it is gone
+    /// already (removed by someone else).
+    vm: Option<Vm>,
+    /// The container-mode workload's status, as it reported it.
+    workload: Option<ExitStatus>,
 }
 
 /// Follows an attached start: the workload's streams in container mode; otherwise the
-/// console with -i (until the VM ends or ^P^Q), or nothing. Returns the VM once it ended,
-/// or as it is after a detach (`wait` false).
+/// console with -i (until the VM ends or ^P^Q), or nothing. Returns once the VM ended, or
+/// after a detach (`wait` false).
 fn follow_to_the_end(
     store: &Store,
     vm: &Vm,
-    attachment: vms::attach::Attachment,
+    attachment: &mut vms::attach::Attachment,
     flags: AttachFlags,
+    proxy: &SignalProxy,
     log_offset: u64,
     wait: bool,
-) -> anyhow::Result<Vm> {
+) -> anyhow::Result<Ended> {
     let uid = vms::uid_of(vm);
-    let detachable = match workload::follow(attachment, flags)? {
-        Attached::Workload => false,
+    let (detachable, workload) = match workload::follow(attachment, flags, proxy, vm)? {
+        Attached::Workload(exit) => (false, exit),
         Attached::NoWorkload if flags.stdin => {
             attach_console(store, vm, log_offset)?;
-            !wait
+            (!wait, None)
         }
-        Attached::NoWorkload => false,
+        Attached::NoWorkload => (false, None),
     };
-    Ok(vms::wait_for_exit(
-        store,
-        &uid,
-        detachable.then_some(Duration::ZERO),
-    )?)
+    let vm = match vms::wait_for_exit(store, &uid, detachable.then_some(Duration::ZERO)) {
+        Ok(vm) => Some(vm),
+        Err(vms::VmError::Store(ignite_store::StoreError::NotFound { .. })) => None,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Ended { vm, workload })
+}
+
+/// The end of an attached start, as `docker run`'s: the workload's status (128+N when it
+/// died of signal N); in VM mode 128+N when our signal N stopped the VM, else the VM's
+/// status. The attachment is let go only once the record is read: the supervisor of an
+/// auto-removed VM waits for that, then removes the VM, which we wait for.
+fn finish_attached(
+    store: &Store,
+    started: &Vm,
+    ended: Ended,
+    attachment: vms::attach::Attachment,
+    proxy: &SignalProxy,
+) -> ExitCode {
+    if ended.vm.as_ref().is_some_and(vms::is_running) {
+        // Detached from a VM that keeps running.
+        return ExitCode::SUCCESS;
+    }
+    let code = match (proxy.stopped_by(), &ended.vm, ended.workload) {
+        (Some(signal), _, _) => ExitCode::from((128 + signal).clamp(0, 255) as u8),
+        (None, Some(vm), _) => final_code(vm),
+        (None, None, Some(exit)) => ExitCode::from(exit.shell_code().clamp(0, 255) as u8),
+        (None, None, None) => ExitCode::from(125),
+    };
+    drop(attachment);
+    if started.status.auto_remove {
+        wait_for_removal(store, &vms::uid_of(started));
+    }
+    code
+}
+
+/// How long `run --rm` waits for the supervisor to remove the ended VM.
+const REMOVAL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Waits until the supervisor removed the ended VM (or it was started again).
+fn wait_for_removal(store: &Store, uid: &ignite_api::Uid) {
+    let deadline = std::time::Instant::now() + REMOVAL_TIMEOUT;
+    loop {
+        match store.vms().get(uid) {
+            Err(ignite_store::StoreError::NotFound { .. }) => return,
+            Ok(vm) if vms::is_running(&vm) => return,
+            Err(e) => {
+                tracing::warn!("cannot see whether the VM was removed: {e}");
+                return;
+            }
+            Ok(vm) if std::time::Instant::now() > deadline => {
+                tracing::warn!(
+                    "VM {} was not removed within {REMOVAL_TIMEOUT:?}: remove it with ignite rm {}",
+                    vm.metadata.name,
+                    vm.metadata.name
+                );
+                return;
+            }
+            Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
 }
 
 pub fn stop(ctx: &Context, args: &StopArgs) -> anyhow::Result<ExitCode> {
@@ -301,6 +369,7 @@ fn create_vm(
     args: &CreateArgs,
     command: &[String],
     accel: Option<&str>,
+    auto_remove: bool,
 ) -> anyhow::Result<Vm> {
     let manifest = args.config.as_deref().map(read_manifest).transpose()?;
     let flags = flag_spec(args, command)?;
@@ -338,6 +407,7 @@ fn create_vm(
             import,
             progress: &bars,
             driver: vms::DriverOptions::new(accel, ctx.configuration.as_ref()),
+            auto_remove,
         },
     )?)
 }

@@ -145,6 +145,7 @@ impl Reconciler<'_> {
                 import: self.import.clone(),
                 progress: self.progress,
                 driver: DriverOptions::new(None, self.configuration),
+                auto_remove: false,
             },
         )
     }

@@ -5,15 +5,17 @@
 //!
 //! The socket carries agent-protocol frames. Supervisor → client: `Hello` (the guest's,
 //! once its agent answers; its mode says whether there is a workload), `Error` (no agent
-//! will answer), `Stdout`/`Stderr`, `WorkloadExited`; the end of the stream is the end of
-//! the supervisor, after the VM's exit is recorded. Client → supervisor: `Stdin` (empty:
-//! end of input), `Resize`, `Signal`, all for the workload.
+//! will answer), `Stdout`/`Stderr`, `WorkloadExited`; the end of the stream comes after
+//! the VM's exit is recorded (the end of the supervisor; for an auto-removed VM the
+//! supervisor then waits for the client to hang up, bounded, before it removes the VM, so
+//! the client can still read the record). Client → supervisor: `Stdin` (empty: end of
+//! input), `Resize`, `Signal`, all for the workload.
 
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ignite_guest_protocol::agent::{
     ErrorBody, ExitStatus, Frame, FrameKind, Hello, MAX_PAYLOAD, SignalRequest, WORKLOAD,
@@ -112,6 +114,14 @@ impl Attachment {
     }
 }
 
+/// The client is done once its attachment goes: the socket is shut down for every clone
+/// (a stdin or signal thread may hold one), so the supervisor sees it hang up at once.
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        let _ = self.reader.shutdown(std::net::Shutdown::Both);
+    }
+}
+
 impl AttachSender {
     fn send(&self, frame: &Frame) -> io::Result<()> {
         self.0
@@ -147,6 +157,8 @@ impl AttachSender {
 /// The supervisor's end: output goes out until the client stops reading or leaves.
 pub struct AttachedClient {
     writer: Mutex<Option<UnixStream>>,
+    /// The socket itself, to end the stream and to see the client hang up.
+    socket: UnixStream,
 }
 
 impl AttachedClient {
@@ -167,13 +179,51 @@ impl AttachedClient {
         let stream = UnixStream::from(fd);
         stream.set_write_timeout(Some(STALLED_CLIENT)).ok()?;
         let reader = stream.try_clone().ok()?;
+        let socket = stream.try_clone().ok()?;
         Some((
             AttachedClient {
                 writer: Mutex::new(Some(stream)),
+                socket,
             },
             reader,
             request,
         ))
+    }
+
+    /// Ends the stream (the client sees [`Event::Closed`]) and waits up to `grace` for the
+    /// client to hang up: it reads the VM's record meanwhile. Returns whether it did.
+    pub fn finish(&self, grace: Duration) -> bool {
+        *self.writer.lock().expect("attached client lock") = None;
+        let _ = self.socket.shutdown(std::net::Shutdown::Write);
+        let deadline = Instant::now() + grace;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let mut fds = [rustix::event::PollFd::new(
+                &self.socket,
+                rustix::event::PollFlags::RDHUP,
+            )];
+            let timeout = rustix::event::Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: i64::from(left.subsec_nanos()),
+            };
+            match rustix::event::poll(&mut fds, Some(&timeout)) {
+                Ok(_) => {
+                    let seen = fds[0].revents();
+                    if seen.intersects(
+                        rustix::event::PollFlags::RDHUP
+                            | rustix::event::PollFlags::HUP
+                            | rustix::event::PollFlags::ERR,
+                    ) {
+                        return true;
+                    }
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(_) => return false,
+            }
+        }
     }
 
     pub fn send(&self, frame: &Frame) {
@@ -240,6 +290,36 @@ mod tests {
             Event::Exited(ExitStatus { code: Some(7), .. })
         ));
         assert_eq!(attachment.next_event().unwrap(), Event::Closed);
+    }
+
+    #[test]
+    fn finishing_ends_the_stream_and_waits_for_the_client_to_hang_up() {
+        let client_for = |theirs: OwnedFd| {
+            let stream = UnixStream::from(theirs);
+            AttachedClient {
+                socket: stream.try_clone().unwrap(),
+                writer: Mutex::new(Some(stream)),
+            }
+        };
+        // A client that holds on: the wait is bounded, and it saw the end of the stream.
+        let (mut attachment, theirs) = Attachment::pair().unwrap();
+        let supervisor = client_for(theirs);
+        let started = Instant::now();
+        assert!(!supervisor.finish(Duration::from_millis(200)));
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        assert_eq!(attachment.next_event().unwrap(), Event::Closed);
+        // A client that hangs up once it saw the end.
+        let (mut attachment, theirs) = Attachment::pair().unwrap();
+        let supervisor = client_for(theirs);
+        let client = std::thread::spawn(move || {
+            assert_eq!(attachment.next_event().unwrap(), Event::Closed);
+            std::thread::sleep(Duration::from_millis(100));
+            drop(attachment);
+        });
+        let started = Instant::now();
+        assert!(supervisor.finish(Duration::from_secs(10)));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        client.join().unwrap();
     }
 
     #[test]

@@ -171,6 +171,8 @@ pub struct CreateRequest<'a> {
     pub progress: &'a dyn Progress,
     /// What choosing the VMM for `--vmm auto` needs.
     pub driver: DriverOptions,
+    /// `run --rm`: the VM's supervisor removes it when it ends (`status.autoRemove`).
+    pub auto_remove: bool,
 }
 
 /// Where the choice of VMM and accelerator comes from, besides the VM's spec.
@@ -205,6 +207,7 @@ pub fn create_vm(store: &Store, request: CreateRequest<'_>) -> Result<Vm, VmErro
         import,
         progress,
         driver: driver_options,
+        auto_remove,
     } = request;
     if spec.network.mode.is_none() {
         spec.network.mode = Some(network::default_mode());
@@ -251,6 +254,7 @@ pub fn create_vm(store: &Store, request: CreateRequest<'_>) -> Result<Vm, VmErro
     let mut vm = Vm::new(meta, spec);
     vm.status.image = image.status.oci_source.clone();
     vm.status.kernel = kernel.status.oci_source.clone();
+    vm.status.auto_remove = auto_remove;
     let vm = store.vms().create(vm).map_err(|e| match e {
         StoreError::NameTaken { .. } => VmError::Conflict(format!("{e}: choose another name")),
         e => e.into(),
@@ -729,8 +733,28 @@ pub fn stop_vm(store: &Store, vm: Vm, kill: bool) -> Result<Vm, VmError> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let vm = store.vms().get(&uid_of(&vm))?;
-    Ok(repair(store, vm))
+    match store.vms().get(&uid_of(&vm)) {
+        Ok(current) => Ok(repair(store, current)),
+        // An auto-removed VM (`run --rm`) is gone with its supervisor: stopped.
+        Err(StoreError::NotFound { .. }) => {
+            let mut gone = vm;
+            gone.status.running = false;
+            gone.status.supervisor = None;
+            gone.status.vmm = None;
+            Ok(gone)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Asks a running VM to stop gracefully (what [`stop_vm`] does without waiting for it):
+/// its supervisor powers the guest off, and kills it after [`STOP_TIMEOUT`]. False when
+/// it does not run.
+pub fn request_stop(vm: &Vm) -> bool {
+    vm.status
+        .supervisor
+        .as_ref()
+        .is_some_and(|s| process::signal(s, Signal::TERM))
 }
 
 /// Removes a VM and everything it owns. A running VM is refused unless `force`, which

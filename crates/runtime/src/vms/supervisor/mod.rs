@@ -1,6 +1,8 @@
 //! The per-VM supervisor (ARCHITECTURE §4): a detached process, one per running VM, that
 //! owns the VMM process, hands the guest its configuration, holds the agent connection,
-//! stops the VM gracefully on SIGTERM (at once on SIGQUIT), and records how it ended.
+//! stops the VM gracefully on SIGTERM (at once on SIGQUIT), records how it ended, and
+//! removes a VM marked `status.autoRemove` (`run --rm`) then, whether or not its client
+//! is still there.
 //! The VMM gets a parent-death signal, so a `kill -9` of the supervisor takes it along.
 //!
 //! - [`config`]: what the starting command hands it (a typed file, not the environment);
@@ -307,7 +309,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     tracing::info!(%reason, ?detail, ?exit_status, "the VM ended");
     files.remove_runtime_files();
     drop(attachment);
-    store.vms().update(uid, |v| -> Result<(), StoreError> {
+    let ended = store.vms().update(uid, |v| -> Result<(), StoreError> {
         v.status.running = false;
         v.status.supervisor = None;
         v.status.vmm = None;
@@ -316,7 +318,38 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         v.status.exit = Some(ExitRecord::new(exit_status, reason, detail));
         Ok(())
     })?;
+    if ended.status.auto_remove {
+        if let Some(client) = &attached
+            && !client.finish(CLIENT_GRACE)
+        {
+            tracing::warn!("the attached client did not hang up within {CLIENT_GRACE:?}");
+        }
+        auto_remove(store, uid);
+    }
     Ok(())
+}
+
+/// How long an attached client gets to read the exit record of an auto-removed VM.
+const CLIENT_GRACE: Duration = Duration::from_secs(10);
+
+/// `run --rm`: the ended VM goes as `ignite rm` removes it. One started again meanwhile
+/// stays, and one already removed (a concurrent `ignite rm`) is no error.
+fn auto_remove(store: &Store, uid: &Uid) {
+    let vm = match store.vms().get(uid) {
+        Ok(vm) => vm,
+        Err(StoreError::NotFound { .. }) => return,
+        Err(e) => {
+            tracing::warn!("cannot remove the VM when it ended: {e}");
+            return;
+        }
+    };
+    match super::remove_vm(store, vm, false) {
+        Ok(_) => tracing::info!("removed the VM as it ended (--rm)"),
+        Err(VmError::Running(_)) => {
+            tracing::info!("not removing the VM: it was started again")
+        }
+        Err(e) => tracing::warn!("cannot remove the VM when it ended: {e}"),
+    }
 }
 
 /// The kernel's panic line among the console's last lines written since `offset`.
