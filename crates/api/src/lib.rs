@@ -32,7 +32,7 @@ pub use meta::{API_GROUP, API_VERSION, Kind, ObjectMeta, Time, Uid, UidError};
 pub use ports::{PortMapping, Protocol};
 pub use reference::{ImageReference, ReferenceError};
 pub use size::{Size, SizeError};
-pub use source::{ImageSource, SourceError};
+pub use source::{ImageSource, SourceError, is_image_id};
 pub use vm::{
     Accel, BlockDeviceVolume, ExitReason, ExitRecord, FileMapping, GuestMode, NetworkMode,
     NetworkStatus, OciImageSource, ProcessRef, RuntimeStatus, Ssh, Vm, VmImageSpec, VmKernelSpec,

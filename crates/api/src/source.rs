@@ -102,9 +102,18 @@ impl ImageSource {
             })
     }
 
-    /// The name an Image imported from here gets.
+    /// The name an Image imported from here gets, when the source says it before it is
+    /// read: a registry reference's, and a `docker-daemon:` name's (`local/app:1`); the
+    /// source as written otherwise (an archive or layout may name its image itself).
     pub fn image_name(&self) -> String {
-        self.to_string()
+        match self {
+            ImageSource::DockerDaemon { reference } if !is_image_id(reference) => {
+                ImageReference::parse(reference)
+                    .map(|r| r.familiar())
+                    .unwrap_or_else(|_| self.to_string())
+            }
+            _ => self.to_string(),
+        }
     }
 
     /// The registry reference, for registry sources.
@@ -114,6 +123,16 @@ impl ImageSource {
             _ => None,
         }
     }
+}
+
+/// Whether `s` is written as engines write image IDs: `sha256:<hex>`, or 12 to 64 lower-case
+/// hex digits.
+pub fn is_image_id(s: &str) -> bool {
+    let hex = s.strip_prefix("sha256:").unwrap_or(s);
+    (12..=64).contains(&hex.len())
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl fmt::Display for ImageSource {

@@ -10,6 +10,7 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use ignite_api::is_image_id as looks_like_image_id;
 use ignite_api::{Image, ImageRunConfig, ImageSource, ObjectMeta, Size, Vm};
 use ignite_disk::{DiskFormat, TreeSize};
 use ignite_oci::blobs::BlobStore;
@@ -126,7 +127,9 @@ pub fn import_image(
     // The name known before anything is read: an import of a name that exists reads nothing.
     let known_name = explicit.clone().or_else(|| match &source {
         ImageSource::Registry(_) => Some(source.image_name()),
-        ImageSource::DockerDaemon { reference } => reference_name(reference),
+        ImageSource::DockerDaemon { reference } if !looks_like_image_id(reference) => {
+            Some(source.image_name())
+        }
         _ => None,
     });
     let existing = find_by_name(store, known_name.as_deref().unwrap_or(&source.image_name()))?;
@@ -313,15 +316,6 @@ fn reference_name(name: &str) -> Option<String> {
     ignite_api::ImageReference::parse(name)
         .ok()
         .map(|r| r.familiar())
-}
-
-/// `sha256:<hex>`, or 12 to 64 hex digits: how engines write image IDs.
-fn looks_like_image_id(s: &str) -> bool {
-    let hex = s.strip_prefix("sha256:").unwrap_or(s);
-    (12..=64).contains(&hex.len())
-        && hex
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 /// For an image that came from Docker Engine by name: the engine's image for that name

@@ -284,6 +284,15 @@ mod tests {
             };
             check(&spec(yaml), &engines).unwrap();
         }
+        // An engine's image imported already (under its own name) is not read again.
+        let imported = |kernel: bool, name: &str| !kernel && name == "my/app:1";
+        check_vm_spec(
+            &spec("image: {oci: 'docker-daemon:my/app:1'}"),
+            &none,
+            Origin::Gitops,
+            &imported,
+        )
+        .unwrap();
         // An image imported already is not read again.
         let imported = |kernel: bool, name: &str| !kernel && name == "oci:/root/layout:x";
         check_vm_spec(
