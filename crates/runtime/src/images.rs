@@ -172,12 +172,8 @@ pub fn import_image(
                     image.spec.oci = used.clone();
                     image.status = donor.status.clone();
                 };
-                let mut stored = Vec::new();
-                for name in &names {
-                    stored.push(store_named(store, name, &used, &fill)?);
-                }
                 return Ok(Imported {
-                    image: stored.swap_remove(0),
+                    image: store_named_all(store, &names, &used, &fill)?,
                     fetched: false,
                 });
             }
@@ -231,13 +227,28 @@ pub fn import_image(
         }
         image.status.disk_size = Some(Size::from_bytes(disk_size));
     };
-    let mut stored = Vec::new();
-    for name in &names {
-        stored.push(store_named(store, name, &fetched.source, &fill)?);
-    }
     Ok(Imported {
-        image: stored.swap_remove(0),
+        image: store_named_all(store, &names, &fetched.source, &fill)?,
         fetched: true,
+    })
+}
+
+/// [`store_named`] for each of `names` (at least one); returns the first's Image.
+fn store_named_all(
+    store: &Store,
+    names: &[String],
+    source: &ImageSource,
+    fill: &dyn Fn(&mut Image),
+) -> Result<Image, ImageError> {
+    let mut first = None;
+    for name in names {
+        let image = store_named(store, name, source, fill)?;
+        first.get_or_insert(image);
+    }
+    first.ok_or_else(|| {
+        ImageError::Source(ignite_api::SourceError::new(format!(
+            "{source} gives the image no name: import it with --name"
+        )))
     })
 }
 
