@@ -387,7 +387,7 @@ type StartError = (i32, String);
 fn start_session(conn: &Arc<Connection>, session: u32, req: ExecRequest) -> Result<(), StartError> {
     if req.argv.is_empty() {
         return Err((
-            ignite_guest_protocol::status::NO_COMMAND,
+            ignite_guest_protocol::status::CANNOT_START,
             "no command to run".into(),
         ));
     }

@@ -28,12 +28,12 @@ pub fn run(workload: &Workload, agent: Option<AgentLink>) -> ! {
     if argv.is_empty() {
         refuse(
             agent.take(),
-            status::NO_COMMAND,
+            status::CANNOT_START,
             "the image has no ENTRYPOINT or CMD and no command was given: pass one (ignite run IMAGE COMMAND [ARG...])",
         );
     }
     let user = resolve_user(&workload.user)
-        .unwrap_or_else(|e| refuse(agent.take(), status::BAD_CONFIG, &e));
+        .unwrap_or_else(|e| refuse(agent.take(), status::CANNOT_START, &e));
     let env = environment(workload, &user);
     let path = env
         .iter()
@@ -49,7 +49,7 @@ pub fn run(workload: &Workload, agent: Option<AgentLink>) -> ! {
     if let Err(e) = fs::create_dir_all(workdir) {
         refuse(
             agent.take(),
-            status::BAD_CONFIG,
+            status::CANNOT_START,
             &format!("cannot create the working directory {workdir}: {e}"),
         );
     }
