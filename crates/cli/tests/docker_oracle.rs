@@ -14,10 +14,13 @@
 //!   1 is `ignite-init`, so the workload is what it is under `docker run --init`: the signal
 //!   cases give docker `--init` (without it the workload is docker's PID 1, which the
 //!   kernel spares the signals it has no handler for, so `kill $$` does nothing there).
-//! - When the engine itself cannot start the workload (no such command or entrypoint, a
-//!   file that is not executable), docker prints its daemon's error (`docker: Error response
-//!   from daemon: ... OCI runtime create failed ...`): those cases compare stdout and the
-//!   exit status exactly and check that stderr names the program, in ignite's own words.
+//! - When the workload cannot be started as asked (no such command or entrypoint, a file
+//!   that is not executable, a user the image lacks, a bad working directory or env file,
+//!   nothing to run), docker prints its own error (`docker: Error response from daemon: ...
+//!   OCI runtime create failed ...`): those cases compare stdout and the exit status (127,
+//!   126, 125) exactly and check that ignite's stderr names what failed, in its own words.
+//! - The order of `-e` variables: docker's own varies from run to run, so the environment
+//!   cases print it sorted (or through a shell, which orders it itself).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -386,9 +389,10 @@ fn cases(dir: &Path) -> Vec<Case> {
             "EMPTY=",
         ]),
         case(
-            "the environment's order, -e replacing in place",
+            // Sorted: docker's own order of -e variables varies from run to run.
+            "-e over HOSTNAME and PATH",
             "oracle/base",
-            &["env"],
+            &["sh", "-c", "env | sort"],
         )
         .flags(&[
             "-e",
@@ -547,6 +551,34 @@ fn cases(dir: &Path) -> Vec<Case> {
             "oracle/base",
             &["printf", "[%s]\\n", "two words", "$HOME", "*", "", "-n"],
         ),
+        case(
+            "a background child does not hold the run open",
+            "oracle/base",
+            &["sh", "-c", "sleep 30 & echo done"],
+        ),
+        case(
+            "-i with a workload that stops reading early",
+            "oracle/base",
+            &["head", "-c", "5"],
+        )
+        .flags(&["-i"])
+        .stdin(vec![b'x'; 10 << 20]),
+        // What docker run refuses with 125.
+        case("-u of a user the image lacks", "oracle/base", &["id"])
+            .flags(&["-u", "ghost"])
+            .engine_error("ghost"),
+        case("-w of a relative path", "oracle/base", &["pwd"])
+            .flags(&["-w", "relative/dir"])
+            .engine_error("relative"),
+        case("--env-file of a missing file", "oracle/base", &["true"])
+            .flags(&["--env-file", "/no/such/env-file"])
+            .engine_error("/no/such/env-file"),
+        case("-w of a file", "oracle/base", &["pwd"])
+            .flags(&["-w", "/etc/motd"])
+            .engine_error("/etc/motd"),
+        case("nothing to run", "oracle/base", &[])
+            .flags(&["--entrypoint", ""])
+            .engine_error("no command"),
     ]
 }
 
