@@ -23,10 +23,16 @@ pub struct Configuration {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConfigurationSpec {
-    /// Ignite's container runtime (`containerd` or `docker`). Accepted so Ignite
-    /// configurations load; VMs here run without a container runtime.
+    /// Ignite's container runtime (`containerd` or `docker`): here, the local engine a
+    /// bare image name is looked up in first (before the other engine and the registry).
+    /// VMs run without a container runtime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<String>,
+    /// The local engines (`docker`, `containerd`) a bare image name is looked up in, in
+    /// order, before the registry (an addition to Ignite's model). Default: docker, then
+    /// containerd; `[]`: the registry only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_lookup: Option<Vec<String>>,
     /// Ignite's network plugin (`cni` or `docker-bridge`). Accepted so Ignite
     /// configurations load; see `spec.vmDefaults.network.mode` instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -70,11 +76,16 @@ pub struct HostAccess {
     /// attach. Empty: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub block_devices: Vec<PathBuf>,
+    /// Whether manifests may take images and kernels from the host's local engines
+    /// (`docker-daemon:`, and bare names looked up in Docker Engine or containerd first).
+    /// Their sockets are root-equivalent: off unless set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub engines: bool,
 }
 
 impl HostAccess {
     pub fn is_empty(&self) -> bool {
-        self.paths.is_empty() && self.block_devices.is_empty()
+        self.paths.is_empty() && self.block_devices.is_empty() && !self.engines
     }
 }
 

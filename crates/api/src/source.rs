@@ -31,6 +31,11 @@ pub enum ImageSource {
     DockerArchive {
         file: PathBuf,
     },
+    /// `docker-daemon:NAME[:TAG]` or `docker-daemon:IMAGE-ID` (skopeo's name): an image in
+    /// the local Docker Engine's store, read through its API.
+    DockerDaemon {
+        reference: String,
+    },
     /// A local file (a path starting with `/`, `./` or `../`, or `file:PATH`): for kernels,
     /// a vmlinux, a bzImage or a kernel `.deb`.
     File(PathBuf),
@@ -66,6 +71,16 @@ impl ImageSource {
                 file: PathBuf::from(file),
             });
         }
+        if let Some(reference) = input.strip_prefix("docker-daemon:") {
+            if reference.is_empty() {
+                return Err(SourceError(
+                    "docker-daemon: needs an image name or ID, e.g. docker-daemon:my/app:1".into(),
+                ));
+            }
+            return Ok(ImageSource::DockerDaemon {
+                reference: reference.to_string(),
+            });
+        }
         if let Some(path) = input.strip_prefix("file:") {
             if path.is_empty() {
                 return Err(SourceError(
@@ -82,7 +97,7 @@ impl ImageSource {
             .map(ImageSource::Registry)
             .map_err(|e| {
                 SourceError(format!(
-                    "{e}; other sources are oci:DIR[:TAG] and docker-archive:FILE"
+                    "{e}; other sources are oci:DIR[:TAG], docker-archive:FILE and docker-daemon:NAME"
                 ))
             })
     }
@@ -108,6 +123,7 @@ impl fmt::Display for ImageSource {
             ImageSource::OciLayout { dir, tag: Some(t) } => write!(f, "oci:{}:{t}", dir.display()),
             ImageSource::OciLayout { dir, tag: None } => write!(f, "oci:{}", dir.display()),
             ImageSource::DockerArchive { file } => write!(f, "docker-archive:{}", file.display()),
+            ImageSource::DockerDaemon { reference } => write!(f, "docker-daemon:{reference}"),
             ImageSource::File(path) => write!(f, "{}", path.display()),
         }
     }
@@ -175,7 +191,25 @@ mod tests {
             ImageSource::parse("file:k.deb").unwrap(),
             ImageSource::File("k.deb".into())
         );
-        for bad in ["oci:", "docker-archive:", "Bad//Ref", "file:"] {
+        assert_eq!(
+            ImageSource::parse("docker-daemon:local/hello:1").unwrap(),
+            ImageSource::DockerDaemon {
+                reference: "local/hello:1".into()
+            }
+        );
+        assert_eq!(
+            ImageSource::parse("docker-daemon:sha256:ab")
+                .unwrap()
+                .to_string(),
+            "docker-daemon:sha256:ab"
+        );
+        for bad in [
+            "oci:",
+            "docker-archive:",
+            "docker-daemon:",
+            "Bad//Ref",
+            "file:",
+        ] {
             assert!(ImageSource::parse(bad).is_err(), "{bad}");
         }
     }

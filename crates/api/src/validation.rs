@@ -155,6 +155,15 @@ pub fn validate_configuration(config: &Configuration) -> Result<(), ValidationEr
             "must be containerd or docker (accepted for Ignite compatibility)",
         );
     }
+    for (i, engine) in spec.engine_lookup.iter().flatten().enumerate() {
+        if !["containerd", "docker"].contains(&engine.as_str()) {
+            errors.add(
+                format!("spec.engineLookup[{i}]"),
+                engine,
+                "must be containerd or docker",
+            );
+        }
+    }
     if let Some(a) = &spec.accel
         && !["auto", "kvm", "tcg"].contains(&a.as_str())
     {

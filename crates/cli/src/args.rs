@@ -38,8 +38,10 @@ pub struct GlobalArgs {
     /// The state directory [default: /var/lib/ignite as root, $XDG_DATA_HOME/ignite otherwise]
     #[arg(long, global = true, env = "IGNITE_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
-    /// Ignored: Ignite's container runtime. VMs run under their VMM directly, in no container
-    #[arg(long, global = true, value_enum, value_name = "RUNTIME", help_heading = IGNITE_COMPAT)]
+    /// Look bare image and kernel names up in this engine's local store first (then the
+    /// registry), and require it to be running; without it, Docker Engine then containerd are
+    /// asked when they run
+    #[arg(long, global = true, value_enum, value_name = "RUNTIME")]
     pub runtime: Option<RuntimeFlag>,
     /// Ignored: Ignite's network plugin. VMs are networked as --network says (bridge as root)
     #[arg(long, global = true, value_enum, value_name = "PLUGIN", help_heading = IGNITE_COMPAT)]
@@ -52,11 +54,20 @@ pub struct GlobalArgs {
 /// The help section of flags that only Ignite's scripts pass: accepted, and changing nothing.
 pub const IGNITE_COMPAT: &str = "Accepted for Ignite's scripts (no effect)";
 
-/// `--runtime`'s values (Ignite's container runtimes).
+/// `--runtime`'s values (Ignite's container runtimes): the local engines images come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RuntimeFlag {
     Containerd,
     Docker,
+}
+
+impl RuntimeFlag {
+    pub fn engine(self) -> ignite_oci::engine::EngineKind {
+        match self {
+            RuntimeFlag::Containerd => ignite_oci::engine::EngineKind::Containerd,
+            RuntimeFlag::Docker => ignite_oci::engine::EngineKind::Docker,
+        }
+    }
 }
 
 /// `--network-plugin`'s values (Ignite's network plugins).

@@ -20,6 +20,7 @@ pub fn reconciler<'a>(
         configuration,
         import: ignite_runtime::images::ImportOptions {
             registry_config_dir: configuration.and_then(|c| c.spec.registry_config_dir.clone()),
+            lookup: ignite_runtime::image_lookup::EngineLookup::for_manifests(configuration),
             ..Default::default()
         },
         supervisor_program: supervisor,

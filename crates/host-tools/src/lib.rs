@@ -49,6 +49,11 @@ pub const DEBUGFS: HostTool = HostTool::new("debugfs", "e2fsprogs");
 pub const DEPMOD: HostTool = HostTool::new("depmod", "kmod");
 pub const NFT: HostTool = HostTool::new("nft", "nftables");
 pub const IP: HostTool = HostTool::new("ip", "iproute2");
+/// iptables with the nf_tables backend (Debian 11 and later), where Docker Engine keeps its
+/// chains on most hosts.
+pub const IPTABLES_NFT: HostTool = HostTool::new("iptables-nft", "iptables");
+/// iptables with the legacy x_tables backend, which some hosts' Docker Engine uses.
+pub const IPTABLES_LEGACY: HostTool = HostTool::new("iptables-legacy", "iptables");
 pub const QEMU_IMG: HostTool = HostTool::new("qemu-img", "qemu-utils");
 pub const QEMU_SYSTEM: HostTool = HostTool::new("qemu-system-x86_64", "qemu-system-x86");
 pub const SSH: HostTool = HostTool::new("ssh", "openssh-client");

@@ -1,5 +1,5 @@
-//! The host commands networking runs (`ip`, `nft`) and the kernel settings it turns on,
-//! behind one trait: production runs them ([`System`]); tests record them ([`Recording`])
+//! The host commands networking runs (`ip`, `nft`, `iptables`), the kernel settings it
+//! turns on and the kernel state it reads under /proc, behind one trait: production runs them ([`System`]); tests record them ([`Recording`])
 //! and so check the order of setup and clean-up without root.
 
 use std::sync::Mutex;
@@ -16,6 +16,8 @@ pub trait Commands: Send + Sync {
     fn sysctl(&self, key: &str) -> Option<String>;
     /// Sets a kernel setting under /proc/sys.
     fn set_sysctl(&self, key: &str, value: &str) -> std::io::Result<()>;
+    /// A file under /proc (`net/ip_tables_names`), if it can be read.
+    fn read_proc(&self, path: &str) -> Option<String>;
 }
 
 /// The host's own programs and settings.
@@ -34,16 +36,22 @@ impl Commands for System {
     fn set_sysctl(&self, key: &str, value: &str) -> std::io::Result<()> {
         std::fs::write(format!("/proc/sys/{key}"), value)
     }
+
+    fn read_proc(&self, path: &str) -> Option<String> {
+        std::fs::read_to_string(format!("/proc/{path}")).ok()
+    }
 }
 
 /// Records every command as one line (`ip link add name ignite0 type bridge`; a command's
 /// stdin follows on the lines after it) and answers from a script: the first rule whose
 /// prefix starts the command line decides its reply; without one, a command succeeds
-/// with no output. For tests, here and in the crates that use this one.
+/// with no output. Files under /proc are absent unless given ([`Recording::proc_file`]).
+/// For tests, here and in the crates that use this one.
 #[derive(Debug, Default)]
 pub struct Recording {
     calls: Mutex<Vec<String>>,
     rules: Mutex<Vec<(String, Result<String, String>)>>,
+    proc_files: Mutex<Vec<(String, String)>>,
 }
 
 impl Recording {
@@ -62,6 +70,13 @@ impl Recording {
     pub fn reply(&self, prefix: &str, stdout: &str) -> &Self {
         let rule = (prefix.to_string(), Ok(stdout.to_string()));
         self.rules.lock().expect("rules lock").push(rule);
+        self
+    }
+
+    /// `read_proc(path)` answers `text`.
+    pub fn proc_file(&self, path: &str, text: &str) -> &Self {
+        let file = (path.to_string(), text.to_string());
+        self.proc_files.lock().expect("proc lock").push(file);
         self
     }
 
@@ -119,5 +134,13 @@ impl Commands for Recording {
             .expect("calls lock")
             .push(format!("sysctl {key}={value}"));
         Ok(())
+    }
+
+    fn read_proc(&self, path: &str) -> Option<String> {
+        let files = self.proc_files.lock().expect("proc lock");
+        files
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, t)| t.clone())
     }
 }

@@ -1,7 +1,8 @@
 //! Bridge networking for VMs (ARCHITECTURE §5): the `ignite0` bridge and a tap per VM
 //! (made with iproute2's `ip`), masquerade and port forwards in an nftables table of
 //! Ignite's own (`ip ignite`), a file-backed address allocator, and a DHCP responder
-//! that answers one VM's MAC address with the address the allocator gave it.
+//! that answers one VM's MAC address with the address the allocator gave it; beside a
+//! Docker Engine, rules in its `DOCKER-USER` chain that let the VMs' traffic through.
 //!
 //! Everything here needs CAP_NET_ADMIN except the allocator and the packet codecs.
 
@@ -11,6 +12,7 @@
 pub mod allocator;
 pub mod commands;
 pub mod dhcp;
+pub mod docker_user;
 pub mod firewall;
 pub mod links;
 pub mod subnet;

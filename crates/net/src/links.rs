@@ -12,6 +12,36 @@ pub fn tap_name(owner: &str) -> String {
     format!("ign{}", &id[..id.len().min(12)])
 }
 
+/// Whether `name` is a VM's tap as [`tap_name`] makes them.
+pub fn is_tap_name(name: &str) -> bool {
+    name.len() == 15
+        && name
+            .strip_prefix("ign")
+            .is_some_and(|id| id.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+/// The VMs' taps on `bridge` (none when the bridge does not exist). Other ports an
+/// administrator put on the bridge are not VMs and are left out.
+pub fn taps_on(host: &dyn Commands, bridge: &str) -> Result<Vec<String>, NetError> {
+    if !link_exists(host, bridge) {
+        return Ok(Vec::new());
+    }
+    let listing = ip(host, &["-o", "link", "show", "master", bridge])?;
+    Ok(port_names(&listing)
+        .filter(|name| is_tap_name(name))
+        .map(str::to_string)
+        .collect())
+}
+
+/// The link names in `ip -o link show` lines (`7: ign0123456789ab: <BROADCAST,...`), without
+/// a veth's `@peer` suffix.
+fn port_names(listing: &str) -> impl Iterator<Item = &str> {
+    listing.lines().filter_map(|line| {
+        let name = line.split_whitespace().nth(1)?.strip_suffix(':')?;
+        Some(name.split('@').next().unwrap_or(name))
+    })
+}
+
 pub fn link_exists(host: &dyn Commands, name: &str) -> bool {
     ip(host, &["link", "show", "dev", name]).is_ok()
 }
@@ -119,10 +149,36 @@ mod tests {
     }
 
     #[test]
+    fn only_the_vms_taps_on_a_bridge_count() {
+        let host = crate::Recording::new();
+        host.reply(
+            "ip -o link show master ignite0",
+            "7: ign0123456789ab: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc fq_codel master ignite0 state UP mode DEFAULT group default qlen 1000\\    link/ether 6a:1b:2c:3d:4e:5f brd ff:ff:ff:ff:ff:ff
+9: eth1@if8: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue master ignite0 state UP mode DEFAULT group default qlen 1000\\    link/ether 6a:1b:2c:3d:4e:60 brd ff:ff:ff:ff:ff:ff link-netnsid 0
+11: ignfedcba987654: <BROADCAST,MULTICAST> mtu 1500 qdisc noop master ignite0 state DOWN mode DEFAULT group default qlen 1000\\    link/ether 6a:1b:2c:3d:4e:61 brd ff:ff:ff:ff:ff:ff
+",
+        );
+        assert_eq!(
+            taps_on(&host, "ignite0").unwrap(),
+            ["ign0123456789ab", "ignfedcba987654"]
+        );
+        // No bridge, no taps, and no error.
+        let host = crate::Recording::new();
+        host.fail(
+            "ip link show dev ignite0",
+            "Device \"ignite0\" does not exist.",
+        );
+        assert!(taps_on(&host, "ignite0").unwrap().is_empty());
+        assert_eq!(host.calls(), ["ip link show dev ignite0"]);
+    }
+
+    #[test]
     fn tap_names_fit_the_kernel_limit_and_differ_per_vm() {
         let a = tap_name("0123456789abcdef");
         assert_eq!(a, "ign0123456789ab");
         assert!(a.len() <= 15);
         assert_ne!(a, tap_name("1123456789abcdef"));
+        assert!(is_tap_name(&a));
+        assert!(!is_tap_name("ignite0") && !is_tap_name("eth0"));
     }
 }

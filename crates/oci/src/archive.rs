@@ -123,6 +123,9 @@ fn normalize(name: &str) -> String {
     parts.join("/")
 }
 
+/// The most names (`RepoTags`) one image may bring.
+const MAX_NAMES: usize = 64;
+
 /// Reads the image in the archive at `file` (its first image if it holds several).
 pub fn fetch(file: &Path) -> Result<FetchedImage> {
     let index = TarIndex::build(file)?;
@@ -141,6 +144,16 @@ pub fn fetch(file: &Path) -> Result<FetchedImage> {
         });
     };
     tracing::debug!(tags = ?manifest.repo_tags, "reading docker archive");
+    if manifest
+        .repo_tags
+        .as_ref()
+        .is_some_and(|tags| tags.len() > MAX_NAMES)
+    {
+        return Err(OciError::Invalid {
+            what: format!("manifest.json of {what}"),
+            reason: format!("it gives the image more than {MAX_NAMES} names"),
+        });
+    }
     let config_bytes = index.read(&manifest.config, MAX_DOCUMENT_BYTES)?;
     let config_digest = Digest::of(&config_bytes);
     // The config's name carries its digest (`<hex>.json` or `blobs/sha256/<hex>`).
@@ -211,5 +224,6 @@ pub fn fetch(file: &Path) -> Result<FetchedImage> {
         config,
         layers,
         compressed_size,
+        names: manifest.repo_tags.unwrap_or_default(),
     })
 }

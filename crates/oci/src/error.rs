@@ -48,6 +48,8 @@ pub enum OciError {
     UnsupportedLayer { layer: String, media_type: String },
     #[error("{0}")]
     Source(String),
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
 }
 
 pub type Result<T> = std::result::Result<T, OciError>;

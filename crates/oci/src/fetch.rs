@@ -43,6 +43,10 @@ pub struct FetchedImage {
     pub layers: Vec<Layer>,
     /// Size of the compressed layers.
     pub compressed_size: u64,
+    /// The names the source itself gives the image, as written there (a `docker save`
+    /// archive's `RepoTags`; an OCI layout's full reference annotation). Empty for
+    /// registries, whose name is the one asked for.
+    pub names: Vec<String>,
 }
 
 /// One layer: its descriptor and where its bytes are.

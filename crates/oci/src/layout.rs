@@ -12,6 +12,8 @@ use crate::fetch::{
 use crate::spec::{Descriptor, Index, Platform};
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// Where containerd's `ctr image export` writes the full name (`ref.name` holds the tag).
+const CONTAINERD_NAME: &str = "io.containerd.image.name";
 
 fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
     dir.join("blobs/sha256").join(digest.hex())
@@ -65,6 +67,14 @@ pub fn fetch(dir: &Path, tag: Option<&str>, platform: &Platform) -> Result<Fetch
             }
         )));
     };
+    // A full reference names the image (`docker.io/library/alpine:3`); a bare tag does not.
+    let names: Vec<String> = [CONTAINERD_NAME, REF_NAME]
+        .iter()
+        .filter_map(|key| desc.annotations.get(*key))
+        .filter(|name| name.contains('/') || name.contains(':'))
+        .take(1)
+        .cloned()
+        .collect();
     let mut manifest_desc = desc;
     let mut bytes = read_doc(dir, &manifest_desc, "manifest")?;
     if is_index(&bytes, Some(&manifest_desc.media_type)) {
@@ -88,5 +98,6 @@ pub fn fetch(dir: &Path, tag: Option<&str>, platform: &Platform) -> Result<Fetch
         compressed_size: manifest.layers.iter().map(|l| l.size).sum(),
         config,
         layers,
+        names,
     })
 }

@@ -7,6 +7,7 @@
 pub mod archive;
 pub mod blobs;
 pub mod digest;
+pub mod engine;
 mod error;
 pub mod fetch;
 pub mod layout;

@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use ignite_net::docker_user::{self, Backend};
+use ignite_net::{Commands, System, links};
 use ignite_store::Store;
 use ignite_vmm::find_in_path;
 
@@ -49,8 +51,14 @@ fn program(name: &'static str, binary: &str, package: &str, needed: Verdict, why
 
 /// Runs every check. `probe_kvm` boots the default kernel under KVM for a few seconds to
 /// tell a working KVM from one that cannot run a guest (nested virtualisation).
-/// `firecracker` is the Configuration's `spec.firecracker`, if any.
-pub fn run_checks(store: &Store, probe_kvm: bool, firecracker: Option<&Path>) -> Vec<Check> {
+/// `firecracker` is the Configuration's `spec.firecracker`, if any; `bridge` the bridge of
+/// `--network bridge`.
+pub fn run_checks(
+    store: &Store,
+    probe_kvm: bool,
+    firecracker: Option<&Path>,
+    bridge: &str,
+) -> Vec<Check> {
     let mut checks = vec![
         program(
             "qemu",
@@ -157,7 +165,129 @@ pub fn run_checks(store: &Store, probe_kvm: bool, firecracker: Option<&Path>) ->
         kernel.as_ref().map(|k| kernel_dir(store, k)).as_deref(),
         probe_kvm,
     ));
+    checks.push(docker_check(&System, bridge, dockerd_pid()));
     checks
+}
+
+/// A running Docker Engine's pid, if one runs.
+fn dockerd_pid() -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "dockerd")
+        })
+}
+
+/// Docker Engine beside bridge networking: where its `DOCKER-USER` chain is, the `FORWARD`
+/// policy, and whether the bridge's accept rules are there while VMs run on it.
+fn docker_check(host: &dyn Commands, bridge: &str, dockerd: Option<u32>) -> Check {
+    let engine = match dockerd {
+        Some(pid) => format!("Docker Engine runs (dockerd pid {pid})"),
+        None if find_in_path("dockerd").is_some() => {
+            "Docker Engine is installed, not running".to_string()
+        }
+        None => "no Docker Engine".to_string(),
+    };
+    let vms = links::taps_on(host, bridge).map_or(0, |t| t.len());
+    let mut chains = Vec::new();
+    let mut drops = Vec::new();
+    for backend in Backend::ALL {
+        match docker_user::listing(host, backend) {
+            Ok(Some(listing)) => chains.push((backend, listing)),
+            Ok(None) => {}
+            Err(e) => {
+                // A normal user's doctor: nothing is wrong that it could see.
+                let (verdict, why) = if e.to_string().contains("Permission denied") {
+                    (Verdict::Ok, "only root can read the firewall".to_string())
+                } else {
+                    (Verdict::Warn, format!("the firewall cannot be read ({e})"))
+                };
+                return check(
+                    "docker",
+                    verdict,
+                    format!(
+                        "{engine}; {why}: run ignite doctor as root to see Docker Engine's {} chain and the bridge's rules",
+                        docker_user::CHAIN
+                    ),
+                );
+            }
+        }
+        if docker_user::forward_policy(host, backend).as_deref() == Some("DROP") {
+            drops.push(backend.name());
+        }
+    }
+    let policy = if drops.is_empty() {
+        "FORWARD policy ACCEPT".to_string()
+    } else {
+        format!("FORWARD policy DROP ({})", drops.join(", "))
+    };
+    if chains.is_empty() {
+        if drops.is_empty() {
+            return check(
+                "docker",
+                Verdict::Ok,
+                format!(
+                    "{engine}; no {} chain, {policy}: bridge networking needs no rule",
+                    docker_user::CHAIN
+                ),
+            );
+        }
+        return check(
+            "docker",
+            Verdict::Warn,
+            format!(
+                "{engine}; {policy} without Docker Engine's {} chain: VMs on bridge {bridge} reach nothing beyond this host and their port forwards answer only on it; set the policy to ACCEPT or accept {bridge}'s traffic in FORWARD",
+                docker_user::CHAIN
+            ),
+        );
+    }
+    let wanted = docker_user::accept_rules(bridge, ignite_net::Subnet::DEFAULT).len();
+    let mut missing = Vec::new();
+    let mut found = Vec::new();
+    let mut total = 0;
+    for (backend, listing) in &chains {
+        let ours = docker_user::rules_of(listing, bridge);
+        total += ours;
+        if ours < wanted {
+            missing.push(backend.name());
+        }
+        found.push(format!(
+            "{} chain in {}: {ours} rule(s) for {bridge}",
+            docker_user::CHAIN,
+            backend.name()
+        ));
+    }
+    let found = found.join("; ");
+    let on_bridge = match vms {
+        0 => format!("no VM on {bridge}"),
+        1 => format!("1 VM on {bridge}"),
+        n => format!("{n} VMs on {bridge}"),
+    };
+    if vms > 0 && !missing.is_empty() {
+        return check(
+            "docker",
+            Verdict::Warn,
+            format!(
+                "{engine}; {policy}; {found}; {on_bridge}: its traffic is not accepted in {}, so the VMs may be cut off; a running VM's supervisor restores the rules within seconds (its log says why it cannot), or restart the VMs",
+                missing.join(", ")
+            ),
+        );
+    }
+    let state = if vms > 0 {
+        "its traffic is accepted there"
+    } else if total == 0 {
+        "the first VM there adds its rules"
+    } else {
+        "the rules left there go when the next VM there ends"
+    };
+    check(
+        "docker",
+        Verdict::Ok,
+        format!("{engine}; {policy}; {found}; {on_bridge}: {state}"),
+    )
 }
 
 fn kvm_check(kernel_dir: Option<&Path>, probe: bool) -> Check {
@@ -202,5 +332,104 @@ fn kvm_check(kernel_dir: Option<&Path>, probe: bool) -> Check {
                 "{KVM_DEVICE} exists but cannot run a guest ({why}); nested virtualisation often cannot: use --accel tcg, IGNITE_ACCEL=tcg or accel: tcg in the Configuration"
             ),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ignite_net::Recording;
+
+    const LIST: &str = "iptables-nft -w 5 -t filter -S DOCKER-USER";
+    const FORWARD: &str = "iptables-nft -w 5 -t filter -S FORWARD";
+
+    fn docker_chain(bridge_rules: bool) -> String {
+        let mut listing = "-N DOCKER-USER\n".to_string();
+        if bridge_rules {
+            for rule in docker_user::accept_rules("ignite0", ignite_net::Subnet::DEFAULT) {
+                listing.push_str(&format!("-A DOCKER-USER {}\n", rule.join(" ")));
+            }
+        }
+        listing + "-A DOCKER-USER -j RETURN\n"
+    }
+
+    fn with_vm(host: &Recording) {
+        host.reply(
+            "ip -o link show master ignite0",
+            "7: ign0123456789ab: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 master ignite0\n",
+        );
+    }
+
+    #[test]
+    fn docker_beside_bridge_networking_is_reported_with_the_rule() {
+        // Docker's chain, FORWARD DROP, a VM on the bridge and its rules: all is well.
+        let host = Recording::new();
+        with_vm(&host);
+        host.reply(LIST, &docker_chain(true))
+            .reply(FORWARD, "-P FORWARD DROP\n");
+        let c = docker_check(&host, "ignite0", Some(42));
+        assert_eq!(c.verdict, Verdict::Ok, "{}", c.detail);
+        assert_eq!(
+            c.detail,
+            "Docker Engine runs (dockerd pid 42); FORWARD policy DROP (iptables-nft); DOCKER-USER chain in iptables-nft: 3 rule(s) for ignite0; 1 VM on ignite0: its traffic is accepted there"
+        );
+
+        // The same without the rules: the VM is cut off, and doctor says so.
+        let host = Recording::new();
+        with_vm(&host);
+        host.reply(LIST, &docker_chain(false))
+            .reply(FORWARD, "-P FORWARD DROP\n");
+        let c = docker_check(&host, "ignite0", Some(42));
+        assert_eq!(c.verdict, Verdict::Warn, "{}", c.detail);
+        assert!(c.detail.contains("0 rule(s) for ignite0"), "{}", c.detail);
+        assert!(c.detail.contains("cut off"), "{}", c.detail);
+
+        // No VM, no rule: nothing to say but how it will go.
+        let host = Recording::new();
+        host.reply(LIST, &docker_chain(false))
+            .reply(FORWARD, "-P FORWARD DROP\n");
+        let c = docker_check(&host, "ignite0", None);
+        assert_eq!(c.verdict, Verdict::Ok, "{}", c.detail);
+        assert!(
+            c.detail
+                .ends_with("no VM on ignite0: the first VM there adds its rules")
+        );
+    }
+
+    #[test]
+    fn without_docker_a_dropping_forward_policy_is_a_warning() {
+        let host = Recording::new();
+        host.fail(LIST, "iptables: No chain/target/match by that name.")
+            .reply(FORWARD, "-P FORWARD ACCEPT\n");
+        let c = docker_check(&host, "ignite0", None);
+        assert_eq!(c.verdict, Verdict::Ok, "{}", c.detail);
+        assert!(
+            c.detail
+                .contains("no DOCKER-USER chain, FORWARD policy ACCEPT")
+        );
+
+        let host = Recording::new();
+        host.fail(LIST, "iptables: No chain/target/match by that name.")
+            .reply(FORWARD, "-P FORWARD DROP\n");
+        let c = docker_check(&host, "ignite0", None);
+        assert_eq!(c.verdict, Verdict::Warn, "{}", c.detail);
+        assert!(
+            c.detail.contains("reach nothing beyond this host"),
+            "{}",
+            c.detail
+        );
+    }
+
+    #[test]
+    fn a_normal_user_is_told_that_root_sees_the_firewall() {
+        let host = Recording::new();
+        host.fail(LIST, "iptables v1.8.9 (nf_tables): Could not fetch rule set generation id: Permission denied (you must be root)");
+        let c = docker_check(&host, "ignite0", None);
+        assert_eq!(c.verdict, Verdict::Ok, "{}", c.detail);
+        assert!(
+            c.detail.contains("run ignite doctor as root"),
+            "{}",
+            c.detail
+        );
     }
 }

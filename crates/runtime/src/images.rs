@@ -14,6 +14,7 @@ use ignite_api::{Image, ImageRunConfig, ImageSource, ObjectMeta, Size, Vm};
 use ignite_disk::{DiskFormat, TreeSize};
 use ignite_oci::blobs::BlobStore;
 use ignite_oci::digest::HashingReader;
+use ignite_oci::engine::{DockerEngine, EngineError, EngineImage, EngineKind};
 use ignite_oci::fetch::{FetchedImage, Progress};
 use ignite_oci::registry::RegistryClient;
 use ignite_oci::registry::credentials::{CredentialStore, default_config_dir};
@@ -21,6 +22,11 @@ use ignite_oci::spec::Platform;
 use ignite_oci::unpack::{UnpackStats, Unpacker};
 use ignite_oci::{OciError, layout};
 use ignite_store::{Store, StoreError};
+
+use crate::image_lookup::{
+    EngineHit, EngineLookup, current_in_docker, export_from_docker, find_in_docker,
+    find_in_engines, short_id,
+};
 
 /// The file name of a root disk under `<root>/rootfs/`.
 const ROOTFS_DIR: &str = "rootfs";
@@ -68,6 +74,8 @@ pub struct ImportOptions {
     pub registry_config_dir: Option<PathBuf>,
     /// Store the image under this name (an image reference) instead of its source's.
     pub name: Option<String>,
+    /// The local engines a bare name is looked up in before the registry.
+    pub lookup: EngineLookup,
 }
 
 /// What an import did.
@@ -94,7 +102,12 @@ fn find_by_name(store: &Store, name: &str) -> Result<Option<Image>, ImageError> 
         .find(|i| i.metadata.name == name))
 }
 
-/// Imports `source` (see [`ImageSource`]) unless an Image of that name exists.
+/// Imports `source` (see [`ImageSource`]) unless an Image of that name exists. The name is
+/// `--name`'s, else a registry reference's own, else the names the source gives (a `docker
+/// save` archive's tags, an OCI layout's reference, the engine's tags for an ID), else the
+/// source as written. A bare name may come from a local engine (see [`EngineLookup`]); an
+/// image that came from Docker Engine is checked against it and imported again when its
+/// tag now points at another image.
 pub fn import_image(
     store: &Store,
     source: &str,
@@ -102,54 +115,106 @@ pub fn import_image(
     progress: &dyn Progress,
 ) -> Result<Imported, ImageError> {
     let source = ImageSource::parse(source)?;
-    let name = match &options.name {
-        Some(name) => match ImageSource::parse(name)? {
-            named @ ImageSource::Registry(_) => named.image_name(),
-            _ => {
-                return Err(ImageError::Source(ignite_api::SourceError::new(format!(
-                    "--name {name:?} must be an image reference such as ignite/debian:bookworm"
-                ))));
-            }
-        },
-        None => source.image_name(),
+    let explicit = match &options.name {
+        Some(name) => Some(reference_name(name).ok_or_else(|| {
+            ImageError::Source(ignite_api::SourceError::new(format!(
+                "--name {name:?} must be an image reference such as ignite/debian:bookworm"
+            )))
+        })?),
+        None => None,
     };
-    let existing = find_by_name(store, &name)?;
+    // The name known before anything is read: an import of a name that exists reads nothing.
+    let known_name = explicit.clone().or_else(|| match &source {
+        ImageSource::Registry(_) => Some(source.image_name()),
+        ImageSource::DockerDaemon { reference } => reference_name(reference),
+        _ => None,
+    });
+    let existing = find_by_name(store, known_name.as_deref().unwrap_or(&source.image_name()))?;
+    let mut pull = options.pull;
     if let Some(image) = &existing
-        && !options.pull
+        && !pull
     {
-        return Ok(Imported {
-            image: image.clone(),
-            fetched: false,
-        });
+        match engine_update(image, options) {
+            Some(newer) => {
+                tracing::info!(
+                    "{} now points at {} in Docker Engine (imported: {}): importing it",
+                    image.metadata.name,
+                    short_id(&newer.id.to_string()),
+                    short_id(image.status.image_id.as_deref().unwrap_or("-"))
+                );
+                pull = true;
+            }
+            None => {
+                return Ok(Imported {
+                    image: image.clone(),
+                    fetched: false,
+                });
+            }
+        }
     }
     let existing_id = existing
         .as_ref()
         .and_then(|i| i.status.oci_source.id.clone());
-    let Some(fetched) = fetch_source(store, &source, options, progress, existing_id.as_deref())?
-    else {
-        tracing::info!("{name} is up to date");
-        return Ok(Imported {
-            image: existing.expect("only an existing image is up to date"),
-            fetched: false,
-        });
+    let options = ImportOptions {
+        pull,
+        ..options.clone()
     };
-    let image_id = fetched.config_digest.to_string();
+    let fetched = match resolve_engine(&source, &options)? {
+        Some((used, hit)) => {
+            // Content already imported under another name is not exported again.
+            if let Some(donor) = image_with_id(store, &hit.image.id.to_string())? {
+                let names = known_name
+                    .map_or_else(|| names_or(&hit.image.repo_tags, &used), |name| vec![name]);
+                let fill = |image: &mut Image| {
+                    image.spec.oci = used.clone();
+                    image.status = donor.status.clone();
+                };
+                let mut stored = Vec::new();
+                for name in &names {
+                    stored.push(store_named(store, name, &used, &fill)?);
+                }
+                return Ok(Imported {
+                    image: stored.swap_remove(0),
+                    fetched: false,
+                });
+            }
+            fetch_from_engine(store, used, &hit)?
+        }
+        None => {
+            let Some(fetched) =
+                fetch_source(store, &source, &options, progress, existing_id.as_deref())?
+            else {
+                tracing::info!("{} is up to date", source.image_name());
+                return Ok(Imported {
+                    image: existing.expect("only an existing image is up to date"),
+                    fetched: false,
+                });
+            };
+            fetched
+        }
+    };
+    let names = match known_name {
+        Some(name) => vec![name],
+        None => names_or(&fetched.image.names, &fetched.source),
+    };
+    let image_id = fetched.image.config_digest.to_string();
     let disk = rootfs_path(store, &image_id);
     let unpacked = if disk.exists() {
         None
     } else {
-        Some(build_rootfs(store, &source, &fetched, &disk)?)
+        Some(build_rootfs(store, &fetched.source, &fetched.image, &disk)?)
     };
     let disk_size = fs::metadata(&disk).map_err(io("read", &disk))?.len();
-    let content_id = content_id(&source, &fetched);
-    let run = fetched.config.config.clone().unwrap_or_default();
+    let content_id = content_id(&fetched.source, &fetched.image);
+    let run = fetched.image.config.config.clone().unwrap_or_default();
     let fill = |image: &mut Image| {
+        image.spec.oci = fetched.source.clone();
         image.status.oci_source.id = Some(content_id.clone());
-        image.status.oci_source.size = Size::from_bytes(fetched.compressed_size);
+        image.status.oci_source.size = Size::from_bytes(fetched.image.compressed_size);
         image.status.image_id = Some(image_id.clone());
         image.status.platform = Some(format!(
             "{}/{}",
-            fetched.config.os, fetched.config.architecture
+            fetched.image.config.os, fetched.image.config.architecture
         ));
         image.status.config = Some(ImageRunConfig {
             entrypoint: run.entrypoint.clone().unwrap_or_default(),
@@ -163,65 +228,160 @@ pub fn import_image(
         }
         image.status.disk_size = Some(Size::from_bytes(disk_size));
     };
-    let image = match existing {
-        Some(old) => {
-            let old_id = old.status.image_id.clone();
-            let uid = old.metadata.uid.clone().expect("stored images have a uid");
-            let updated = store
-                .images()
-                .update(&uid, |image| -> Result<(), ImageError> {
-                    fill(image);
-                    Ok(())
-                })?;
-            if let Some(old_id) = old_id {
-                remove_unused_rootfs(store, &old_id)?;
-            }
-            updated
-        }
-        None => {
-            let mut image = Image::new(
-                ObjectMeta {
-                    name: name.clone(),
-                    ..ObjectMeta::default()
-                },
-                source.clone(),
-            );
-            fill(&mut image);
-            match store.images().create(image) {
-                Ok(image) => image,
-                // Another import of the same name won the race; theirs is as good.
-                Err(StoreError::NameTaken { .. }) => {
-                    find_by_name(store, &name)?.ok_or(StoreError::NotFound {
-                        kind: ignite_api::Kind::Image,
-                        query: name.clone(),
-                    })?
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    };
+    let mut stored = Vec::new();
+    for name in &names {
+        stored.push(store_named(store, name, &fetched.source, &fill)?);
+    }
     Ok(Imported {
-        image,
+        image: stored.swap_remove(0),
         fetched: true,
     })
 }
 
+/// Creates or updates the Image `name` with `fill`; an update removes the root disk of the
+/// content it replaces unless something still uses it.
+fn store_named(
+    store: &Store,
+    name: &str,
+    source: &ImageSource,
+    fill: &dyn Fn(&mut Image),
+) -> Result<Image, ImageError> {
+    if let Some(old) = find_by_name(store, name)? {
+        let old_id = old.status.image_id.clone();
+        let uid = old.metadata.uid.clone().expect("stored images have a uid");
+        let updated = store
+            .images()
+            .update(&uid, |image| -> Result<(), ImageError> {
+                fill(image);
+                Ok(())
+            })?;
+        if let Some(old_id) = old_id
+            && Some(&old_id) != updated.status.image_id.as_ref()
+        {
+            remove_unused_rootfs(store, &old_id)?;
+        }
+        return Ok(updated);
+    }
+    let mut image = Image::new(
+        ObjectMeta {
+            name: name.to_string(),
+            ..ObjectMeta::default()
+        },
+        source.clone(),
+    );
+    fill(&mut image);
+    match store.images().create(image) {
+        Ok(image) => Ok(image),
+        // Another import of the same name won the race; theirs is as good.
+        Err(StoreError::NameTaken { .. }) => {
+            Ok(find_by_name(store, name)?.ok_or(StoreError::NotFound {
+                kind: ignite_api::Kind::Image,
+                query: name.to_string(),
+            })?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The names a source gives, as Images are named; the source as written when it gives none.
+fn names_or(given: &[String], source: &ImageSource) -> Vec<String> {
+    let mut names: Vec<String> = given.iter().filter_map(|n| reference_name(n)).collect();
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        names.push(source.image_name());
+    }
+    names
+}
+
+/// The Image (any name) whose content is `image_id`, if one is imported.
+fn image_with_id(store: &Store, image_id: &str) -> Result<Option<Image>, ImageError> {
+    Ok(store
+        .images()
+        .list()?
+        .objects
+        .into_iter()
+        .find(|i| i.status.image_id.as_deref() == Some(image_id)))
+}
+
+/// `name` as an Image is named: a reference in its familiar form (`local/hello:1`,
+/// `alpine:latest`); `None` for what is not a reference (an image ID, a path).
+fn reference_name(name: &str) -> Option<String> {
+    if looks_like_image_id(name) {
+        return None;
+    }
+    ignite_api::ImageReference::parse(name)
+        .ok()
+        .map(|r| r.familiar())
+}
+
+/// `sha256:<hex>`, or 12 to 64 hex digits: how engines write image IDs.
+fn looks_like_image_id(s: &str) -> bool {
+    let hex = s.strip_prefix("sha256:").unwrap_or(s);
+    (12..=64).contains(&hex.len())
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// For an image that came from Docker Engine by name: the engine's image for that name
+/// when it is another than the one imported (the user rebuilt it). One question to the
+/// engine; an engine that is gone, or a lookup that may not use engines, changes nothing.
+fn engine_update(image: &Image, options: &ImportOptions) -> Option<EngineImage> {
+    let ImageSource::DockerDaemon { reference } = &image.spec.oci else {
+        return None;
+    };
+    if !options.lookup.uses_engines() || looks_like_image_id(reference) {
+        return None;
+    }
+    let current = current_in_docker(reference)?;
+    (image.status.image_id.as_deref() != Some(current.id.to_string().as_str())).then_some(current)
+}
+
+/// What a source gave, ready to unpack: the image, the source actually read (a bare name
+/// found in a local engine becomes `docker-daemon:NAME`), and what must live until the
+/// layers are read.
+pub(crate) struct Fetched {
+    pub image: FetchedImage,
+    pub source: ImageSource,
+    _export: Option<tempfile::TempDir>,
+}
+
 /// Resolves a source and gets what unpacking needs: from a registry into the blob store,
-/// from a local layout or archive in place. `None` when `current_id` (the content id of an
-/// existing import) is still what the registry serves.
+/// from a local layout or archive in place, from a local engine through an export into
+/// staging. `None` when `current_id` (the content id of an existing import) is still
+/// what the registry serves.
 pub(crate) fn fetch_source(
     store: &Store,
     source: &ImageSource,
     options: &ImportOptions,
     progress: &dyn Progress,
     current_id: Option<&str>,
-) -> Result<Option<FetchedImage>, ImageError> {
+) -> Result<Option<Fetched>, ImageError> {
     let platform = match &options.platform {
         Some(p) => Platform::parse(p).ok_or_else(|| ImageError::Platform(p.clone()))?,
         None => Platform::host(),
     };
-    Ok(Some(match source {
-        ImageSource::Registry(reference) => {
+    let local = |image: FetchedImage| {
+        Ok(Some(Fetched {
+            image,
+            source: source.clone(),
+            _export: None,
+        }))
+    };
+    match source {
+        ImageSource::Registry(_) | ImageSource::DockerDaemon { .. } => {
+            if let Some((used, hit)) = resolve_engine(source, options)? {
+                if let Some(id) = current_id
+                    && id == format!("docker://{}", hit.image.id)
+                {
+                    return Ok(None);
+                }
+                return fetch_from_engine(store, used, &hit).map(Some);
+            }
+            let ImageSource::Registry(reference) = source else {
+                unreachable!("a docker-daemon: source resolves in the engine or fails")
+            };
             let config_dir = default_config_dir(options.registry_config_dir.as_deref());
             let credentials = CredentialStore::load(config_dir.as_deref())?;
             let insecure = std::env::var(INSECURE_REGISTRIES_ENV)
@@ -240,18 +400,72 @@ pub(crate) fn fetch_source(
                 }
             }
             let blobs = BlobStore::open(store.root().join(BLOBS_DIR))?;
-            client.fetch(reference, &platform, &blobs, progress)?
+            local(client.fetch(reference, &platform, &blobs, progress)?)
         }
-        ImageSource::OciLayout { dir, tag } => layout::fetch(dir, tag.as_deref(), &platform)?,
-        ImageSource::DockerArchive { file } => ignite_oci::archive::fetch(file)?,
-        ImageSource::File(path) => {
-            return Err(ImageError::Source(ignite_api::SourceError::new(format!(
-                "{} is a file, not an image; for `docker save` output use docker-archive:{}",
-                path.display(),
-                path.display()
-            ))));
+        ImageSource::OciLayout { dir, tag } => {
+            local(layout::fetch(dir, tag.as_deref(), &platform)?)
         }
-    }))
+        ImageSource::DockerArchive { file } => local(ignite_oci::archive::fetch(file)?),
+        ImageSource::File(path) => Err(ImageError::Source(ignite_api::SourceError::new(format!(
+            "{} is a file, not an image; for `docker save` output use docker-archive:{}",
+            path.display(),
+            path.display()
+        )))),
+    }
+}
+
+/// Where an engine source is: `docker-daemon:NAME` in Docker Engine (which must have it), a
+/// bare name in the engines `options.lookup` allows (the source becomes
+/// `docker-daemon:NAME`). `None`: not an engine's.
+fn resolve_engine(
+    source: &ImageSource,
+    options: &ImportOptions,
+) -> Result<Option<(ImageSource, EngineHit)>, ImageError> {
+    match source {
+        ImageSource::DockerDaemon { reference } => {
+            let hit = find_in_docker(reference, true)?.ok_or_else(|| {
+                OciError::from(EngineError::NotFound {
+                    engine: EngineKind::Docker,
+                    socket: DockerEngine::socket_from_env().unwrap_or_default(),
+                    image: reference.clone(),
+                })
+            })?;
+            Ok(Some((source.clone(), hit)))
+        }
+        ImageSource::Registry(reference) => {
+            Ok(find_in_engines(reference, &options.lookup)?.map(|hit| {
+                let used = ImageSource::DockerDaemon {
+                    reference: reference.familiar(),
+                };
+                (used, hit)
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Exports an image found in an engine and reads it. Exported by ID, the archive names
+/// nothing: the image is named by the name asked for, or by the engine's tags when it was
+/// asked for by ID.
+fn fetch_from_engine(
+    store: &Store,
+    used: ImageSource,
+    hit: &EngineHit,
+) -> Result<Fetched, ImageError> {
+    let ImageSource::DockerDaemon { reference } = &used else {
+        unreachable!("engine sources are docker-daemon: sources")
+    };
+    let (mut image, export) = export_from_docker(store, &hit.engine, reference, &hit.image)?;
+    image.names = if looks_like_image_id(reference) {
+        hit.image.repo_tags.clone()
+    } else {
+        vec![reference.clone()]
+    };
+    Ok(Fetched {
+        image,
+        source: used,
+        _export: Some(export),
+    })
 }
 
 /// The content id recorded for an import: `oci://<registry>/<repo>@<manifest digest>` for

@@ -212,7 +212,7 @@ pub fn import_kernel(
                     fetched: false,
                 });
             };
-            unpack_layers(&source, &fetched, &tree)?;
+            unpack_layers(&fetched.source, &fetched.image, &tree)?;
             let vmlinux = resolve_in(&tree, "boot/vmlinux", Want::File).ok_or_else(|| {
                 ImageError::Source(ignite_api::SourceError::new(format!(
                     "{source} has no /boot/vmlinux: a kernel image holds its kernel there (and its modules in /lib/modules)"
@@ -221,7 +221,7 @@ pub fn import_kernel(
             Unpacked {
                 image: read_limited(&vmlinux, true)?,
                 modules: modules_root(&tree).map(|m| (tree.clone(), m)),
-                content_id: content_id(&source, &fetched),
+                content_id: content_id(&fetched.source, &fetched.image),
             }
         }
     };

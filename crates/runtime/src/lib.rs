@@ -8,6 +8,7 @@ pub mod config;
 pub mod doctor;
 pub mod guest;
 pub mod guest_init;
+pub mod image_lookup;
 pub mod images;
 pub mod kernels;
 pub mod policy;

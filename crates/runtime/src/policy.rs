@@ -51,6 +51,14 @@ pub enum PolicyError {
         path: String,
         origin: Origin,
     },
+    #[error(
+        "{field} {source_name}: local container engines are not image sources for manifests from {origin}; allow them with the Configuration's spec.hostAccess.engines: true"
+    )]
+    EngineNotAllowed {
+        field: String,
+        source_name: String,
+        origin: Origin,
+    },
     #[error("{field} {path}: manifests from {origin} must give absolute host paths without '..'")]
     NotNormal {
         field: String,
@@ -103,6 +111,16 @@ pub fn check_vm_spec(
     ];
     for (field, source, kernel) in sources {
         let Some(source) = source else { continue };
+        if matches!(source, ImageSource::DockerDaemon { .. })
+            && !access.engines
+            && !imported(kernel, &source.image_name())
+        {
+            return Err(PolicyError::EngineNotAllowed {
+                field: field.to_string(),
+                source_name: source.to_string(),
+                origin,
+            });
+        }
         let Some(path) = local_path(source) else {
             continue;
         };
@@ -117,7 +135,7 @@ pub fn check_vm_spec(
 /// The host path a source reads, for local sources.
 fn local_path(source: &ImageSource) -> Option<&Path> {
     match source {
-        ImageSource::Registry(_) => None,
+        ImageSource::Registry(_) | ImageSource::DockerDaemon { .. } => None,
         ImageSource::OciLayout { dir, .. } => Some(dir),
         ImageSource::DockerArchive { file } => Some(file),
         ImageSource::File(path) => Some(path),
@@ -249,6 +267,23 @@ mod tests {
         }
         // Registry images and generated keys need nothing of the host.
         check(&spec("image: {oci: busybox}\nssh: true"), &none).unwrap();
+        // The local engines' sockets are root's: not without spec.hostAccess.engines.
+        for yaml in [
+            "image: {oci: 'docker-daemon:my/app:1'}",
+            "kernel: {oci: 'docker-daemon:my/kernel:6.1'}",
+        ] {
+            assert!(
+                check(&spec(yaml), &none)
+                    .unwrap_err()
+                    .contains("local container engines are not image sources for manifests from the API; allow them with the Configuration's spec.hostAccess.engines: true"),
+                "{yaml}"
+            );
+            let engines = HostAccess {
+                engines: true,
+                ..HostAccess::default()
+            };
+            check(&spec(yaml), &engines).unwrap();
+        }
         // An image imported already is not read again.
         let imported = |kernel: bool, name: &str| !kernel && name == "oci:/root/layout:x";
         check_vm_spec(
@@ -271,6 +306,7 @@ mod tests {
         let access = HostAccess {
             paths: vec![a.to_path_buf()],
             block_devices: vec![],
+            engines: false,
         };
         let copy = |p: &Path| {
             spec(&format!(
@@ -314,6 +350,7 @@ mod tests {
         let access = HostAccess {
             paths: vec![dir.path().join("nothing-here")],
             block_devices: vec![dev.clone()],
+            engines: false,
         };
         let vol = |p: &Path| {
             spec(&format!(

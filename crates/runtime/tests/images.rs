@@ -205,16 +205,19 @@ fn imports_a_docker_archive_and_shares_the_root_disk() {
     let from_archive = import(&store, &format!("docker-archive:{}", archive.display()))
         .unwrap()
         .image;
+    // Named as `docker load` names it: by the archive's tags.
+    assert_eq!(from_archive.metadata.name, "test/app:1");
     let disk = rootfs_path(&store, from_archive.status.image_id.as_ref().unwrap());
     assert!(ext4::fsck_clean(&disk));
     assert_eq!(ext4::all_paths(&disk), ["/etc", "/hello"]);
 
     // Docker 25's archive layout (OCI blobs plus manifest.json) gives the same image.
     let modern = dir.path().join("modern.tar");
-    image.write_docker_archive_oci(&modern, "test/app:1");
+    image.write_docker_archive_oci(&modern, "test/app:2");
     let from_modern = import(&store, &format!("docker-archive:{}", modern.display()))
         .unwrap()
         .image;
+    assert_eq!(from_modern.metadata.name, "test/app:2");
     assert_eq!(from_modern.status.image_id, from_archive.status.image_id);
     remove_image(&store, &from_modern.metadata.name, false).unwrap();
 

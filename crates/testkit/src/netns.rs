@@ -34,6 +34,7 @@ impl Netns {
         cmd.args(["netns", "exec", &self.0])
             .arg(host.ignite_binary())
             .env("IGNITE_ROOT", host.root().join("state"))
+            .env("DOCKER_HOST", crate::host::NO_DOCKER_HOST)
             .env("IGNITE_INIT", crate::guest_init())
             .env("IGNITE_ACCEL", "tcg")
             .env("NO_COLOR", "1")

@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::process::ExitCode;
 
 use ignite_runtime::doctor::{Verdict, run_checks};
+use ignite_runtime::vms::network::BridgeSettings;
 
 use super::{Context, write_stdout};
 use crate::args::DoctorArgs;
@@ -14,7 +15,13 @@ pub fn run(ctx: &Context, args: &DoctorArgs) -> anyhow::Result<ExitCode> {
         .configuration
         .as_ref()
         .and_then(|c| c.spec.firecracker.clone());
-    let checks = run_checks(&ctx.store, !args.quick, firecracker.as_deref());
+    let bridge = BridgeSettings::from_configuration(ctx.configuration.as_ref())?;
+    let checks = run_checks(
+        &ctx.store,
+        !args.quick,
+        firecracker.as_deref(),
+        &bridge.name,
+    );
     let mut table: Vec<Vec<Cow<'_, str>>> =
         vec![vec!["CHECK".into(), "STATUS".into(), "DETAIL".into()]];
     for c in &checks {

@@ -28,6 +28,8 @@ pub struct Context {
     pub store: Store,
     pub configuration: Option<Configuration>,
     pub quiet: bool,
+    /// `--runtime`: the local engine a bare image name is looked up in first.
+    pub runtime: Option<ignite_oci::engine::EngineKind>,
 }
 
 impl Context {
@@ -46,6 +48,10 @@ impl Context {
                     .and_then(|c| c.spec.registry_config_dir.clone())
             }),
             name: None,
+            lookup: ignite_runtime::image_lookup::EngineLookup::for_cli(
+                self.runtime,
+                self.configuration.as_ref(),
+            ),
         }
     }
 
@@ -63,6 +69,7 @@ impl Context {
             store: Store::open_existing(root),
             configuration,
             quiet: cli.global.quiet,
+            runtime: cli.global.runtime.map(crate::args::RuntimeFlag::engine),
         })
     }
 }

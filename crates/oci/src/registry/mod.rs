@@ -485,6 +485,7 @@ impl RegistryClient {
             compressed_size: manifest.layers.iter().map(|l| l.size).sum(),
             config,
             layers,
+            names: Vec::new(),
         })
     }
 

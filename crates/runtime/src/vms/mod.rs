@@ -327,7 +327,8 @@ fn validate_spec(spec: &VmSpec) -> Result<(), VmError> {
     Ok(())
 }
 
-/// The image a VM names: the imported one of that name, or imported now.
+/// The image a VM names: the imported one of that name (checked against Docker Engine when
+/// it came from there), or imported now.
 pub fn find_or_import_image(
     store: &Store,
     spec: &VmSpec,
@@ -335,17 +336,6 @@ pub fn find_or_import_image(
     progress: &dyn Progress,
 ) -> Result<Image, VmError> {
     let source = spec.image_ref().expect("validated");
-    let name = source.image_name();
-    if !import.pull
-        && let Some(image) = store
-            .images()
-            .list()?
-            .objects
-            .into_iter()
-            .find(|i| i.metadata.name == name)
-    {
-        return Ok(image);
-    }
     Ok(import_image(store, &source.to_string(), import, progress)?.image)
 }
 
@@ -476,7 +466,7 @@ pub fn repair(store: &Store, vm: Vm) -> Vm {
     let uid = uid_of(&vm);
     VmFiles::new(store, &uid).remove_runtime_files();
     if network::mode_of(&vm) == NetworkMode::Bridge {
-        network::detach_from_bridge(&ignite_net::System, &uid);
+        network::detach_from_bridge(&ignite_net::System, &network::network_dir(store), &uid);
     }
     match store.vms().update(&uid, |v| -> Result<(), StoreError> {
         if v.status.running && !is_running(v) {

@@ -8,13 +8,16 @@
 //! record, where sshd is reached), so a new mode is one more branch there.
 
 use std::net::{IpAddr, Ipv4Addr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ignite_api::{Configuration, NetworkMode, NetworkStatus, PortMapping, Protocol, Uid, Vm};
 use ignite_guest_protocol::config::Interface;
 use std::sync::Arc;
 
 use ignite_net::{
-    AddressBook, Commands, Forward, NetError, Subnet, System, Transport, dhcp, firewall, links,
+    AddressBook, Commands, Forward, NetError, Subnet, System, Transport, dhcp, docker_user,
+    firewall, links,
 };
 use ignite_store::Store;
 use ignite_vmm::{NetworkBackend, NicBackend, NicSpec, PortForward};
@@ -22,6 +25,11 @@ use ignite_vmm::{NetworkBackend, NicBackend, NicSpec, PortForward};
 use super::{VmError, uid_of};
 
 pub const DEFAULT_BRIDGE: &str = "ignite0";
+
+/// How often a bridge's `DOCKER-USER` rules are checked while VMs run on it (by one
+/// supervisor per bridge): the longest a Docker Engine started after the VMs, or a
+/// firewall reload, could cut them off.
+const DOCKER_USER_CHECK: Duration = Duration::from_secs(5);
 
 /// QEMU's user-mode network: the guest is 10.0.2.15 behind 10.0.2.2, DNS at .3.
 pub const USER_GUEST: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
@@ -296,6 +304,8 @@ pub fn user_guest_network(vm: &Vm) -> GuestNetwork {
 pub struct BridgeAttachment {
     host: Arc<dyn Commands>,
     uid: Uid,
+    network_dir: PathBuf,
+    keeper: Option<docker_user::Keeper>,
     pub tap: String,
     pub address: Ipv4Addr,
     pub guest: GuestNetwork,
@@ -303,8 +313,10 @@ pub struct BridgeAttachment {
 }
 
 /// Puts a VM on the bridge: its host ports held, the bridge and firewall base made,
-/// its address leased, its tap on the bridge, its forwards in place and its DHCP
-/// responder listening. Whatever fails undoes the VM's part.
+/// its address leased, its tap on the bridge, its forwards in place, the bridge's traffic
+/// accepted in Docker Engine's `DOCKER-USER` chain where there is one (and kept there
+/// while the VM runs), and its DHCP responder listening. Whatever fails undoes the VM's
+/// part.
 pub fn attach_to_bridge(
     host: Arc<dyn Commands>,
     store: &Store,
@@ -347,11 +359,30 @@ pub fn attach_to_bridge(
             .is_ok_and(|u| store.vms().get(&u).is_ok())
     })?;
     let tap = links::tap_name(uid.as_str());
+    let network_dir = network_dir(store);
     links::create_tap(&*host, &tap, &settings.name)?;
     if let Err(e) = firewall::add_forwards(&*host, uid.as_str(), address, &forwards) {
-        detach_from_bridge(&*host, &uid);
+        detach_from_bridge(&*host, &network_dir, &uid);
         return Err(e.into());
     }
+    // After the tap exists: a VM that ends meanwhile sees it and leaves the rules.
+    let accepted = docker_user::lock(&network_dir)
+        .and_then(|_held| docker_user::ensure(&*host, &settings.name, settings.subnet));
+    if let Err(e) = accepted {
+        detach_from_bridge(&*host, &network_dir, &uid);
+        return Err(VmError::Host(format!(
+            "cannot let the traffic of bridge {} through Docker Engine's firewall (its FORWARD policy drops what its {} chain does not accept): {e}",
+            settings.name,
+            docker_user::CHAIN
+        )));
+    }
+    let keeper = docker_user::Keeper::start(
+        host.clone(),
+        network_dir.clone(),
+        settings.name.clone(),
+        settings.subnet,
+        DOCKER_USER_CHECK,
+    );
     let mac = mac_of(&uid);
     let nameservers = host_nameservers();
     let lease = dhcp::Lease {
@@ -369,6 +400,8 @@ pub fn attach_to_bridge(
     Ok(BridgeAttachment {
         host,
         uid,
+        network_dir,
+        keeper: Some(keeper),
         tap,
         address,
         guest: GuestNetwork {
@@ -386,18 +419,30 @@ pub fn attach_to_bridge(
 
 impl Drop for BridgeAttachment {
     fn drop(&mut self) {
-        detach_from_bridge(&*self.host, &self.uid);
+        // Stopped first, so that it cannot put back rules the detach removes.
+        drop(self.keeper.take());
+        detach_from_bridge(&*self.host, &self.network_dir, &self.uid);
     }
 }
 
-/// Removes a VM's tap and forwards; the address stays leased for its next start.
-/// Idempotent; failures are logged (there is nothing better to do with them).
-pub fn detach_from_bridge(host: &dyn Commands, uid: &Uid) {
+/// Removes a VM's tap and forwards, and the bridge's `DOCKER-USER` rules when it was the
+/// last VM there; the address stays leased for its next start. `network_dir` is the state
+/// root's network directory. Idempotent; failures are logged (there is nothing better to
+/// do with them).
+pub fn detach_from_bridge(host: &dyn Commands, network_dir: &Path, uid: &Uid) {
     if let Err(e) = links::delete_link(host, &links::tap_name(uid.as_str())) {
         tracing::warn!("cannot remove the tap of VM {uid}: {e}");
     }
     if let Err(e) = firewall::remove_forwards(host, uid.as_str()) {
         tracing::warn!("cannot remove the port forwards of VM {uid}: {e}");
+    }
+    let released =
+        docker_user::lock(network_dir).and_then(|_held| docker_user::release_unused(host));
+    if let Err(e) = released {
+        tracing::warn!(
+            "cannot remove the {} rules of a bridge without VMs: {e}",
+            docker_user::CHAIN
+        );
     }
 }
 
@@ -407,14 +452,19 @@ pub fn release(store: &Store, vm: &Vm) {
         return;
     }
     let uid = uid_of(vm);
-    detach_from_bridge(&System, &uid);
+    detach_from_bridge(&System, &network_dir(store), &uid);
     if let Err(e) = address_book(store).release(uid.as_str()) {
         tracing::warn!("cannot release the address of VM {uid}: {e}");
     }
 }
 
+/// The state root's network directory: the address leases and the networking locks.
+pub fn network_dir(store: &Store) -> PathBuf {
+    store.root().join("network")
+}
+
 fn address_book(store: &Store) -> AddressBook {
-    AddressBook::new(store.root().join("network"))
+    AddressBook::new(network_dir(store))
 }
 
 /// The host's IPv4 nameservers that a VM can reach (not the host's loopback stubs).
@@ -500,6 +550,8 @@ pub(crate) mod tests {
             "nft -a list chain ip ignite prerouting".into(),
             "nft -a list chain ip ignite output".into(),
             "nft -f -".into(),
+            // No Docker Engine: its chain is looked for, nothing more.
+            DOCKER_USER_LIST.into(),
         ];
         assert_eq!(calls, expected);
         let inputs = host.inputs();
@@ -519,6 +571,7 @@ pub(crate) mod tests {
                 format!("ip link show dev {tap}"),
                 "nft -a list chain ip ignite prerouting".into(),
                 "nft -a list chain ip ignite output".into(),
+                DOCKER_USER_LIST.into(),
             ]
         );
 
@@ -538,8 +591,80 @@ pub(crate) mod tests {
                 format!("ip link delete dev {tap}"),
                 "nft -a list chain ip ignite prerouting".into(),
                 "nft -a list chain ip ignite output".into(),
+                DOCKER_USER_LIST.into(),
             ],
             "{calls:#?}"
+        );
+    }
+
+    const DOCKER_USER_LIST: &str = "iptables-nft -w 5 -t filter -S DOCKER-USER";
+
+    /// Beside a Docker Engine, the bridge's accept rules go into its DOCKER-USER chain
+    /// after the tap exists, and out again when the VM was the last on the bridge.
+    #[test]
+    fn beside_docker_the_bridge_is_accepted_while_a_vm_runs_on_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let vm = bridge_vm(&store, "web", &[]);
+        let tap = links::tap_name(uid_of(&vm).as_str());
+        let settings = BridgeSettings::new(Some("ign-unit"), Some("10.99.0.0/24")).unwrap();
+        let rules = docker_user::accept_rules("ign-unit", settings.subnet);
+        let listing: String = std::iter::once("-N DOCKER-USER\n".to_string())
+            .chain(
+                rules
+                    .iter()
+                    .map(|r| format!("-A DOCKER-USER {}\n", r.join(" "))),
+            )
+            .collect();
+        let host = Arc::new(ignite_net::Recording::new());
+        host.fail("ip link show dev", "Device does not exist")
+            .reply(
+                DOCKER_USER_LIST,
+                "-N DOCKER-USER\n-A DOCKER-USER -j RETURN\n",
+            )
+            .fail("iptables-nft -w 5 -t filter -C", "Bad rule");
+        let attachment = attach_with(host.clone(), &store, &vm, &settings).unwrap();
+        let calls = host.calls();
+        let tap_made = calls
+            .iter()
+            .position(|c| *c == format!("ip tuntap add dev {tap} mode tap"))
+            .unwrap();
+        let inserts: Vec<usize> = (0..calls.len())
+            .filter(|&i| calls[i].starts_with("iptables-nft -w 5 -t filter -I DOCKER-USER 1 "))
+            .collect();
+        assert_eq!(inserts.len(), 3, "{calls:#?}");
+        assert!(inserts[0] > tap_made, "{calls:#?}");
+        drop(attachment);
+
+        // The VM's tap is gone (the recording says no link exists): the rules go.
+        let host = Arc::new(ignite_net::Recording::new());
+        host.fail("ip link show dev", "Device does not exist")
+            .reply(DOCKER_USER_LIST, &listing);
+        detach_from_bridge(&*host, &network_dir(&store), &uid_of(&vm));
+        let removed: Vec<String> = host
+            .calls()
+            .into_iter()
+            .filter(|c| c.starts_with("iptables-nft -w 5 -t filter -D DOCKER-USER "))
+            .collect();
+        let expected: Vec<String> = rules
+            .iter()
+            .map(|r| format!("iptables-nft -w 5 -t filter -D DOCKER-USER {}", r.join(" ")))
+            .collect();
+        assert_eq!(removed, expected);
+
+        // Another VM's tap on the bridge keeps them.
+        let host = Arc::new(ignite_net::Recording::new());
+        host.fail(&format!("ip link show dev {tap}"), "Device does not exist")
+            .reply(DOCKER_USER_LIST, &listing)
+            .reply(
+                "ip -o link show master ign-unit",
+                "9: ign0123456789ab: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 master ign-unit\n",
+            );
+        detach_from_bridge(&*host, &network_dir(&store), &uid_of(&vm));
+        assert!(
+            !host.calls().iter().any(|c| c.contains(" -D DOCKER-USER")),
+            "{:#?}",
+            host.calls()
         );
     }
 
@@ -585,6 +710,9 @@ pub(crate) mod tests {
         }
         fn set_sysctl(&self, key: &str, value: &str) -> std::io::Result<()> {
             self.inner.set_sysctl(key, value)
+        }
+        fn read_proc(&self, path: &str) -> Option<String> {
+            self.inner.read_proc(path)
         }
     }
 
