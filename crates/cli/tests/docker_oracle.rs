@@ -19,8 +19,8 @@
 //!   nothing to run), docker prints its own error (`docker: Error response from daemon: ...
 //!   OCI runtime create failed ...`): those cases compare stdout and the exit status (127,
 //!   126, 125) exactly and check that ignite's stderr names what failed, in its own words.
-//! - The order of `-e` variables: docker's own varies from run to run, so the environment
-//!   cases print it sorted (or through a shell, which orders it itself).
+//! - The order of `-e` variables: docker's own varies from run to run (and a shell's `env`
+//!   follows it), so the environment cases print it sorted.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -327,7 +327,7 @@ fn cases(dir: &Path) -> Vec<Case> {
             })
             .collect()
     };
-    let env_without_hostname = "env | grep -v '^HOSTNAME='";
+    let env_without_hostname = "env | grep -v '^HOSTNAME=' | sort";
     vec![
         // Exit statuses, with output on both streams.
         case(
