@@ -408,10 +408,16 @@ pub struct RunArgs {
     /// status
     #[arg(long)]
     pub rm: bool,
-    /// A command to run instead of the image's CMD (container mode); after `--` when its
-    /// arguments start with '-'
-    // Flags may follow the image, as in Ignite (`ignite run IMAGE --name x`).
-    #[arg(value_name = "COMMAND")]
+    /// A command to run instead of the image's CMD (container mode): everything after its
+    /// first word is its own, as with docker run (`IMAGE sh -c 'exit 3'`); after `--` when
+    /// its first word starts with '-'
+    // Flags may follow the image, as in Ignite (`ignite run IMAGE --name x`), up to the
+    // command's first word.
+    #[arg(
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
     pub command: Vec<String>,
 }
 
@@ -745,6 +751,35 @@ mod tests {
         parse(&["ignite", "run", "img", "--id-prefix=e2e"]);
         // Ignite's values only.
         assert!(Cli::try_parse_from(["ignite", "--runtime=podman", "ps"]).is_err());
+    }
+
+    fn run_args(argv: &[&str]) -> RunArgs {
+        match parse(argv).command {
+            Command::Lifecycle(LifecycleCommand::Run(args)) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// As with docker run, everything from the command's first word on is the command's;
+    /// before it, flags may follow the image, as in Ignite.
+    #[test]
+    fn run_s_command_takes_every_argument_after_its_first_word() {
+        let args = run_args(&["ignite", "run", "--rm", "img", "sh", "-c", "exit 3", "-i"]);
+        assert_eq!(args.command, ["sh", "-c", "exit 3", "-i"]);
+        assert!(args.rm && !args.start.interactive);
+        // --entrypoint sh, then the command's own flags right after the image.
+        let args = run_args(&["ignite", "run", "img", "-c", "echo hi", "--name", "x"]);
+        assert_eq!(args.command, ["-c", "echo hi", "--name", "x"]);
+        assert_eq!(args.create.name, None);
+        let args = run_args(&["ignite", "run", "img", "-n", "y", "--cpus", "2"]);
+        assert!(args.command.is_empty());
+        assert_eq!(
+            (args.create.name.as_deref(), args.create.cpus),
+            (Some("y"), Some(2))
+        );
+        let args = run_args(&["ignite", "run", "img", "-i", "--", "-c", "x"]);
+        assert!(args.start.interactive);
+        assert_eq!(args.command, ["-c", "x"]);
     }
 
     #[test]

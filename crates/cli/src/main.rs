@@ -15,18 +15,39 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// What `run` exits with when it fails itself (a bad flag value, an unreadable
+/// `--env-file`, an image that cannot be imported), as `docker run` does: the other
+/// statuses are the workload's.
+const RUN_FAILED: u8 = 125;
+
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
     logging::init(cli.global.log_level);
+    let failure = if is_run(&cli.command) {
+        ExitCode::from(RUN_FAILED)
+    } else {
+        ExitCode::FAILURE
+    };
     match commands::run(cli) {
         Ok(code) => code,
         // A closed output pipe (`ignite logs VM | head`) is a normal end, as for `ls | head`.
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("Error: {}", error_chain(&err));
-            ExitCode::FAILURE
+            failure
         }
     }
+}
+
+fn is_run(command: &args::Command) -> bool {
+    use args::{Command, LifecycleCommand, VmCommand, VmGroup};
+    matches!(
+        command,
+        Command::Lifecycle(LifecycleCommand::Run(_))
+            | Command::Vm(VmGroup {
+                command: Some(VmCommand::Lifecycle(LifecycleCommand::Run(_)))
+            })
+    )
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

@@ -16,8 +16,10 @@ pub const ROOT_NOT_FOUND: i32 = 121;
 pub const PROVISION_FAILED: i32 = 122;
 /// VM mode was asked for, but the image has no /sbin/init.
 pub const NO_INIT: i32 = 123;
-/// Container mode has nothing to run: no ENTRYPOINT, CMD or command.
-pub const NO_COMMAND: i32 = 124;
+/// Container mode cannot start the workload as asked: nothing to run (no ENTRYPOINT, CMD or
+/// command), a USER or group the image lacks, a working directory that cannot be made. As
+/// `docker run` exits when its engine cannot start a container.
+pub const CANNOT_START: i32 = 125;
 /// The command exists but cannot be executed (as with Docker).
 pub const CANNOT_EXECUTE: i32 = 126;
 /// The command was not found (as with Docker).

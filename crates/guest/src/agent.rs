@@ -41,14 +41,21 @@ const CHUNK: usize = 32 * 1024;
 /// Starts the agent (a new process of this same binary). In container mode PID 1 keeps a
 /// link to it; in VM mode it is on its own once the image's init takes over.
 pub fn spawn(mode: BootMode, workload: &Workload) -> Option<AgentLink> {
-    let user = process_env::resolve_user(&workload.user).ok().flatten();
+    let user = process_env::resolve_user(&workload.user)
+        .or_else(|_| process_env::resolve_user(""))
+        .unwrap_or(process_env::User {
+            uid: 0,
+            gid: 0,
+            home: "/".into(),
+            groups: Vec::new(),
+        });
     let mut command = Command::new("/proc/self/exe");
     command
         .arg0("ignite-agent")
         .arg("agent")
         .arg(mode.as_str())
         .env_clear()
-        .envs(process_env::environment(workload, user.as_ref()))
+        .envs(process_env::environment(workload, &user))
         .current_dir("/");
     if mode == BootMode::Container {
         command.stdin(Stdio::piped()).stdout(Stdio::piped());
@@ -380,7 +387,7 @@ type StartError = (i32, String);
 fn start_session(conn: &Arc<Connection>, session: u32, req: ExecRequest) -> Result<(), StartError> {
     if req.argv.is_empty() {
         return Err((
-            ignite_guest_protocol::status::NO_COMMAND,
+            ignite_guest_protocol::status::CANNOT_START,
             "no command to run".into(),
         ));
     }

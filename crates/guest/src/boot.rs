@@ -261,6 +261,20 @@ fn mount_runtime_filesystems() {
         MountFlags::NOSUID | MountFlags::NODEV,
         None,
     );
+    // devtmpfs lacks the links a container's /dev has (and systemd and udev make):
+    // `tee /dev/stderr`, `cat /dev/stdin` and bash's `<(...)` use them.
+    for (link, target) in [
+        ("/dev/fd", "/proc/self/fd"),
+        ("/dev/stdin", "/proc/self/fd/0"),
+        ("/dev/stdout", "/proc/self/fd/1"),
+        ("/dev/stderr", "/proc/self/fd/2"),
+    ] {
+        match std::os::unix::fs::symlink(target, link) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => say(&format!("cannot link {link} to {target}: {e}")),
+        }
+    }
 }
 
 fn mount_quietly(

@@ -5,7 +5,6 @@
 //! through the agent ([`crate::workload_stdio`]).
 
 use std::fs;
-use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use ignite_guest_protocol::agent::ExitStatus;
@@ -16,7 +15,7 @@ use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SI
 use signal_hook::iterator::Signals;
 
 use crate::console::{fail, power_off_with, say};
-use crate::process_env::{DEFAULT_PATH, environment, find_program, resolve_user};
+use crate::process_env::{DEFAULT_PATH, environment, find_program, resolve_user, run_as};
 use crate::workload_stdio;
 use crate::workload_stdio::AgentLink;
 
@@ -24,28 +23,33 @@ use crate::workload_stdio::AgentLink;
 const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn run(workload: &Workload, agent: Option<AgentLink>) -> ! {
+    let mut agent = agent;
     let argv = workload.argv();
     if argv.is_empty() {
-        fail(
-            status::NO_COMMAND,
+        refuse(
+            agent.take(),
+            status::CANNOT_START,
             "the image has no ENTRYPOINT or CMD and no command was given: pass one (ignite run IMAGE COMMAND [ARG...])",
         );
     }
-    let user = resolve_user(&workload.user).unwrap_or_else(|e| fail(status::BAD_CONFIG, &e));
-    let env = environment(workload, user.as_ref());
+    let user = resolve_user(&workload.user)
+        .unwrap_or_else(|e| refuse(agent.take(), status::CANNOT_START, &e));
+    let env = environment(workload, &user);
     let path = env
         .iter()
         .find_map(|(k, v)| (k == "PATH").then_some(v.as_str()))
         .unwrap_or(DEFAULT_PATH);
-    let program = find_program(&argv[0], path).unwrap_or_else(|(code, e)| fail(code, &e));
+    let program =
+        find_program(&argv[0], path).unwrap_or_else(|(code, e)| refuse(agent.take(), code, &e));
     let workdir = if workload.working_dir.is_empty() {
         "/"
     } else {
         workload.working_dir.as_str()
     };
     if let Err(e) = fs::create_dir_all(workdir) {
-        fail(
-            status::BAD_CONFIG,
+        refuse(
+            agent.take(),
+            status::CANNOT_START,
             &format!("cannot create the working directory {workdir}: {e}"),
         );
     }
@@ -60,16 +64,8 @@ pub fn run(workload: &Workload, agent: Option<AgentLink>) -> ! {
                 &format!("cannot give the workload a terminal: {e}"),
             )
         });
-    command
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .current_dir(workdir);
-    if workload.tty && !env.iter().any(|(k, _)| k == "TERM") {
-        command.env("TERM", "xterm");
-    }
-    if let Some(user) = &user {
-        command.uid(user.uid).gid(user.gid);
-    }
+    command.current_dir(workdir);
+    run_as(&mut command, &env, &user);
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -78,7 +74,11 @@ pub fn run(workload: &Workload, agent: Option<AgentLink>) -> ! {
             } else {
                 status::CANNOT_EXECUTE
             };
-            fail(code, &format!("cannot run {}: {e}", program.display()));
+            refuse(
+                stdio.map(workload_stdio::Pending::into_link),
+                code,
+                &format!("cannot run {}: {e}", program.display()),
+            );
         }
     };
     drop(command); // closes our copies of the terminal's other side
@@ -108,6 +108,17 @@ pub fn run(workload: &Workload, agent: Option<AgentLink>) -> ! {
         say("the host did not collect the exit status from the agent; it is on the console");
     }
     power_off_with(exit.shell_code(), &reason)
+}
+
+/// The workload cannot start: the reason on its stderr and the status as its exit, for
+/// the host (as `docker run` prints its engine's error), then on the console, and power off.
+fn refuse(agent: Option<AgentLink>, status: i32, message: &str) -> ! {
+    if let Some(link) = agent
+        && !workload_stdio::report_failure(link, status, message, REPORT_TIMEOUT)
+    {
+        say("the host did not collect the exit status from the agent; it is on the console");
+    }
+    fail(status, message)
 }
 
 /// Reaps every exited child; returns the workload's status once it is among them. Any

@@ -100,6 +100,45 @@ pub fn command(
     ))
 }
 
+impl Pending {
+    /// The link back, for a workload that could not be started.
+    pub fn into_link(self) -> AgentLink {
+        self.link
+    }
+}
+
+/// The workload could not be started: the reason goes on its stderr (where `docker run`
+/// prints its engine's), then `status` as its exit status. True once the host acknowledged
+/// it within `timeout`.
+pub fn report_failure(link: AgentLink, status: i32, message: &str, timeout: Duration) -> bool {
+    let AgentLink {
+        mut to_agent,
+        from_agent,
+    } = link;
+    let (ack, acks) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(from_agent);
+        while let Ok(Some(frame)) = Frame::read_from(&mut reader) {
+            if frame.kind == FrameKind::ExitAck {
+                let _ = ack.send(());
+                return;
+            }
+        }
+    });
+    let line = format!("ignite-init: {message}\n").into_bytes();
+    let exit = ExitStatus {
+        code: Some(status),
+        signal: None,
+    };
+    let sent = Frame::new(FrameKind::Stderr, WORKLOAD, line)
+        .write_to(&mut to_agent)
+        .and_then(|()| {
+            Frame::json(FrameKind::WorkloadExited, WORKLOAD, &exit).write_to(&mut to_agent)
+        })
+        .is_ok();
+    sent && acks.recv_timeout(timeout).is_ok()
+}
+
 /// The relay once the workload runs.
 pub struct Relay {
     to_agent: Arc<Mutex<ChildStdin>>,
