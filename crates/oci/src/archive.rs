@@ -3,6 +3,7 @@
 //! (`manifest.json` pointing into `blobs/sha256/`). Entries are read in place, by offset.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
 
@@ -33,8 +34,14 @@ struct TarIndex {
 impl TarIndex {
     fn build(path: &Path) -> Result<TarIndex> {
         let f = crate::fetch::open_regular(path, "docker archive", false)?;
+        Self::scan(BufReader::new(f), path)
+    }
+
+    /// Indexes the archive read from `reader`, which `path` holds (or will hold: offsets
+    /// are positions in the stream).
+    fn scan(reader: impl Read, path: &Path) -> Result<TarIndex> {
         // Oversized extended headers are refused before the tar crate buffers them.
-        let mut archive = tar::Archive::new(crate::targuard::TarGuard::new(BufReader::new(f)));
+        let mut archive = tar::Archive::new(crate::targuard::TarGuard::new(reader));
         let mut entries = HashMap::new();
         let mut links = HashMap::new();
         let bad = |e: std::io::Error| OciError::Invalid {
@@ -128,7 +135,44 @@ const MAX_NAMES: usize = 64;
 
 /// Reads the image in the archive at `file` (its first image if it holds several).
 pub fn fetch(file: &Path) -> Result<FetchedImage> {
-    let index = TarIndex::build(file)?;
+    fetch_indexed(TarIndex::build(file)?)
+}
+
+/// Copies a `docker save` stream into `out` (a new file at `path`) and reads the image in
+/// it, indexing the archive in the same pass as the copy instead of reading it back.
+pub fn save_and_fetch(stream: impl Read, out: File, path: &Path) -> Result<FetchedImage> {
+    let mut tee = Tee {
+        inner: stream,
+        out: std::io::BufWriter::with_capacity(1 << 20, out),
+    };
+    let index = TarIndex::scan(&mut tee, path)?;
+    // What follows the end-of-archive marker is kept too: the file is the stream as sent.
+    std::io::copy(&mut tee.inner, &mut tee.out).map_err(io("write", path))?;
+    tee.out
+        .into_inner()
+        .map_err(|e| io("write", path)(e.into_error()))?
+        .sync_all()
+        .map_err(io("write", path))?;
+    fetch_indexed(index)
+}
+
+/// Passes what is read from `inner` on, writing it to `out` on the way.
+struct Tee<R, W> {
+    inner: R,
+    out: W,
+}
+
+impl<R: Read, W: std::io::Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+fn fetch_indexed(index: TarIndex) -> Result<FetchedImage> {
+    let file = index.file.clone();
+    let file = file.as_path();
     let what = format!("docker archive {}", file.display());
     let manifests: Vec<ArchiveManifest> =
         serde_json::from_slice(&index.read("manifest.json", MAX_DOCUMENT_BYTES)?).map_err(|e| {
@@ -226,4 +270,73 @@ pub fn fetch(file: &Path) -> Result<FetchedImage> {
         compressed_size,
         names: manifest.repo_tags.unwrap_or_default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn append(builder: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]) {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, name, data).unwrap();
+    }
+
+    /// An archive in `docker save`'s old layout, manifest.json last, as Docker streams it.
+    fn archive() -> (Vec<u8>, Vec<u8>, String) {
+        let mut layer = tar::Builder::new(Vec::new());
+        append(&mut layer, "hello", b"hi\n");
+        let layer = layer.into_inner().unwrap();
+        let diff_id = Digest::of(&layer);
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{diff_id}"]}}}}"#
+        );
+        let config_hex = Digest::of(config.as_bytes()).hex().to_string();
+        let mut out = tar::Builder::new(Vec::new());
+        append(&mut out, "0123/layer.tar", &layer);
+        append(&mut out, &format!("{config_hex}.json"), config.as_bytes());
+        let manifest = format!(
+            r#"[{{"Config":"{config_hex}.json","RepoTags":["local/app:1"],"Layers":["0123/layer.tar"]}}]"#
+        );
+        append(&mut out, "manifest.json", manifest.as_bytes());
+        (out.into_inner().unwrap(), layer, config_hex)
+    }
+
+    #[test]
+    fn a_stream_is_saved_and_indexed_in_one_pass() {
+        let (stream, layer, config_hex) = archive();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("image.tar");
+        let out = File::create(&path).unwrap();
+        let fetched = save_and_fetch(std::io::Cursor::new(stream.clone()), out, &path).unwrap();
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            stream,
+            "the file is the stream"
+        );
+        assert_eq!(fetched.config_digest.hex(), config_hex);
+        assert_eq!(fetched.names, ["local/app:1"]);
+        let mut read = Vec::new();
+        fetched.layers[0]
+            .open()
+            .unwrap()
+            .read_to_end(&mut read)
+            .unwrap();
+        assert_eq!(read, layer);
+        // The same archive read back from the file gives the same image.
+        let again = fetch(&path).unwrap();
+        assert_eq!(again.config_digest, fetched.config_digest);
+    }
+
+    #[test]
+    fn a_cut_stream_is_refused() {
+        let (stream, _, _) = archive();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("image.tar");
+        let out = File::create(&path).unwrap();
+        let cut = stream[..stream.len() / 2].to_vec();
+        assert!(save_and_fetch(std::io::Cursor::new(cut), out, &path).is_err());
+    }
 }

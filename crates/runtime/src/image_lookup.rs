@@ -9,7 +9,6 @@
 //! (`spec.hostAccess.engines`); the daemon's lookups are registry-only otherwise.
 
 use std::fs;
-use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 
 use ignite_api::{Configuration, ImageReference};
@@ -180,7 +179,7 @@ pub(crate) fn export_from_docker(
 ) -> Result<(FetchedImage, tempfile::TempDir), ImageError> {
     let staging = staging_dir(store)?;
     let file = staging.path().join("image.tar");
-    let mut out = fs::OpenOptions::new()
+    let out = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
@@ -192,13 +191,10 @@ pub(crate) fn export_from_docker(
         short_id(&image.id.to_string())
     );
     // Asked by ID: a tag moved between the lookup and the export cannot swap the image.
-    let bytes = engine
-        .save(&image.id.to_string(), &mut out)
+    let stream = engine
+        .export(&image.id.to_string())
         .map_err(ignite_oci::OciError::from)?;
-    out.flush().map_err(io("write", &file))?;
-    drop(out);
-    tracing::debug!(bytes, "exported");
-    let fetched = ignite_oci::archive::fetch(&file)?;
+    let fetched = ignite_oci::archive::save_and_fetch(stream, out, &file)?;
     if fetched.config_digest != image.id {
         return Err(ignite_oci::OciError::DigestMismatch {
             what: format!("the image Docker Engine exported for {name}"),

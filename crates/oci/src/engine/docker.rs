@@ -3,8 +3,7 @@
 //! for the API version, `images/{name}/json` to resolve a name to its image ID and tags,
 //! `images/{name}/get` for the image as `docker save` writes it.
 
-use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -134,8 +133,9 @@ impl DockerEngine {
         }))
     }
 
-    /// Writes the image as `docker save` would into `out` (at most [`MAX_ARCHIVE_BYTES`]).
-    pub fn save(&self, image: &str, out: &mut File) -> Result<u64, EngineError> {
+    /// The image as `docker save` would write it, as a stream of at most
+    /// [`MAX_ARCHIVE_BYTES`] (reading past that is an error).
+    pub fn export(&self, image: &str) -> Result<impl Read + use<>, EngineError> {
         let path = format!("{}/images/{}/get", self.prefix, api_name(image)?);
         let reply = self.call(&path)?;
         if reply.status == 404 {
@@ -152,16 +152,10 @@ impl DockerEngine {
                 "exporting {image:?} failed (HTTP {status}): {message}"
             )));
         }
-        let mut body = reply.body.take(MAX_ARCHIVE_BYTES + 1);
-        let written = io::copy(&mut body, out)
-            .and_then(|n| out.flush().map(|()| n))
-            .map_err(|e| self.api(format!("reading {image:?} from the engine: {e}")))?;
-        if written > MAX_ARCHIVE_BYTES {
-            return Err(self.api(format!(
-                "{image:?} is larger than the {MAX_ARCHIVE_BYTES} bytes accepted from an engine"
-            )));
-        }
-        Ok(written)
+        Ok(Capped {
+            inner: reply.body,
+            left: MAX_ARCHIVE_BYTES,
+        })
     }
 
     fn call(&self, path: &str) -> Result<Response, EngineError> {
@@ -192,6 +186,35 @@ impl DockerEngine {
             socket: self.socket.clone(),
             message,
         }
+    }
+}
+
+/// A stream that fails once it has given `left` bytes and has more.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the engine's export is larger than the {MAX_ARCHIVE_BYTES} bytes accepted"
+                    ),
+                )),
+            };
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left -= n as u64;
+        Ok(n)
     }
 }
 
