@@ -107,13 +107,19 @@ pub(crate) fn find_in_engines(
         let required = lookup.required && i == 0;
         let found = match kind {
             EngineKind::Docker => find_in_docker(&name, required)?,
+            // containerd's image store is not read yet: --runtime containerd requires it
+            // to be running, as Ignite did, and the image then comes from the registry.
             EngineKind::Containerd => {
                 if required {
-                    return Err(ImageError::Source(ignite_api::SourceError::new(
-                        "--runtime containerd: reading images from containerd is not supported yet; export the image (ctr image export FILE NAME) and import oci-archive contents, or use --runtime docker".to_string(),
-                    )));
+                    let socket = ignite_oci::engine::containerd_socket_from_env();
+                    ignite_oci::engine::containerd_reachable(&socket)
+                        .map_err(ignite_oci::OciError::from)?;
+                    tracing::info!(
+                        "{name}: images are not read from containerd's store yet; asking the registry"
+                    );
+                } else {
+                    tracing::debug!("containerd's image store is not read yet");
                 }
-                tracing::debug!("containerd is not searched for images yet");
                 None
             }
         };
@@ -127,7 +133,7 @@ pub(crate) fn find_in_engines(
                 );
                 return Ok(Some(hit));
             }
-            None if required => {
+            None if required && *kind == EngineKind::Docker => {
                 tracing::info!("{name}: not in {kind}; asking the registry");
             }
             None => {}

@@ -323,3 +323,71 @@ impl Drop for PodmanService {
             .status();
     }
 }
+
+/// A containerd of the test's own (`--address`, `--root`, `--state` under a temporary
+/// directory, no configuration file), stopped when dropped.
+pub struct Containerd {
+    child: Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Containerd {
+    pub fn start() -> Containerd {
+        crate::require_program("containerd", "containerd");
+        let dir = tempfile::Builder::new()
+            .prefix("ct")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let socket = dir.path().join("containerd.sock");
+        let log = std::fs::File::create(dir.path().join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .args(["--config", "/dev/null", "--address"])
+            .arg(&socket)
+            .arg("--root")
+            .arg(dir.path().join("root"))
+            .arg("--state")
+            .arg(dir.path().join("state"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("containerd starts");
+        let deadline = Instant::now() + START_LIMIT;
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not answer on {} within {START_LIMIT:?}",
+                socket.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Containerd {
+            child,
+            socket,
+            _dir: dir,
+        }
+    }
+
+    /// `CONTAINERD_ADDRESS` for this containerd.
+    pub fn address(&self) -> String {
+        self.socket.display().to_string()
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -36,12 +36,17 @@ fn test_import_tiny_image() {
 
 #[test]
 fn test_docker_import_image() {
+    ignite_testkit::require_root!("a dockerd of the test's own");
     ignite_testkit::require_program!("docker-registry", "docker-registry");
     let host = Host::empty(cargo_bin!("ignite"));
     let registry = Registry::start(None);
     let image = hello_world(&registry);
     let _ = host.ignite().args(["image", "rm", &image]).output();
+    // `--runtime=docker` needs a running engine, as in Ignite: one of the test's own, which
+    // lacks the image, so it comes from the registry.
+    let docker = ignite_testkit::docker::DockerEngine::start();
     host.ignite()
+        .env("DOCKER_HOST", docker.host())
         .args(["--runtime=docker", "image", "import", &image])
         .assert()
         .success();

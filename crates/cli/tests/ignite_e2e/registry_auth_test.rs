@@ -20,8 +20,9 @@ use ignite_testkit::Host;
 use ignite_testkit::images::{Compression, Image, LayerBuilder, fake_vmlinux};
 use ignite_testkit::registry::{Registry, Tls};
 
-/// The runtimes of Ignite's case table; `--runtime` changes nothing here, and each case is
-/// run with both as Ignite runs it.
+/// The runtimes of Ignite's case table; each case is run with both as Ignite runs it. The
+/// engine named must run (the test starts its own), and lacks the images, which then come
+/// from the registry.
 const RUNTIMES: [&str; 2] = ["containerd", "docker"];
 
 struct Case {
@@ -147,6 +148,10 @@ fn pull_from_auth_registry(kind: &str) {
     )
     .unwrap();
 
+    // `--runtime` names an engine that must be running, as in Ignite: engines of the
+    // test's own, whose stores lack these images (so they come from the registry).
+    let docker = ignite_testkit::docker::DockerEngine::start();
+    let containerd = ignite_testkit::docker::Containerd::start();
     let mut failures = Vec::new();
     for case in cases() {
         // A state root per case: Ignite removes both images before each one.
@@ -170,6 +175,8 @@ fn pull_from_auth_registry(kind: &str) {
                 // No credentials but the case's: not the running user's ~/.docker.
                 .env("DOCKER_CONFIG", &empty_dir)
                 .env("IGNITE_REGISTRY_CERTS_DIR", &certs_dir)
+                .env("DOCKER_HOST", docker.host())
+                .env("CONTAINERD_ADDRESS", containerd.address())
                 .args(["image", "import", image])
                 .args(&args)
                 .output()

@@ -7,7 +7,33 @@ mod http;
 
 pub use docker::{DOCKER_HOST_ENV, DockerEngine, EngineImage};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// Where containerd's clients look for it.
+pub const CONTAINERD_ADDRESS_ENV: &str = "CONTAINERD_ADDRESS";
+const CONTAINERD_DEFAULT_SOCKET: &str = "/run/containerd/containerd.sock";
+
+/// containerd's socket: `CONTAINERD_ADDRESS` (a path, or `unix://PATH`), else the default.
+pub fn containerd_socket_from_env() -> PathBuf {
+    match std::env::var(CONTAINERD_ADDRESS_ENV) {
+        Ok(value) if !value.is_empty() => {
+            PathBuf::from(value.strip_prefix("unix://").unwrap_or(&value))
+        }
+        _ => PathBuf::from(CONTAINERD_DEFAULT_SOCKET),
+    }
+}
+
+/// Whether containerd answers on `socket` (a connection is accepted).
+pub fn containerd_reachable(socket: &Path) -> Result<(), EngineError> {
+    std::os::unix::net::UnixStream::connect(socket)
+        .map(drop)
+        .map_err(|e| EngineError::Unreachable {
+            engine: EngineKind::Containerd,
+            socket: socket.to_path_buf(),
+            reason: e.to_string(),
+            fix: format!("start it, or set {CONTAINERD_ADDRESS_ENV}=/path/to/containerd.sock"),
+        })
+}
 
 /// Which local engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
