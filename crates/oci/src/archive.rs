@@ -148,11 +148,10 @@ pub fn save_and_fetch(stream: impl Read, out: File, path: &Path) -> Result<Fetch
     let index = TarIndex::scan(&mut tee, path)?;
     // What follows the end-of-archive marker is kept too: the file is the stream as sent.
     std::io::copy(&mut tee.inner, &mut tee.out).map_err(io("write", path))?;
+    // Flushed, not synced: the export lives only as long as this import.
     tee.out
         .into_inner()
-        .map_err(|e| io("write", path)(e.into_error()))?
-        .sync_all()
-        .map_err(io("write", path))?;
+        .map_err(|e| io("write", path)(e.into_error()))?;
     fetch_indexed(index)
 }
 
