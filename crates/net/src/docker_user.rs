@@ -563,15 +563,6 @@ mod tests {
             Subnet::DEFAULT,
             Duration::from_millis(20),
         );
-        // A second keeper of the same bridge stays idle while the first holds the lease.
-        let idle = Arc::new(Recording::new());
-        let second = Keeper::start(
-            idle.clone(),
-            dir.path().to_path_buf(),
-            "ignite0".into(),
-            Subnet::DEFAULT,
-            Duration::from_millis(20),
-        );
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !host
             .calls()
@@ -581,6 +572,17 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "{:#?}", host.calls());
             std::thread::sleep(Duration::from_millis(10));
         }
+        // A second keeper of the same bridge stays idle while the first holds the lease
+        // (started once the first has it: which of two new keepers gets it is a race).
+        let idle = Arc::new(Recording::new());
+        let second = Keeper::start(
+            idle.clone(),
+            dir.path().to_path_buf(),
+            "ignite0".into(),
+            Subnet::DEFAULT,
+            Duration::from_millis(20),
+        );
+        std::thread::sleep(Duration::from_millis(200));
         drop(second);
         assert!(
             idle.calls().is_empty(),
