@@ -7,6 +7,7 @@
 //! made its DOCKER-USER chain anew while the VM ran; `ignite doctor` reports Docker and the
 //! rules; removing the VM removes them.
 
+use ignite_testkit::process::eventually;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -19,22 +20,6 @@ use ignite_testkit::netns::{Netns, address_of};
 const HOST_SIDE: &str = "198.51.100.1";
 const OTHER_SIDE: &str = "198.51.100.2";
 const TAG: &str = "ignite-bridge:ignite0";
-
-/// Retries `attempt` until it succeeds with output containing `want`.
-fn eventually(what: &str, want: &str, attempt: impl Fn() -> (bool, String)) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let (ok, out) = attempt();
-        if ok && out.contains(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: never got {want:?}; last answer:\n{out}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
 
 fn ok(what: (bool, String)) -> String {
     assert!(what.0, "{}", what.1);

@@ -3,6 +3,7 @@
 //! port forwards, a taken port refused, addresses kept over stop/start, and nothing left
 //! behind after `rm` or after `kill -9` of the supervisor.
 
+use ignite_testkit::process::eventually;
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin;
@@ -10,22 +11,6 @@ use ignite_api::Vm;
 use ignite_testkit::Host;
 use ignite_testkit::netns::{Netns, address_of};
 use ignite_testkit::process::{alive, kill9};
-
-/// Retries `attempt` until it succeeds with output containing `want` (a server starting).
-fn eventually(what: &str, want: &str, attempt: impl Fn() -> (bool, String)) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (ok, out) = attempt();
-        if ok && out.contains(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: never got {want:?}; last answer:\n{out}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
 
 #[test]
 fn bridge_networking_connects_vms_forwards_ports_and_cleans_up() {

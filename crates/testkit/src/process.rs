@@ -16,3 +16,20 @@ pub fn kill9(pid: u32) {
             .success()
     );
 }
+
+/// Retries `attempt` every half second until it succeeds with output containing `want` (a
+/// server starting, a route appearing), failing the test after 90 s with the last answer.
+pub fn eventually(what: &str, want: &str, attempt: impl Fn() -> (bool, String)) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let (ok, out) = attempt();
+        if ok && out.contains(want) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: never got {want:?}; last answer:\n{out}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
