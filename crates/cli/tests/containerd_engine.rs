@@ -32,8 +32,31 @@ fn busybox_archive(dir: &Path, tag: &str, greeting: &str) -> (std::path::PathBuf
     (file, image)
 }
 
-fn stderr_of(out: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&out.get_output().stderr).into_owned()
+/// Runs `cmd`, which must succeed (`ok`) or fail, and whose stderr must say `needle`;
+/// returns its stdout.
+fn expect(cmd: &mut assert_cmd::Command, ok: bool, needle: &str) -> String {
+    let out = cmd.assert();
+    let out = if ok { out.success() } else { out.failure() };
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(stderr.contains(needle), "wanted {needle:?} in: {stderr}");
+    String::from_utf8_lossy(&out.get_output().stdout).into_owned()
+}
+
+/// `ignite inspect image NAME -t TEMPLATE`.
+fn inspect(host: &Host, name: &str, template: &str) -> String {
+    stdout(
+        host.ignite()
+            .args(["inspect", "image", name, "-t", template]),
+    )
+    .trim()
+    .to_string()
+}
+
+fn ctr_import(containerd: &Containerd, namespace: &str, archive: &Path) {
+    containerd.ctr(
+        namespace,
+        &["image", "import", "--no-unpack", archive.to_str().unwrap()],
+    );
 }
 
 /// The state root's staging area holds nothing after any import.
@@ -65,37 +88,23 @@ fn containerd_images_by_name_in_namespaces_and_by_bare_name() {
     };
     let (hello, hello_image) = busybox_archive(host.root(), "local/hello:1", "one");
     let (team, team_image) = busybox_archive(host.root(), "local/team:1", "team");
-    containerd.ctr(
-        "default",
-        &["image", "import", "--no-unpack", hello.to_str().unwrap()],
-    );
-    containerd.ctr(
-        "team",
-        &["image", "import", "--no-unpack", team.to_str().unwrap()],
-    );
+    ctr_import(&containerd, "default", &hello);
+    ctr_import(&containerd, "team", &team);
 
     // containerd:NAME, named as Docker names it, its ID the config's digest.
-    let out = ignite()
-        .args(["image", "import", "-q", "containerd:local/hello:1"])
-        .assert()
-        .success();
-    let uid = String::from_utf8_lossy(&out.get_output().stdout)
-        .trim()
-        .to_string();
-    assert!(
-        stderr_of(&out).contains("reading docker.io/local/hello:1"),
-        "{}",
-        stderr_of(&out)
-    );
+    let uid = expect(
+        ignite().args(["image", "import", "-q", "containerd:local/hello:1"]),
+        true,
+        "reading docker.io/local/hello:1",
+    )
+    .trim()
+    .to_string();
     assert_eq!(
-        stdout(host.ignite().args([
-            "inspect",
-            "image",
+        inspect(
+            &host,
             &uid,
-            "-t",
-            "{{.ObjectMeta.Name}} {{.Spec.OCI}} {{.Status.ImageID}}",
-        ]))
-        .trim(),
+            "{{.ObjectMeta.Name}} {{.Spec.OCI}} {{.Status.ImageID}}"
+        ),
         format!(
             "local/hello:1 containerd:local/hello:1 {}",
             hello_image.config_digest()
@@ -105,17 +114,13 @@ fn containerd_images_by_name_in_namespaces_and_by_bare_name() {
 
     // Another namespace: not found in `default` (the error says where it looked), found
     // with --containerd-namespace or CONTAINERD_NAMESPACE.
-    let out = ignite()
-        .args(["image", "import", "containerd:local/team:1"])
-        .assert()
-        .failure();
-    assert!(
-        stderr_of(&out).contains(&format!(
+    expect(
+        ignite().args(["image", "import", "containerd:local/team:1"]),
+        false,
+        &format!(
             "containerd at {} has no image \"local/team:1\" in namespace default",
             containerd.address()
-        )),
-        "{}",
-        stderr_of(&out)
+        ),
     );
     ignite()
         .args([
@@ -128,86 +133,51 @@ fn containerd_images_by_name_in_namespaces_and_by_bare_name() {
         .assert()
         .success();
     assert_eq!(
-        stdout(host.ignite().args([
-            "inspect",
-            "image",
-            "local/team:1",
-            "-t",
-            "{{.Status.ImageID}}"
-        ]))
-        .trim(),
+        inspect(&host, "local/team:1", "{{.Status.ImageID}}"),
         team_image.config_digest()
     );
-    let out = ignite()
-        .env("CONTAINERD_NAMESPACE", "bad/namespace")
-        .args(["image", "import", "containerd:local/not-imported:1"])
-        .assert()
-        .failure();
-    assert!(
-        stderr_of(&out).contains("CONTAINERD_NAMESPACE=\"bad/namespace\""),
-        "{}",
-        stderr_of(&out)
+    expect(
+        ignite().env("CONTAINERD_NAMESPACE", "bad/namespace").args([
+            "image",
+            "import",
+            "containerd:local/not-imported:1",
+        ]),
+        false,
+        "CONTAINERD_NAMESPACE=\"bad/namespace\"",
     );
 
     // A bare name: Docker Engine is not running, containerd has it.
     let (other, other_image) = busybox_archive(host.root(), "local/other:2", "other");
-    containerd.ctr(
-        "default",
-        &["image", "import", "--no-unpack", other.to_str().unwrap()],
-    );
-    let out = ignite()
-        .args(["image", "import", "local/other:2"])
-        .assert()
-        .success();
-    assert!(
-        stderr_of(&out).contains("local/other:2: found in containerd"),
-        "{}",
-        stderr_of(&out)
+    ctr_import(&containerd, "default", &other);
+    expect(
+        ignite().args(["image", "import", "local/other:2"]),
+        true,
+        "local/other:2: found in containerd",
     );
     assert_eq!(
-        stdout(host.ignite().args([
-            "inspect",
-            "image",
-            "local/other:2",
-            "-t",
-            "{{.Spec.OCI}} {{.Status.ImageID}}"
-        ]))
-        .trim(),
+        inspect(&host, "local/other:2", "{{.Spec.OCI}} {{.Status.ImageID}}"),
         format!("containerd:local/other:2 {}", other_image.config_digest())
     );
 
     // The rebuild check: the tag now points at another image; the next import of the name
     // reads it again, and an unchanged tag reads nothing.
     let (again, again_image) = busybox_archive(host.root(), "local/other:2", "rebuilt");
-    containerd.ctr(
-        "default",
-        &["image", "import", "--no-unpack", again.to_str().unwrap()],
-    );
-    let out = ignite()
-        .args(["image", "import", "local/other:2"])
-        .assert()
-        .success();
-    assert!(
-        stderr_of(&out).contains("now points at"),
-        "{}",
-        stderr_of(&out)
+    ctr_import(&containerd, "default", &again);
+    expect(
+        ignite().args(["image", "import", "local/other:2"]),
+        true,
+        "now points at",
     );
     assert_eq!(
-        stdout(host.ignite().args([
-            "inspect",
-            "image",
-            "local/other:2",
-            "-t",
-            "{{.Status.ImageID}}"
-        ]))
-        .trim(),
+        inspect(&host, "local/other:2", "{{.Status.ImageID}}"),
         again_image.config_digest()
     );
     let out = ignite()
         .args(["image", "import", "local/other:2"])
         .assert()
         .success();
-    assert!(!stderr_of(&out).contains("reading"), "{}", stderr_of(&out));
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(!stderr.contains("reading"), "{stderr}");
     assert_no_staging(&host);
 }
 
@@ -218,23 +188,19 @@ fn runtime_containerd_needs_containerd_and_its_content_is_checked() {
 
     // --runtime containerd with none running: the error names the socket and the fix.
     let socket = host.root().join("no-containerd.sock");
-    let out = host
-        .ignite()
-        .env("CONTAINERD_ADDRESS", &socket)
-        .args([
+    expect(
+        host.ignite().env("CONTAINERD_ADDRESS", &socket).args([
             "--runtime",
             "containerd",
             "image",
             "import",
             "local/hello:1",
-        ])
-        .assert()
-        .failure();
-    let stderr = stderr_of(&out);
-    assert!(
-        stderr.contains(&format!("no containerd at {}", socket.display()))
-            && stderr.contains("start it, or set CONTAINERD_ADDRESS=/path/to/containerd.sock"),
-        "{stderr}"
+        ]),
+        false,
+        &format!(
+            "no containerd at {} (cannot connect: No such file or directory (os error 2)): start it, or set CONTAINERD_ADDRESS=/path/to/containerd.sock",
+            socket.display()
+        ),
     );
 
     let containerd = Containerd::start();
@@ -244,10 +210,7 @@ fn runtime_containerd_needs_containerd_and_its_content_is_checked() {
         cmd
     };
     let (archive, image) = busybox_archive(host.root(), "local/hello:1", "one");
-    containerd.ctr(
-        "default",
-        &["image", "import", "--no-unpack", archive.to_str().unwrap()],
-    );
+    ctr_import(&containerd, "default", &archive);
     let layer = &image.layers[0].digest;
 
     // A layer changed in containerd's store (containerd serves it as it is): refused by its
@@ -258,20 +221,16 @@ fn runtime_containerd_needs_containerd_and_its_content_is_checked() {
     let last = tampered.len() - 600;
     tampered[last] ^= 0x55;
     std::fs::write(&blob, &tampered).unwrap();
-    let out = ignite()
-        .args([
+    expect(
+        ignite().args([
             "--runtime",
             "containerd",
             "image",
             "import",
             "local/hello:1",
-        ])
-        .assert()
-        .failure();
-    assert!(
-        stderr_of(&out).contains("does not match its digest"),
-        "{}",
-        stderr_of(&out)
+        ]),
+        false,
+        "does not match its digest",
     );
     assert!(
         stdout(host.ignite().args(["image", "ls", "-q"]))
@@ -283,36 +242,25 @@ fn runtime_containerd_needs_containerd_and_its_content_is_checked() {
 
     // Content containerd no longer holds: a clear error, not a hang.
     containerd.ctr("default", &["content", "rm", layer]);
-    let out = ignite()
-        .args(["image", "import", "containerd:local/hello:1"])
-        .assert()
-        .failure();
-    assert!(
-        stderr_of(&out).contains(&format!("does not hold blob {layer}")),
-        "{}",
-        stderr_of(&out)
+    expect(
+        ignite().args(["image", "import", "containerd:local/hello:1"]),
+        false,
+        &format!("does not hold blob {layer}"),
     );
     assert_no_staging(&host);
 
     // Imported again, it works (by --runtime, the registry never asked).
-    containerd.ctr(
-        "default",
-        &["image", "import", "--no-unpack", archive.to_str().unwrap()],
-    );
-    let out = ignite()
-        .args([
+    ctr_import(&containerd, "default", &archive);
+    expect(
+        ignite().args([
             "--runtime",
             "containerd",
             "image",
             "import",
             "local/hello:1",
-        ])
-        .assert()
-        .success();
-    assert!(
-        stderr_of(&out).contains("local/hello:1: found in containerd"),
-        "{}",
-        stderr_of(&out)
+        ]),
+        true,
+        "local/hello:1: found in containerd",
     );
 }
 
@@ -351,22 +299,18 @@ fn a_kernel_and_a_vm_from_containerd() {
             kernel_archive.to_str().unwrap(),
         ],
     );
-    let out = host
-        .ignite()
-        .env("CONTAINERD_ADDRESS", containerd.address())
-        .args([
-            "--runtime",
-            "containerd",
-            "kernel",
-            "import",
-            "my/kernel:6.1",
-        ])
-        .assert()
-        .success();
-    assert!(
-        stderr_of(&out).contains("my/kernel:6.1: found in containerd"),
-        "{}",
-        stderr_of(&out)
+    expect(
+        host.ignite()
+            .env("CONTAINERD_ADDRESS", containerd.address())
+            .args([
+                "--runtime",
+                "containerd",
+                "kernel",
+                "import",
+                "my/kernel:6.1",
+            ]),
+        true,
+        "my/kernel:6.1: found in containerd",
     );
     let listed = stdout(host.ignite().args(["kernel", "ls"]));
     assert!(
@@ -376,24 +320,19 @@ fn a_kernel_and_a_vm_from_containerd() {
 
     // A VM of an image read from containerd (with the default kernel).
     let (archive, _) = busybox_archive(host.root(), "local/hello:1", "hello from containerd");
-    containerd.ctr(
-        "default",
-        &["image", "import", "--no-unpack", archive.to_str().unwrap()],
+    ctr_import(&containerd, "default", &archive);
+    let out = expect(
+        host.ignite()
+            .env("CONTAINERD_ADDRESS", containerd.address())
+            .args([
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "containerd:local/hello:1",
+            ]),
+        true,
+        "local/hello:1",
     );
-    let out = host
-        .ignite()
-        .env("CONTAINERD_ADDRESS", containerd.address())
-        .args([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "containerd:local/hello:1",
-        ])
-        .assert()
-        .success();
-    assert_eq!(
-        String::from_utf8_lossy(&out.get_output().stdout),
-        "hello from containerd\n"
-    );
+    assert_eq!(out, "hello from containerd\n");
 }
