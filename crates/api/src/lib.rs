@@ -34,8 +34,8 @@ pub use reference::{ImageReference, ReferenceError};
 pub use size::{Size, SizeError};
 pub use source::{ImageSource, SourceError, is_image_id};
 pub use vm::{
-    Accel, BlockDeviceVolume, ExitReason, ExitRecord, FileMapping, GuestMode, NetworkMode,
-    NetworkStatus, OciImageSource, ProcessRef, RuntimeStatus, Ssh, Vm, VmImageSpec, VmKernelSpec,
-    VmNetworkSpec, VmSpec, VmStatus, VmStorageSpec, VmmKind, VmmStatus, Volume, VolumeMount,
-    defaults, join_ips,
+    Accel, BlockDeviceVolume, BootPhases, ExitReason, ExitRecord, FileMapping, GuestMode,
+    NetworkMode, NetworkStatus, OciImageSource, ProcessRef, RuntimeStatus, Ssh, Vm, VmImageSpec,
+    VmKernelSpec, VmNetworkSpec, VmSpec, VmStatus, VmStorageSpec, VmmKind, VmmStatus, Volume,
+    VolumeMount, defaults, join_ips,
 };

@@ -126,6 +126,13 @@ impl TemplateSubject for Vm {
             }),
             ssh_address: Some(String::new()),
             boot_millis: Some(0),
+            boot_phases: Some(crate::BootPhases {
+                prepare_millis: Some(0),
+                vmm_start_millis: Some(0),
+                kernel_millis: Some(0),
+                init_millis: Some(0),
+                ready_millis: Some(0),
+            }),
             error: Some(String::new()),
             auto_remove: true,
         };

@@ -460,6 +460,10 @@ pub struct VmStatus {
     /// start (an addition to Ignite's model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_millis: Option<u64>,
+    /// Where the last start's boot time went, phase by phase (an addition to Ignite's
+    /// model; `ignite run --log-level debug` prints it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_phases: Option<BootPhases>,
     /// Why the last attempt to apply this VM's manifest failed (`ignited`; an addition to
     /// Ignite's model). Absent when it succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -472,6 +476,25 @@ pub struct VmStatus {
 
 /// A process, identified by its pid and its start time (in clock ticks since boot, from
 /// /proc/<pid>/stat) so a recycled pid is never mistaken for it.
+/// Where a start's boot time went, in milliseconds: on the host's clock `prepare`
+/// (supervisor start → VMM process started), `vmmStart` (→ guest running) and `ready`
+/// (VMM process started → the guest agent's hello); on the guest's, `kernel` (kernel start
+/// → ignite-init) and `init` (ignite-init → the agent's hello).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BootPhases {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepare_millis: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmm_start_millis: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_millis: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_millis: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_millis: Option<u64>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProcessRef {

@@ -12,10 +12,13 @@ use ignite_testkit::{Host, guest_init, stdout};
 fn run_rm_exits_with_the_workloads_status() {
     ignite_testkit::require_root!("booting VMs");
     let host = Host::new(cargo_bin!("ignite"));
-    // A command replaces CMD; the image's ENTRYPOINT (/bin/sh -c) stays.
+    // A command replaces CMD; the image's ENTRYPOINT (/bin/sh -c) stays. At debug level
+    // the client says where the boot's time went, every phase measured.
     let out = host
         .ignite()
         .args([
+            "--log-level",
+            "debug",
             "run",
             "--rm",
             "--network",
@@ -25,7 +28,34 @@ fn run_rm_exits_with_the_workloads_status() {
         ])
         .assert()
         .code(5);
-    drop(out);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    let phases = stderr
+        .lines()
+        .find_map(|l| l.split_once("boot phases: ").map(|(_, p)| p.to_string()))
+        .unwrap_or_else(|| panic!("no boot phases in: {stderr}"));
+    let millis: Vec<(String, u64)> = phases
+        .split(", ")
+        .map(|p| {
+            let (name, ms) = p.rsplit_once(' ').unwrap().0.rsplit_once(' ').unwrap();
+            (name.to_string(), ms.parse().unwrap())
+        })
+        .collect();
+    let names: Vec<&str> = millis.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "prepare",
+            "VMM start",
+            "kernel → init",
+            "init → agent hello",
+            "ready"
+        ],
+        "{phases}"
+    );
+    // The guest's kernel and init phases happen within what the host saw as the boot.
+    let (kernel, init, ready) = (millis[2].1, millis[3].1, millis[4].1);
+    assert!(kernel > 0 && init > 0 && ready > 0, "{phases}");
+    assert!(kernel + init <= ready + 500, "{phases}");
     // Without a command, container mode runs ENTRYPOINT + CMD ... but this image has an
     // init, so auto mode would pick VM mode: force container mode.
     host.ignite()

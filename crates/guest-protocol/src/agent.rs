@@ -213,6 +213,52 @@ pub struct Hello {
     /// Guest → host: the mode the guest booted in (`vm` or `container`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    /// Guest → host: where the boot's time went, as far as the guest saw it; the
+    /// supervisor adds its own phases before it hands the hello to an attached client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<BootTimes>,
+}
+
+/// Where a boot's time went, in milliseconds, phase by phase. The guest fills `kernel`
+/// and `init` (its own clock, `CLOCK_BOOTTIME`); the supervisor the others (the host's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BootTimes {
+    /// Supervisor start → VMM process started: network, initramfs, disks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepare_millis: Option<u64>,
+    /// VMM process started → guest running: the VMM's own set-up and the boot request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmm_start_millis: Option<u64>,
+    /// Kernel start → ignite-init running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_millis: Option<u64>,
+    /// ignite-init start → the agent's hello: modules, root disk, network, the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_millis: Option<u64>,
+    /// VMM process started → the agent's hello, on the host's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_millis: Option<u64>,
+}
+
+impl std::fmt::Display for BootTimes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let phases = [
+            ("prepare", self.prepare_millis),
+            ("VMM start", self.vmm_start_millis),
+            ("kernel → init", self.kernel_millis),
+            ("init → agent hello", self.init_millis),
+            ("ready", self.ready_millis),
+        ];
+        let mut first = true;
+        for (name, millis) in phases {
+            if let Some(ms) = millis {
+                write!(f, "{}{name} {ms} ms", if first { "" } else { ", " })?;
+                first = false;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -291,6 +337,7 @@ mod tests {
                     version: PROTOCOL_VERSION,
                     software: "test".into(),
                     mode: None,
+                    boot: None,
                 },
             ),
             Frame::new(FrameKind::Stdout, 7, b"hello".to_vec()),

@@ -79,6 +79,7 @@ impl AgentClient {
                 version: PROTOCOL_VERSION,
                 software: format!("ignite v{}", env!("CARGO_PKG_VERSION")),
                 mode: None,
+                boot: None,
             },
         );
         let deadline = Instant::now() + timeout;
@@ -399,6 +400,7 @@ mod tests {
                         version: PROTOCOL_VERSION,
                         software: "guest".into(),
                         mode: Some("container".into()),
+                        boot: None,
                     },
                 ),
                 Frame::new(FrameKind::Stdout, WORKLOAD, b"one ".to_vec()),
@@ -446,6 +448,7 @@ mod tests {
                 version: PROTOCOL_VERSION,
                 software: "t".into(),
                 mode: None,
+                boot: None,
             },
         };
         let ids: Vec<u32> = (0..3).map(|_| client.open_route().0).collect();

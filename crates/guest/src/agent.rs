@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use ignite_guest_protocol::agent::{
-    CONTROL, CopyRequest, ErrorBody, ExecRequest, ExitStatus, Frame, FrameKind, Hello,
+    BootTimes, CONTROL, CopyRequest, ErrorBody, ExecRequest, ExitStatus, Frame, FrameKind, Hello,
     PROTOCOL_VERSION, SERIAL_PORT_NAME, SignalRequest, VSOCK_PORT, WORKLOAD, WindowSize,
 };
 use ignite_guest_protocol::config::{BootMode, Workload};
@@ -40,7 +40,7 @@ const CHUNK: usize = 32 * 1024;
 
 /// Starts the agent (a new process of this same binary). In container mode PID 1 keeps a
 /// link to it; in VM mode it is on its own once the image's init takes over.
-pub fn spawn(mode: BootMode, workload: &Workload) -> Option<AgentLink> {
+pub fn spawn(mode: BootMode, workload: &Workload, init_started_millis: u64) -> Option<AgentLink> {
     let user = process_env::resolve_user(&workload.user)
         .or_else(|_| process_env::resolve_user(""))
         .unwrap_or(process_env::User {
@@ -54,6 +54,7 @@ pub fn spawn(mode: BootMode, workload: &Workload) -> Option<AgentLink> {
         .arg0("ignite-agent")
         .arg("agent")
         .arg(mode.as_str())
+        .arg(init_started_millis.to_string())
         .env_clear()
         .envs(process_env::environment(workload, &user))
         .current_dir("/");
@@ -78,8 +79,16 @@ pub fn spawn(mode: BootMode, workload: &Workload) -> Option<AgentLink> {
 }
 
 /// The agent process's main.
-pub fn run(mode: &str) -> ExitCode {
+/// Milliseconds since the kernel started (`CLOCK_BOOTTIME`, which counts from boot).
+pub fn boot_clock_millis() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    (t.tv_sec as u64) * 1000 + (t.tv_nsec as u64) / 1_000_000
+}
+
+/// `ignite-init agent MODE [INIT-STARTED-MILLIS]`.
+pub fn run(mode: &str, init_started_millis: Option<u64>) -> ExitCode {
     let agent = Arc::new(Agent {
+        init_started_millis,
         mode: BootMode::parse(mode).unwrap_or(BootMode::Vm),
         connections: Mutex::new(Vec::new()),
         to_init: Mutex::new(std::io::stdout()),
@@ -147,6 +156,8 @@ fn find_serial_port() -> Option<String> {
 }
 
 struct Agent {
+    /// When ignite-init started (the boot clock), for the hello's boot times.
+    init_started_millis: Option<u64>,
     mode: BootMode,
     connections: Mutex<Vec<Weak<Connection>>>,
     /// Container mode: frames for the workload go to PID 1 on stdout.
@@ -253,6 +264,11 @@ impl Agent {
                         version: PROTOCOL_VERSION,
                         software: format!("ignite-init v{}", env!("CARGO_PKG_VERSION")),
                         mode: Some(self.mode.as_str().to_string()),
+                        boot: self.init_started_millis.map(|started| BootTimes {
+                            kernel_millis: Some(started),
+                            init_millis: Some(boot_clock_millis().saturating_sub(started)),
+                            ..BootTimes::default()
+                        }),
                     },
                 ));
                 conn.greeted.store(true, Ordering::SeqCst);

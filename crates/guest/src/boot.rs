@@ -29,6 +29,8 @@ const IMAGE_INIT: &str = "/sbin/init";
 
 /// Runs the boot sequence. Never returns: it execs the image's init or powers off.
 pub fn run() -> ! {
+    // How long the kernel took to get here, for the agent's hello.
+    let started = crate::agent::boot_clock_millis();
     say(&format!("v{} starting", env!("CARGO_PKG_VERSION")));
     mount_pseudo_filesystems();
     let loaded = load_modules();
@@ -80,7 +82,7 @@ pub fn run() -> ! {
         say("the agent is off (ignite.agent=off): ignite exec and cp are unavailable");
         None
     } else {
-        agent::spawn(mode, &config.workload)
+        agent::spawn(mode, &config.workload, started)
     };
     match mode {
         BootMode::Container => workload::run(&config.workload, agent),

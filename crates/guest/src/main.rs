@@ -41,7 +41,12 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
         }
-        Some("agent") => return agent::run(args.get(1).map_or("vm", String::as_str)),
+        Some("agent") => {
+            return agent::run(
+                args.get(1).map_or("vm", String::as_str),
+                args.get(2).and_then(|ms| ms.parse().ok()),
+            );
+        }
         Some("exec-tty") => return agent::exec_tty(&args[1..]),
         _ => {}
     }

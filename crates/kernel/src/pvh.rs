@@ -67,7 +67,9 @@ fn notes_have_pvh_entry(mut notes: &[u8]) -> bool {
     while notes.len() >= 12 {
         let word = |at: usize| u32::from_le_bytes(notes[at..at + 4].try_into().expect("4 bytes"));
         let (namesz, descsz, kind) = (word(0) as usize, word(4) as usize, word(8));
-        let Some(len) = pad(namesz).checked_add(pad(descsz)).and_then(|n| n.checked_add(12))
+        let Some(len) = pad(namesz)
+            .checked_add(pad(descsz))
+            .and_then(|n| n.checked_add(12))
         else {
             return false;
         };

@@ -136,8 +136,15 @@ pub fn follow(
     proxy: &SignalProxy,
     vm: &Vm,
 ) -> anyhow::Result<Attached> {
-    match attachment.next_event()? {
-        Event::Guest { mode } if mode.as_deref() == Some("container") => {}
+    let event = attachment.next_event()?;
+    if let Event::Guest {
+        boot: Some(boot), ..
+    } = &event
+    {
+        tracing::debug!("boot phases: {boot}");
+    }
+    match event {
+        Event::Guest { mode, .. } if mode.as_deref() == Some("container") => {}
         Event::NoAgent(why) => {
             tracing::debug!("no workload stream: {why}");
             proxy.stop_the_vm_on_signal(vm.clone());

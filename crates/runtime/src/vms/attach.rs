@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ignite_guest_protocol::agent::{
-    ErrorBody, ExitStatus, Frame, FrameKind, Hello, MAX_PAYLOAD, SignalRequest, WORKLOAD,
-    WindowSize,
+    BootTimes, ErrorBody, ExitStatus, Frame, FrameKind, Hello, MAX_PAYLOAD, SignalRequest,
+    WORKLOAD, WindowSize,
 };
 use serde::{Deserialize, Serialize};
 
@@ -54,9 +54,11 @@ impl AttachRequest {
 /// What arrives on the client's end.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event {
-    /// The guest's agent answered; `mode` is `container` when a workload runs.
+    /// The guest's agent answered; `mode` is `container` when a workload runs; `boot`
+    /// says where the boot's time went.
     Guest {
         mode: Option<String>,
+        boot: Option<BootTimes>,
     },
     /// No agent will answer (it is off): there is no workload stream.
     NoAgent(String),
@@ -101,9 +103,13 @@ impl Attachment {
                 return Ok(Event::Closed);
             };
             return Ok(match frame.kind {
-                FrameKind::Hello => Event::Guest {
-                    mode: frame.body::<Hello>()?.mode,
-                },
+                FrameKind::Hello => {
+                    let hello = frame.body::<Hello>()?;
+                    Event::Guest {
+                        mode: hello.mode,
+                        boot: hello.boot,
+                    }
+                }
                 FrameKind::Error => Event::NoAgent(frame.body::<ErrorBody>()?.message),
                 FrameKind::Stdout => Event::Stdout(frame.payload),
                 FrameKind::Stderr => Event::Stderr(frame.payload),
@@ -255,6 +261,7 @@ mod tests {
                     version: 1,
                     software: "t".into(),
                     mode: Some("container".into()),
+                    boot: None,
                 },
             ),
             Frame::new(FrameKind::Stdout, WORKLOAD, b"out".to_vec()),
@@ -274,7 +281,8 @@ mod tests {
         assert_eq!(
             attachment.next_event().unwrap(),
             Event::Guest {
-                mode: Some("container".into())
+                mode: Some("container".into()),
+                boot: None,
             }
         );
         assert_eq!(

@@ -545,6 +545,7 @@ fn start_with(
     options: &StartOptions<'_>,
     attach: Option<(attach::AttachRequest, std::os::fd::OwnedFd)>,
 ) -> Result<Vm, VmError> {
+    let begun = Instant::now();
     let vm = repair(store, vm);
     let name = vm.metadata.name.clone();
     if is_running(&vm) {
@@ -617,6 +618,10 @@ fn start_with(
         {
             // The supervisor lives on detached; it is not this process's to wait for.
             std::mem::forget(child);
+            tracing::debug!(
+                "VM {name}: its VMM runs {} ms after the start began (checks, supervisor, VMM)",
+                begun.elapsed().as_millis()
+            );
             return settled(store, &uid, &name, &log_path, current);
         }
         if let Ok(Some(_)) = child.try_wait() {

@@ -22,7 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ignite_api::{ExitRecord, Time, Uid, VmmStatus};
-use ignite_guest_protocol::agent::{CONTROL, ErrorBody, ExitStatus, Frame, FrameKind, WORKLOAD};
+use ignite_guest_protocol::agent::{
+    BootTimes, CONTROL, ErrorBody, ExitStatus, Frame, FrameKind, Hello, WORKLOAD,
+};
 use ignite_guest_protocol::client::AgentClient;
 use ignite_guest_protocol::status::{kernel_panic_line, last_exit_status};
 use ignite_store::{Store, StoreError};
@@ -53,6 +55,7 @@ pub fn supervise(root: &std::path::Path, uid: &str) -> Result<(), VmError> {
 
 /// Runs the VM until it ends. Called through [`supervise`] by [`super::start_vm`].
 pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmError> {
+    let supervisor_started = Instant::now();
     // Detach from the starting command's session and terminal.
     let _ = rustix::process::setsid();
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP])
@@ -175,6 +178,11 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         let _ = child.kill();
         return Err(VmError::Host(format!("{} refused the VM: {e}", vmm.name())));
     }
+    let host_phases = BootTimes {
+        prepare_millis: Some(millis_between(supervisor_started, launched)),
+        vmm_start_millis: Some(launched.elapsed().as_millis() as u64),
+        ..BootTimes::default()
+    };
     store.vms().update(uid, |v| -> Result<(), StoreError> {
         v.status.running = true;
         v.status.start_time = Some(Time::now());
@@ -186,6 +194,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         });
         v.status.exit = None;
         v.status.boot_millis = None;
+        v.status.boot_phases = None;
         v.status.ssh_address = attachment.ssh_address.clone();
         v.status.network = attachment.status.clone();
         Ok(())
@@ -225,17 +234,27 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         let (vmm, spec) = (vmm.clone(), spec.clone());
         let dir = files.dir().to_path_buf();
         let (root, uid) = (store.root().to_path_buf(), uid.clone());
-        let ready = move || {
+        let ready = move |guest: Option<BootTimes>| {
             let millis = launched.elapsed().as_millis() as u64;
+            let guest = guest.unwrap_or_default();
+            let times = BootTimes {
+                kernel_millis: guest.kernel_millis,
+                init_millis: guest.init_millis,
+                ready_millis: Some(millis),
+                ..host_phases
+            };
+            tracing::debug!("boot phases: {times}");
             let recorded = Store::open(&root).and_then(|store| {
                 store.vms().update(&uid, |v| -> Result<(), StoreError> {
                     v.status.boot_millis = Some(millis);
+                    v.status.boot_phases = Some(boot_phases(&times));
                     Ok(())
                 })
             });
             if let Err(e) = recorded {
                 tracing::warn!("cannot record the boot time: {e}");
             }
+            times
         };
         let workload = WorkloadSinks {
             exit: workload_exit,
@@ -386,10 +405,25 @@ fn no_agent(message: &str) -> Frame {
 /// Connects to the guest agent (retrying while the guest boots), keeps the connection for
 /// stop requests, and stores the workload's output and exit as they arrive: in the output
 /// log and to the attached client, then acknowledges the exit so the guest powers off.
+fn millis_between(from: Instant, to: Instant) -> u64 {
+    to.saturating_duration_since(from).as_millis() as u64
+}
+
+/// The boot times as the VM's status records them.
+fn boot_phases(t: &BootTimes) -> ignite_api::BootPhases {
+    ignite_api::BootPhases {
+        prepare_millis: t.prepare_millis,
+        vmm_start_millis: t.vmm_start_millis,
+        kernel_millis: t.kernel_millis,
+        init_millis: t.init_millis,
+        ready_millis: t.ready_millis,
+    }
+}
+
 fn hold_agent(
     connect: impl Fn() -> std::io::Result<UnixStream>,
     vm_dir: &std::path::Path,
-    ready: impl FnOnce(),
+    ready: impl FnOnce(Option<BootTimes>) -> BootTimes,
     slot: Arc<Mutex<Option<Arc<AgentClient>>>>,
     workload: WorkloadSinks,
 ) {
@@ -414,10 +448,14 @@ fn hold_agent(
         }
     };
     tracing::info!(guest = %client.guest.software, "the guest agent answered");
-    ready();
+    let times = ready(client.guest.boot);
     *slot.lock().expect("agent lock") = Some(client.clone());
     if let Some(attached) = &workload.client {
-        attached.send(&Frame::json(FrameKind::Hello, CONTROL, &client.guest));
+        let hello = Hello {
+            boot: Some(times),
+            ..client.guest.clone()
+        };
+        attached.send(&Frame::json(FrameKind::Hello, CONTROL, &hello));
     }
     let Some(frames) = client.take_workload() else {
         return;
