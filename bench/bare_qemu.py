@@ -28,7 +28,8 @@ def host_tsc_khz() -> int:
 def bare_cmdline(recorded_file: Path, fastest: bool = False) -> list:
     recorded = [c.decode() for c in recorded_file.read_bytes().split(b"\0") if c]
     extra = " ignite.agent=off"
-    if fastest:
+    append = recorded[recorded.index("-append") + 1] if "-append" in recorded else ""
+    if fastest and "tsc_early_khz=" not in append:
         extra += f" tsc_early_khz={host_tsc_khz()}"
     cmdline, skip = [], 0
     for i, arg in enumerate(recorded):
