@@ -126,6 +126,7 @@ impl TemplateSubject for Vm {
             }),
             ssh_address: Some(String::new()),
             boot_millis: Some(0),
+            paused: true,
             boot_phases: Some(crate::BootPhases {
                 prepare_millis: Some(0),
                 vmm_start_millis: Some(0),

@@ -460,6 +460,10 @@ pub struct VmStatus {
     /// start (an addition to Ignite's model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_millis: Option<u64>,
+    /// The guest's vCPUs are frozen (`ignite pause`, as `docker pause`); an addition to
+    /// Ignite's model.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
     /// Where the last start's boot time went, phase by phase (an addition to Ignite's
     /// model; `ignite run --log-level debug` prints it).
     #[serde(default, skip_serializing_if = "Option::is_none")]

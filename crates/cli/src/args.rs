@@ -269,6 +269,10 @@ pub enum LifecycleCommand {
     Stop(StopArgs),
     /// Kill running VMs at once
     Kill(VmsArgs),
+    /// Freeze running VMs' vCPUs (as docker pause; memory and processes stay as they are)
+    Pause(VmsArgs),
+    /// Let paused VMs run again
+    Unpause(VmsArgs),
     /// Remove VMs
     Rm(RmArgs),
     /// Print a VM's console output

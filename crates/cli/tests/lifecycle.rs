@@ -385,3 +385,90 @@ fn doctor_reports_what_is_missing_and_how_to_fix_it() {
         assert!(line.contains(path) && !line.contains("apt-get"), "{line}");
     }
 }
+
+/// The workload's counter lines in the VM's logs.
+fn counted(host: &Host, vm: &str) -> usize {
+    stdout(host.ignite().args(["logs", vm]))
+        .lines()
+        .filter(|l| l.starts_with("count "))
+        .count()
+}
+
+#[test]
+fn pause_freezes_a_counting_guest_and_unpause_resumes_it() {
+    ignite_testkit::require_root!("booting VMs");
+    let host = Host::new(cargo_bin!("ignite"));
+    host.ignite()
+        .args([
+            "run",
+            "--name",
+            "counter",
+            "--network",
+            "none",
+            &host.image(),
+            "i=0; while :; do i=$((i+1)); echo count $i; busybox sleep 0.2; done",
+        ])
+        .assert()
+        .success();
+    host.wait_for_log("counter", "count 3");
+
+    host.ignite().args(["pause", "counter"]).assert().success();
+    assert_eq!(host.status_of("counter"), "Paused");
+    let frozen = counted(&host, "counter");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        counted(&host, "counter"),
+        frozen,
+        "a paused guest counted on"
+    );
+    // What needs the guest is refused while it is paused; pausing twice is an error.
+    let refused = host
+        .ignite()
+        .args(["exec", "counter", "true"])
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("VM counter is paused: unpause it first (ignite unpause counter)"),
+        "{stderr}"
+    );
+    let twice = host.ignite().args(["pause", "counter"]).assert().failure();
+    let stderr = String::from_utf8_lossy(&twice.get_output().stderr).into_owned();
+    assert!(stderr.contains("VM counter is already paused"), "{stderr}");
+
+    host.ignite()
+        .args(["vm", "unpause", "counter"])
+        .assert()
+        .success();
+    assert_eq!(host.status_of("counter"), "Up");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while counted(&host, "counter") <= frozen + 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the unpaused guest does not count"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    host.ignite()
+        .args(["exec", "counter", "busybox", "true"])
+        .assert()
+        .success();
+
+    // A paused VM still stops gracefully: it is resumed to hear its power button.
+    host.ignite().args(["pause", "counter"]).assert().success();
+    let started = Instant::now();
+    host.ignite().args(["stop", "counter"]).assert().success();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "stop waited for its grace period"
+    );
+    assert_eq!(host.status_of("counter"), "Stopped");
+    let out = host
+        .ignite()
+        .args(["unpause", "counter"])
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("VM counter is not running"), "{stderr}");
+    host.ignite().args(["rm", "counter"]).assert().success();
+}

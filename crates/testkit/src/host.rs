@@ -278,14 +278,17 @@ impl Host {
         stdout(self.ignite().args(["ps", "-a"]))
     }
 
-    /// "Up" or "Stopped", as `ps -a` lists the VM; fails the test when it is not listed.
+    /// `Up`, `Paused` or `Stopped`, as `ps -a` lists the VM; fails the test when it is not
+    /// listed.
     pub fn status_of(&self, name: &str) -> String {
         let ps = self.ps_all();
         let line = ps
             .lines()
             .find(|l| l.split_whitespace().last() == Some(name))
             .unwrap_or_else(|| panic!("{name} is not listed:\n{ps}"));
-        if line.contains("\tUp") {
+        if line.contains("(Paused)") {
+            "Paused".into()
+        } else if line.contains("\tUp") {
             "Up".into()
         } else {
             "Stopped".into()

@@ -61,6 +61,10 @@ pub trait Vmm: Send + Sync {
     fn boot(&self, spec: &MachineSpec, control: &Path) -> io::Result<()>;
     /// Presses the power button: a guest that listens powers off.
     fn power_button(&self, control: &Path) -> io::Result<()>;
+    /// Freezes the guest's vCPUs (`ignite pause`); its memory and devices stay as they are.
+    fn pause(&self, control: &Path) -> io::Result<()>;
+    /// Lets a paused guest run again (`ignite unpause`).
+    fn resume(&self, control: &Path) -> io::Result<()>;
     /// True when a [`ConsoleSpec::Socket`] console is the VMM's stdin and stdout, which the
     /// supervisor then relays (with a capped log) itself.
     fn console_on_stdio(&self) -> bool {

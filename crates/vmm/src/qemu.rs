@@ -77,6 +77,18 @@ impl Vmm for Qemu {
             .execute("system_powerdown", None)
             .map(|_| ())
     }
+
+    fn pause(&self, control: &Path) -> io::Result<()> {
+        Qmp::connect(control, Duration::from_secs(5))?
+            .execute("stop", None)
+            .map(|_| ())
+    }
+
+    fn resume(&self, control: &Path) -> io::Result<()> {
+        Qmp::connect(control, Duration::from_secs(5))?
+            .execute("cont", None)
+            .map(|_| ())
+    }
 }
 
 /// The arguments after the program name. The kernel's command line is used as given, but

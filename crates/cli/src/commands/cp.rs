@@ -46,6 +46,7 @@ fn connect(ctx: &Context, vm: &str, timeout: u64) -> anyhow::Result<AgentClient>
     if !vms::is_running(&vm) {
         bail!("VM {} is not running: start it first", vm.metadata.name);
     }
+    vms::check_not_paused(&vm)?;
     let socket = VmFiles::new(&ctx.store, &vms::uid_of(&vm)).exec_socket();
     let stream = UnixStream::connect(&socket)
         .with_context(|| format!("cannot reach the supervisor of VM {}", vm.metadata.name))?;

@@ -70,6 +70,7 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> anyhow::Result<ExitCode> {
             vm.metadata.name
         );
     }
+    vms::check_not_paused(&vm)?;
     let agent = match connect(ctx, &vm, Duration::from_secs(args.timeout)) {
         Ok(agent) => agent,
         // SSH is the fallback when the VM has it.

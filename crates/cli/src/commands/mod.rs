@@ -134,6 +134,8 @@ fn lifecycle(ctx: &Context, command: &LifecycleCommand) -> anyhow::Result<ExitCo
         LifecycleCommand::Start(args) => vm::start_command(ctx, args),
         LifecycleCommand::Stop(args) => vm::stop(ctx, args),
         LifecycleCommand::Kill(args) => vm::kill(ctx, args),
+        LifecycleCommand::Pause(args) => vm::pause(ctx, args, true),
+        LifecycleCommand::Unpause(args) => vm::pause(ctx, args, false),
         LifecycleCommand::Rm(args) => vm::rm(ctx, args),
         LifecycleCommand::Logs(args) => logs::run(ctx, args),
         LifecycleCommand::Attach(args) => vm::attach(ctx, args),

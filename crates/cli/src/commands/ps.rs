@@ -117,6 +117,7 @@ fn cells(row: VmRow<'_>, now: DateTime<Utc>) -> Vec<Cow<'_, str>> {
         .map_or_else(String::new, |c| format!("{} ago", age(c)));
     let status = match (row.running, row.started) {
         _ if row.outdated => "*Up".to_string(),
+        (true, Some(s)) if row.paused => format!("Up {} (Paused)", age(s)),
         (true, Some(s)) => format!("Up {}", age(s)),
         (true, None) => "Up".to_string(),
         (false, _) => "Stopped".to_string(),

@@ -18,6 +18,7 @@ pub fn run(ctx: &Context, args: &SshArgs) -> anyhow::Result<ExitCode> {
     if !vms::is_running(&vm) {
         bail!("VM {name} is not running: start it first (ignite start {name})");
     }
+    vms::check_not_paused(&vm)?;
     exec_ssh(
         ctx,
         &vm,

@@ -205,6 +205,27 @@ pub fn kill(ctx: &Context, args: &VmsArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `pause` and `unpause`.
+pub fn pause(ctx: &Context, args: &VmsArgs, pause: bool) -> anyhow::Result<ExitCode> {
+    let firecracker = ctx
+        .configuration
+        .as_ref()
+        .and_then(|c| c.spec.firecracker.clone());
+    each(ctx, &args.vms, |store, vm| {
+        let vm = if pause {
+            vms::pause_vm(store, vm, firecracker.as_deref())?
+        } else {
+            vms::unpause_vm(store, vm, firecracker.as_deref())?
+        };
+        tracing::info!(
+            "{} VM {}",
+            if pause { "paused" } else { "unpaused" },
+            vm.metadata.name
+        );
+        Ok(vm)
+    })
+}
+
 pub fn rm(ctx: &Context, args: &RmArgs) -> anyhow::Result<ExitCode> {
     let queries = match &args.config {
         Some(path) => {

@@ -8,13 +8,15 @@ use ignite_api::ports::join_ports;
 use ignite_api::{ImageSource, ProcessRef, Vm, join_ips};
 
 /// Names the layout of [`VmRow::encode`]; change it whenever that layout changes.
-pub const ROW_FORMAT: &str = "ps-row-v3";
+pub const ROW_FORMAT: &str = "ps-row-v4";
 
 /// What one line of the table needs, with times kept raw so ages are always current.
 /// Rows read from the summary index borrow their text from it.
 pub struct VmRow<'a> {
     pub uid: Cow<'a, str>,
     pub running: bool,
+    /// Running with its vCPUs frozen (`ignite pause`).
+    pub paused: bool,
     /// The supervisor recorded for a running VM, checked before the VM is shown as Up.
     pub supervisor: Option<ProcessRef>,
     pub created: Option<i64>,
@@ -52,6 +54,7 @@ impl<'a> VmRow<'a> {
                     .map_or_else(String::new, ToString::to_string),
             ),
             running: vm.status.running,
+            paused: vm.status.running && vm.status.paused,
             supervisor: vm.status.supervisor,
             created: vm.metadata.created.map(|t| t.0.timestamp()),
             started: vm.status.start_time.map(|t| t.0.timestamp()),
@@ -77,7 +80,13 @@ impl<'a> VmRow<'a> {
         let time = |t: Option<i64>| t.map_or_else(|| "-".to_string(), |t| t.to_string());
         let mut fields = vec![
             self.uid.to_string(),
-            (if self.running { "1" } else { "0" }).to_string(),
+            // 0 stopped, 1 running, 2 running and paused.
+            (match (self.running, self.paused) {
+                (true, true) => "2",
+                (true, false) => "1",
+                _ => "0",
+            })
+            .to_string(),
             self.supervisor.map_or_else(
                 || "-".to_string(),
                 |p| format!("{}:{}", p.pid, p.start_ticks),
@@ -108,6 +117,7 @@ impl<'a> VmRow<'a> {
             .is_some_and(super::process::is_alive);
         self.outdated = alive && !self.running;
         self.running = alive;
+        self.paused &= alive;
         self
     }
 
@@ -130,7 +140,8 @@ impl<'a> VmRow<'a> {
         });
         Some(VmRow {
             uid,
-            running: running == "1",
+            running: running == "1" || running == "2",
+            paused: running == "2",
             supervisor,
             created: time(&created),
             started: time(&started),

@@ -461,6 +461,7 @@ pub fn repair(store: &Store, vm: Vm) -> Vm {
     }
     let fix = |vm: &mut Vm| {
         vm.status.running = false;
+        vm.status.paused = false;
         vm.status.supervisor = None;
         vm.status.vmm = None;
         vm.status.ssh_address = None;
@@ -750,6 +751,79 @@ pub fn stop_vm(store: &Store, vm: Vm, kill: bool) -> Result<Vm, VmError> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Freezes a running VM's vCPUs, as `docker pause`: its memory, devices and processes stay
+/// as they are, and its time stands still for it until [`unpause_vm`].
+pub fn pause_vm(
+    store: &Store,
+    vm: Vm,
+    firecracker: Option<&std::path::Path>,
+) -> Result<Vm, VmError> {
+    set_paused(store, vm, firecracker, true)
+}
+
+/// Lets a paused VM run again (`ignite unpause`).
+pub fn unpause_vm(
+    store: &Store,
+    vm: Vm,
+    firecracker: Option<&std::path::Path>,
+) -> Result<Vm, VmError> {
+    set_paused(store, vm, firecracker, false)
+}
+
+fn set_paused(
+    store: &Store,
+    vm: Vm,
+    firecracker: Option<&std::path::Path>,
+    pause: bool,
+) -> Result<Vm, VmError> {
+    let vm = repair(store, vm);
+    let name = vm.metadata.name.clone();
+    if !is_running(&vm) {
+        return Err(VmError::Conflict(format!(
+            "VM {name} is not running: start it first (ignite start {name})"
+        )));
+    }
+    match (pause, vm.status.paused) {
+        (true, true) => {
+            return Err(VmError::Conflict(format!("VM {name} is already paused")));
+        }
+        (false, false) => {
+            return Err(VmError::Conflict(format!("VM {name} is not paused")));
+        }
+        _ => {}
+    }
+    let vmm = ignite_vmm::driver::locate(ignite_vmm::driver::recorded(vm.spec.vmm), firecracker)?;
+    let uid = uid_of(&vm);
+    let control = VmFiles::new(store, &uid).control_socket();
+    let done = if pause {
+        vmm.pause(&control)
+    } else {
+        vmm.resume(&control)
+    };
+    done.map_err(|e| {
+        VmError::Host(format!(
+            "{} did not {} VM {name}: {e}",
+            vmm.name(),
+            if pause { "pause" } else { "resume" }
+        ))
+    })?;
+    Ok(store.vms().update(&uid, |v| -> Result<(), StoreError> {
+        v.status.paused = pause;
+        Ok(())
+    })?)
+}
+
+/// Refuses what needs a running guest (exec, cp, ssh, attach) while the VM is paused.
+pub fn check_not_paused(vm: &Vm) -> Result<(), VmError> {
+    if vm.status.paused && is_running(vm) {
+        let name = &vm.metadata.name;
+        return Err(VmError::Conflict(format!(
+            "VM {name} is paused: unpause it first (ignite unpause {name})"
+        )));
+    }
+    Ok(())
 }
 
 /// Asks a running VM to stop gracefully (what [`stop_vm`] does without waiting for it):

@@ -69,13 +69,28 @@ pub struct InstanceAction {
     pub action_type: &'static str,
 }
 
+/// `PATCH /vm`'s body: `Paused` or `Resumed`.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct VmState {
+    pub state: &'static str,
+}
+
 /// `PUT path` with a JSON body; Firecracker's `fault_message` becomes the error.
 pub fn put(socket: &Path, path: &str, body: &impl Serialize) -> io::Result<()> {
+    send(socket, "PUT", path, body)
+}
+
+/// `PATCH path` with a JSON body, as [`put`].
+pub fn patch(socket: &Path, path: &str, body: &impl Serialize) -> io::Result<()> {
+    send(socket, "PATCH", path, body)
+}
+
+fn send(socket: &Path, method: &str, path: &str, body: &impl Serialize) -> io::Result<()> {
     let body = serde_json::to_vec(body).map_err(io::Error::other)?;
     let mut stream = UnixStream::connect(socket)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut request = format!(
-        "PUT {path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )
     .into_bytes();
@@ -90,7 +105,7 @@ pub fn put(socket: &Path, path: &str, body: &impl Serialize) -> io::Result<()> {
         .and_then(|v| v.get("fault_message")?.as_str().map(str::to_string))
         .unwrap_or(text);
     Err(io::Error::other(format!(
-        "Firecracker refused PUT {path} ({status}): {message}"
+        "Firecracker refused {method} {path} ({status}): {message}"
     )))
 }
 
@@ -217,6 +232,7 @@ mod tests {
             let mut requests = Vec::new();
             for answer in [
                 "HTTP/1.1 204 No Content\r\nServer: Firecracker API\r\nConnection: keep-alive\r\n\r\n".to_string(),
+                "HTTP/1.1 204 No Content\r\n\r\n".to_string(),
                 {
                     let body = r#"{"fault_message":"The kernel file cannot be opened: No such file or directory (os error 2)"}"#;
                     format!("HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
@@ -252,6 +268,7 @@ mod tests {
             },
         )
         .unwrap();
+        patch(&socket, "/vm", &VmState { state: "Paused" }).unwrap();
         let e = put(
             &socket,
             "/boot-source",
@@ -270,6 +287,9 @@ mod tests {
         let requests = server.join().unwrap();
         assert!(requests[0].0.starts_with("PUT /actions HTTP/1.1\r\n"));
         assert_eq!(requests[0].1, r#"{"action_type":"FlushMetrics"}"#);
-        assert!(!requests[1].1.contains("initrd_path"));
+        // Pause and resume as Firecracker's swagger has them: PATCH /vm {"state": ...}.
+        assert!(requests[1].0.starts_with("PATCH /vm HTTP/1.1\r\n"));
+        assert_eq!(requests[1].1, r#"{"state":"Paused"}"#);
+        assert!(!requests[2].1.contains("initrd_path"));
     }
 }

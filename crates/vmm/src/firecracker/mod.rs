@@ -172,6 +172,14 @@ impl Vmm for Firecracker {
         )
     }
 
+    fn pause(&self, control: &Path) -> io::Result<()> {
+        api::patch(control, "/vm", &api::VmState { state: "Paused" })
+    }
+
+    fn resume(&self, control: &Path) -> io::Result<()> {
+        api::patch(control, "/vm", &api::VmState { state: "Resumed" })
+    }
+
     fn console_on_stdio(&self) -> bool {
         true
     }

@@ -185,6 +185,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     };
     store.vms().update(uid, |v| -> Result<(), StoreError> {
         v.status.running = true;
+        v.status.paused = false;
         v.status.start_time = Some(Time::now());
         v.status.supervisor = Some(process::current());
         v.status.vmm = vmm_process.map(|p| VmmStatus {
@@ -290,6 +291,12 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
                 }
                 SIGTERM | SIGINT if stop_deadline.is_none() => {
                     stop_deadline = Some(Instant::now() + STOP_TIMEOUT);
+                    // A paused guest can neither hear its agent nor its power button.
+                    if store.vms().get(uid).is_ok_and(|v| v.status.paused)
+                        && let Err(e) = vmm.resume(&control)
+                    {
+                        tracing::warn!("cannot resume the paused VM to stop it: {e}");
+                    }
                     let client = agent.lock().expect("agent lock").clone();
                     let asked = client.is_some_and(|a| a.shutdown().is_ok());
                     if !asked && let Err(e) = vmm.power_button(&control) {
@@ -330,6 +337,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     drop(attachment);
     let ended = store.vms().update(uid, |v| -> Result<(), StoreError> {
         v.status.running = false;
+        v.status.paused = false;
         v.status.supervisor = None;
         v.status.vmm = None;
         v.status.ssh_address = None;
