@@ -172,11 +172,15 @@ pub fn validate_configuration(config: &Configuration) -> Result<(), ValidationEr
     if let Some(p) = &spec.network_plugin
         && !["cni", "docker-bridge"].contains(&p.as_str())
     {
-        errors.add(
-            "spec.networkPlugin",
-            p,
-            "must be cni or docker-bridge (accepted for Ignite compatibility)",
-        );
+        errors.add("spec.networkPlugin", p, "must be cni or docker-bridge");
+    }
+    if let Some(cni) = &spec.cni {
+        if let Some(dir) = &cni.conf_dir {
+            check_absolute(&mut errors, "spec.cni.confDir".into(), dir);
+        }
+        for (i, dir) in cni.bin_dirs.iter().enumerate() {
+            check_absolute(&mut errors, format!("spec.cni.binDirs[{i}]"), dir);
+        }
     }
     if let Some(dir) = &spec.registry_config_dir {
         check_absolute(&mut errors, "spec.registryConfigDir".into(), dir);

@@ -2,8 +2,12 @@
 //! the VM's interface (`eth0`), and the VM's tap joined to it by tc redirects both ways,
 //! as Firecracker's tc-redirect-tap does: every frame arriving on `eth0` leaves by the
 //! tap and the other way round, so the guest, using `eth0`'s MAC address and the address
-//! the plugins gave `eth0` (taken off `eth0`), is on the CNI network as a container would
-//! be, whatever made `eth0` (a veth from bridge or ptp, a macvlan, ...).
+//! the plugins gave `eth0`, is on the CNI network as a container would be, whatever made
+//! `eth0` (a veth from bridge or ptp, a macvlan, ...).
+//!
+//! `eth0` keeps its address in the namespace: nothing reaches the namespace's own stack
+//! through it (every frame is redirected), and plugins read it back on DEL (Debian's
+//! bridge plugin finds the masquerade rules it removes by the address on `eth0`).
 
 use std::path::PathBuf;
 
@@ -53,8 +57,7 @@ pub fn delete_netns(host: &dyn Commands, name: &str) -> Result<(), NetError> {
     ip(host, &["netns", "delete", name]).map(drop)
 }
 
-/// Joins the tap [`TAP`] (made here) to `ifname` in namespace `netns`, and takes `ifname`'s
-/// addresses off the namespace's own stack (the guest has them). Its MTU follows
+/// Joins the tap [`TAP`] (made here) to `ifname` in namespace `netns`. Its MTU follows
 /// `ifname`'s.
 pub fn join_tap(
     host: &dyn Commands,
@@ -93,7 +96,7 @@ pub fn join_tap(
             ],
         )?;
     }
-    ip(host, &["-n", netns, "address", "flush", "dev", ifname]).map(drop)
+    Ok(())
 }
 
 /// The MTU and MAC address of `ifname` in the namespace.
@@ -123,7 +126,7 @@ mod tests {
     use crate::Recording;
 
     #[test]
-    fn the_tap_is_joined_both_ways_and_the_address_leaves_the_namespace() {
+    fn the_tap_is_joined_both_ways() {
         let host = Recording::new();
         join_tap(&host, "ignite-abc", "eth0", Some(1450)).unwrap();
         let calls = host.calls();
@@ -133,7 +136,7 @@ mod tests {
         assert!(calls.contains(&"tc -n ignite-abc filter add dev tap0 parent ffff: protocol all u32 match u8 0 0 action mirred egress redirect dev eth0".to_string()));
         assert_eq!(
             calls.last().unwrap(),
-            "ip -n ignite-abc address flush dev eth0"
+            "tc -n ignite-abc filter add dev tap0 parent ffff: protocol all u32 match u8 0 0 action mirred egress redirect dev eth0"
         );
     }
 
