@@ -3,7 +3,7 @@
 //! host-local addresses, portmap and firewall; a ptp network; and the errors (a missing
 //! plugin, an exhausted IPAM) leaving nothing half attached.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{Ipv4Addr, TcpStream};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -78,6 +78,30 @@ fn unique(tag: &str) -> String {
     format!("ignite-t{tag}{:08x}", std::process::id())
 }
 
+/// A VM's namespace made by a test, removed even when the test fails.
+struct VmNetns(String);
+
+impl VmNetns {
+    fn new(tag: &str) -> VmNetns {
+        let name = unique(tag);
+        sandbox::create_netns(&System, &name).unwrap();
+        VmNetns(name)
+    }
+}
+
+impl std::ops::Deref for VmNetns {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for VmNetns {
+    fn drop(&mut self) {
+        let _ = sandbox::delete_netns(&System, &self.0);
+    }
+}
+
 /// bridge + host-local + portmap + firewall: the address, the forwarded port answering,
 /// the firewall's accept rule, the lease; DEL leaves no interface, rule or lease; the
 /// `ips` capability gets the same address back.
@@ -101,8 +125,7 @@ fn a_bridge_network_attaches_forwards_and_detaches_with_real_plugins() {
     inside(&ns, move || {
         let host = System;
         let cni = Cni::new(vec![PLUGINS.into()]);
-        let vm_ns = unique("b");
-        sandbox::create_netns(&host, &vm_ns).unwrap();
+        let vm_ns = VmNetns::new("b");
         let runtime = RuntimeConfig {
             port_mappings: vec![PortMapping {
                 host_port: 18080,
@@ -217,8 +240,7 @@ fn a_ptp_network_with_0_4_0_results_works_too() {
     inside(&ns, move || {
         let host = System;
         let cni = Cni::new(vec![PathBuf::from("/nonexistent"), PLUGINS.into()]);
-        let vm_ns = unique("p");
-        sandbox::create_netns(&host, &vm_ns).unwrap();
+        let vm_ns = VmNetns::new("p");
         let at = invocation(&vm_ns, RuntimeConfig::default());
         let (raw, result) = cni.add(&network, &at).unwrap();
         assert_eq!(result.cni_version, "0.4.0");
@@ -274,8 +296,7 @@ fn plugin_failures_name_the_network_and_plugin_and_leave_nothing_attached() {
             only_bridge.path().join("bridge"),
         )
         .unwrap();
-        let first = unique("f");
-        sandbox::create_netns(&host, &first).unwrap();
+        let first = VmNetns::new("f");
         let at = invocation(&first, RuntimeConfig::default());
 
         let missing = Cni::new(vec![only_bridge.path().to_path_buf()])
@@ -294,8 +315,7 @@ fn plugin_failures_name_the_network_and_plugin_and_leave_nothing_attached() {
 
         let cni = Cni::new(vec![PLUGINS.into()]);
         let (raw, _) = cni.add(&network, &at).unwrap();
-        let second = unique("s");
-        sandbox::create_netns(&host, &second).unwrap();
+        let second = VmNetns::new("s");
         let at2 = invocation(&second, RuntimeConfig::default());
         let exhausted = cni.add(&network, &at2).unwrap_err();
         let text = exhausted.to_string();
@@ -322,5 +342,4 @@ fn plugin_failures_name_the_network_and_plugin_and_leave_nothing_attached() {
         }
         assert!(leases(&data, "tiny").is_empty());
     });
-    let _ = std::io::stdout().flush();
 }
