@@ -232,6 +232,15 @@ fn check_spec(errors: &mut Errors, at: &str, spec: &VmSpec) {
         );
     }
 
+    if let Some(name) = &spec.network.cni_network
+        && (name.is_empty() || name.len() > 128 || name.chars().any(char::is_control))
+    {
+        errors.add(
+            format!("{at}.network.cniNetwork"),
+            name,
+            "must be the name of a CNI network configuration (1 to 128 characters)",
+        );
+    }
     let mut host_ports: Vec<(Option<IpAddr>, u16, crate::ports::Protocol)> = Vec::new();
     for (i, p) in spec.network.ports.iter().enumerate() {
         let field = format!("{at}.network.ports[{i}]");

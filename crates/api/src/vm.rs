@@ -224,7 +224,11 @@ pub struct VmNetworkSpec {
     pub mode: Option<NetworkMode>,
     /// The CNI network a `cni` VM joins, by its configuration's `name` (an addition to
     /// Ignite's model); the first configuration by file name when not given.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "cniNetwork",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cni_network: Option<String>,
 }
 

@@ -191,18 +191,34 @@ fn cni_networks_connect_vms_forward_ports_and_clean_up() {
     let (_, nat) = ns.run("iptables", &["-t", "nat", "-S"]);
     assert!(!nat.contains("8080") && !nat.contains(&web_uid), "{nat}");
 
-    // kill -9 of the supervisor: the next rm detaches what it left.
-    let peer = host.vm("peer");
-    let peer_uid = peer.metadata.uid.clone().unwrap().to_string();
-    kill9(peer.status.supervisor.as_ref().unwrap().pid);
-    let vmm = peer.status.vmm.as_ref().unwrap().process.pid;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while alive(vmm) {
-        assert!(Instant::now() < deadline, "the VMM outlived its supervisor");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // kill -9 of the supervisor: the next start, and the next rm, detach what it left.
+    let crash = |name: &str| {
+        let vm = host.vm(name);
+        kill9(vm.status.supervisor.as_ref().unwrap().pid);
+        let vmm = vm.status.vmm.as_ref().unwrap().process.pid;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive(vmm) {
+            assert!(Instant::now() < deadline, "the VMM outlived its supervisor");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let peer_uid = host.vm("peer").metadata.uid.unwrap().to_string();
+    crash("peer");
     assert!(netns_exists(&peer_uid));
     assert_eq!(leases(&data, "p2p").len(), 1);
+    ignite().args(["start", "peer"]).assert().success();
+    assert_eq!(
+        leases(&data, "p2p").len(),
+        1,
+        "the crashed run's lease is gone"
+    );
+    let peer_ip = address_of(&host, "peer");
+    eventually(
+        "the host pings peer after the repair",
+        "1 packets received",
+        || ns.run("/bin/busybox", &["ping", "-c", "1", "-W", "5", &peer_ip]),
+    );
+    crash("peer");
     ignite().args(["rm", "peer"]).assert().success();
     assert!(!netns_exists(&peer_uid));
     assert!(leases(&data, "p2p").is_empty());
