@@ -257,9 +257,21 @@ fn attach_with(
         format!("{}/{}\n", ip.address, ip.prefix),
     );
     let (mtu, link_mac) = sandbox::link_of(host, &netns, IFNAME).map_err(|e| undo(e.into()))?;
-    let Some(mac) = result.mac_of(IFNAME).map(str::to_string).or(link_mac) else {
+    // Re-spelt from its bytes: it ends up on the VMM's command line.
+    let mac = result
+        .mac_of(IFNAME)
+        .map(str::to_string)
+        .or(link_mac)
+        .and_then(|m| ignite_net::dhcp::parse_mac(&m).ok())
+        .map(|b| {
+            b.iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        });
+    let Some(mac) = mac else {
         return Err(undo(VmError::Host(format!(
-            "CNI network {:?}: no MAC address for {IFNAME} in the VM's namespace",
+            "CNI network {:?}: no valid MAC address for {IFNAME} in the VM's namespace",
             network.name
         ))));
     };
@@ -322,5 +334,66 @@ pub fn status(address: Ipv4Addr) -> NetworkStatus {
     NetworkStatus {
         plugin: "cni".into(),
         ip_addresses: vec![IpAddr::V4(address)],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `-p` on a network without a `portMappings` plugin is refused before anything is
+    /// made (no namespace, no plugin run, no record); an empty directory gets the default.
+    #[test]
+    fn ports_need_a_port_mapping_plugin_and_an_empty_directory_gets_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("state")).unwrap();
+        let conf = dir.path().join("net.d");
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::write(
+            conf.join("10-plain.conflist"),
+            r#"{"cniVersion":"1.0.0","name":"plain","plugins":[{"type":"bridge"}]}"#,
+        )
+        .unwrap();
+        let settings = CniSettings {
+            conf_dir: conf.clone(),
+            bin_dirs: vec![dir.path().join("bin")],
+        };
+        let mut spec = ignite_api::VmSpec::default();
+        spec.network.mode = Some(ignite_api::NetworkMode::Cni);
+        spec.network.ports = vec!["18099:80".parse().unwrap()];
+        let meta = ignite_api::ObjectMeta {
+            name: "web".into(),
+            ..Default::default()
+        };
+        let vm = store.vms().create(Vm::new(meta, spec)).unwrap();
+        let host = ignite_net::Recording::new();
+        let e = attach_with(&host, &store, &vm, &settings).err().unwrap();
+        assert!(matches!(e, VmError::Spec(_)), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("portMappings") && text.contains("\"plain\""),
+            "{text}"
+        );
+        assert!(
+            !host.calls().iter().any(|c| c.starts_with("ip netns add")),
+            "{:?}",
+            host.calls()
+        );
+        assert!(
+            !VmFiles::new(&store, &uid_of(&vm))
+                .dir()
+                .join(RECORD)
+                .exists()
+        );
+        // The configuration was there: no default was written.
+        assert!(!conf.join(cni::DEFAULT_FILE).exists());
+
+        let empty = dir.path().join("empty.d");
+        let settings = CniSettings {
+            conf_dir: empty.clone(),
+            ..settings
+        };
+        let _ = attach_with(&host, &store, &vm, &settings);
+        assert!(empty.join(cni::DEFAULT_FILE).is_file());
     }
 }
