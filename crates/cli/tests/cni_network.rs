@@ -163,6 +163,29 @@ fn cni_networks_connect_vms_forward_ports_and_clean_up() {
     eventually("the host pings peer", "1 packets received", || {
         ns.run("/bin/busybox", &["ping", "-c", "1", "-W", "5", &peer_ip])
     });
+    // A DHCP client in the guest is answered by the supervisor with the CNI address.
+    eventually(
+        "web asks DHCP",
+        &format!("lease of {web_ip} obtained"),
+        || {
+            exec(
+                "web",
+                &[
+                    "busybox",
+                    "udhcpc",
+                    "-i",
+                    "eth0",
+                    "-n",
+                    "-q",
+                    "-f",
+                    "-t",
+                    "3",
+                    "-s",
+                    "/bin/busybox",
+                ],
+            )
+        },
+    );
     // The forward through portmap, from the namespace.
     let fetch = |url: &str| ns.run("/bin/busybox", &["wget", "-q", "-O", "-", url]);
     eventually("the forward on the bridge address", "web", || {

@@ -5,6 +5,9 @@
 //! the plugins gave `eth0`, is on the CNI network as a container would be, whatever made
 //! `eth0` (a veth from bridge or ptp, a macvlan, ...).
 //!
+//! The guest's DHCP requests (UDP to port 67) are the one exception: they stay in the
+//! namespace, where the VM's supervisor answers them with the CNI result.
+//!
 //! `eth0` keeps its address in the namespace: nothing reaches the namespace's own stack
 //! through it (every frame is redirected), and plugins read it back on DEL (Debian's
 //! bridge plugin finds the masquerade rules it removes by the address on `eth0`).
@@ -87,12 +90,24 @@ pub fn join_tap(
     ip(host, &["-n", netns, "link", "set", "dev", TAP, "up"])?;
     for (from, to) in [(ifname, TAP), (TAP, ifname)] {
         tc(host, &["-n", netns, "qdisc", "add", "dev", from, "ingress"])?;
+        if from == TAP {
+            // The guest's DHCP requests stay in the namespace, for the supervisor's
+            // responder (classified, so no later filter redirects them).
+            tc(
+                host,
+                &[
+                    "-n", netns, "filter", "add", "dev", TAP, "parent", "ffff:", "protocol", "ip",
+                    "prio", "1", "u32", "match", "ip", "protocol", "17", "0xff", "match", "ip",
+                    "dport", "67", "0xffff", "flowid", "ffff:1",
+                ],
+            )?;
+        }
         tc(
             host,
             &[
                 "-n", netns, "filter", "add", "dev", from, "parent", "ffff:", "protocol", "all",
-                "u32", "match", "u8", "0", "0", "action", "mirred", "egress", "redirect", "dev",
-                to,
+                "prio", "2", "u32", "match", "u8", "0", "0", "action", "mirred", "egress",
+                "redirect", "dev", to,
             ],
         )?;
     }
@@ -132,11 +147,20 @@ mod tests {
         let calls = host.calls();
         assert_eq!(calls[0], "ip -n ignite-abc tuntap add dev tap0 mode tap");
         assert_eq!(calls[1], "ip -n ignite-abc link set dev tap0 mtu 1450");
-        assert!(calls.contains(&"tc -n ignite-abc filter add dev eth0 parent ffff: protocol all u32 match u8 0 0 action mirred egress redirect dev tap0".to_string()));
-        assert!(calls.contains(&"tc -n ignite-abc filter add dev tap0 parent ffff: protocol all u32 match u8 0 0 action mirred egress redirect dev eth0".to_string()));
+        assert!(calls.contains(&"tc -n ignite-abc filter add dev eth0 parent ffff: protocol all prio 2 u32 match u8 0 0 action mirred egress redirect dev tap0".to_string()));
+        // DHCP for the supervisor, before the redirect.
+        let dhcp = calls
+            .iter()
+            .position(|c| c.starts_with("tc -n ignite-abc filter add dev tap0 parent ffff: protocol ip prio 1 u32 match ip protocol 17 0xff match ip dport 67 0xffff"))
+            .unwrap();
+        assert_eq!(
+            calls[dhcp + 1],
+            "tc -n ignite-abc filter add dev tap0 parent ffff: protocol all prio 2 u32 match u8 0 0 action mirred egress redirect dev eth0"
+        );
+        assert!(calls.contains(&"tc -n ignite-abc filter add dev tap0 parent ffff: protocol all prio 2 u32 match u8 0 0 action mirred egress redirect dev eth0".to_string()));
         assert_eq!(
             calls.last().unwrap(),
-            "tc -n ignite-abc filter add dev tap0 parent ffff: protocol all u32 match u8 0 0 action mirred egress redirect dev eth0"
+            "tc -n ignite-abc filter add dev tap0 parent ffff: protocol all prio 2 u32 match u8 0 0 action mirred egress redirect dev eth0"
         );
     }
 

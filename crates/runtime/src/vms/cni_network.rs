@@ -4,7 +4,7 @@
 //! VM's UID as the container ID and `eth0` as the interface, then tc redirects join the
 //! VM's tap to `eth0` inside the namespace, and the guest takes `eth0`'s MAC address and
 //! the address, gateway and DNS of the CNI result (through ignite-init's static
-//! configuration). The VMM is started inside the namespace (see
+//! configuration, and DHCP answers from the supervisor on the tap). The VMM is started inside the namespace (see
 //! [`super::supervisor::exec_vmm`]). What was attached is recorded in the VM's directory
 //! before ADD runs, so that DEL runs and the namespace goes on stop, on `rm`, and on the
 //! repair after a crash (the supervisor killed with `kill -9`).
@@ -284,6 +284,20 @@ fn attach_with(
             .map(ToString::to_string)
             .collect();
     }
+    if let Some(gateway) = ip.gateway {
+        let lease = ignite_net::dhcp::Lease {
+            mac: ignite_net::dhcp::parse_mac(&mac)?,
+            address: ip.address,
+            mask: prefix_mask(ip.prefix),
+            gateway,
+            nameservers: nameservers.iter().filter_map(|n| n.parse().ok()).collect(),
+            hostname: vm.metadata.name.clone(),
+        };
+        // The static configuration still works without it, so this is no reason to fail.
+        if let Err(e) = serve_dhcp(&sandbox::netns_path(&netns), lease) {
+            tracing::warn!("no DHCP answers for this VM: {e}");
+        }
+    }
     tracing::info!(network = %network.name, address = %ip.address, "attached to the CNI network");
     Ok(CniAttachment {
         dir,
@@ -305,6 +319,32 @@ fn attach_with(
         _held: held,
         attached: true,
     })
+}
+
+/// The netmask of a prefix length (`24`: 255.255.255.0).
+fn prefix_mask(prefix: u8) -> Ipv4Addr {
+    Ipv4Addr::from(
+        u32::MAX
+            .checked_shl(32 - u32::from(prefix.min(32)))
+            .unwrap_or(0),
+    )
+}
+
+/// Starts the VM's DHCP responder on its tap, inside its namespace: a thread that enters
+/// the namespace starts it (the responder's own thread and socket stay there) and ends.
+fn serve_dhcp(netns: &Path, lease: ignite_net::dhcp::Lease) -> Result<(), String> {
+    let netns = netns.to_path_buf();
+    std::thread::spawn(move || -> Result<(), String> {
+        let file = std::fs::File::open(&netns).map_err(|e| format!("{}: {e}", netns.display()))?;
+        rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(&file),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .map_err(|e| format!("cannot enter {}: {e}", netns.display()))?;
+        ignite_net::dhcp::serve(sandbox::TAP, lease).map_err(|e| e.to_string())
+    })
+    .join()
+    .map_err(|_| "the DHCP responder's thread panicked".to_string())?
 }
 
 /// Runs DEL for what the VM's record says it attached and removes its namespace.
@@ -340,6 +380,14 @@ pub fn status(address: Ipv4Addr) -> NetworkStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefixes_become_netmasks() {
+        assert_eq!(prefix_mask(24), Ipv4Addr::new(255, 255, 255, 0));
+        assert_eq!(prefix_mask(16), Ipv4Addr::new(255, 255, 0, 0));
+        assert_eq!(prefix_mask(32), Ipv4Addr::BROADCAST);
+        assert_eq!(prefix_mask(0), Ipv4Addr::UNSPECIFIED);
+    }
 
     /// `-p` on a network without a `portMappings` plugin is refused before anything is
     /// made (no namespace, no plugin run, no record); an empty directory gets the default.
