@@ -6,7 +6,10 @@ against a baseline measured in the same run:
   a user would otherwise take, `docker save -o FILE IMAGE` then `ignite image import
   docker-archive:FILE` (target: at most 1.0x);
 - `ignite run --rm IMAGE` (container mode, no network) against `docker run --rm --network none
-  IMAGE` on the same image: the price of a real VM, reported side by side (no target).
+  IMAGE` on the same image: the price of a real VM, reported side by side (no target);
+- the same `ignite run --rm` against the fastest known bare boot of the same guest (bare QEMU,
+  same kernel, initramfs and disk, no instruction counting under TCG, the host's TSC frequency
+  given to the guest: see bench/bare_qemu.py), reported (the target is issue 19's).
 
 Starts a dockerd of its own (own data root and socket, no bridge, no iptables) and stops it.
 Needs root, Debian's docker.io (scripts/setup.sh), Debian's kernel package and IGNITE_INIT.
@@ -21,6 +24,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bare_qemu import bare_cmdline  # noqa: E402
 
 IMPORT_TARGET = 1.0
 DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
@@ -113,6 +119,19 @@ def main() -> int:
         accel = os.environ.get("IGNITE_ACCEL", "auto")
         print(f"bench vm-vs-container: ignite run --rm {v:.2f} s, docker run --rm {c:.2f} s "
               f"(median of {args.runs}, accel {accel}); ratio {v / c:.1f}x (reported, no target)")
+
+        # The same guest booted bare, the fastest way known.
+        uid = subprocess.run([args.ignite, "-q", "--root", str(root), "create", "--network", "none",
+                              "--name", "reference", image], env=env, check=True,
+                             capture_output=True, text=True).stdout.strip()
+        subprocess.run([args.ignite, "--root", str(root), "start", "-i", "reference"], env=env,
+                       check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        fastest = bare_cmdline(root / "vms" / uid / "vmm.cmdline", fastest=True)
+        bare = [timed(fastest, stdin=subprocess.DEVNULL) for _ in range(args.runs)]
+        b = statistics.median(bare)
+        print(f"bench vm-vs-bare-boot: ignite run --rm {v:.2f} s, fastest bare qemu boot of the same guest "
+              f"{b:.2f} s (median of {args.runs}, accel {accel}); ratio {v / b:.2f}x (reported; issue 19 sets the target)")
         return 0
     finally:
         dockerd.terminate()

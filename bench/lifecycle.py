@@ -27,6 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from oci_layout import write_layout  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bare_qemu import bare_cmdline  # noqa: E402
+
 OVERHEAD_TARGET = 1.15
 CREATE_TARGET = 1.2
 RSS_TARGET_MIB = 10.0
@@ -114,25 +117,7 @@ def main() -> int:
         uid = ignite("create", "--network", "none", "--name", "reference", images["small"])
         subprocess.run(ig + ["start", "-i", "reference"], check=True, stdin=subprocess.DEVNULL,
                        stdout=subprocess.DEVNULL)
-        recorded = [c.decode() for c in (work / "state" / "vms" / uid / "vmm.cmdline").read_bytes().split(b"\0")]
-        # Without a supervisor nobody takes the workload's output and exit over the agent
-        # channel (the guest would wait for that), so the bare run has no agent port and its
-        # guest is told so (ignite.agent=off: the workload writes on the console and ends at
-        # once): the fastest way to run the same guest on this command line.
-        cmdline, skip = [], 0
-        for i, arg in enumerate(recorded):
-            if skip:
-                skip -= 1
-                continue
-            nxt = recorded[i + 1] if i + 1 < len(recorded) else ""
-            if arg in ("-device", "-chardev") and ("virtio-serial" in nxt or "virtserialport" in nxt or "id=agent" in nxt):
-                skip = 1
-                continue
-            if arg == "-append":
-                cmdline += [arg, nxt + " ignite.agent=off"]
-                skip = 1
-                continue
-            cmdline.append(arg)
+        cmdline = bare_cmdline(work / "state" / "vms" / uid / "vmm.cmdline")
         ours, bare = [], []
         for _ in range(args.runs):
             ours.append(timed(ig + ["run", "--rm", "--network", "none", images["small"]]))

@@ -36,6 +36,11 @@ pub enum ImageSource {
     DockerDaemon {
         reference: String,
     },
+    /// `containerd:NAME[:TAG]`: an image in the local containerd's store (in the namespace
+    /// of `--containerd-namespace`/`CONTAINERD_NAMESPACE`), read through its API.
+    Containerd {
+        reference: String,
+    },
     /// A local file (a path starting with `/`, `./` or `../`, or `file:PATH`): for kernels,
     /// a vmlinux, a bzImage or a kernel `.deb`.
     File(PathBuf),
@@ -81,6 +86,16 @@ impl ImageSource {
                 reference: reference.to_string(),
             });
         }
+        if let Some(reference) = input.strip_prefix("containerd:") {
+            if reference.is_empty() {
+                return Err(SourceError(
+                    "containerd: needs an image name, e.g. containerd:my/app:1".into(),
+                ));
+            }
+            return Ok(ImageSource::Containerd {
+                reference: reference.to_string(),
+            });
+        }
         if let Some(path) = input.strip_prefix("file:") {
             if path.is_empty() {
                 return Err(SourceError(
@@ -97,7 +112,7 @@ impl ImageSource {
             .map(ImageSource::Registry)
             .map_err(|e| {
                 SourceError(format!(
-                    "{e}; other sources are oci:DIR[:TAG], docker-archive:FILE and docker-daemon:NAME"
+                    "{e}; other sources are oci:DIR[:TAG], docker-archive:FILE, docker-daemon:NAME and containerd:NAME"
                 ))
             })
     }
@@ -112,6 +127,9 @@ impl ImageSource {
                     .map(|r| r.familiar())
                     .unwrap_or_else(|_| self.to_string())
             }
+            ImageSource::Containerd { reference } => ImageReference::parse(reference)
+                .map(|r| r.familiar())
+                .unwrap_or_else(|_| self.to_string()),
             _ => self.to_string(),
         }
     }
@@ -143,6 +161,7 @@ impl fmt::Display for ImageSource {
             ImageSource::OciLayout { dir, tag: None } => write!(f, "oci:{}", dir.display()),
             ImageSource::DockerArchive { file } => write!(f, "docker-archive:{}", file.display()),
             ImageSource::DockerDaemon { reference } => write!(f, "docker-daemon:{reference}"),
+            ImageSource::Containerd { reference } => write!(f, "containerd:{reference}"),
             ImageSource::File(path) => write!(f, "{}", path.display()),
         }
     }
@@ -222,10 +241,23 @@ mod tests {
                 .to_string(),
             "docker-daemon:sha256:ab"
         );
+        assert_eq!(
+            ImageSource::parse("containerd:docker.io/local/hello:1").unwrap(),
+            ImageSource::Containerd {
+                reference: "docker.io/local/hello:1".into()
+            }
+        );
+        assert_eq!(
+            ImageSource::parse("containerd:docker.io/local/hello:1")
+                .unwrap()
+                .image_name(),
+            "local/hello:1"
+        );
         for bad in [
             "oci:",
             "docker-archive:",
             "docker-daemon:",
+            "containerd:",
             "Bad//Ref",
             "file:",
         ] {

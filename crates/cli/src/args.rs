@@ -43,6 +43,10 @@ pub struct GlobalArgs {
     /// asked when they run
     #[arg(long, global = true, value_enum, value_name = "RUNTIME")]
     pub runtime: Option<RuntimeFlag>,
+    /// The containerd namespace images are read from (containerd:NAME, --runtime
+    /// containerd) [default: $CONTAINERD_NAMESPACE, else default]
+    #[arg(long, global = true, value_name = "NAMESPACE")]
+    pub containerd_namespace: Option<String>,
     /// Ignite's network plugin: cni makes --network cni the default of VMs created by this command; docker-bridge keeps the default (bridge as root)
     #[arg(long, global = true, value_enum, value_name = "PLUGIN")]
     pub network_plugin: Option<NetworkPluginFlag>,

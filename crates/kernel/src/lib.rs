@@ -10,6 +10,7 @@ pub mod cpio;
 pub mod deb;
 mod error;
 pub mod modules;
+pub mod pvh;
 pub mod version;
 
 pub use error::KernelError;

@@ -1,8 +1,10 @@
 //! Where images come from besides registries and files: the host's local engines. A bare
-//! name (`my/app:1`) is looked up in Docker Engine (and containerd) before the registry, as
+//! name (`my/app:1`) is looked up in Docker Engine and containerd before the registry, as
 //! `docker run` looks in its own store before pulling; `--runtime docker|containerd` asks
-//! one engine first and requires it; `docker-daemon:NAME` names the engine outright. What an
-//! engine gives goes through the same checked import as a `docker save` archive.
+//! one engine first and requires it; `docker-daemon:NAME` and `containerd:NAME` name the
+//! engine outright. What an engine gives goes through the same checked import as every
+//! other source: Docker's export as a `docker save` archive, containerd's blobs each
+//! against its digest.
 //!
 //! The engines' sockets are root-equivalent, so manifests from the API, GitOps or the
 //! manifest directory reach them only where the host access policy allows
@@ -10,10 +12,17 @@
 
 use std::fs;
 use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::Path;
 
-use ignite_api::{Configuration, ImageReference};
+use ignite_api::{Configuration, ImageReference, ImageSource};
 use ignite_oci::FetchedImage;
-use ignite_oci::engine::{DockerEngine, EngineImage, EngineKind};
+use ignite_oci::blobs::BlobStore;
+use ignite_oci::digest::Digest;
+use ignite_oci::engine::{
+    Containerd, ContainerdImage, DockerEngine, EngineImage, EngineKind, ResolvedImage,
+};
+use ignite_oci::fetch::Progress;
+use ignite_oci::spec::Platform;
 use ignite_store::Store;
 
 use crate::images::{ImageError, io, staging_dir};
@@ -26,6 +35,9 @@ pub struct EngineLookup {
     /// The first engine must answer (`--runtime`): its absence is an error, not a reason
     /// to move on.
     pub required: bool,
+    /// containerd's namespace (`--containerd-namespace`); `None`: `CONTAINERD_NAMESPACE`,
+    /// else `default`.
+    pub containerd_namespace: Option<String>,
 }
 
 impl EngineLookup {
@@ -45,6 +57,7 @@ impl EngineLookup {
             return EngineLookup {
                 engines: vec![engine],
                 required: true,
+                containerd_namespace: None,
             };
         }
         let spec = configuration.map(|c| &c.spec);
@@ -62,6 +75,7 @@ impl EngineLookup {
         EngineLookup {
             engines,
             required: false,
+            containerd_namespace: None,
         }
     }
 
@@ -90,10 +104,54 @@ fn engine_named(name: &str) -> Option<EngineKind> {
 }
 
 /// An image found in a local engine.
-#[derive(Debug)]
-pub(crate) struct EngineHit {
-    pub engine: DockerEngine,
-    pub image: EngineImage,
+pub(crate) enum EngineHit {
+    Docker {
+        engine: DockerEngine,
+        image: EngineImage,
+    },
+    Containerd {
+        client: Box<Containerd>,
+        image: ContainerdImage,
+        resolved: ResolvedImage,
+    },
+}
+
+impl EngineHit {
+    /// The image's ID: its config's digest, whichever engine.
+    pub fn id(&self) -> &Digest {
+        match self {
+            EngineHit::Docker { image, .. } => &image.id,
+            EngineHit::Containerd { resolved, .. } => &resolved.config_digest,
+        }
+    }
+
+    /// The names the engine gives the image.
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            EngineHit::Docker { image, .. } => image.repo_tags.clone(),
+            EngineHit::Containerd { image, .. } => vec![image.name.clone()],
+        }
+    }
+
+    pub fn socket(&self) -> &Path {
+        match self {
+            EngineHit::Docker { engine, .. } => engine.socket(),
+            EngineHit::Containerd { client, .. } => client.socket(),
+        }
+    }
+
+    /// The source an image read from here records: `docker-daemon:NAME` or
+    /// `containerd:NAME`, with `name` as it was asked for.
+    pub fn source(&self, name: &str) -> ImageSource {
+        match self {
+            EngineHit::Docker { .. } => ImageSource::DockerDaemon {
+                reference: name.to_string(),
+            },
+            EngineHit::Containerd { .. } => ImageSource::Containerd {
+                reference: name.to_string(),
+            },
+        }
+    }
 }
 
 /// Looks `reference` up in the engines of `lookup`, in order. `None`: no engine has it
@@ -101,39 +159,31 @@ pub(crate) struct EngineHit {
 pub(crate) fn find_in_engines(
     reference: &ImageReference,
     lookup: &EngineLookup,
+    platform: &Platform,
 ) -> Result<Option<EngineHit>, ImageError> {
     let name = reference.familiar();
     for (i, kind) in lookup.engines.iter().enumerate() {
         let required = lookup.required && i == 0;
         let found = match kind {
             EngineKind::Docker => find_in_docker(&name, required)?,
-            // containerd's image store is not read yet: --runtime containerd requires it
-            // to be running, as Ignite did, and the image then comes from the registry.
-            EngineKind::Containerd => {
-                if required {
-                    let socket = ignite_oci::engine::containerd_socket_from_env();
-                    ignite_oci::engine::containerd_reachable(&socket)
-                        .map_err(ignite_oci::OciError::from)?;
-                    tracing::info!(
-                        "{name}: images are not read from containerd's store yet; asking the registry"
-                    );
-                } else {
-                    tracing::debug!("containerd's image store is not read yet");
-                }
-                None
-            }
+            EngineKind::Containerd => find_in_containerd(
+                &reference.normalized(),
+                lookup.containerd_namespace.as_deref(),
+                platform,
+                required,
+            )?,
         };
         match found {
             Some(hit) => {
                 tracing::info!(
                     "{name}: found in {} at {} ({})",
                     kind,
-                    hit.engine.socket().display(),
-                    short_id(&hit.image.id.to_string())
+                    hit.socket().display(),
+                    short_id(&hit.id().to_string())
                 );
                 return Ok(Some(hit));
             }
-            None if required && *kind == EngineKind::Docker => {
+            None if required => {
                 tracing::info!("{name}: not in {kind}; asking the registry");
             }
             None => {}
@@ -157,17 +207,69 @@ pub(crate) fn find_in_docker(name: &str, required: bool) -> Result<Option<Engine
     Ok(engine
         .inspect(name)
         .map_err(ignite_oci::OciError::from)?
-        .map(|image| EngineHit { engine, image }))
+        .map(|image| EngineHit::Docker { engine, image }))
 }
 
-/// Docker Engine's current image for `name`, for the rebuild check of an image that came
-/// from there: `None` when the engine is gone or no longer has the name (the imported
+/// The image `name` in the containerd of `CONTAINERD_ADDRESS`, in `namespace` (else
+/// `CONTAINERD_NAMESPACE`, else `default`), resolved for `platform`, if containerd is
+/// running and has it. containerd names images in full (`docker.io/library/alpine:3`);
+/// a name not found as written is asked again in that form.
+pub(crate) fn find_in_containerd(
+    name: &str,
+    namespace: Option<&str>,
+    platform: &Platform,
+    required: bool,
+) -> Result<Option<EngineHit>, ImageError> {
+    let namespace = Containerd::namespace(namespace).map_err(ignite_oci::OciError::from)?;
+    let socket = Containerd::socket_from_env();
+    let mut client = match Containerd::connect(&socket, &namespace) {
+        Ok(client) => client,
+        Err(e) if e.is_unreachable() && !required => {
+            tracing::debug!("not asking containerd: {e}");
+            return Ok(None);
+        }
+        Err(e) => return Err(ignite_oci::OciError::from(e).into()),
+    };
+    let mut image = client.image(name).map_err(ignite_oci::OciError::from)?;
+    if image.is_none()
+        && let Ok(full) = ImageReference::parse(name).map(|r| r.normalized())
+        && full != name
+    {
+        image = client.image(&full).map_err(ignite_oci::OciError::from)?;
+    }
+    let Some(image) = image else {
+        return Ok(None);
+    };
+    let resolved = client.resolve(&image, platform)?;
+    Ok(Some(EngineHit::Containerd {
+        client: Box::new(client),
+        image,
+        resolved,
+    }))
+}
+
+/// The engine's current image ID for an image that came from there by name, for the
+/// rebuild check: `None` when the engine is gone or no longer has the name (the imported
 /// image is used as it is).
-pub(crate) fn current_in_docker(name: &str) -> Option<EngineImage> {
-    match find_in_docker(name, false) {
-        Ok(hit) => hit.map(|h| h.image),
+pub(crate) fn current_in_engine(
+    source: &ImageSource,
+    lookup: &EngineLookup,
+    platform: &Platform,
+) -> Option<Digest> {
+    let found = match source {
+        ImageSource::DockerDaemon { reference } => find_in_docker(reference, false),
+        ImageSource::Containerd { reference } => find_in_containerd(
+            reference,
+            lookup.containerd_namespace.as_deref(),
+            platform,
+            false,
+        ),
+        _ => return None,
+    };
+    match found {
+        Ok(hit) => hit.map(|h| h.id().clone()),
         Err(e) => {
-            tracing::debug!("not checking {name} against Docker Engine: {e}");
+            tracing::debug!("not checking {source} against its engine: {e}");
             None
         }
     }
@@ -212,6 +314,28 @@ pub(crate) fn export_from_docker(
     Ok((fetched, staging))
 }
 
+/// Reads an image found in containerd: its layers stream into a blob store in the state
+/// root's staging area (each checked against its digest), which goes when the returned
+/// directory is dropped.
+pub(crate) fn fetch_from_containerd(
+    store: &Store,
+    client: &mut Containerd,
+    image: &ContainerdImage,
+    resolved: &ResolvedImage,
+    progress: &dyn Progress,
+) -> Result<(FetchedImage, tempfile::TempDir), ImageError> {
+    let staging = staging_dir(store)?;
+    let blobs = BlobStore::open(staging.path().join("blobs"))?;
+    tracing::info!(
+        "reading {} ({}) from containerd (namespace {})",
+        image.name,
+        short_id(&resolved.config_digest.to_string()),
+        client.namespace_name()
+    );
+    let fetched = client.fetch(image, resolved, &blobs, progress)?;
+    Ok((fetched, staging))
+}
+
 /// `sha256:0123456789ab`'s first 12 hex digits, as `docker images` shows IDs.
 pub(crate) fn short_id(id: &str) -> &str {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
@@ -228,7 +352,8 @@ mod tests {
             EngineLookup::for_cli(Some(EngineKind::Docker), None),
             EngineLookup {
                 engines: vec![EngineKind::Docker],
-                required: true
+                required: true,
+                containerd_namespace: None,
             }
         );
         let default = EngineLookup::for_cli(None, None);

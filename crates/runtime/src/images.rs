@@ -14,8 +14,9 @@ use ignite_api::is_image_id as looks_like_image_id;
 use ignite_api::{Image, ImageRunConfig, ImageSource, ObjectMeta, Size, Vm};
 use ignite_disk::{DiskFormat, TreeSize};
 use ignite_oci::blobs::BlobStore;
+use ignite_oci::digest::Digest;
 use ignite_oci::digest::HashingReader;
-use ignite_oci::engine::{DockerEngine, EngineError, EngineImage, EngineKind};
+use ignite_oci::engine::{Containerd, DockerEngine, EngineError, EngineKind};
 use ignite_oci::fetch::{FetchedImage, Progress};
 use ignite_oci::registry::RegistryClient;
 use ignite_oci::registry::credentials::{CredentialStore, default_config_dir};
@@ -25,8 +26,8 @@ use ignite_oci::{OciError, layout};
 use ignite_store::{Store, StoreError};
 
 use crate::image_lookup::{
-    EngineHit, EngineLookup, current_in_docker, export_from_docker, find_in_docker,
-    find_in_engines, short_id,
+    EngineHit, EngineLookup, current_in_engine, export_from_docker, fetch_from_containerd,
+    find_in_containerd, find_in_docker, find_in_engines, short_id,
 };
 
 /// The file name of a root disk under `<root>/rootfs/`.
@@ -130,6 +131,7 @@ pub fn import_image(
         ImageSource::DockerDaemon { reference } if !looks_like_image_id(reference) => {
             Some(source.image_name())
         }
+        ImageSource::Containerd { .. } => Some(source.image_name()),
         _ => None,
     });
     let existing = find_by_name(store, known_name.as_deref().unwrap_or(&source.image_name()))?;
@@ -140,9 +142,10 @@ pub fn import_image(
         match engine_update(image, options) {
             Some(newer) => {
                 tracing::info!(
-                    "{} now points at {} in Docker Engine (imported: {}): importing it",
+                    "{} now points at {} in {} (imported: {}): importing it",
                     image.metadata.name,
-                    short_id(&newer.id.to_string()),
+                    short_id(&newer.to_string()),
+                    engine_of(&image.spec.oci),
                     short_id(image.status.image_id.as_deref().unwrap_or("-"))
                 );
                 pull = true;
@@ -165,9 +168,9 @@ pub fn import_image(
     let fetched = match resolve_engine(&source, &options)? {
         Some((used, hit)) => {
             // Content already imported under another name is not exported again.
-            if let Some(donor) = image_with_id(store, &hit.image.id.to_string())? {
-                let names = known_name
-                    .map_or_else(|| names_or(&hit.image.repo_tags, &used), |name| vec![name]);
+            if let Some(donor) = image_with_id(store, &hit.id().to_string())? {
+                let names =
+                    known_name.map_or_else(|| names_or(&hit.names(), &used), |name| vec![name]);
                 let fill = |image: &mut Image| {
                     image.spec.oci = used.clone();
                     image.status = donor.status.clone();
@@ -177,7 +180,7 @@ pub fn import_image(
                     fetched: false,
                 });
             }
-            fetch_from_engine(store, used, &hit)?
+            fetch_from_engine(store, used, hit, progress)?
         }
         None => {
             let Some(fetched) =
@@ -329,18 +332,34 @@ fn reference_name(name: &str) -> Option<String> {
         .map(|r| r.familiar())
 }
 
-/// For an image that came from Docker Engine by name: the engine's image for that name
-/// when it is another than the one imported (the user rebuilt it). One question to the
-/// engine; an engine that is gone, or a lookup that may not use engines, changes nothing.
-fn engine_update(image: &Image, options: &ImportOptions) -> Option<EngineImage> {
-    let ImageSource::DockerDaemon { reference } = &image.spec.oci else {
-        return None;
-    };
-    if !options.lookup.uses_engines() || looks_like_image_id(reference) {
+/// For an image that came from a local engine by name: the engine's image ID for that
+/// name when it is another than the one imported (the user rebuilt it). One question to
+/// the engine (two or three for containerd, which answers with the manifest); an engine
+/// that is gone, or a lookup that may not use engines, changes nothing.
+fn engine_update(image: &Image, options: &ImportOptions) -> Option<Digest> {
+    match &image.spec.oci {
+        ImageSource::DockerDaemon { reference } if !looks_like_image_id(reference) => {}
+        ImageSource::Containerd { .. } => {}
+        _ => return None,
+    }
+    if !options.lookup.uses_engines() {
         return None;
     }
-    let current = current_in_docker(reference)?;
-    (image.status.image_id.as_deref() != Some(current.id.to_string().as_str())).then_some(current)
+    let platform = options
+        .platform
+        .as_deref()
+        .and_then(Platform::parse)
+        .unwrap_or_else(Platform::host);
+    let current = current_in_engine(&image.spec.oci, &options.lookup, &platform)?;
+    (image.status.image_id.as_deref() != Some(current.to_string().as_str())).then_some(current)
+}
+
+/// The engine an engine source names, for the log.
+fn engine_of(source: &ImageSource) -> EngineKind {
+    match source {
+        ImageSource::Containerd { .. } => EngineKind::Containerd,
+        _ => EngineKind::Docker,
+    }
 }
 
 /// What a source gave, ready to unpack: the image, the source actually read (a bare name
@@ -375,17 +394,19 @@ pub(crate) fn fetch_source(
         }))
     };
     match source {
-        ImageSource::Registry(_) | ImageSource::DockerDaemon { .. } => {
+        ImageSource::Registry(_)
+        | ImageSource::DockerDaemon { .. }
+        | ImageSource::Containerd { .. } => {
             if let Some((used, hit)) = resolve_engine(source, options)? {
                 if let Some(id) = current_id
-                    && id == format!("docker://{}", hit.image.id)
+                    && id == format!("docker://{}", hit.id())
                 {
                     return Ok(None);
                 }
-                return fetch_from_engine(store, used, &hit).map(Some);
+                return fetch_from_engine(store, used, hit, progress).map(Some);
             }
             let ImageSource::Registry(reference) = source else {
-                unreachable!("a docker-daemon: source resolves in the engine or fails")
+                unreachable!("an engine source resolves in its engine or fails")
             };
             let config_dir = default_config_dir(options.registry_config_dir.as_deref());
             let credentials = CredentialStore::load(config_dir.as_deref())?;
@@ -419,13 +440,18 @@ pub(crate) fn fetch_source(
     }
 }
 
-/// Where an engine source is: `docker-daemon:NAME` in Docker Engine (which must have it), a
-/// bare name in the engines `options.lookup` allows (the source becomes
-/// `docker-daemon:NAME`). `None`: not an engine's.
+/// Where an engine source is: `docker-daemon:NAME` in Docker Engine and
+/// `containerd:NAME` in containerd (which must have it), a bare name in the engines
+/// `options.lookup` allows (the source becomes `docker-daemon:NAME` or `containerd:NAME`).
+/// `None`: not an engine's.
 fn resolve_engine(
     source: &ImageSource,
     options: &ImportOptions,
 ) -> Result<Option<(ImageSource, EngineHit)>, ImageError> {
+    let platform = match &options.platform {
+        Some(p) => Platform::parse(p).ok_or_else(|| ImageError::Platform(p.clone()))?,
+        None => Platform::host(),
+    };
     match source {
         ImageSource::DockerDaemon { reference } => {
             let hit = find_in_docker(reference, true)?.ok_or_else(|| {
@@ -433,38 +459,60 @@ fn resolve_engine(
                     engine: EngineKind::Docker,
                     socket: DockerEngine::socket_from_env().unwrap_or_default(),
                     image: reference.clone(),
+                    namespace: None,
                 })
             })?;
             Ok(Some((source.clone(), hit)))
         }
+        ImageSource::Containerd { reference } => {
+            let namespace = options.lookup.containerd_namespace.as_deref();
+            let hit =
+                find_in_containerd(reference, namespace, &platform, true)?.ok_or_else(|| {
+                    OciError::from(EngineError::NotFound {
+                        engine: EngineKind::Containerd,
+                        socket: Containerd::socket_from_env(),
+                        image: reference.clone(),
+                        namespace: Containerd::namespace(namespace).ok(),
+                    })
+                })?;
+            Ok(Some((source.clone(), hit)))
+        }
         ImageSource::Registry(reference) => {
-            Ok(find_in_engines(reference, &options.lookup)?.map(|hit| {
-                let used = ImageSource::DockerDaemon {
-                    reference: reference.familiar(),
-                };
-                (used, hit)
-            }))
+            Ok(find_in_engines(reference, &options.lookup, &platform)?
+                .map(|hit| (hit.source(&reference.familiar()), hit)))
         }
         _ => Ok(None),
     }
 }
 
-/// Exports an image found in an engine and reads it. Exported by ID, the archive names
-/// nothing: the image is named by the name asked for, or by the engine's tags when it was
-/// asked for by ID.
+/// Reads an image found in an engine: Docker's through an export, containerd's blob by
+/// blob. Exported by ID, Docker's archive names nothing: the image is named by the name
+/// asked for, or by the engine's tags when it was asked for by ID.
 fn fetch_from_engine(
     store: &Store,
     used: ImageSource,
-    hit: &EngineHit,
+    hit: EngineHit,
+    progress: &dyn Progress,
 ) -> Result<Fetched, ImageError> {
-    let ImageSource::DockerDaemon { reference } = &used else {
-        unreachable!("engine sources are docker-daemon: sources")
-    };
-    let (mut image, export) = export_from_docker(store, &hit.engine, reference, &hit.image)?;
-    image.names = if looks_like_image_id(reference) {
-        hit.image.repo_tags.clone()
-    } else {
-        vec![reference.clone()]
+    let (image, export) = match (&used, hit) {
+        (ImageSource::DockerDaemon { reference }, EngineHit::Docker { engine, image }) => {
+            let (mut fetched, export) = export_from_docker(store, &engine, reference, &image)?;
+            fetched.names = if looks_like_image_id(reference) {
+                image.repo_tags.clone()
+            } else {
+                vec![reference.clone()]
+            };
+            (fetched, export)
+        }
+        (
+            ImageSource::Containerd { .. },
+            EngineHit::Containerd {
+                mut client,
+                image,
+                resolved,
+            },
+        ) => fetch_from_containerd(store, &mut client, &image, &resolved, progress)?,
+        _ => unreachable!("an engine's hit is recorded as that engine's source"),
     };
     Ok(Fetched {
         image,

@@ -111,8 +111,10 @@ pub fn check_vm_spec(
     ];
     for (field, source, kernel) in sources {
         let Some(source) = source else { continue };
-        if matches!(source, ImageSource::DockerDaemon { .. })
-            && !access.engines
+        if matches!(
+            source,
+            ImageSource::DockerDaemon { .. } | ImageSource::Containerd { .. }
+        ) && !access.engines
             && !imported(kernel, &source.image_name())
         {
             return Err(PolicyError::EngineNotAllowed {
@@ -135,7 +137,9 @@ pub fn check_vm_spec(
 /// The host path a source reads, for local sources.
 fn local_path(source: &ImageSource) -> Option<&Path> {
     match source {
-        ImageSource::Registry(_) | ImageSource::DockerDaemon { .. } => None,
+        ImageSource::Registry(_)
+        | ImageSource::DockerDaemon { .. }
+        | ImageSource::Containerd { .. } => None,
         ImageSource::OciLayout { dir, .. } => Some(dir),
         ImageSource::DockerArchive { file } => Some(file),
         ImageSource::File(path) => Some(path),
@@ -271,6 +275,8 @@ mod tests {
         for yaml in [
             "image: {oci: 'docker-daemon:my/app:1'}",
             "kernel: {oci: 'docker-daemon:my/kernel:6.1'}",
+            "image: {oci: 'containerd:my/app:1'}",
+            "kernel: {oci: 'containerd:docker.io/my/kernel:6.1'}",
         ] {
             assert!(
                 check(&spec(yaml), &none)

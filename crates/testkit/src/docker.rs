@@ -373,6 +373,32 @@ impl Containerd {
     pub fn address(&self) -> String {
         self.socket.display().to_string()
     }
+
+    /// Runs `ctr` against this containerd in `namespace`; its stdout, after it succeeded.
+    pub fn ctr(&self, namespace: &str, args: &[&str]) -> String {
+        crate::require_program("ctr", "containerd");
+        let out = Command::new("ctr")
+            .arg("--address")
+            .arg(&self.socket)
+            .args(["--namespace", namespace])
+            .args(args)
+            .output()
+            .expect("ctr runs");
+        assert!(
+            out.status.success(),
+            "ctr {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Where this containerd keeps a blob of its content store (`sha256:<hex>`).
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        self._dir
+            .path()
+            .join("root/io.containerd.content.v1.content/blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    }
 }
 
 impl Drop for Containerd {

@@ -37,14 +37,17 @@ pub fn workspace_binary(name: &str, package: &str) -> PathBuf {
 /// Where tests point `DOCKER_HOST` unless they start an engine of their own: nowhere, so
 /// that no test reads the host's Docker Engine (bare names go on to the registry).
 pub const NO_DOCKER_HOST: &str = "unix:///nonexistent/ignite-tests/docker.sock";
+/// The same for containerd (`CONTAINERD_ADDRESS`).
+pub const NO_CONTAINERD: &str = "/nonexistent/ignite-tests/containerd.sock";
 
 /// `ignite` (the binary `bin`) with its state in `root`, plain logs and no colour, and no
-/// local engine (see [`NO_DOCKER_HOST`]).
+/// local engine (see [`NO_DOCKER_HOST`], [`NO_CONTAINERD`]).
 pub fn ignite(bin: &Path, root: &Path) -> Command {
     let mut cmd = Command::new(bin);
     cmd.env("IGNITE_ROOT", root)
         .env_remove("RUST_LOG")
         .env("DOCKER_HOST", NO_DOCKER_HOST)
+        .env("CONTAINERD_ADDRESS", NO_CONTAINERD)
         .env("NO_COLOR", "1");
     cmd
 }
@@ -232,6 +235,7 @@ impl Host {
         let mut cmd = std::process::Command::new(&self.ignite);
         cmd.env("IGNITE_ROOT", self.state())
             .env("DOCKER_HOST", NO_DOCKER_HOST)
+            .env("CONTAINERD_ADDRESS", NO_CONTAINERD)
             .env("IGNITE_INIT", guest_init())
             .env("IGNITE_ACCEL", self.accel);
         cmd

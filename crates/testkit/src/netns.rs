@@ -35,6 +35,7 @@ impl Netns {
             .arg(host.ignite_binary())
             .env("IGNITE_ROOT", host.root().join("state"))
             .env("DOCKER_HOST", crate::host::NO_DOCKER_HOST)
+            .env("CONTAINERD_ADDRESS", crate::host::NO_CONTAINERD)
             .env("IGNITE_INIT", crate::guest_init())
             .env("IGNITE_ACCEL", "tcg")
             .env("NO_COLOR", "1")

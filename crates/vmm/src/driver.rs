@@ -31,6 +31,9 @@ pub enum KernelFormat {
     BzImage,
     /// The uncompressed ELF vmlinux.
     Vmlinux,
+    /// The ELF vmlinux when it has a PVH entry point (booted directly, no decompression in
+    /// the guest: ~0.35 s faster per boot under TCG, measured), else the bzImage.
+    PvhVmlinux,
 }
 
 /// How a NIC reaches the network, as the runtime asks a driver to provide it.
@@ -160,7 +163,7 @@ mod tests {
             qemu.capabilities(),
             Capabilities {
                 root_disk: DiskFormat::Qcow2,
-                kernel: KernelFormat::BzImage,
+                kernel: KernelFormat::PvhVmlinux,
                 user_network: true,
             }
         );

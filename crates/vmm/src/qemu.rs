@@ -49,7 +49,7 @@ impl Vmm for Qemu {
         Capabilities {
             // A qcow2 overlay on the image's shared ext4: instant whatever the size.
             root_disk: DiskFormat::Qcow2,
-            kernel: KernelFormat::BzImage,
+            kernel: KernelFormat::PvhVmlinux,
             user_network: true,
         }
     }

@@ -30,6 +30,8 @@ pub struct Context {
     pub quiet: bool,
     /// `--runtime`: the local engine a bare image name is looked up in first.
     pub runtime: Option<ignite_oci::engine::EngineKind>,
+    /// `--containerd-namespace`.
+    pub containerd_namespace: Option<String>,
 }
 
 impl Context {
@@ -48,10 +50,13 @@ impl Context {
                     .and_then(|c| c.spec.registry_config_dir.clone())
             }),
             name: None,
-            lookup: ignite_runtime::image_lookup::EngineLookup::for_cli(
-                self.runtime,
-                self.configuration.as_ref(),
-            ),
+            lookup: ignite_runtime::image_lookup::EngineLookup {
+                containerd_namespace: self.containerd_namespace.clone(),
+                ..ignite_runtime::image_lookup::EngineLookup::for_cli(
+                    self.runtime,
+                    self.configuration.as_ref(),
+                )
+            },
         }
     }
 
@@ -77,6 +82,7 @@ impl Context {
             configuration,
             quiet: cli.global.quiet,
             runtime: cli.global.runtime.map(crate::args::RuntimeFlag::engine),
+            containerd_namespace: cli.global.containerd_namespace.clone(),
         })
     }
 }

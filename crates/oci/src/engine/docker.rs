@@ -143,6 +143,7 @@ impl DockerEngine {
                 engine: EngineKind::Docker,
                 socket: self.socket.clone(),
                 image: image.to_string(),
+                namespace: None,
             });
         }
         if reply.status != 200 {

@@ -1,39 +1,19 @@
 //! Local container engines as image sources: what a user just built with `docker build` is
 //! read from the engine's own store through its API (never by running its CLI), then goes
-//! through the same checked import as every other source.
+//! through the same checked import as every other source: Docker Engine's (and Podman's)
+//! HTTP API, containerd's gRPC API.
 
+mod containerd;
 mod docker;
 mod http;
 
+pub use containerd::{
+    CONTAINERD_ADDRESS_ENV, CONTAINERD_NAMESPACE_ENV, Containerd, ContainerdImage,
+    DEFAULT_NAMESPACE, ResolvedImage,
+};
 pub use docker::{DOCKER_HOST_ENV, DockerEngine, EngineImage};
 
-use std::path::{Path, PathBuf};
-
-/// Where containerd's clients look for it.
-pub const CONTAINERD_ADDRESS_ENV: &str = "CONTAINERD_ADDRESS";
-const CONTAINERD_DEFAULT_SOCKET: &str = "/run/containerd/containerd.sock";
-
-/// containerd's socket: `CONTAINERD_ADDRESS` (a path, or `unix://PATH`), else the default.
-pub fn containerd_socket_from_env() -> PathBuf {
-    match std::env::var(CONTAINERD_ADDRESS_ENV) {
-        Ok(value) if !value.is_empty() => {
-            PathBuf::from(value.strip_prefix("unix://").unwrap_or(&value))
-        }
-        _ => PathBuf::from(CONTAINERD_DEFAULT_SOCKET),
-    }
-}
-
-/// Whether containerd answers on `socket` (a connection is accepted).
-pub fn containerd_reachable(socket: &Path) -> Result<(), EngineError> {
-    std::os::unix::net::UnixStream::connect(socket)
-        .map(drop)
-        .map_err(|e| EngineError::Unreachable {
-            engine: EngineKind::Containerd,
-            socket: socket.to_path_buf(),
-            reason: e.to_string(),
-            fix: format!("start it, or set {CONTAINERD_ADDRESS_ENV}=/path/to/containerd.sock"),
-        })
-}
+use std::path::PathBuf;
 
 /// Which local engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,11 +41,13 @@ pub enum EngineError {
         reason: String,
         fix: String,
     },
-    #[error("{engine} at {} has no image {image:?}", socket.display())]
+    #[error("{engine} at {} has no image {image:?}{}", socket.display(), namespace.as_ref().map(|n| format!(" in namespace {n}")).unwrap_or_default())]
     NotFound {
         engine: EngineKind,
         socket: PathBuf,
         image: String,
+        /// containerd's namespace.
+        namespace: Option<String>,
     },
     #[error("{engine} at {}: {message}", socket.display())]
     Api {

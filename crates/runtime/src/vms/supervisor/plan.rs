@@ -18,6 +18,8 @@ use crate::vms::{VmFiles, uid_of};
 pub struct KernelFiles {
     pub bzimage: Option<PathBuf>,
     pub vmlinux: PathBuf,
+    /// The vmlinux has a PVH entry point.
+    pub pvh: bool,
     /// The kernel's modules as a disk (when it has modules).
     pub modules_disk: Option<PathBuf>,
 }
@@ -26,9 +28,11 @@ impl KernelFiles {
     /// Looks at what the kernel directory `dir` holds.
     pub fn in_dir(dir: &Path) -> KernelFiles {
         let present = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
+        let vmlinux = dir.join(VMLINUX_FILE);
         KernelFiles {
             bzimage: present(BZIMAGE_FILE),
-            vmlinux: dir.join(VMLINUX_FILE),
+            pvh: ignite_kernel::pvh::has_pvh_entry(&vmlinux),
+            vmlinux,
             modules_disk: present(MODULES_DISK_FILE),
         }
     }
@@ -36,7 +40,8 @@ impl KernelFiles {
     /// The image to boot for a driver that reads `format`.
     fn for_format(&self, format: KernelFormat) -> PathBuf {
         match (format, &self.bzimage) {
-            (KernelFormat::BzImage, Some(bzimage)) => bzimage.clone(),
+            (KernelFormat::PvhVmlinux, _) if self.pvh => self.vmlinux.clone(),
+            (KernelFormat::BzImage | KernelFormat::PvhVmlinux, Some(bzimage)) => bzimage.clone(),
             _ => self.vmlinux.clone(),
         }
     }
@@ -209,7 +214,7 @@ mod tests {
     /// What the QEMU driver declares (its own tests hold it to this).
     const QEMU_LIKE: Capabilities = Capabilities {
         root_disk: DiskFormat::Qcow2,
-        kernel: KernelFormat::BzImage,
+        kernel: KernelFormat::PvhVmlinux,
         user_network: true,
     };
     /// What the Firecracker driver declares.
@@ -224,9 +229,11 @@ mod tests {
     #[test]
     fn each_vmm_and_network_mode_gets_its_disk_kernel_and_nics() {
         let files = VmFiles::at("/state/vms/599615df99804ae8".into());
+        // A vmlinux without a PVH entry point: QEMU boots the bzImage.
         let kernel = KernelFiles {
             bzimage: Some("/k/bzImage".into()),
             vmlinux: "/k/vmlinux".into(),
+            pvh: false,
             modules_disk: Some("/k/modules.ext4".into()),
         };
         for (driver, capabilities) in [("qemu", QEMU_LIKE), ("firecracker", FIRECRACKER_LIKE)] {
@@ -340,6 +347,7 @@ mod tests {
         let kernel = KernelFiles {
             bzimage: None,
             vmlinux: "/k/vmlinux".into(),
+            pvh: false,
             modules_disk: None,
         };
         let mut vm = vm(NetworkMode::None);
@@ -368,5 +376,34 @@ mod tests {
         assert_eq!(plan.guest.volumes[0].device, "/dev/vdb");
         assert_eq!(plan.guest.modules_device, None);
         assert_eq!(plan.machine.accel, Accel::Tcg);
+    }
+
+    /// QEMU boots a vmlinux with a PVH entry point directly (no decompression in the
+    /// guest), under either accelerator; Firecracker reads the vmlinux regardless.
+    #[test]
+    fn qemu_boots_a_pvh_vmlinux_rather_than_the_bzimage() {
+        let files = VmFiles::at("/vm".into());
+        let kernel = KernelFiles {
+            bzimage: Some("/k/bzImage".into()),
+            vmlinux: "/k/vmlinux".into(),
+            pvh: true,
+            modules_disk: None,
+        };
+        for (capabilities, accel) in [
+            (QEMU_LIKE, Accel::Tcg),
+            (QEMU_LIKE, Accel::Kvm),
+            (FIRECRACKER_LIKE, Accel::Kvm),
+        ] {
+            let plan = plan(&PlanInputs {
+                vm: &vm(NetworkMode::None),
+                image: &image(),
+                kernel: &kernel,
+                files: &files,
+                capabilities,
+                accel,
+                network: &network::no_network(),
+            });
+            assert_eq!(plan.machine.kernel, PathBuf::from("/k/vmlinux"));
+        }
     }
 }
