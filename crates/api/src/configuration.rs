@@ -33,8 +33,8 @@ pub struct ConfigurationSpec {
     /// containerd; `[]`: the registry only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine_lookup: Option<Vec<String>>,
-    /// Ignite's network plugin (`cni` or `docker-bridge`). Accepted so Ignite
-    /// configurations load; see `spec.vmDefaults.network.mode` instead.
+    /// Ignite's network plugin: `cni` makes `cni` the network mode of VMs that name none
+    /// (`spec.vmDefaults.network.mode` wins); `docker-bridge` means the `bridge` mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_plugin: Option<String>,
     /// Defaults for every VM created on this host.
@@ -56,11 +56,27 @@ pub struct ConfigurationSpec {
     /// The bridge of `--network bridge` (an addition to Ignite's model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bridge: Option<BridgeConfig>,
+    /// Where `--network cni` finds network configurations and plugins (an addition to
+    /// Ignite's model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cni: Option<CniConfig>,
     /// What of the host VMs from the API, GitOps and the daemon's manifest directory may
     /// use (an addition to Ignite's model): nothing unless listed here. The local CLI
     /// (`ignite run`, `ignite apply`) is not limited.
     #[serde(default, skip_serializing_if = "HostAccess::is_empty")]
     pub host_access: HostAccess,
+}
+
+/// `spec.cni`: CNI's directories.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CniConfig {
+    /// Network configurations (`.conflist`, `.conf`); default `/etc/cni/net.d`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conf_dir: Option<PathBuf>,
+    /// Plugin directories, searched in order; default `/opt/cni/bin`, `/usr/lib/cni`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bin_dirs: Vec<PathBuf>,
 }
 
 /// `spec.hostAccess`: the host paths and block devices declarative manifests may name.

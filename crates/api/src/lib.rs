@@ -25,7 +25,7 @@ pub mod validation;
 pub mod version;
 mod vm;
 
-pub use configuration::{BridgeConfig, Configuration, ConfigurationSpec, HostAccess};
+pub use configuration::{BridgeConfig, CniConfig, Configuration, ConfigurationSpec, HostAccess};
 pub use image::{Image, ImageRunConfig, ImageSpec, ImageStatus};
 pub use kernel::{Kernel, KernelSpec, KernelStatus};
 pub use meta::{API_GROUP, API_VERSION, Kind, ObjectMeta, Time, Uid, UidError};

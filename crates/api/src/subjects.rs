@@ -70,6 +70,7 @@ impl TemplateSubject for Vm {
                         protocol: Some(Protocol::Tcp),
                     }],
                     mode: Some(NetworkMode::None),
+                    cni_network: Some(String::new()),
                 },
                 storage: VmStorageSpec {
                     volumes: vec![Volume {

@@ -172,11 +172,15 @@ pub fn validate_configuration(config: &Configuration) -> Result<(), ValidationEr
     if let Some(p) = &spec.network_plugin
         && !["cni", "docker-bridge"].contains(&p.as_str())
     {
-        errors.add(
-            "spec.networkPlugin",
-            p,
-            "must be cni or docker-bridge (accepted for Ignite compatibility)",
-        );
+        errors.add("spec.networkPlugin", p, "must be cni or docker-bridge");
+    }
+    if let Some(cni) = &spec.cni {
+        if let Some(dir) = &cni.conf_dir {
+            check_absolute(&mut errors, "spec.cni.confDir".into(), dir);
+        }
+        for (i, dir) in cni.bin_dirs.iter().enumerate() {
+            check_absolute(&mut errors, format!("spec.cni.binDirs[{i}]"), dir);
+        }
     }
     if let Some(dir) = &spec.registry_config_dir {
         check_absolute(&mut errors, "spec.registryConfigDir".into(), dir);
@@ -228,6 +232,15 @@ fn check_spec(errors: &mut Errors, at: &str, spec: &VmSpec) {
         );
     }
 
+    if let Some(name) = &spec.network.cni_network
+        && (name.is_empty() || name.len() > 128 || name.chars().any(char::is_control))
+    {
+        errors.add(
+            format!("{at}.network.cniNetwork"),
+            name,
+            "must be the name of a CNI network configuration (1 to 128 characters)",
+        );
+    }
     let mut host_ports: Vec<(Option<IpAddr>, u16, crate::ports::Protocol)> = Vec::new();
     for (i, p) in spec.network.ports.iter().enumerate() {
         let field = format!("{at}.network.ports[{i}]");

@@ -137,6 +137,7 @@ impl VmSpec {
             network: VmNetworkSpec {
                 ports: non_empty_or(self.network.ports, lower.network.ports),
                 mode: self.network.mode.or(lower.network.mode),
+                cni_network: self.network.cni_network.or(lower.network.cni_network),
             },
             storage: if self.storage.is_empty() {
                 lower.storage
@@ -221,11 +222,19 @@ pub struct VmNetworkSpec {
     /// How the VM is networked (an addition to Ignite's model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<NetworkMode>,
+    /// The CNI network a `cni` VM joins, by its configuration's `name` (an addition to
+    /// Ignite's model); the first configuration by file name when not given.
+    #[serde(
+        default,
+        rename = "cniNetwork",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cni_network: Option<String>,
 }
 
 impl VmNetworkSpec {
     pub fn is_empty(&self) -> bool {
-        self.ports.is_empty() && self.mode.is_none()
+        self.ports.is_empty() && self.mode.is_none() && self.cni_network.is_none()
     }
 }
 
@@ -413,6 +422,8 @@ pub enum NetworkMode {
     /// The VMM's user-mode network (no root).
     User,
     None,
+    /// A CNI network: the VM's own network namespace, attached by CNI plugins (root).
+    Cni,
 }
 
 impl fmt::Display for NetworkMode {
@@ -421,6 +432,7 @@ impl fmt::Display for NetworkMode {
             NetworkMode::Bridge => "bridge",
             NetworkMode::User => "user",
             NetworkMode::None => "none",
+            NetworkMode::Cni => "cni",
         })
     }
 }

@@ -190,6 +190,11 @@ fn rejection(vm: &Vm) -> String {
 fn validation_rejects_each_bad_field_by_name() {
     let cases: &[(&str, &str, &str)] = &[
         ("  cpus: 0\n", "spec.cpus", "\"0\""),
+        (
+            "  network: {mode: cni, cniNetwork: \"\"}\n",
+            "spec.network.cniNetwork",
+            "CNI network",
+        ),
         ("  cpus: 1000\n", "spec.cpus", "\"1000\""),
         ("  memory: 0\n", "spec.memory", "\"0B\""),
         ("  memory: 100KB\n", "spec.memory", "\"100KB\""),
@@ -326,12 +331,18 @@ fn configuration_loads_and_validates() {
     bad.spec.runtime = Some("podman".into());
     bad.spec.vm_defaults.cpus = Some(0);
     bad.spec.registry_config_dir = Some("docker".into());
+    bad.spec.cni = Some(ignite_api::CniConfig {
+        conf_dir: Some("net.d".into()),
+        bin_dirs: vec!["/usr/lib/cni".into(), "bin".into()],
+    });
     let e = validate_configuration(&bad).unwrap_err().to_string();
     for needle in [
         "spec.runtime",
         "podman",
         "spec.vmDefaults.cpus",
         "spec.registryConfigDir",
+        "spec.cni.confDir",
+        "spec.cni.binDirs[1]",
     ] {
         assert!(e.contains(needle), "{e}");
     }

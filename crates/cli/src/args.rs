@@ -47,8 +47,8 @@ pub struct GlobalArgs {
     /// containerd) [default: $CONTAINERD_NAMESPACE, else default]
     #[arg(long, global = true, value_name = "NAMESPACE")]
     pub containerd_namespace: Option<String>,
-    /// Ignored: Ignite's network plugin. VMs are networked as --network says (bridge as root)
-    #[arg(long, global = true, value_enum, value_name = "PLUGIN", help_heading = IGNITE_COMPAT)]
+    /// Ignite's network plugin: cni makes --network cni the default of VMs created by this command; docker-bridge keeps the default (bridge as root)
+    #[arg(long, global = true, value_enum, value_name = "PLUGIN")]
     pub network_plugin: Option<NetworkPluginFlag>,
     /// Ignored: Ignite's prefix for its containers' names (no containers here)
     #[arg(long, global = true, value_name = "PREFIX", help_heading = IGNITE_COMPAT)]
@@ -79,6 +79,16 @@ impl RuntimeFlag {
 pub enum NetworkPluginFlag {
     Cni,
     DockerBridge,
+}
+
+impl NetworkPluginFlag {
+    /// As the Configuration's `networkPlugin` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            NetworkPluginFlag::Cni => "cni",
+            NetworkPluginFlag::DockerBridge => "docker-bridge",
+        }
+    }
 }
 
 /// Log levels, with Ignite's (logrus) names.
@@ -342,9 +352,12 @@ pub struct CreateArgs {
     /// A label key=value (repeatable)
     #[arg(short, long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
-    /// Networking: bridge (a tap on ignite0, root), user (the VMM's own, no root) or none [default: bridge as root, else user]
+    /// Networking: bridge (a tap on ignite0, root), user (the VMM's own, no root), cni (a CNI network, root) or none [default: bridge as root, else user]
     #[arg(long, value_name = "MODE", value_enum)]
     pub network: Option<NetworkFlag>,
+    /// The CNI network of --network cni, by its configuration's name [default: the first configuration in the CNI configuration directory]
+    #[arg(long, value_name = "NAME")]
+    pub cni_network: Option<String>,
     /// The VMM: auto, qemu or firecracker [default: auto]
     #[arg(long, value_name = "VMM", value_enum)]
     pub vmm: Option<VmmFlag>,
@@ -666,6 +679,7 @@ pub enum NetworkFlag {
     Bridge,
     User,
     None,
+    Cni,
 }
 
 impl From<NetworkFlag> for ignite_api::NetworkMode {
@@ -674,6 +688,7 @@ impl From<NetworkFlag> for ignite_api::NetworkMode {
             NetworkFlag::Bridge => ignite_api::NetworkMode::Bridge,
             NetworkFlag::User => ignite_api::NetworkMode::User,
             NetworkFlag::None => ignite_api::NetworkMode::None,
+            NetworkFlag::Cni => ignite_api::NetworkMode::Cni,
         }
     }
 }

@@ -49,6 +49,7 @@ pub const DEBUGFS: HostTool = HostTool::new("debugfs", "e2fsprogs");
 pub const DEPMOD: HostTool = HostTool::new("depmod", "kmod");
 pub const NFT: HostTool = HostTool::new("nft", "nftables");
 pub const IP: HostTool = HostTool::new("ip", "iproute2");
+pub const TC: HostTool = HostTool::new("tc", "iproute2");
 /// iptables with the nf_tables backend (Debian 11 and later), where Docker Engine keeps its
 /// chains on most hosts.
 pub const IPTABLES_NFT: HostTool = HostTool::new("iptables-nft", "iptables");

@@ -46,21 +46,39 @@ fn tag(owner: &str) -> String {
 }
 
 /// The batch that makes the table and its base chains, with masquerade for the subnet.
+///
+/// The masquerade and loopback-guard rules live in chains of the bridge's own
+/// (`postrouting-BRIDGE`, `guard-BRIDGE`), so that state roots with different bridges on
+/// one host each flush and refill only their own rules; the port-forward chains are
+/// shared (their rules are tagged per VM).
 pub fn base_ruleset(bridge: &str, subnet: Subnet) -> String {
+    let postrouting = postrouting_chain(bridge);
+    let guard = guard_chain(bridge);
     format!(
         "add table ip {TABLE}
 add chain ip {TABLE} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
 add chain ip {TABLE} output {{ type nat hook output priority -100; policy accept; }}
-add chain ip {TABLE} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
-add chain ip {TABLE} guard {{ type filter hook prerouting priority raw; policy accept; }}
-flush chain ip {TABLE} postrouting
-flush chain ip {TABLE} guard
-add rule ip {TABLE} postrouting ip saddr {subnet} oifname != \"{bridge}\" masquerade comment \"outbound traffic of VMs\"
-add rule ip {TABLE} postrouting oifname \"{bridge}\" ct status dnat ip saddr {subnet} masquerade comment \"VMs reaching each other through forwarded ports\"
-add rule ip {TABLE} postrouting oifname \"{bridge}\" ip saddr 127.0.0.0/8 masquerade comment \"forwards from 127.0.0.1\"
-add rule ip {TABLE} guard iifname \"{bridge}\" ip daddr 127.0.0.0/8 drop comment \"VMs may not reach the host's loopback\"
+add chain ip {TABLE} {postrouting} {{ type nat hook postrouting priority srcnat; policy accept; }}
+add chain ip {TABLE} {guard} {{ type filter hook prerouting priority raw; policy accept; }}
+flush chain ip {TABLE} {postrouting}
+flush chain ip {TABLE} {guard}
+add rule ip {TABLE} {postrouting} ip saddr {subnet} oifname != \"{bridge}\" masquerade comment \"outbound traffic of VMs\"
+add rule ip {TABLE} {postrouting} oifname \"{bridge}\" ct status dnat ip saddr {subnet} masquerade comment \"VMs reaching each other through forwarded ports\"
+add rule ip {TABLE} {postrouting} oifname \"{bridge}\" ip saddr 127.0.0.0/8 masquerade comment \"forwards from 127.0.0.1\"
+add rule ip {TABLE} {guard} iifname \"{bridge}\" ip daddr 127.0.0.0/8 drop comment \"VMs may not reach the host's loopback\"
 "
     )
+}
+
+/// The chain holding `bridge`'s masquerade rules (bridge names are letters, digits, `-`,
+/// `_` and `.`, all valid in an nftables chain name after a letter).
+pub fn postrouting_chain(bridge: &str) -> String {
+    format!("postrouting-{bridge}")
+}
+
+/// The chain that keeps `bridge`'s VMs off the host's loopback.
+pub fn guard_chain(bridge: &str) -> String {
+    format!("guard-{bridge}")
 }
 
 /// The rules that forward `forwards` to `vm` for `owner`.
@@ -200,10 +218,17 @@ mod tests {
     #[test]
     fn the_base_ruleset_masquerades_the_subnet_and_guards_loopback() {
         let base = base_ruleset("ignite0", Subnet::DEFAULT);
-        assert!(base.contains("ip saddr 10.61.0.0/16 oifname != \"ignite0\" masquerade"));
-        assert!(base.contains("iifname \"ignite0\" ip daddr 127.0.0.0/8 drop"));
+        assert!(base.contains(
+            "postrouting-ignite0 ip saddr 10.61.0.0/16 oifname != \"ignite0\" masquerade"
+        ));
+        assert!(base.contains("guard-ignite0 iifname \"ignite0\" ip daddr 127.0.0.0/8 drop"));
         // Repeatable: base chains are flushed before their rules are added again.
-        let flush = base.find("flush chain ip ignite postrouting").unwrap();
+        let flush = base
+            .find("flush chain ip ignite postrouting-ignite0")
+            .unwrap();
         assert!(flush < base.find("masquerade").unwrap());
+        // Another bridge's batch touches only its own chains.
+        let other = base_ruleset("ignite1", Subnet::DEFAULT);
+        assert!(!other.contains("ignite0"), "{other}");
     }
 }

@@ -10,6 +10,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod allocator;
+pub mod cni;
 pub mod commands;
 pub mod dhcp;
 pub mod docker_user;

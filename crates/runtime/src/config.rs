@@ -75,6 +75,11 @@ pub fn effective_vm_spec(
     }
     if let Some(c) = configuration {
         spec = spec.layered_over(c.spec.vm_defaults.clone());
+        // Ignite's `networkPlugin: cni` (or `--network-plugin cni`): the mode of VMs that
+        // name none. `docker-bridge` leaves the default (bridge as root).
+        if spec.network.mode.is_none() && c.spec.network_plugin.as_deref() == Some("cni") {
+            spec.network.mode = Some(ignite_api::NetworkMode::Cni);
+        }
     }
     spec.layered_over(VmSpec::builtin_defaults())
 }

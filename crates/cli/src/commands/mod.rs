@@ -67,8 +67,15 @@ impl Context {
 
     fn new(cli: &Cli) -> anyhow::Result<Context> {
         let root = ignite_store::resolve_root(cli.global.root.as_deref());
-        let configuration =
+        let mut configuration =
             ignite_runtime::config::load_configuration(cli.global.ignite_config.as_deref())?;
+        // `--network-plugin` stands for the Configuration's `networkPlugin` in this command.
+        if let Some(plugin) = cli.global.network_plugin {
+            configuration
+                .get_or_insert_with(Default::default)
+                .spec
+                .network_plugin = Some(plugin.name().to_string());
+        }
         tracing::debug!(root = %root.display(), "state root");
         Ok(Context {
             store: Store::open_existing(root),

@@ -486,6 +486,7 @@ fn flag_spec(args: &CreateArgs, command: &[String]) -> anyhow::Result<VmSpec> {
         );
     }
     spec.network.mode = args.network.map(Into::into);
+    spec.network.cni_network = args.cni_network.clone();
     spec.vmm = args.vmm.map(Into::into);
     spec.mode = args.mode.map(Into::into);
     spec.ssh = match args.ssh.as_deref() {

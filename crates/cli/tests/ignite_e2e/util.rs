@@ -12,6 +12,9 @@ use ignite_testkit::netns::Netns;
 pub struct E2e {
     pub host: Host,
     pub netns: Netns,
+    /// A Configuration whose CNI configuration directory is the scenario's own: Ignite's
+    /// default network with its leases under the state root (`--network-plugin=cni`).
+    config: std::path::PathBuf,
 }
 
 impl E2e {
@@ -22,7 +25,44 @@ impl E2e {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let netns = Netns::new(&format!("{tag}{n}"));
-        E2e { host, netns }
+        let cni = host.root().join("cni");
+        std::fs::create_dir_all(cni.join("net.d")).unwrap();
+        std::fs::write(
+            cni.join("net.d/10-ignite.conflist"),
+            format!(
+                r#"{{"cniVersion":"1.0.0","name":"ignite-cni","plugins":[
+                    {{"type":"bridge","bridge":"ignite-cni0","isGateway":true,"ipMasq":true,"hairpinMode":true,"capabilities":{{"ips":true}},
+                      "ipam":{{"type":"host-local","ranges":[[{{"subnet":"10.62.0.0/16"}}]],"routes":[{{"dst":"0.0.0.0/0"}}],"dataDir":"{}"}}}},
+                    {{"type":"portmap","capabilities":{{"portMappings":true}}}},
+                    {{"type":"firewall"}}]}}"#,
+                cni.join("leases").display()
+            ),
+        )
+        .unwrap();
+        let config = host.root().join("cni-config.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "apiVersion: ignite.weave.works/v1alpha4\nkind: Configuration\nspec:\n  cni:\n    confDir: {}\n",
+                cni.join("net.d").display()
+            ),
+        )
+        .unwrap();
+        E2e {
+            host,
+            netns,
+            config,
+        }
+    }
+
+    /// `args` with the scenario's Configuration first, unless they name one.
+    fn with_config<'a>(&'a self, args: &[&'a str]) -> Vec<&'a std::ffi::OsStr> {
+        let mut all: Vec<&std::ffi::OsStr> = Vec::new();
+        if !args.iter().any(|a| a.starts_with("--ignite-config")) {
+            all.extend(["--ignite-config".as_ref(), self.config.as_os_str()]);
+        }
+        all.extend(args.iter().map(|a| std::ffi::OsStr::new(*a)));
+        all
     }
 
     /// `ignite`, in the namespace, over the scenario's state root.
@@ -44,7 +84,7 @@ impl E2e {
 
     /// Runs `ignite ARGS`, expects success, returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.ignite().args(args).output().unwrap();
+        let out = self.ignite().args(self.with_config(args)).output().unwrap();
         assert!(
             out.status.success(),
             "ignite {args:?} failed ({}):\nstdout: {}\nstderr: {}",
@@ -57,7 +97,7 @@ impl E2e {
 
     /// Runs `ignite ARGS`; returns (success, stdout + stderr).
     pub fn try_run(&self, args: &[&str]) -> (bool, String) {
-        let out = self.ignite().args(args).output().unwrap();
+        let out = self.ignite().args(self.with_config(args)).output().unwrap();
         let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&out.stderr));
         (out.status.success(), text)

@@ -2,9 +2,10 @@
 //! given before the subcommand (run) and after the VM (start); switching providers on
 //! start; a VM created with non-default providers; stop and start with the defaults.
 //!
-//! `--runtime` and `--network-plugin` are accepted and change nothing here (VMs run under
-//! their VMM, networked as `--network` says): where Ignite's scenario reads back the
-//! providers it recorded, this one checks what the VM really got, the bridge.
+//! `--runtime` is accepted and changes nothing here (VMs run under their VMM);
+//! `--network-plugin=cni` puts the VMs it creates on a CNI network, `docker-bridge` on the
+//! bridge, as Ignite did: where Ignite's scenario reads back the providers it recorded,
+//! this one checks what the VM really got.
 
 use crate::util::E2e;
 

@@ -7,6 +7,7 @@
 pub mod accel;
 pub mod agent_proxy;
 pub mod attach;
+pub mod cni_network;
 pub mod console_log;
 mod console_relay;
 pub mod copy;
@@ -64,6 +65,8 @@ pub enum VmError {
     Conflict(String),
     #[error("bridge networking: {0}")]
     Network(#[from] ignite_net::NetError),
+    #[error(transparent)]
+    Cni(#[from] ignite_net::cni::CniError),
     #[error(transparent)]
     MissingTool(#[from] ignite_host_tools::MissingTool),
     #[error(transparent)]
@@ -139,12 +142,18 @@ impl VmError {
             VmError::Denied(_) => ErrorKind::Denied,
             VmError::NotFound(_) => ErrorKind::NotFound,
             VmError::Vmm(ignite_vmm::VmmError::Unsupported(_)) => ErrorKind::Spec,
+            VmError::Cni(
+                ignite_net::cni::CniError::NoConfig { .. }
+                | ignite_net::cni::CniError::NotFound { .. }
+                | ignite_net::cni::CniError::BadConfig { .. },
+            ) => ErrorKind::Spec,
             VmError::AlreadyRunning(_)
             | VmError::NameTaken(_)
             | VmError::Running(_)
             | VmError::Conflict(_) => ErrorKind::Conflict,
             VmError::Host(_)
             | VmError::Network(_)
+            | VmError::Cni(_)
             | VmError::MissingTool(_)
             | VmError::Vmm(ignite_vmm::VmmError::NotInstalled(_))
             | VmError::Disk(_)
@@ -323,6 +332,16 @@ fn validate_spec(spec: &VmSpec) -> Result<(), VmError> {
             "--network bridge needs root (it makes a bridge, taps and firewall rules): run as root, or use --network user".into(),
         ));
     }
+    if spec.network.mode == Some(NetworkMode::Cni) && !rustix::process::geteuid().is_root() {
+        return Err(VmError::Spec(
+            "--network cni needs root (CNI plugins make namespaces, interfaces and firewall rules): run as root, or use --network user".into(),
+        ));
+    }
+    if spec.network.cni_network.is_some() && spec.network.mode != Some(NetworkMode::Cni) {
+        return Err(VmError::Spec(
+            "--cni-network names a CNI network: it needs --network cni".into(),
+        ));
+    }
     if spec.mode == Some(GuestMode::Vm) && spec.command.as_ref().is_some_and(|c| !c.is_empty()) {
         return Err(VmError::Spec(
             "a command runs in container mode: drop --mode vm, or the command".into(),
@@ -470,8 +489,12 @@ pub fn repair(store: &Store, vm: Vm) -> Vm {
     };
     let uid = uid_of(&vm);
     VmFiles::new(store, &uid).remove_runtime_files();
-    if network::mode_of(&vm) == NetworkMode::Bridge {
-        network::detach_from_bridge(&ignite_net::System, &network::network_dir(store), &uid);
+    match network::mode_of(&vm) {
+        NetworkMode::Bridge => {
+            network::detach_from_bridge(&ignite_net::System, &network::network_dir(store), &uid);
+        }
+        NetworkMode::Cni => cni_network::detach(store, &uid),
+        NetworkMode::User | NetworkMode::None => {}
     }
     match store.vms().update(&uid, |v| -> Result<(), StoreError> {
         if v.status.running && !is_running(v) {
@@ -498,6 +521,8 @@ pub struct StartOptions<'a> {
     pub configured_accel: Option<String>,
     /// The bridge of `--network bridge` VMs (the Configuration's `spec.bridge`).
     pub bridge: network::BridgeSettings,
+    /// Where `--network cni` VMs find configurations and plugins (`spec.cni`).
+    pub cni: cni_network::CniSettings,
     /// The Configuration's `spec.firecracker`, if any.
     pub firecracker: Option<PathBuf>,
     pub timeout: Duration,
@@ -516,6 +541,7 @@ impl<'a> StartOptions<'a> {
             accel: driver.accel,
             configured_accel: driver.configured_accel,
             bridge: network::BridgeSettings::from_configuration(configuration)?,
+            cni: cni_network::CniSettings::from_configuration(configuration),
             firecracker: driver.firecracker,
             timeout: START_TIMEOUT,
         })
@@ -583,8 +609,13 @@ fn start_with(
         });
     }
     files.remove_runtime_files();
-    supervisor::config::SupervisorConfig::new(accel, &options.bridge, options.firecracker.clone())
-        .write(files.dir())?;
+    let mut settings = supervisor::config::SupervisorConfig::new(
+        accel,
+        &options.bridge,
+        options.firecracker.clone(),
+    );
+    settings.cni = Some(options.cni.clone());
+    settings.write(files.dir())?;
     let log_path = files.supervisor_log();
     let log = std::fs::File::create(&log_path).map_err(io("create", &log_path))?;
     let mut command = Command::new(options.supervisor_program);

@@ -22,6 +22,7 @@ use ignite_net::{
 use ignite_store::Store;
 use ignite_vmm::{NetworkBackend, NicBackend, NicSpec, PortForward};
 
+use super::cni_network::{self, CniAttachment, CniSettings};
 use super::{VmError, uid_of};
 
 pub const DEFAULT_BRIDGE: &str = "ignite0";
@@ -98,7 +99,7 @@ pub fn mode_of(vm: &Vm) -> NetworkMode {
 pub fn backend_of(mode: NetworkMode) -> Option<NetworkBackend> {
     match mode {
         NetworkMode::User => Some(NetworkBackend::User),
-        NetworkMode::Bridge => Some(NetworkBackend::Tap),
+        NetworkMode::Bridge | NetworkMode::Cni => Some(NetworkBackend::Tap),
         NetworkMode::None => None,
     }
 }
@@ -114,12 +115,26 @@ pub struct Attachment {
     pub status: Option<NetworkStatus>,
     /// Where the VM's sshd is reached from the host (VMs with `--ssh`).
     pub ssh_address: Option<String>,
+    /// The network namespace the VMM runs in (CNI VMs); the supervisor's own otherwise.
+    pub netns: Option<PathBuf>,
     /// Held while the VM runs.
     _bridge: Option<BridgeAttachment>,
+    _cni: Option<CniAttachment>,
 }
 
 /// Connects a VM in its mode (see [`mode_of`]).
-pub fn attach(store: &Store, vm: &Vm, settings: &BridgeSettings) -> Result<Attachment, VmError> {
+pub fn attach(
+    store: &Store,
+    vm: &Vm,
+    settings: &BridgeSettings,
+    cni: &CniSettings,
+) -> Result<Attachment, VmError> {
+    if mode_of(vm) == NetworkMode::Cni {
+        let cni = cni_network::attach(store, vm, cni)?;
+        let mut attachment = on_cni(vm, &cni);
+        attachment._cni = Some(cni);
+        return Ok(attachment);
+    }
     attach_with(Arc::new(System), store, vm, settings)
 }
 
@@ -142,6 +157,9 @@ pub fn attach_with(
             Ok(user_network(vm, ssh_port))
         }
         NetworkMode::None => Ok(no_network()),
+        NetworkMode::Cni => Err(VmError::Spec(
+            "CNI networking is attached by attach(), with its settings".into(),
+        )),
     }
 }
 
@@ -152,7 +170,9 @@ pub fn no_network() -> Attachment {
         guest: GuestNetwork::default(),
         status: None,
         ssh_address: None,
+        netns: None,
         _bridge: None,
+        _cni: None,
     }
 }
 
@@ -195,7 +215,9 @@ pub fn user_network(vm: &Vm, ssh_port: Option<u16>) -> Attachment {
             ip_addresses: vec![USER_GUEST.into()],
         }),
         ssh_address: ssh_port.map(|p| format!("127.0.0.1:{p}")),
+        netns: None,
         _bridge: None,
+        _cni: None,
     }
 }
 
@@ -214,8 +236,20 @@ fn on_bridge(vm: &Vm, tap: &str, address: Ipv4Addr, guest: GuestNetwork) -> Atta
             ip_addresses: vec![address.into()],
         }),
         ssh_address: vm.spec.ssh.as_ref().map(|_| format!("{address}:22")),
+        netns: None,
         _bridge: None,
+        _cni: None,
     }
+}
+
+/// A VM on a CNI network: its tap in its own namespace, with the MAC address and the
+/// address of the interface the plugins made.
+fn on_cni(vm: &Vm, cni: &CniAttachment) -> Attachment {
+    let mut attachment = on_bridge(vm, &cni.tap, cni.address, cni.guest.clone());
+    attachment.nics[0].mac = cni.mac.clone();
+    attachment.status = Some(cni_network::status(cni.address));
+    attachment.netns = Some(cni.netns.clone());
+    attachment
 }
 
 /// A free TCP port on 127.0.0.1 for the VM's sshd (VMs with `--ssh` and user networking).
@@ -446,8 +480,12 @@ pub fn detach_from_bridge(host: &dyn Commands, network_dir: &Path, uid: &Uid) {
     }
 }
 
-/// Removes what a VM had on the bridge, its address lease included (it is removed).
+/// Removes what a VM had on its network, its address lease included (it is removed).
 pub fn release(store: &Store, vm: &Vm) {
+    if mode_of(vm) == NetworkMode::Cni {
+        cni_network::detach(store, &uid_of(vm));
+        return;
+    }
     if mode_of(vm) != NetworkMode::Bridge {
         return;
     }
@@ -468,7 +506,7 @@ fn address_book(store: &Store) -> AddressBook {
 }
 
 /// The host's IPv4 nameservers that a VM can reach (not the host's loopback stubs).
-fn host_nameservers() -> Vec<Ipv4Addr> {
+pub(crate) fn host_nameservers() -> Vec<Ipv4Addr> {
     let parse = |path: &str| -> Vec<Ipv4Addr> {
         std::fs::read_to_string(path)
             .unwrap_or_default()
@@ -503,6 +541,21 @@ pub(crate) mod tests {
             nameservers: vec!["192.0.2.53".into()],
         };
         on_bridge(vm, tap, address, guest)
+    }
+
+    /// An attachment as [`attach`] makes for a CNI VM, without plugins (for plans).
+    pub(crate) fn on_cni_network(vm: &Vm, mac: &str, address: Ipv4Addr) -> Attachment {
+        let guest = GuestNetwork {
+            interfaces: vec![Interface {
+                mac: mac.into(),
+                addresses: vec![format!("{address}/24")],
+                gateway: Some("10.62.0.1".into()),
+                mtu: Some(1500),
+            }],
+            nameservers: vec!["192.0.2.53".into()],
+        };
+        let cni = CniAttachment::detached(mac, address, guest);
+        on_cni(vm, &cni)
     }
 
     fn bridge_vm(store: &Store, name: &str, ports: &[&str]) -> Vm {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use ignite_api::Accel;
 use serde::{Deserialize, Serialize};
 
+use crate::vms::cni_network::CniSettings;
 use crate::vms::network::BridgeSettings;
 use crate::vms::{VmError, io};
 
@@ -27,6 +28,9 @@ pub struct SupervisorConfig {
     /// The Configuration's `spec.firecracker`, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firecracker: Option<PathBuf>,
+    /// Where `--network cni` VMs find configurations and plugins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cni: Option<CniSettings>,
 }
 
 impl SupervisorConfig {
@@ -36,6 +40,7 @@ impl SupervisorConfig {
             bridge_name: bridge.name.clone(),
             bridge_subnet: bridge.subnet.to_string(),
             firecracker,
+            cni: None,
         }
     }
 

@@ -74,7 +74,12 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     )?
     .into();
     // Held until the supervisor ends; dropping it takes the VM off its network.
-    let attachment = network::attach(store, &vm, &settings.bridge()?)?;
+    let attachment = network::attach(
+        store,
+        &vm,
+        &settings.bridge()?,
+        &settings.cni.clone().unwrap_or_default(),
+    )?;
     let plan::MachinePlan {
         machine: spec,
         guest: mut config,
@@ -130,7 +135,12 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     // long as the supervisor, which is what the signal is tied to.
     let launched = Instant::now();
     let console_on_stdio = vmm.console_on_stdio();
-    let mut child = Command::new(helper)
+    let mut helper_command = Command::new(helper);
+    match &attachment.netns {
+        Some(netns) => helper_command.env(VMM_NETNS_ENV, netns),
+        None => helper_command.env_remove(VMM_NETNS_ENV),
+    };
+    let mut child = helper_command
         .args(["vm", "exec-vmm", "--"])
         .arg(&program)
         .args(&args)
@@ -529,7 +539,12 @@ fn relay_client_input(mut input: UnixStream, agent: &Arc<Mutex<Option<Arc<AgentC
 
 pub use plan::guest_config;
 
-/// `ignite vm exec-vmm -- PROGRAM ARGS...`: the VMM dies with its supervisor.
+/// Set by the supervisor on `vm exec-vmm`: the network namespace (a path under
+/// /run/netns) the VMM runs in, where its tap is (CNI VMs).
+const VMM_NETNS_ENV: &str = "IGNITE_VMM_NETNS";
+
+/// `ignite vm exec-vmm -- PROGRAM ARGS...`: the VMM dies with its supervisor, and runs in
+/// the VM's network namespace when the supervisor names one.
 pub fn exec_vmm(args: &[OsString]) -> std::io::Error {
     use std::os::unix::process::CommandExt;
     let Some((program, rest)) = args.split_first() else {
@@ -544,5 +559,23 @@ pub fn exec_vmm(args: &[OsString]) -> std::io::Error {
     if rustix::process::getppid().is_none_or(|p| p.as_raw_nonzero().get() == 1) {
         return std::io::Error::other("the supervisor is gone");
     }
-    Command::new(program).args(rest).exec()
+    if let Some(netns) = std::env::var_os(VMM_NETNS_ENV) {
+        let entered = std::fs::File::open(&netns).and_then(|file| {
+            rustix::thread::move_into_link_name_space(
+                std::os::fd::AsFd::as_fd(&file),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .map_err(std::io::Error::from)
+        });
+        if let Err(e) = entered {
+            return std::io::Error::other(format!(
+                "cannot enter the VM's network namespace {}: {e}",
+                std::path::Path::new(&netns).display()
+            ));
+        }
+    }
+    Command::new(program)
+        .args(rest)
+        .env_remove(VMM_NETNS_ENV)
+        .exec()
 }

@@ -237,7 +237,12 @@ mod tests {
             modules_disk: Some("/k/modules.ext4".into()),
         };
         for (driver, capabilities) in [("qemu", QEMU_LIKE), ("firecracker", FIRECRACKER_LIKE)] {
-            for mode in [NetworkMode::None, NetworkMode::User, NetworkMode::Bridge] {
+            for mode in [
+                NetworkMode::None,
+                NetworkMode::User,
+                NetworkMode::Bridge,
+                NetworkMode::Cni,
+            ] {
                 let vm = vm(mode);
                 let attachment = match mode {
                     NetworkMode::None => network::no_network(),
@@ -245,6 +250,11 @@ mod tests {
                     NetworkMode::Bridge => {
                         network::tests::bridged(&vm, "ign-599615df", Ipv4Addr::new(10, 61, 0, 7))
                     }
+                    NetworkMode::Cni => network::tests::on_cni_network(
+                        &vm,
+                        "6a:1b:2c:3d:4e:60",
+                        Ipv4Addr::new(10, 62, 0, 9),
+                    ),
                 };
                 let plan = plan(&PlanInputs {
                     vm: &vm,
@@ -306,6 +316,25 @@ mod tests {
                         assert_eq!(plan.guest.interfaces[0].addresses, ["10.61.0.7/24"]);
                         assert_eq!(attachment.ssh_address.as_deref(), Some("10.61.0.7:22"));
                         assert_eq!(nic.mac, plan.guest.interfaces[0].mac, "{case}");
+                    }
+                    NetworkMode::Cni => {
+                        let [nic] = m.nics.as_slice() else {
+                            panic!("{case}: {:?}", m.nics)
+                        };
+                        // The tap in the VM's namespace; the MAC address of the CNI
+                        // interface, which the guest takes over.
+                        assert_eq!(
+                            nic.backend,
+                            NicBackend::Tap {
+                                ifname: "tap0".into()
+                            },
+                            "{case}"
+                        );
+                        assert_eq!(nic.mac, "6a:1b:2c:3d:4e:60", "{case}");
+                        assert_eq!(plan.guest.interfaces[0].mac, nic.mac, "{case}");
+                        assert_eq!(plan.guest.interfaces[0].addresses, ["10.62.0.9/24"]);
+                        assert_eq!(attachment.status.as_ref().unwrap().plugin, "cni");
+                        assert!(attachment.netns.is_some(), "{case}");
                     }
                 }
             }
