@@ -5,6 +5,7 @@
 //! `cargo test --workspace` builds it, or `cargo build -p ignite-cli`.
 
 use std::io::Write;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -387,18 +388,25 @@ fn ignited_gitops_follows_git_remotes_and_pushes_status() {
     let (remote, _work) = git_remote(&host, "daemon", &host.manifest("g2", "", ""), "g2.yaml");
     let port = free_port();
     let base = remote.parent().unwrap().to_path_buf();
-    let mut git_daemon = std::process::Command::new("git")
-        .args([
-            "daemon",
-            "--reuseaddr",
-            "--export-all",
-            "--listen=127.0.0.1",
-        ])
-        .arg(format!("--port={port}"))
-        .arg(format!("--base-path={}", base.display()))
-        .arg(&base)
-        .spawn()
-        .unwrap();
+    // `git daemon` runs git-daemon as its child: both go, as a process group, however the
+    // test ends (a leftover git-daemon would hold the test's output open).
+    let git_daemon = ProcessGroup(
+        std::process::Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(&base)
+            .process_group(0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let gitops = start_gitops(
         &host,
         "daemon",
@@ -415,8 +423,7 @@ fn ignited_gitops_follows_git_remotes_and_pushes_status() {
         "a read-only remote gets no commits"
     );
     drop(gitops);
-    let _ = git_daemon.kill();
-    let _ = git_daemon.wait();
+    drop(git_daemon);
     host.ignite().args(["rm", "-f", "g2"]).assert().success();
 
     // SSH with a key and a checked host key: status is pushed.
@@ -495,4 +502,16 @@ fn ignited_gitops_follows_git_remotes_and_pushes_status() {
     let _ = sshd.kill();
     let _ = sshd.wait();
     host.ignite().args(["rm", "-f", "g3"]).assert().success();
+}
+
+/// A child that leads its own process group; dropping it kills the whole group.
+struct ProcessGroup(std::process::Child);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.wait();
+    }
 }
