@@ -137,6 +137,7 @@ impl TemplateSubject for Vm {
             }),
             error: Some(String::new()),
             auto_remove: true,
+            restored_from: Some(String::new()),
         };
         serde_json::to_value(vm).expect("a VM serializes")
     }

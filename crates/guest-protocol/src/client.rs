@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::agent::{
     CONTROL, CopyRequest, ErrorBody, ExecRequest, ExitStatus, Frame, FrameKind, Hello, MAX_PAYLOAD,
-    PROTOCOL_VERSION, SignalRequest, WORKLOAD, WindowSize,
+    PROTOCOL_VERSION, RestoreRequest, SignalRequest, WORKLOAD, WindowSize,
 };
 
 type Routes = Arc<Mutex<HashMap<u32, SyncSender<Frame>>>>;
@@ -148,6 +148,22 @@ impl AgentClient {
     /// Starts a copy out of the guest: the tar archive arrives as stdout.
     pub fn copy_out(&self, path: &str) -> io::Result<Session<'_>> {
         self.start(FrameKind::CopyOut, &CopyRequest { path: path.into() })
+    }
+
+    /// Renews a restored guest's clock, entropy and network identity, and waits until it
+    /// has.
+    pub fn restored(&self, request: &RestoreRequest, timeout: Duration) -> io::Result<()> {
+        match self.start(FrameKind::Restored, request)?.wait(timeout)? {
+            Ok(done) if done.status.shell_code() == 0 => Ok(()),
+            Ok(done) => Err(io::Error::other(format!(
+                "the guest could not renew itself after the restore: {}",
+                String::from_utf8_lossy(&done.stderr).trim()
+            ))),
+            Err(body) => Err(io::Error::other(format!(
+                "the guest could not renew itself after the restore: {}",
+                body.message
+            ))),
+        }
     }
 
     fn start<T: serde::Serialize>(&self, kind: FrameKind, body: &T) -> io::Result<Session<'_>> {

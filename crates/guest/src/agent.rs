@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use ignite_guest_protocol::agent::{
     BootTimes, CONTROL, CopyRequest, ErrorBody, ExecRequest, ExitStatus, Frame, FrameKind, Hello,
-    PROTOCOL_VERSION, SERIAL_PORT_NAME, SignalRequest, VSOCK_PORT, WORKLOAD, WindowSize,
+    PROTOCOL_VERSION, RestoreRequest, SERIAL_PORT_NAME, SignalRequest, VSOCK_PORT, WORKLOAD,
+    WindowSize,
 };
 use ignite_guest_protocol::config::{BootMode, Workload};
 use rustix::process::{Pid, Signal};
@@ -334,6 +335,23 @@ impl Agent {
             FrameKind::CopyOut => match frame.body::<CopyRequest>() {
                 Ok(req) => start_copy_out(conn, session, req.path),
                 Err(e) => conn.fail(session, None, e.to_string()),
+            },
+            // Handled before the next frame is read: nothing the host asks afterwards runs
+            // with the snapshot's clock, randomness or addresses.
+            FrameKind::Restored => match frame
+                .body::<RestoreRequest>()
+                .map_err(|e| e.to_string())
+                .and_then(|req| crate::restore::renew(&req))
+            {
+                Ok(()) => conn.send(Frame::json(
+                    FrameKind::Exited,
+                    session,
+                    &ExitStatus {
+                        code: Some(0),
+                        signal: None,
+                    },
+                )),
+                Err(e) => conn.fail(session, None, e),
             },
             _ => {}
         }

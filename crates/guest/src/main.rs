@@ -22,6 +22,7 @@ mod network;
 mod process_env;
 mod provision;
 mod pty;
+mod restore;
 mod workload;
 mod workload_stdio;
 

@@ -670,16 +670,25 @@ fn rootfs_name(path: &Path) -> Option<&str> {
 }
 
 /// The root disks (by file name) that VMs' overlays are backed by.
+/// Snapshots' disk layers count too: they are overlays on the image's disk as it was.
 fn rootfs_used_by_vms(store: &Store) -> Result<std::collections::HashSet<String>, ImageError> {
-    Ok(store
-        .vms()
+    let vm_layers = store.vms().list()?.objects.into_iter().filter_map(|vm| {
+        let dir = store.vms().object_dir(vm.metadata.uid.as_ref()?);
+        Some(dir.join(DiskFormat::Qcow2.root_disk_file()))
+    });
+    let snapshot_layers = store
+        .snapshots()
         .list()?
         .objects
-        .iter()
-        .filter_map(|vm| {
-            let uid = vm.metadata.uid.as_ref()?;
-            let dir = store.vms().object_dir(uid);
-            let backing = ignite_disk::backing_file(&dir.join(DiskFormat::Qcow2.root_disk_file()))?;
+        .into_iter()
+        .filter_map(|s| {
+            let files = crate::vms::snapshot::SnapshotFiles::new(store, s.metadata.uid.as_ref()?);
+            Some(files.disk_layer(DiskFormat::Qcow2))
+        });
+    Ok(vm_layers
+        .chain(snapshot_layers)
+        .filter_map(|layer| {
+            let backing = ignite_disk::backing_file(&layer)?;
             rootfs_name(&backing).map(str::to_string)
         })
         .collect())

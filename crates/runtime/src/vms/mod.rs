@@ -16,6 +16,7 @@ pub mod listing;
 pub mod network;
 pub mod output_log;
 pub mod process;
+pub mod snapshot;
 pub mod supervisor;
 
 use std::path::{Path, PathBuf};

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use ignite_api::{ExitRecord, Time, Uid, VmmStatus};
 use ignite_guest_protocol::agent::{
-    BootTimes, CONTROL, ErrorBody, ExitStatus, Frame, FrameKind, Hello, WORKLOAD,
+    BootTimes, CONTROL, ErrorBody, ExitStatus, Frame, FrameKind, Hello, RestoreRequest, WORKLOAD,
 };
 use ignite_guest_protocol::client::AgentClient;
 use ignite_guest_protocol::status::{kernel_panic_line, last_exit_status};
@@ -81,7 +81,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         &settings.cni.clone().unwrap_or_default(),
     )?;
     let plan::MachinePlan {
-        machine: spec,
+        machine: mut spec,
         guest: mut config,
     } = plan::plan(&PlanInputs {
         vm: &vm,
@@ -117,6 +117,26 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         })
         .collect();
     write_vm_initramfs(&kdir, &config, &copies, &files.initramfs())?;
+    // What a snapshot of this run records, so that its clones can be moved off it.
+    let interfaces_file = files.guest_interfaces();
+    if let Err(e) = serde_json::to_vec(&config.interfaces)
+        .map_err(std::io::Error::other)
+        .and_then(|json| std::fs::write(&interfaces_file, json))
+    {
+        tracing::warn!(
+            "cannot record the guest's interfaces in {}: {e}",
+            interfaces_file.display()
+        );
+    }
+    let restoring = super::snapshot::restore_target(store, &vm, &files, &spec, vmm.kind())?;
+    let restore = restoring.as_ref().map(|(snapshot, state)| {
+        spec.restore = Some(state.clone());
+        tracing::info!(
+            "restoring snapshot {} instead of booting",
+            snapshot.metadata.name
+        );
+        super::snapshot::restore_request(snapshot, &config.hostname, &config.interfaces)
+    });
 
     let control = files.control_socket();
     let (program, args) = vmm.command(&spec, &control);
@@ -186,7 +206,20 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     let vmm_process = process::lookup(child.id());
     if let Err(e) = vmm.boot(&spec, &control) {
         let _ = child.kill();
-        return Err(VmError::Host(format!("{} refused the VM: {e}", vmm.name())));
+        return Err(match &restoring {
+            Some((snapshot, _)) => VmError::Host(format!(
+                "{} could not restore snapshot {}: {e}",
+                vmm.name(),
+                snapshot.metadata.name
+            )),
+            None => VmError::Host(format!("{} refused the VM: {e}", vmm.name())),
+        });
+    }
+    // Restored: the guest runs on the VM's own disk now, so later starts boot from it.
+    if restoring.is_some()
+        && let Err(e) = std::fs::remove_file(files.restore_marker())
+    {
+        tracing::warn!("cannot remove {}: {e}", files.restore_marker().display());
     }
     let host_phases = BootTimes {
         prepare_millis: Some(millis_between(supervisor_started, launched)),
@@ -208,6 +241,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         v.status.boot_phases = None;
         v.status.ssh_address = attachment.ssh_address.clone();
         v.status.network = attachment.status.clone();
+        v.status.restored_from = restoring.as_ref().map(|(s, _)| s.metadata.name.clone());
         Ok(())
     })?;
     tracing::info!(pid = child.id(), "the VMM runs");
@@ -273,7 +307,14 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
             client: attached.clone(),
         };
         std::thread::spawn(move || {
-            hold_agent(|| vmm.connect_agent(&spec), &dir, ready, agent, workload)
+            hold_agent(
+                || vmm.connect_agent(&spec),
+                &dir,
+                restore,
+                ready,
+                agent,
+                workload,
+            )
         });
     }
 
@@ -441,6 +482,7 @@ fn boot_phases(t: &BootTimes) -> ignite_api::BootPhases {
 fn hold_agent(
     connect: impl Fn() -> std::io::Result<UnixStream>,
     vm_dir: &std::path::Path,
+    restore: Option<RestoreRequest>,
     ready: impl FnOnce(Option<BootTimes>) -> BootTimes,
     slot: Arc<Mutex<Option<Arc<AgentClient>>>>,
     workload: WorkloadSinks,
@@ -466,7 +508,23 @@ fn hold_agent(
         }
     };
     tracing::info!(guest = %client.guest.software, "the guest agent answered");
-    let times = ready(client.guest.boot);
+    // A restored guest's boot times are the snapshot's VM's; its own start is the restore.
+    let guest_times = match &restore {
+        None => client.guest.boot,
+        Some(request) => {
+            // Before anyone else reaches the guest: nothing runs on with the snapshot's
+            // clock, randomness or addresses once this returns.
+            if let Err(e) = client.restored(request, Duration::from_secs(30)) {
+                // Clones must never run on with the snapshot's random state or another
+                // VM's addresses: this one is powered off instead.
+                tracing::error!("{e}: stopping the VM");
+                let _ = client.shutdown();
+                return;
+            }
+            None
+        }
+    };
+    let times = ready(guest_times);
     *slot.lock().expect("agent lock") = Some(client.clone());
     if let Some(attached) = &workload.client {
         let hello = Hello {
