@@ -188,6 +188,18 @@ pub enum VmCommand {
     /// Exec a VMM that dies with its supervisor (internal)
     #[command(hide = true)]
     ExecVmm(ExecVmmArgs),
+    /// Build a warm-start template of a VM's machine (started by a cold start; internal)
+    #[command(hide = true)]
+    BuildTemplate(BuildTemplateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildTemplateArgs {
+    /// The VM whose machine the template is of, by UID
+    pub vm: String,
+    /// The machine's key
+    #[arg(long)]
+    pub key: String,
 }
 
 #[derive(Debug, Args)]
@@ -423,6 +435,9 @@ pub struct StartFlags {
     /// The accelerator: auto, kvm or tcg [default: IGNITE_ACCEL, else auto: kvm when /dev/kvm works]
     #[arg(long, value_name = "ACCEL", value_parser = ["auto", "kvm", "tcg"])]
     pub accel: Option<String>,
+    /// Boot, even where a container-mode VM could start warm from its machine's template
+    #[arg(long)]
+    pub cold: bool,
     /// Ignored: Ignite kept its sandbox container after the VM ended (there is none here)
     #[arg(short, long, help_heading = IGNITE_COMPAT)]
     pub debug: bool,

@@ -50,6 +50,11 @@ fn objects(host: &Host, kind: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The process's command name.
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default()
+}
+
 /// A process whose arguments include each of `wanted` (as whole arguments or parts).
 fn process_with(wanted: &[&[u8]]) -> Option<u32> {
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
@@ -191,7 +196,8 @@ fn a_restored_snapshot_counts_on_where_it_was_and_goes_without_a_trace() {
     let (supervisor, qemu) = loop {
         if let (Some(s), Some(q)) = (
             process_with(&[b"supervise", c2.as_bytes()]),
-            process_with(&[b"-incoming", c2.as_bytes()]),
+            process_with(&[b"-incoming", c2.as_bytes()])
+                .filter(|pid| comm(*pid).starts_with("qemu")),
         ) {
             break (s, q);
         }

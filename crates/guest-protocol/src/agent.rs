@@ -76,6 +76,10 @@ pub enum FrameKind {
     /// snapshot: its clock, entropy and network identity are renewed; Exited (or Error)
     /// ends it.
     Restored = 0x30,
+    /// Host → guest, JSON [`BootRequest`], to a warm-start template's ignite-init (PID 1,
+    /// not the agent): renew as after a restore, then boot this VM's configuration;
+    /// Exited (or Error) ends it, and the agent comes up as in any boot.
+    Boot = 0x31,
 }
 
 impl FrameKind {
@@ -97,6 +101,7 @@ impl FrameKind {
             0x20 => CopyIn,
             0x21 => CopyOut,
             0x30 => Restored,
+            0x31 => Boot,
             _ => return None,
         })
     }
@@ -298,6 +303,15 @@ pub struct RestoreRequest {
     /// Each interface the guest had, found by its old MAC, moved to its new identity.
     #[serde(default)]
     pub interfaces: Vec<Readdress>,
+}
+
+/// What a warm-start template's guest gets from the VM restored from it: the renewal of
+/// any restore, and the configuration it boots on with (instead of the initramfs's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BootRequest {
+    pub renew: RestoreRequest,
+    pub config: crate::config::GuestConfig,
 }
 
 /// How many random bytes a restore request carries.

@@ -183,6 +183,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(VmCommand::Lifecycle(command)) => return lifecycle(&ctx, command),
                 Some(VmCommand::Supervise(args)) => return vm::supervise(&ctx, args),
                 Some(VmCommand::ExecVmm(args)) => return vm::exec_vmm(&args.command),
+                Some(VmCommand::BuildTemplate(args)) => return vm::build_template(&ctx, args),
                 Some(VmCommand::Ls(args)) => ps::run(
                     &ctx,
                     &PsArgs {

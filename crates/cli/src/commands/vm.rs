@@ -293,11 +293,23 @@ fn start_options<'a>(
     supervisor: &'a Path,
     flags: &StartFlags,
 ) -> anyhow::Result<StartOptions<'a>> {
-    Ok(StartOptions::new(
+    let mut options = StartOptions::new(
         supervisor,
         flags.accel.as_deref(),
         ctx.configuration.as_ref(),
-    )?)
+    )?;
+    if flags.cold {
+        options.warm = false;
+    }
+    Ok(options)
+}
+
+pub fn build_template(
+    ctx: &Context,
+    args: &crate::args::BuildTemplateArgs,
+) -> anyhow::Result<ExitCode> {
+    vms::warm::build_template_for(ctx.store.root(), &args.vm, &args.key)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn start_attached(

@@ -176,6 +176,7 @@ pub fn guest_config(
         authorized_keys: vec![],
         files: vec![],
         volumes,
+        template: crate::vms::warm::is_template(vm),
     }
 }
 
