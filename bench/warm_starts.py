@@ -143,7 +143,7 @@ def main() -> int:
         for memory in ["128MB", "1GB"]:
             creates, restores = [], []
             for i in range(max(2, args.runs // 2)):
-                src = f"src-{memory}-{i}"
+                src = f"src-{memory.lower()}-{i}"
                 ignite("run", "--cold", "--name", src, "--network", "none", "--memory", memory, "-u", "0",
                        "bench/busybox:1", "sh", "-c", COUNTER)
                 start = time.perf_counter()
