@@ -315,6 +315,7 @@ mod tests {
             accel: Accel::Tcg,
             log_dir: None,
             restore: None,
+            memory_file: None,
         }
     }
 

@@ -472,6 +472,7 @@ mod tests {
             accel: Accel::Kvm,
             log_dir: Some(dir.to_path_buf()),
             restore: None,
+            memory_file: None,
         }
     }
 
