@@ -259,12 +259,38 @@ pub fn build_template_for(root: &Path, uid: &str, key: &str) -> Result<(), VmErr
         timeout: super::START_TIMEOUT,
         warm: false,
     };
-    build_template(&store, &vm, key, &options)
+    let built = build_template(&store, &vm, key, &options);
+    match &built {
+        // Later starts do not try again for a while (see `spawn_builder`).
+        Err(_) => drop(std::fs::write(failed_marker(root, key), b"")),
+        Ok(()) => drop(std::fs::remove_file(failed_marker(root, key))),
+    }
+    built
 }
+
+/// Marks a key whose template could not be built (its log beside it says why).
+fn failed_marker(root: &Path, key: &str) -> std::path::PathBuf {
+    root.join("locks").join(format!("template-{key}.failed"))
+}
+
+/// How long after a failed build no other is started for the same key.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Starts `vm build-template` for `vm` as a process of its own, detached: the start that
 /// asked goes on booting cold meanwhile.
 pub fn spawn_builder(program: &Path, root: &Path, vm: &Vm, key: &str) {
+    let recent_failure = std::fs::metadata(failed_marker(root, key))
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age < RETRY_AFTER));
+    if recent_failure {
+        tracing::info!(
+            "the template {key} could not be built lately (see {}): booting cold",
+            root.join("locks")
+                .join(format!("template-{key}.log"))
+                .display()
+        );
+        return;
+    }
     let log = root.join("locks").join(format!("template-{key}.log"));
     let out = std::fs::File::create(&log).ok();
     let mut command = std::process::Command::new(program);
