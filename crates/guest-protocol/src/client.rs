@@ -72,51 +72,21 @@ impl AgentClient {
             let routes = routes.clone();
             std::thread::spawn(move || route_frames(reader, routes, control_tx));
         }
-        let hello = host_hello();
-        let deadline = Instant::now() + timeout;
-        loop {
-            writer
-                .lock()
-                .expect("writer lock")
-                .write_all(&hello.encode())?;
-            let left = deadline.saturating_duration_since(Instant::now());
-            match control.recv_timeout(left.min(Duration::from_millis(500))) {
-                Ok(frame) if frame.kind == FrameKind::Hello => {
-                    let guest: Hello = frame.body()?;
-                    if guest.version != PROTOCOL_VERSION {
-                        return Err(protocol_error(format!(
-                            "the VM's agent speaks protocol version {}, this ignite {PROTOCOL_VERSION}: use matching ignite and ignite-init builds",
-                            guest.version
-                        )));
-                    }
-                    return Ok(AgentClient {
-                        writer,
-                        routes,
-                        control: Mutex::new(control),
-                        workload: Mutex::new(Some(workload)),
-                        next_session: Mutex::new(1),
-                        guest,
-                    });
-                }
-                Ok(frame) if frame.kind == FrameKind::Error => {
-                    let body: ErrorBody = frame.body()?;
-                    return Err(protocol_error(body.message));
-                }
-                Ok(_) | Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
-                Ok(_) | Err(RecvTimeoutError::Timeout) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the VM's agent did not answer",
-                    ));
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::ConnectionAborted,
-                        "the agent connection closed",
-                    ));
-                }
-            }
+        let guest = greet(&writer, &control, timeout)?;
+        if guest.version != PROTOCOL_VERSION {
+            return Err(protocol_error(format!(
+                "the VM's agent speaks protocol version {}, this ignite {PROTOCOL_VERSION}: use matching ignite and ignite-init builds",
+                guest.version
+            )));
         }
+        Ok(AgentClient {
+            writer,
+            routes,
+            control: Mutex::new(control),
+            workload: Mutex::new(Some(workload)),
+            next_session: Mutex::new(1),
+            guest,
+        })
     }
 
     fn send(&self, frame: &Frame) -> io::Result<()> {
@@ -164,31 +134,7 @@ impl AgentClient {
     pub fn greet_again(&self, timeout: Duration) -> io::Result<Hello> {
         let control = self.control.lock().expect("control lock");
         while control.try_recv().is_ok() {}
-        let deadline = Instant::now() + timeout;
-        loop {
-            self.send(&host_hello())?;
-            let left = deadline.saturating_duration_since(Instant::now());
-            match control.recv_timeout(left.min(Duration::from_millis(500))) {
-                Ok(frame) if frame.kind == FrameKind::Hello => return frame.body(),
-                Ok(frame) if frame.kind == FrameKind::Error => {
-                    let body: ErrorBody = frame.body()?;
-                    return Err(protocol_error(body.message));
-                }
-                Ok(_) | Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
-                Ok(_) | Err(RecvTimeoutError::Timeout) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the VM's agent did not answer",
-                    ));
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::ConnectionAborted,
-                        "the agent connection closed",
-                    ));
-                }
-            }
-        }
+        greet(&self.writer, &control, timeout)
     }
 
     /// Hands a warm-start template's guest the configuration of the VM restored from it,
@@ -296,6 +242,45 @@ pub fn collect_workload(frames: &Receiver<Frame>, timeout: Duration) -> io::Resu
                 });
             }
             _ => {}
+        }
+    }
+}
+
+/// Sends the host's hello, every half second until the guest answers with its own (or
+/// an error) within `timeout`.
+fn greet(
+    writer: &Mutex<Box<dyn Write + Send>>,
+    control: &Receiver<Frame>,
+    timeout: Duration,
+) -> io::Result<Hello> {
+    let hello = host_hello().encode();
+    let deadline = Instant::now() + timeout;
+    loop {
+        {
+            let mut writer = writer.lock().expect("writer lock");
+            writer.write_all(&hello)?;
+            writer.flush()?;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match control.recv_timeout(left.min(Duration::from_millis(500))) {
+            Ok(frame) if frame.kind == FrameKind::Hello => return frame.body(),
+            Ok(frame) if frame.kind == FrameKind::Error => {
+                let body: ErrorBody = frame.body()?;
+                return Err(protocol_error(body.message));
+            }
+            Ok(_) | Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+            Ok(_) | Err(RecvTimeoutError::Timeout) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the VM's agent did not answer",
+                ));
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "the agent connection closed",
+                ));
+            }
         }
     }
 }

@@ -419,20 +419,7 @@ fn create_vm(
     );
     let mut meta = manifest.map(|m| m.metadata).unwrap_or_default();
     meta.created = None;
-    if let Some(name) = &args.name {
-        meta.name = name.clone();
-    }
-    if args.require_name && meta.name.is_empty() {
-        bail!("--require-name: give the VM a name with --name");
-    }
-    for label in &args.labels {
-        match label.split_once('=') {
-            Some((k, v)) if !k.is_empty() => {
-                meta.labels.insert(k.to_string(), v.to_string());
-            }
-            _ => bail!("bad label {label:?}: want KEY=VALUE"),
-        }
-    }
+    name_and_label(&mut meta, args)?;
     let candidate = Vm::new(meta.clone(), spec.clone());
     ignite_api::validation::validate_vm_manifest(&candidate)?;
     let store = ctx.writable_store()?;
@@ -451,18 +438,8 @@ fn create_vm(
     )?)
 }
 
-/// `--from-snapshot`: the VM is the snapshot's, with the name, labels and ports given.
-fn create_vm_from_snapshot(
-    ctx: &Context,
-    args: &CreateArgs,
-    snapshot: &str,
-    command: &[String],
-    auto_remove: bool,
-) -> anyhow::Result<Vm> {
-    if !command.is_empty() {
-        bail!("--from-snapshot continues the snapshot's workload: drop the command");
-    }
-    let mut meta = ignite_api::ObjectMeta::default();
+/// `--name`, `--require-name` and `--label` applied to a new VM's metadata.
+fn name_and_label(meta: &mut ignite_api::ObjectMeta, args: &CreateArgs) -> anyhow::Result<()> {
     if let Some(name) = &args.name {
         meta.name = name.clone();
     }
@@ -477,6 +454,22 @@ fn create_vm_from_snapshot(
             _ => bail!("bad label {label:?}: want KEY=VALUE"),
         }
     }
+    Ok(())
+}
+
+/// `--from-snapshot`: the VM is the snapshot's, with the name, labels and ports given.
+fn create_vm_from_snapshot(
+    ctx: &Context,
+    args: &CreateArgs,
+    snapshot: &str,
+    command: &[String],
+    auto_remove: bool,
+) -> anyhow::Result<Vm> {
+    if !command.is_empty() {
+        bail!("--from-snapshot continues the snapshot's workload: drop the command");
+    }
+    let mut meta = ignite_api::ObjectMeta::default();
+    name_and_label(&mut meta, args)?;
     let mut ports = Vec::new();
     for spec in &args.ports {
         ports.extend(

@@ -225,16 +225,7 @@ pub fn create_vm(store: &Store, request: CreateRequest<'_>) -> Result<Vm, VmErro
     }
     validate_spec(&spec)?;
     network::check_host_ports(&spec.network.ports)?;
-    if !meta.name.is_empty()
-        && store
-            .vms()
-            .list()?
-            .objects
-            .iter()
-            .any(|v| v.metadata.name == meta.name)
-    {
-        return Err(VmError::NameTaken(meta.name.clone()));
-    }
+    check_name_free(store, &meta.name)?;
     let image = find_or_import_image(store, &spec, &import, progress)?;
     let kernel = find_or_import_kernel(store, &spec, &import, progress)?;
     let vmm = choose_vmm(store, &spec, &kernel, &driver_options)?;
@@ -289,6 +280,21 @@ pub fn create_vm(store: &Store, request: CreateRequest<'_>) -> Result<Vm, VmErro
         return Err(e);
     }
     Ok(vm)
+}
+
+/// A new VM's name (when given) must not be another VM's.
+pub(crate) fn check_name_free(store: &Store, name: &str) -> Result<(), VmError> {
+    if !name.is_empty()
+        && store
+            .vms()
+            .list()?
+            .objects
+            .iter()
+            .any(|v| v.metadata.name == name)
+    {
+        return Err(VmError::NameTaken(name.to_string()));
+    }
+    Ok(())
 }
 
 /// The VMM a new VM gets (see [`ignite_vmm::driver::choose`]), found on this host and

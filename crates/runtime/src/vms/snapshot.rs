@@ -309,16 +309,7 @@ pub fn create_vm_from_snapshot(
     let mut spec = snapshot.spec.vm_spec.clone();
     spec.network.ports = ports;
     super::network::check_host_ports(&spec.network.ports)?;
-    if !meta.name.is_empty()
-        && store
-            .vms()
-            .list()?
-            .objects
-            .iter()
-            .any(|v| v.metadata.name == meta.name)
-    {
-        return Err(VmError::NameTaken(meta.name.clone()));
-    }
+    super::check_name_free(store, &meta.name)?;
     let mut vm = Vm::new(meta, spec);
     vm.status.auto_remove = auto_remove;
     // What ps and inspect show of the image and kernel, as the VM taken had it.
