@@ -65,6 +65,17 @@ status=0
 as_user "$IGNITE" run --rm smoke/busybox:1 -- sh -c "'exit 7'" || status=$?
 [ "$status" -eq 7 ] || die "ignite run --rm as $USER_NAME exited $status, not the workload's 7"
 
+log "rootless: the first run built a warm-start template; the next run starts from it"
+for _ in $(seq 600); do
+    as_user "$IGNITE" snapshots -o json | grep -q '"ignite.weave.works/template"' && break
+    sleep 0.3
+done
+as_user "$IGNITE" snapshots -o json | grep -q '"ignite.weave.works/template"' \
+    || die "no warm-start template was built for $USER_NAME"
+status=0
+as_user "$IGNITE" run --rm smoke/busybox:1 -- sh -c "'exit 7'" || status=$?
+[ "$status" -eq 7 ] || die "the warm ignite run --rm as $USER_NAME exited $status, not 7"
+
 log "rootless: run a VM with user networking, exec, rm"
 as_user "$IGNITE" run --network user --name smoke-vm smoke/busybox:1
 out=$(as_user "$IGNITE" exec smoke-vm -- busybox echo hello-from-the-vm)
@@ -72,6 +83,7 @@ out=$(as_user "$IGNITE" exec smoke-vm -- busybox echo hello-from-the-vm)
 mode=$(as_user "$IGNITE" inspect vm smoke-vm -t "'{{.Spec.Network.Mode}}'")
 [ "$mode" = "user" ] || die "the VM's network mode is '$mode', not user"
 as_user "$IGNITE" rm -f smoke-vm
+as_user "$IGNITE" snapshot rm $(as_user "$IGNITE" snapshots -q) >/dev/null
 left=$(as_user "$IGNITE" ps -a -q)
 [ -z "$left" ] || die "VMs left after rm: $left"
 if pgrep -u "$USER_NAME" -f qemu-system >/dev/null; then

@@ -50,6 +50,10 @@ pub struct ImageStatus {
     /// Size of the root disk built from it (an addition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_size: Option<Size>,
+    /// Whether it has a /sbin/init, which VMs of it run in auto mode when no command is
+    /// given (an addition; absent for images imported before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub has_init: Option<bool>,
 }
 
 /// How an image runs: its config's Entrypoint, Cmd, Env, WorkingDir and User.

@@ -28,4 +28,5 @@ macro_rules! kind_tag {
 kind_tag!(vm, crate::Kind::Vm);
 kind_tag!(image, crate::Kind::Image);
 kind_tag!(kernel, crate::Kind::Kernel);
+kind_tag!(snapshot, crate::Kind::Snapshot);
 kind_tag!(configuration, crate::Kind::Configuration);

@@ -18,6 +18,7 @@ mod meta;
 pub mod ports;
 mod reference;
 mod size;
+mod snapshot;
 mod source;
 mod subjects;
 pub mod template;
@@ -32,6 +33,9 @@ pub use meta::{API_GROUP, API_VERSION, Kind, ObjectMeta, Time, Uid, UidError};
 pub use ports::{PortMapping, Protocol};
 pub use reference::{ImageReference, ReferenceError};
 pub use size::{Size, SizeError};
+pub use snapshot::{
+    Snapshot, SnapshotInterface, SnapshotMachine, SnapshotOf, SnapshotSpec, SnapshotStatus,
+};
 pub use source::{ImageSource, SourceError, is_image_id};
 pub use vm::{
     Accel, BlockDeviceVolume, BootPhases, ExitReason, ExitRecord, FileMapping, GuestMode,

@@ -23,6 +23,7 @@ pub enum Kind {
     Image,
     Kernel,
     Configuration,
+    Snapshot,
 }
 
 impl Kind {
@@ -32,6 +33,7 @@ impl Kind {
             Kind::Image => "Image",
             Kind::Kernel => "Kernel",
             Kind::Configuration => "Configuration",
+            Kind::Snapshot => "Snapshot",
         }
     }
 
@@ -42,6 +44,7 @@ impl Kind {
             "image" | "images" => Some(Kind::Image),
             "kernel" | "kernels" => Some(Kind::Kernel),
             "configuration" => Some(Kind::Configuration),
+            "snapshot" | "snapshots" => Some(Kind::Snapshot),
             _ => None,
         }
     }

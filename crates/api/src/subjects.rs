@@ -137,6 +137,7 @@ impl TemplateSubject for Vm {
             }),
             error: Some(String::new()),
             auto_remove: true,
+            restored_from: Some(String::new()),
         };
         serde_json::to_value(vm).expect("a VM serializes")
     }
@@ -184,6 +185,7 @@ impl TemplateSubject for Image {
             platform: Some(String::new()),
             unpacked_size: Some(Size::ZERO),
             disk_size: Some(Size::ZERO),
+            has_init: Some(true),
         };
         serde_json::to_value(image).expect("an Image serializes")
     }

@@ -488,6 +488,11 @@ pub struct VmStatus {
     /// gone still leaves no VM, as Docker's `AutoRemove` (an addition to Ignite's model).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub auto_remove: bool,
+    /// The snapshot the last start continued from instead of booting (a VM made with
+    /// `--from-snapshot`, on its first start); absent after a boot. An addition to
+    /// Ignite's model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_from: Option<String>,
 }
 
 /// A process, identified by its pid and its start time (in clock ticks since boot, from

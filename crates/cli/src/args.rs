@@ -135,6 +135,9 @@ pub enum Command {
     Kernel(KernelGroup),
     /// Remove kernels
     Rmk(RemoveKernelArgs),
+    /// Manage snapshots of running VMs (with no subcommand: list them)
+    #[command(visible_alias = "snapshots")]
+    Snapshot(SnapshotGroup),
     /// Keep VMs in line with a Git repository's manifests, in the foreground (runs
     /// `ignited gitops`; Ctrl-C ends it)
     Gitops(GitopsArgs),
@@ -185,6 +188,18 @@ pub enum VmCommand {
     /// Exec a VMM that dies with its supervisor (internal)
     #[command(hide = true)]
     ExecVmm(ExecVmmArgs),
+    /// Build a warm-start template of a VM's machine (started by a cold start; internal)
+    #[command(hide = true)]
+    BuildTemplate(BuildTemplateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildTemplateArgs {
+    /// The VM whose machine the template is of, by UID
+    pub vm: String,
+    /// The machine's key
+    #[arg(long)]
+    pub key: String,
 }
 
 #[derive(Debug, Args)]
@@ -304,6 +319,15 @@ pub struct ExecVmmArgs {
 pub struct CreateArgs {
     /// The image to run (a registry reference, oci:DIR[:TAG], docker-archive:FILE); imported if needed
     pub image: Option<String>,
+    /// Make the VM from a snapshot (ignite snapshot create) instead of an image: it
+    /// continues where the snapshot's VM was, with its own name, UID, MAC, address, disk
+    /// layer, clock and fresh entropy
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with_all = [
+        "image", "config", "copy_files", "cpus", "memory", "size", "kernel_args",
+        "kernel_image", "ssh", "volumes", "network", "cni_network", "vmm", "mode", "env",
+        "env_files", "entrypoint", "workdir", "user", "tty",
+    ])]
+    pub from_snapshot: Option<String>,
     /// The VM's name [default: a random adjective-noun]
     #[arg(short, long)]
     pub name: Option<String>,
@@ -411,6 +435,9 @@ pub struct StartFlags {
     /// The accelerator: auto, kvm or tcg [default: IGNITE_ACCEL, else auto: kvm when /dev/kvm works]
     #[arg(long, value_name = "ACCEL", value_parser = ["auto", "kvm", "tcg"])]
     pub accel: Option<String>,
+    /// Boot, even where a container-mode VM could start warm from its machine's template
+    #[arg(long)]
+    pub cold: bool,
     /// Ignored: Ignite kept its sandbox container after the VM ended (there is none here)
     #[arg(short, long, help_heading = IGNITE_COMPAT)]
     pub debug: bool,
@@ -621,6 +648,63 @@ pub struct RemoveImageArgs {
     /// Also remove the VMs that use them
     #[arg(short, long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotGroup {
+    #[command(subcommand)]
+    pub command: Option<SnapshotCommand>,
+    #[command(flatten)]
+    pub list: SnapshotListArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Take a snapshot of a running VM: its vCPUs, devices and memory, and a point-in-time
+    /// layer of its disk (the VM pauses while it is taken, then runs on)
+    #[command(
+        long_about = "Take a snapshot of a running VM: its vCPUs, devices and memory, \
+        and a point-in-time layer of its root disk. The VM pauses while it is taken, then runs on. \
+        Make VMs from it with `ignite run --from-snapshot NAME`, as many as you like: each gets \
+        its own name, UID, MAC, address, disk layer, clock and fresh entropy. A snapshot holds \
+        the guest's memory, secrets included: its files are readable by their owner only."
+    )]
+    Create(SnapshotCreateArgs),
+    /// List snapshots
+    #[command(visible_alias = "list")]
+    Ls(SnapshotListArgs),
+    /// Remove snapshots (refused while VMs made from them exist)
+    Rm(RemoveSnapshotArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotCreateArgs {
+    /// The VM, by name or ID (or a unique prefix of one)
+    pub vm: String,
+    /// The snapshot's name [default: a random adjective-noun]
+    #[arg(short, long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SnapshotListArgs {
+    /// Output format
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: ListFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveSnapshotArgs {
+    /// Snapshots, by name or ID (or a unique prefix of one)
+    #[arg(required = true)]
+    pub snapshots: Vec<String>,
 }
 
 #[derive(Debug, Args)]

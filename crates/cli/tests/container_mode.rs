@@ -224,6 +224,7 @@ fn a_terminal_with_t_takes_our_size_and_our_ctrl_c() {
             .env("IGNITE_ROOT", host.state())
             .env("IGNITE_INIT", ignite_testkit::guest_init())
             .env("IGNITE_ACCEL", "tcg")
+            .env("IGNITE_WARM_STARTS", "off")
             .env("NO_COLOR", "1")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped());

@@ -594,9 +594,35 @@ fn docker_side(engine: &DockerEngine, case: &Case) -> Outcome {
     run(cmd, case.stdin.as_deref(), RUN_LIMIT)
 }
 
+/// The name of the warm-start template, once one was built (waited for).
+fn wait_for_template(host: &Host) -> String {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let out = host
+            .ignite()
+            .args(["snapshots", "-o", "json"])
+            .output()
+            .unwrap();
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let built = list.as_array().unwrap().iter().find(|s| {
+            s["metadata"]["labels"]["ignite.weave.works/template"].is_string()
+                && s["status"]["taken"].is_string()
+        });
+        if let Some(template) = built {
+            return template["metadata"]["name"].as_str().unwrap().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no warm-start template was built"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn ignite_side(host: &Host, case: &Case) -> Outcome {
     let mut cmd = host.std_ignite();
     cmd.env_remove("RUST_LOG")
+        .env("IGNITE_WARM_STARTS", "on")
         .env("NO_COLOR", "1")
         .args(["run", "--rm", "--network", "none"])
         .args(&case.flags)
@@ -637,6 +663,17 @@ fn docker_run_and_ignite_run_agree() {
     let started = Instant::now();
     let docker: Vec<Outcome> = cases.iter().map(|c| docker_side(&engine, c)).collect();
     eprintln!("{} docker runs in {:?}", cases.len(), started.elapsed());
+
+    // Ignite's side runs warm: restored from the template of its machine, built here by
+    // a first run (every case has the same machine: no network, the default size).
+    let first = host
+        .std_ignite()
+        .env("IGNITE_WARM_STARTS", "on")
+        .args(["run", "--rm", "--network", "none", "oracle/base", "true"])
+        .output()
+        .unwrap();
+    assert!(first.status.success(), "{first:?}");
+    let template = wait_for_template(&host);
 
     let started = Instant::now();
     let next = Mutex::new(0usize);
@@ -700,6 +737,26 @@ fn docker_run_and_ignite_run_agree() {
             }
         }
     }
+    // They were warm: a VM of the same machine starts from the template.
+    host.ignite()
+        .env("IGNITE_WARM_STARTS", "on")
+        .args([
+            "run",
+            "--name",
+            "probe",
+            "--network",
+            "none",
+            "oracle/base",
+            "sleep",
+            "100",
+        ])
+        .assert()
+        .success();
+    assert_eq!(
+        host.vm("probe").status.restored_from.as_deref(),
+        Some(template.as_str())
+    );
+    host.ignite().args(["rm", "-f", "probe"]).assert().success();
     // Nothing stays behind: every run was --rm.
     let left = ignite_testkit::stdout(host.ignite().args(["ps", "-a", "-q"]));
     assert!(

@@ -168,6 +168,7 @@ fn auto_selection(host: &Host) {
     // Software emulation: QEMU, on a qcow2 overlay.
     host.ignite()
         .env("IGNITE_ACCEL", "tcg")
+        .env("IGNITE_WARM_STARTS", "off")
         .args([
             "create",
             "--name",

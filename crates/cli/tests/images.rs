@@ -365,6 +365,7 @@ fn a_pull_keeps_the_root_disk_that_vms_of_the_old_image_use() {
     // Nor does one whose VMM exits at once (QEMU cannot load the stand-in kernel).
     let out = ignite(&root)
         .env("IGNITE_ACCEL", "tcg")
+        .env("IGNITE_WARM_STARTS", "off")
         .args(["start", "old-vm"])
         .assert()
         .failure();

@@ -230,6 +230,7 @@ fn concurrent_runs_all_succeed_with_distinct_names() {
             cmd.env("IGNITE_ROOT", host.root().join("state"))
                 .env("IGNITE_INIT", guest_init())
                 .env("IGNITE_ACCEL", "tcg")
+                .env("IGNITE_WARM_STARTS", "off")
                 .args([
                     "run",
                     "-q",

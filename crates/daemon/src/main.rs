@@ -137,6 +137,14 @@ enum VmCommand {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<std::ffi::OsString>,
     },
+    /// Build a warm-start template of a VM's machine
+    BuildTemplate {
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
+        #[arg(long)]
+        key: String,
+        uid: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -259,6 +267,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Vm(VmCommand::Supervise { root, uid }) => {
             ignite_runtime::vms::supervisor::supervise(&root, &uid)?;
+        }
+        Command::Vm(VmCommand::BuildTemplate { root, key, uid }) => {
+            ignite_runtime::vms::warm::build_template_for(&root, &uid, &key)?;
         }
         Command::Vm(VmCommand::ExecVmm { command }) => {
             let err = ignite_runtime::vms::supervisor::exec_vmm(&command);

@@ -62,6 +62,7 @@ impl Host {
             .arg("--api-socket")
             .arg(self.socket())
             .env("IGNITE_ACCEL", "tcg")
+            .env("IGNITE_WARM_STARTS", "off")
             .env_remove("RUST_LOG")
             .stderr(std::fs::File::create(self.root().join("ignited.log")).unwrap())
             .args(&args[1..]);

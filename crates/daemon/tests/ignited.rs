@@ -47,6 +47,7 @@ impl Daemon {
             .arg(host_access_config(host))
             .env("IGNITE_INIT", guest_init())
             .env("IGNITE_ACCEL", "tcg")
+            .env("IGNITE_WARM_STARTS", "off")
             .stderr(log)
             .spawn()
             .unwrap();
@@ -319,6 +320,7 @@ fn start_gitops(host: &Host, tag: &str, url: &str, extra: &[&str]) -> Daemon {
         .args(extra)
         .env("IGNITE_INIT", guest_init())
         .env("IGNITE_ACCEL", "tcg")
+        .env("IGNITE_WARM_STARTS", "off")
         .stderr(log)
         .spawn()
         .unwrap();

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use ignite_host_tools as host_tools;
 
 mod root_disk;
-pub use root_disk::{DiskFormat, backing_file, create_root_disk};
+pub use root_disk::{
+    DiskFormat, backing_file, copy_disk_layer, create_root_disk, create_root_disk_on_layer,
+};
 
 const BLOCK: u64 = 4096;
 const MIB: u64 = 1 << 20;

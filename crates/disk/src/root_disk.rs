@@ -47,7 +47,52 @@ pub fn create_root_disk(
     made
 }
 
-fn raw_copy(base: &Path, dest: &Path, size: u64) -> Result<(), DiskError> {
+/// A VM's root disk on top of another VM's disk layer (a snapshot's), in `format`: a
+/// qcow2 overlay on the qcow2 layer, or a raw copy of a raw one.
+pub fn create_root_disk_on_layer(
+    format: DiskFormat,
+    layer: &Path,
+    dest: &Path,
+    size: u64,
+) -> Result<(), DiskError> {
+    let made = match format {
+        DiskFormat::Raw => raw_copy(layer, dest, size),
+        DiskFormat::Qcow2 => overlay(layer, "qcow2", dest, size),
+    };
+    if made.is_err() {
+        let _ = std::fs::remove_file(dest);
+    }
+    made
+}
+
+/// A point-in-time copy of a disk that is not being written (its VM is paused and its
+/// VMM has flushed it): shares blocks where the filesystem can (reflinks), keeps holes,
+/// owner-only (it holds the guest's data). `dest` must not exist.
+pub fn copy_disk_layer(src: &Path, dest: &Path) -> Result<(), DiskError> {
+    if dest.symlink_metadata().is_ok() {
+        return Err(DiskError::Failed {
+            program: "cp",
+            path: dest.to_path_buf(),
+            output: "the destination exists".into(),
+        });
+    }
+    let copied = cp(src, dest).and_then(|()| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
+            DiskError::Io(ignite_host_tools::PathError::new(
+                "restrict",
+                dest.to_path_buf(),
+                source,
+            ))
+        })
+    });
+    if copied.is_err() {
+        let _ = std::fs::remove_file(dest);
+    }
+    copied
+}
+
+fn cp(base: &Path, dest: &Path) -> Result<(), DiskError> {
     let out = host_tools::CP
         .command()?
         .args(["--reflink=auto", "--sparse=always", "--"])
@@ -65,6 +110,11 @@ fn raw_copy(base: &Path, dest: &Path, size: u64) -> Result<(), DiskError> {
             output: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
     }
+    Ok(())
+}
+
+fn raw_copy(base: &Path, dest: &Path, size: u64) -> Result<(), DiskError> {
+    cp(base, dest)?;
     let io = |action| {
         move |source| {
             DiskError::Io(ignite_host_tools::PathError::new(
@@ -85,9 +135,13 @@ fn raw_copy(base: &Path, dest: &Path, size: u64) -> Result<(), DiskError> {
 }
 
 fn qcow2_overlay(base: &Path, dest: &Path, size: u64) -> Result<(), DiskError> {
+    overlay(base, "raw", dest, size)
+}
+
+fn overlay(base: &Path, base_format: &str, dest: &Path, size: u64) -> Result<(), DiskError> {
     let out = host_tools::QEMU_IMG
         .command()?
-        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+        .args(["create", "-q", "-f", "qcow2", "-F", base_format, "-b"])
         .arg(base)
         .arg(dest)
         .arg(size.to_string())

@@ -72,6 +72,14 @@ pub enum FrameKind {
     /// Host → guest, JSON [`CopyRequest`]: the path comes back as a tar archive in Stdout
     /// frames (its top entry named after the path's last component), then Exited.
     CopyOut = 0x21,
+    /// Host → guest, JSON [`RestoreRequest`], right after the guest was restored from a
+    /// snapshot: its clock, entropy and network identity are renewed; Exited (or Error)
+    /// ends it.
+    Restored = 0x30,
+    /// Host → guest, JSON [`BootRequest`], to a warm-start template's ignite-init (PID 1,
+    /// not the agent): renew as after a restore, then boot this VM's configuration;
+    /// Exited (or Error) ends it, and the agent comes up as in any boot.
+    Boot = 0x31,
 }
 
 impl FrameKind {
@@ -92,6 +100,8 @@ impl FrameKind {
             0x17 => Error,
             0x20 => CopyIn,
             0x21 => CopyOut,
+            0x30 => Restored,
+            0x31 => Boot,
             _ => return None,
         })
     }
@@ -274,6 +284,50 @@ pub struct ExecRequest {
     pub tty: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<WindowSize>,
+}
+
+/// What a guest restored from a snapshot renews before anything else runs on: every
+/// clone of one snapshot starts with the same memory, so the same clock, random state
+/// and network identity, until this arrives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreRequest {
+    /// The host's wall clock, nanoseconds since the Unix epoch.
+    pub unix_nanos: u128,
+    /// Bytes from the host's random source, mixed into the guest's pool, which is then
+    /// reseeded from it (as hex; [`RESTORE_ENTROPY_BYTES`] of them).
+    pub entropy: String,
+    /// The VM's hostname now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Each interface the guest had, found by its old MAC, moved to its new identity.
+    #[serde(default)]
+    pub interfaces: Vec<Readdress>,
+}
+
+/// What a warm-start template's guest gets from the VM restored from it: the renewal of
+/// any restore, and the configuration it boots on with (instead of the initramfs's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BootRequest {
+    pub renew: RestoreRequest,
+    pub config: crate::config::GuestConfig,
+}
+
+/// How many random bytes a restore request carries.
+pub const RESTORE_ENTROPY_BYTES: usize = 64;
+
+/// One guest interface's move to a clone's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Readdress {
+    /// The MAC the interface had in the snapshot.
+    pub old_mac: String,
+    /// The addresses (CIDR) it had, which are removed.
+    #[serde(default)]
+    pub old_addresses: Vec<String>,
+    /// Its new MAC, addresses, gateway and MTU.
+    pub new: crate::config::Interface,
 }
 
 /// The guest path of a copy.

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::agent::{
-    CONTROL, CopyRequest, ErrorBody, ExecRequest, ExitStatus, Frame, FrameKind, Hello, MAX_PAYLOAD,
-    PROTOCOL_VERSION, SignalRequest, WORKLOAD, WindowSize,
+    BootRequest, CONTROL, CopyRequest, ErrorBody, ExecRequest, ExitStatus, Frame, FrameKind, Hello,
+    MAX_PAYLOAD, PROTOCOL_VERSION, RestoreRequest, SignalRequest, WORKLOAD, WindowSize,
 };
 
 type Routes = Arc<Mutex<HashMap<u32, SyncSender<Frame>>>>;
@@ -32,8 +32,8 @@ pub struct AgentClient {
     writer: Arc<Mutex<Box<dyn Write + Send>>>,
     routes: Routes,
     /// Held so the router keeps running after the hello (control frames the guest sends
-    /// later are dropped once the backlog is full; nothing needs them now).
-    _control: Mutex<Receiver<Frame>>,
+    /// later are dropped once the backlog is full), and read by [`AgentClient::greet_again`].
+    control: Mutex<Receiver<Frame>>,
     /// The container-mode workload's output and exit, routed from the first frame on.
     workload: Mutex<Option<Receiver<Frame>>>,
     next_session: Mutex<u32>,
@@ -72,16 +72,7 @@ impl AgentClient {
             let routes = routes.clone();
             std::thread::spawn(move || route_frames(reader, routes, control_tx));
         }
-        let hello = Frame::json(
-            FrameKind::Hello,
-            CONTROL,
-            &Hello {
-                version: PROTOCOL_VERSION,
-                software: format!("ignite v{}", env!("CARGO_PKG_VERSION")),
-                mode: None,
-                boot: None,
-            },
-        );
+        let hello = host_hello();
         let deadline = Instant::now() + timeout;
         loop {
             writer
@@ -101,7 +92,7 @@ impl AgentClient {
                     return Ok(AgentClient {
                         writer,
                         routes,
-                        _control: Mutex::new(control),
+                        control: Mutex::new(control),
                         workload: Mutex::new(Some(workload)),
                         next_session: Mutex::new(1),
                         guest,
@@ -148,6 +139,68 @@ impl AgentClient {
     /// Starts a copy out of the guest: the tar archive arrives as stdout.
     pub fn copy_out(&self, path: &str) -> io::Result<Session<'_>> {
         self.start(FrameKind::CopyOut, &CopyRequest { path: path.into() })
+    }
+
+    /// Renews a restored guest's clock, entropy and network identity, and waits until it
+    /// has.
+    pub fn restored(&self, request: &RestoreRequest, timeout: Duration) -> io::Result<()> {
+        match self.start(FrameKind::Restored, request)?.wait(timeout)? {
+            Ok(done) if done.status.shell_code() == 0 => Ok(()),
+            Ok(done) => Err(io::Error::other(format!(
+                "the guest could not renew itself after the restore: {}",
+                String::from_utf8_lossy(&done.stderr).trim()
+            ))),
+            Err(body) => Err(io::Error::other(format!(
+                "the guest could not renew itself after the restore: {}",
+                body.message
+            ))),
+        }
+    }
+
+    /// Greets the guest again on this connection and waits for its answer: a warm start's
+    /// init hands the channel to the agent, which must be greeted to send the workload's
+    /// output. (One connection throughout: a guest drops what arrives on its channel
+    /// while the host reconnects.)
+    pub fn greet_again(&self, timeout: Duration) -> io::Result<Hello> {
+        let control = self.control.lock().expect("control lock");
+        while control.try_recv().is_ok() {}
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.send(&host_hello())?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            match control.recv_timeout(left.min(Duration::from_millis(500))) {
+                Ok(frame) if frame.kind == FrameKind::Hello => return frame.body(),
+                Ok(frame) if frame.kind == FrameKind::Error => {
+                    let body: ErrorBody = frame.body()?;
+                    return Err(protocol_error(body.message));
+                }
+                Ok(_) | Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the VM's agent did not answer",
+                    ));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "the agent connection closed",
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Hands a warm-start template's guest the configuration of the VM restored from it,
+    /// and waits until it has taken it.
+    pub fn boot(&self, request: &BootRequest, timeout: Duration) -> io::Result<()> {
+        match self.start(FrameKind::Boot, request)?.wait(timeout)? {
+            Ok(_) => Ok(()),
+            Err(body) => Err(io::Error::other(format!(
+                "the template's guest did not take the VM's configuration: {}",
+                body.message
+            ))),
+        }
     }
 
     fn start<T: serde::Serialize>(&self, kind: FrameKind, body: &T) -> io::Result<Session<'_>> {
@@ -245,6 +298,20 @@ pub fn collect_workload(frames: &Receiver<Frame>, timeout: Duration) -> io::Resu
             _ => {}
         }
     }
+}
+
+/// The host's hello.
+fn host_hello() -> Frame {
+    Frame::json(
+        FrameKind::Hello,
+        CONTROL,
+        &Hello {
+            version: PROTOCOL_VERSION,
+            software: format!("ignite v{}", env!("CARGO_PKG_VERSION")),
+            mode: None,
+            boot: None,
+        },
+    )
 }
 
 fn route_frames(mut reader: impl Read, routes: Routes, control: SyncSender<Frame>) {
@@ -441,7 +508,7 @@ mod tests {
         let client = AgentClient {
             writer: Arc::new(Mutex::new(Box::new(host))),
             routes: Arc::default(),
-            _control: Mutex::new(mpsc::sync_channel(1).1),
+            control: Mutex::new(mpsc::sync_channel(1).1),
             workload: Mutex::new(None),
             next_session: Mutex::new(WORKLOAD - 1),
             guest: Hello {

@@ -52,6 +52,12 @@ pub struct GuestConfig {
     pub files: Vec<CopiedFile>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<Volume>,
+    /// A warm-start template (see the host's `vms::warm`): ignite-init stops before it
+    /// touches the root disk and waits for a VM's configuration over the agent channel
+    /// ([`crate::agent::BootRequest`]), which arrives once the template was snapshotted
+    /// and a clone of it restored.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub template: bool,
 }
 
 /// How the guest runs the image.
@@ -191,6 +197,7 @@ impl GuestConfig {
             authorized_keys: vec![],
             files: vec![],
             volumes: vec![],
+            template: false,
         }
     }
 
@@ -242,6 +249,7 @@ mod tests {
             authorized_keys: vec!["ssh-ed25519 AAAA test".into()],
             files: vec![],
             volumes: vec![],
+            template: false,
         }
     }
 

@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use ignite_guest_protocol::agent::{
     BootTimes, CONTROL, CopyRequest, ErrorBody, ExecRequest, ExitStatus, Frame, FrameKind, Hello,
-    PROTOCOL_VERSION, SERIAL_PORT_NAME, SignalRequest, VSOCK_PORT, WORKLOAD, WindowSize,
+    PROTOCOL_VERSION, RestoreRequest, SERIAL_PORT_NAME, SignalRequest, VSOCK_PORT, WORKLOAD,
+    WindowSize,
 };
 use ignite_guest_protocol::config::{BootMode, Workload};
 use rustix::process::{Pid, Signal};
@@ -40,7 +41,14 @@ const CHUNK: usize = 32 * 1024;
 
 /// Starts the agent (a new process of this same binary). In container mode PID 1 keeps a
 /// link to it; in VM mode it is on its own once the image's init takes over.
-pub fn spawn(mode: BootMode, workload: &Workload, init_started_millis: u64) -> Option<AgentLink> {
+/// `port`: the agent channel, already open (a warm start), which the agent gets as
+/// [`INHERITED_PORT_FD`] instead of opening it.
+pub fn spawn(
+    mode: BootMode,
+    workload: &Workload,
+    init_started_millis: u64,
+    port: Option<File>,
+) -> Option<AgentLink> {
     let user = process_env::resolve_user(&workload.user)
         .or_else(|_| process_env::resolve_user(""))
         .unwrap_or(process_env::User {
@@ -63,7 +71,13 @@ pub fn spawn(mode: BootMode, workload: &Workload, init_started_millis: u64) -> O
     } else {
         command.stdin(Stdio::null());
     }
-    let mut child = match command.spawn() {
+    if let Some(port) = &port {
+        inherit_port(&mut command, port);
+    }
+    let spawned = command.spawn();
+    // The agent has its own copy now; PID 1 keeps none (nor do the workload's processes).
+    drop(port);
+    let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
             say(&format!(
@@ -78,6 +92,54 @@ pub fn spawn(mode: BootMode, workload: &Workload, init_started_millis: u64) -> O
     })
 }
 
+/// Where an agent started with an open channel finds it.
+const INHERITED_PORT_FD: i32 = 3;
+/// The agent's last argument when it has its channel open already.
+pub const INHERITED_PORT_ARG: &str = "inherited-port";
+
+/// The agent, and no other child, gets the open port as fd 3.
+#[allow(unsafe_code)]
+fn inherit_port(command: &mut Command, port: &File) {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let fd = port.as_raw_fd();
+    command.arg(INHERITED_PORT_ARG);
+    // SAFETY: between fork and exec only dup2 runs, which is async-signal-safe; the new
+    // descriptor (unlike the original) is not close-on-exec.
+    unsafe {
+        command.pre_exec(move || {
+            let port = rustix::fd::BorrowedFd::borrow_raw(fd);
+            // dup2 onto itself would keep close-on-exec.
+            if fd == INHERITED_PORT_FD {
+                return rustix::io::fcntl_setfd(port, rustix::io::FdFlags::empty())
+                    .map_err(std::io::Error::from);
+            }
+            let mut target = rustix::fd::OwnedFd::from_raw_fd(INHERITED_PORT_FD);
+            let dup = rustix::io::dup2(port, &mut target);
+            // The descriptor is the child's to keep through exec.
+            std::mem::forget(target);
+            dup.map_err(std::io::Error::from)
+        });
+    }
+}
+
+/// The agent channel PID 1 handed over (see [`inherit_port`]).
+#[allow(unsafe_code)]
+fn inherited_port() -> Option<File> {
+    use std::os::fd::FromRawFd;
+    let fd = INHERITED_PORT_FD;
+    // SAFETY: PID 1 put the open port at this descriptor before exec; nothing else in
+    // this process owns it.
+    let file = unsafe { File::from_raw_fd(fd) };
+    // Not for the processes the agent starts.
+    if let Err(e) = rustix::io::fcntl_setfd(&file, rustix::io::FdFlags::CLOEXEC) {
+        say(&format!(
+            "agent: cannot keep the agent channel from its children: {e}"
+        ));
+        return None;
+    }
+    Some(file)
+}
+
 /// The agent process's main.
 /// Milliseconds since the kernel started (`CLOCK_BOOTTIME`, which counts from boot).
 pub fn boot_clock_millis() -> u64 {
@@ -86,7 +148,7 @@ pub fn boot_clock_millis() -> u64 {
 }
 
 /// `ignite-init agent MODE [INIT-STARTED-MILLIS]`.
-pub fn run(mode: &str, init_started_millis: Option<u64>) -> ExitCode {
+pub fn run(mode: &str, init_started_millis: Option<u64>, inherited: bool) -> ExitCode {
     let agent = Arc::new(Agent {
         init_started_millis,
         mode: BootMode::parse(mode).unwrap_or(BootMode::Vm),
@@ -112,20 +174,32 @@ pub fn run(mode: &str, init_started_millis: Option<u64>) -> ExitCode {
         let agent = agent.clone();
         std::thread::spawn(move || agent.relay_workload());
     }
-    match find_serial_port() {
-        Some(path) => {
-            let port = OpenOptions::new().read(true).write(true).open(&path);
-            match port.and_then(|p| Ok((p.try_clone()?, p))) {
-                Ok((reader, writer)) => {
-                    let conn = agent.connect(Box::new(writer));
-                    agent.serve(&conn, reader, true);
+    let port = match inherited.then(inherited_port).flatten() {
+        Some(port) => Some(port),
+        None => match find_serial_port() {
+            Some(path) => match OpenOptions::new().read(true).write(true).open(&path) {
+                Ok(port) => Some(port),
+                Err(e) => {
+                    say(&format!("agent: cannot open {path}: {e}"));
+                    None
                 }
-                Err(e) => say(&format!("agent: cannot open {path}: {e}")),
+            },
+            None => {
+                say(&format!(
+                    "agent: no virtio-serial port named {SERIAL_PORT_NAME}; serving vsock port {VSOCK_PORT} only"
+                ));
+                None
             }
+        },
+    };
+    if let Some(port) = port {
+        match port.try_clone() {
+            Ok(reader) => {
+                let conn = agent.connect(Box::new(port));
+                agent.serve(&conn, reader, true);
+            }
+            Err(e) => say(&format!("agent: cannot use the agent channel: {e}")),
         }
-        None => say(&format!(
-            "agent: no virtio-serial port named {SERIAL_PORT_NAME}; serving vsock port {VSOCK_PORT} only"
-        )),
     }
     // Without a serial port the vsock thread carries on.
     loop {
@@ -134,7 +208,7 @@ pub fn run(mode: &str, init_started_millis: Option<u64>) -> ExitCode {
 }
 
 /// /dev/vportNpM whose sysfs name is `ignite.agent`.
-fn find_serial_port() -> Option<String> {
+pub(crate) fn find_serial_port() -> Option<String> {
     let deadline = std::time::Instant::now() + PORT_WAIT;
     loop {
         if let Ok(dir) = std::fs::read_dir("/sys/class/virtio-ports") {
@@ -334,6 +408,23 @@ impl Agent {
             FrameKind::CopyOut => match frame.body::<CopyRequest>() {
                 Ok(req) => start_copy_out(conn, session, req.path),
                 Err(e) => conn.fail(session, None, e.to_string()),
+            },
+            // Handled before the next frame is read: nothing the host asks afterwards runs
+            // with the snapshot's clock, randomness or addresses.
+            FrameKind::Restored => match frame
+                .body::<RestoreRequest>()
+                .map_err(|e| e.to_string())
+                .and_then(|req| crate::restore::renew(&req))
+            {
+                Ok(()) => conn.send(Frame::json(
+                    FrameKind::Exited,
+                    session,
+                    &ExitStatus {
+                        code: Some(0),
+                        signal: None,
+                    },
+                )),
+                Err(e) => conn.fail(session, None, e),
             },
             _ => {}
         }

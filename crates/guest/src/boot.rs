@@ -35,7 +35,16 @@ pub fn run() -> ! {
     mount_pseudo_filesystems();
     let loaded = load_modules();
     say(&format!("loaded {loaded} modules"));
-    let config = load_config().unwrap_or_else(|e| fail(status::BAD_CONFIG, &e));
+    let mut config = load_config().unwrap_or_else(|e| fail(status::BAD_CONFIG, &e));
+    // A warm start: the agent channel is already open, and goes to the agent as it is.
+    let mut agent_port = None;
+    if config.template {
+        let (vm_config, port) =
+            crate::template::wait_for_vm().unwrap_or_else(|e| fail(status::BAD_CONFIG, &e));
+        config = vm_config;
+        agent_port = Some(port);
+        say(&format!("warm start of VM {}", config.name));
+    }
     let files = read_copied_files(&config).unwrap_or_else(|e| fail(status::BAD_CONFIG, &e));
     let root = cmdline_value("ignite.root").unwrap_or_else(|| config.root_device.clone());
     if let Err(e) = mount_root(&root) {
@@ -82,7 +91,7 @@ pub fn run() -> ! {
         say("the agent is off (ignite.agent=off): ignite exec and cp are unavailable");
         None
     } else {
-        agent::spawn(mode, &config.workload, started)
+        agent::spawn(mode, &config.workload, started, agent_port)
     };
     match mode {
         BootMode::Container => workload::run(&config.workload, agent),

@@ -22,6 +22,8 @@ mod network;
 mod process_env;
 mod provision;
 mod pty;
+mod restore;
+mod template;
 mod workload;
 mod workload_stdio;
 
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
             return agent::run(
                 args.get(1).map_or("vm", String::as_str),
                 args.get(2).and_then(|ms| ms.parse().ok()),
+                args.get(3).map(String::as_str) == Some(agent::INHERITED_PORT_ARG),
             );
         }
         Some("exec-tty") => return agent::exec_tty(&args[1..]),

@@ -5,11 +5,13 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use ignite_guest_protocol::agent::Readdress;
 use ignite_guest_protocol::config::Interface;
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketType, netlink::SocketAddrNetlink};
 
 const RTM_NEWLINK: u16 = 16;
 const RTM_NEWADDR: u16 = 20;
+const RTM_DELADDR: u16 = 21;
 const RTM_NEWROUTE: u16 = 24;
 const NLMSG_ERROR: u16 = 2;
 const NLM_F_REQUEST: u16 = 0x1;
@@ -17,7 +19,9 @@ const NLM_F_ACK: u16 = 0x4;
 const NLM_F_REPLACE: u16 = 0x100;
 const NLM_F_CREATE: u16 = 0x400;
 const IFF_UP: u32 = 0x1;
+const IFLA_ADDRESS: u16 = 1;
 const IFLA_MTU: u16 = 4;
+const EADDRNOTAVAIL: i32 = 99;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const RTA_OIF: u16 = 4;
@@ -56,6 +60,69 @@ pub fn configure(interfaces: &[Interface]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Moves each interface of a guest restored from a snapshot to its new identity: found by
+/// the MAC it had, it gets its new MAC, loses the addresses it had, and gets its new
+/// addresses and default route. virtio-net takes a new MAC while the link is up.
+pub fn readdress(changes: &[Readdress]) -> Result<(), String> {
+    let mut nl = Netlink::open()?;
+    for change in changes {
+        let name = find_mac(&change.old_mac)
+            .or_else(|| find_mac(&change.new.mac))
+            .ok_or_else(|| format!("no network interface has the MAC {}", change.old_mac))?;
+        let index = ifindex(&name).ok_or_else(|| format!("{name} has no index"))?;
+        if !change.old_mac.eq_ignore_ascii_case(&change.new.mac) {
+            let mac = parse_mac(&change.new.mac)?;
+            nl.set_mac(index, &mac)
+                .map_err(|e| format!("cannot give {name} the MAC {}: {e}", change.new.mac))?;
+        }
+        for cidr in &change.old_addresses {
+            if change.new.addresses.contains(cidr) {
+                continue;
+            }
+            let (addr, prefix) = parse_cidr(cidr)?;
+            nl.remove_address(index, addr, prefix)
+                .map_err(|e| format!("cannot remove {cidr} from {name}: {e}"))?;
+        }
+    }
+    drop(nl);
+    configure(
+        &changes
+            .iter()
+            .map(|c| c.new.clone())
+            .collect::<Vec<Interface>>(),
+    )
+}
+
+fn find_mac(mac: &str) -> Option<String> {
+    std::fs::read_dir("/sys/class/net")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let address = std::fs::read_to_string(entry.path().join("address")).ok()?;
+            address
+                .trim()
+                .eq_ignore_ascii_case(mac)
+                .then(|| entry.file_name().to_string_lossy().into_owned())
+        })
+}
+
+fn parse_mac(mac: &str) -> Result<[u8; 6], String> {
+    let bad = || format!("bad MAC address {mac:?}");
+    let mut out = [0u8; 6];
+    let mut parts = mac.split(':');
+    for byte in &mut out {
+        let part = parts.next().ok_or_else(bad)?;
+        if part.len() != 2 {
+            return Err(bad());
+        }
+        *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+    }
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    Ok(out)
 }
 
 fn parse_cidr(cidr: &str) -> Result<(IpAddr, u8), String> {
@@ -142,6 +209,30 @@ impl Netlink {
         self.request(RTM_NEWLINK, 0, body)
     }
 
+    fn set_mac(&mut self, index: u32, mac: &[u8; 6]) -> Result<(), String> {
+        let mut body = vec![0, 0];
+        body.extend_from_slice(&0u16.to_ne_bytes()); // type
+        body.extend_from_slice(&(index as i32).to_ne_bytes());
+        body.extend_from_slice(&0u32.to_ne_bytes()); // flags
+        body.extend_from_slice(&0u32.to_ne_bytes()); // change
+        attr(&mut body, IFLA_ADDRESS, mac);
+        self.request(RTM_NEWLINK, 0, body)
+    }
+
+    /// Removes an address; one that is not there is no error.
+    fn remove_address(&mut self, index: u32, addr: IpAddr, prefix: u8) -> Result<(), String> {
+        let mut body = vec![family(&addr), prefix, 0, 0];
+        body.extend_from_slice(&index.to_ne_bytes());
+        attr(&mut body, IFA_LOCAL, &addr_bytes(&addr));
+        attr(&mut body, IFA_ADDRESS, &addr_bytes(&addr));
+        match self.request(RTM_DELADDR, 0, body) {
+            Err(e) if e == rustix::io::Errno::from_raw_os_error(EADDRNOTAVAIL).to_string() => {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
     fn add_address(&mut self, index: u32, addr: IpAddr, prefix: u8) -> Result<(), String> {
         let mut body = vec![family(&addr), prefix, 0, 0];
         body.extend_from_slice(&index.to_ne_bytes());
@@ -223,6 +314,22 @@ fn attr(out: &mut Vec<u8>, kind: u16, data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn macs_parse_and_bad_ones_are_named() {
+        assert_eq!(
+            parse_mac("6a:0B:2c:3d:4e:5f").unwrap(),
+            [0x6a, 0x0b, 0x2c, 0x3d, 0x4e, 0x5f]
+        );
+        for bad in [
+            "6a:0b:2c:3d:4e",
+            "6a:0b:2c:3d:4e:5f:00",
+            "6a:0b:2c:3d:4e:zz",
+            "6a0b2c3d4e5f",
+        ] {
+            assert!(parse_mac(bad).unwrap_err().contains(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn cidrs_parse_and_bad_ones_are_named() {

@@ -206,6 +206,15 @@ pub fn import_image(
     } else {
         Some(build_rootfs(store, &fetched.source, &fetched.image, &disk)?)
     };
+    // Images of the same content share a root disk, and what was seen building it.
+    let has_init = match &unpacked {
+        Some((_, has_init)) => Some(*has_init),
+        None => store.images().list()?.objects.iter().find_map(|i| {
+            (i.status.image_id.as_deref() == Some(image_id.as_str()))
+                .then_some(i.status.has_init)
+                .flatten()
+        }),
+    };
     let disk_size = fs::metadata(&disk).map_err(io("read", &disk))?.len();
     let content_id = content_id(&fetched.source, &fetched.image);
     let run = fetched.image.config.config.clone().unwrap_or_default();
@@ -225,9 +234,10 @@ pub fn import_image(
             working_dir: run.working_dir.clone().unwrap_or_default(),
             user: run.user.clone().unwrap_or_default(),
         });
-        if let Some(bytes) = unpacked {
+        if let Some((bytes, _)) = unpacked {
             image.status.unpacked_size = Some(Size::from_bytes(bytes));
         }
+        image.status.has_init = has_init;
         image.status.disk_size = Some(Size::from_bytes(disk_size));
     };
     Ok(Imported {
@@ -545,16 +555,23 @@ pub(crate) fn staging_dir(store: &Store) -> Result<tempfile::TempDir, ImageError
 }
 
 /// Unpacks every layer into a staging directory and builds the root disk at `disk`.
-/// Returns the unpacked size.
+/// Returns the unpacked size, and whether the tree has a /sbin/init (a link counts, as
+/// the guest's init often is one, into /lib/systemd or busybox).
 fn build_rootfs(
     store: &Store,
     source: &ImageSource,
     fetched: &FetchedImage,
     disk: &Path,
-) -> Result<u64, ImageError> {
+) -> Result<(u64, bool), ImageError> {
     let staging = staging_dir(store)?;
     let tree = staging.path().join("rootfs");
     let stats = unpack_layers(source, fetched, &tree)?;
+    // Read without following links out of the tree: only real directories are looked
+    // into (/sbin is often a link to usr/sbin); an init that is a link counts.
+    let real_dir = |p: &str| tree.join(p).symlink_metadata().is_ok_and(|m| m.is_dir());
+    let present = |p: &str| tree.join(p).symlink_metadata().is_ok();
+    let has_init = (real_dir("sbin") && present("sbin/init"))
+        || (real_dir("usr") && real_dir("usr/sbin") && present("usr/sbin/init"));
     let rootfs_dir = disk.parent().expect("root disks live in a directory");
     fs::create_dir_all(rootfs_dir).map_err(io("create directory", rootfs_dir))?;
     let partial = staging.path().join("image.ext4");
@@ -569,7 +586,7 @@ fn build_rootfs(
         ignite_disk::ROOT_LABEL,
     )?;
     fs::rename(&partial, disk).map_err(io("move the root disk to", disk))?;
-    Ok(stats.data_bytes)
+    Ok((stats.data_bytes, has_init))
 }
 
 /// Applies an image's layers, in order, to a new directory `tree`, checking every blob's
@@ -670,16 +687,25 @@ fn rootfs_name(path: &Path) -> Option<&str> {
 }
 
 /// The root disks (by file name) that VMs' overlays are backed by.
+/// Snapshots' disk layers count too: they are overlays on the image's disk as it was.
 fn rootfs_used_by_vms(store: &Store) -> Result<std::collections::HashSet<String>, ImageError> {
-    Ok(store
-        .vms()
+    let vm_layers = store.vms().list()?.objects.into_iter().filter_map(|vm| {
+        let dir = store.vms().object_dir(vm.metadata.uid.as_ref()?);
+        Some(dir.join(DiskFormat::Qcow2.root_disk_file()))
+    });
+    let snapshot_layers = store
+        .snapshots()
         .list()?
         .objects
-        .iter()
-        .filter_map(|vm| {
-            let uid = vm.metadata.uid.as_ref()?;
-            let dir = store.vms().object_dir(uid);
-            let backing = ignite_disk::backing_file(&dir.join(DiskFormat::Qcow2.root_disk_file()))?;
+        .into_iter()
+        .filter_map(|s| {
+            let files = crate::vms::snapshot::SnapshotFiles::new(store, s.metadata.uid.as_ref()?);
+            Some(files.disk_layer(DiskFormat::Qcow2))
+        });
+    Ok(vm_layers
+        .chain(snapshot_layers)
+        .filter_map(|layer| {
+            let backing = ignite_disk::backing_file(&layer)?;
             rootfs_name(&backing).map(str::to_string)
         })
         .collect())

@@ -180,6 +180,7 @@ fn boot_with(
         nics,
         accel: Accel::Tcg,
         log_dir: None,
+        restore: None,
     })
 }
 
@@ -216,6 +217,7 @@ fn a_blank_disk_is_reported_and_the_vm_powers_off() {
         nics: vec![],
         accel: Accel::Tcg,
         log_dir: None,
+        restore: None,
     });
     let (console, powered_off) = vm.wait_exit(BOOT);
     let loaded = console

@@ -8,7 +8,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use ignite_api::manifest;
-use ignite_api::{Image, Kernel, Kind, ObjectMeta, Time, Uid, Vm};
+use ignite_api::{Image, Kernel, Kind, ObjectMeta, Snapshot, Time, Uid, Vm};
 use rand::RngExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -74,6 +74,18 @@ impl StoredObject for Kernel {
     }
 }
 
+impl StoredObject for Snapshot {
+    const KIND: Kind = Kind::Snapshot;
+    const DIR: &'static str = "snapshots";
+    const GENERATES_NAMES: bool = true;
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
 /// The state root.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -85,7 +97,7 @@ impl Store {
     pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
         let root = root.into();
         let store = Store { root };
-        for dir in [Vm::DIR, Image::DIR, Kernel::DIR, "locks"] {
+        for dir in [Vm::DIR, Image::DIR, Kernel::DIR, Snapshot::DIR, "locks"] {
             create_dir_all(&store.root.join(dir))?;
         }
         Ok(store)
@@ -110,6 +122,10 @@ impl Store {
     }
 
     pub fn kernels(&self) -> Collection<'_, Kernel> {
+        Collection::new(self)
+    }
+
+    pub fn snapshots(&self) -> Collection<'_, Snapshot> {
         Collection::new(self)
     }
 

@@ -48,6 +48,7 @@ pub fn ignite(bin: &Path, root: &Path) -> Command {
         .env_remove("RUST_LOG")
         .env("DOCKER_HOST", NO_DOCKER_HOST)
         .env("CONTAINERD_ADDRESS", NO_CONTAINERD)
+        .env("IGNITE_WARM_STARTS", "off")
         .env("NO_COLOR", "1");
     cmd
 }
@@ -219,8 +220,11 @@ impl Host {
             paths.extend(std::env::split_paths(&path));
             cmd.env("PATH", std::env::join_paths(paths).unwrap());
         }
+        // Warm starts build templates in the background, which would race what tests
+        // count and time; the tests of warm starts turn them on.
         cmd.env("IGNITE_INIT", guest_init())
             .env("IGNITE_ACCEL", self.accel)
+            .env("IGNITE_WARM_STARTS", "off")
             .timeout(Duration::from_secs(300));
         cmd
     }
@@ -237,7 +241,8 @@ impl Host {
             .env("DOCKER_HOST", NO_DOCKER_HOST)
             .env("CONTAINERD_ADDRESS", NO_CONTAINERD)
             .env("IGNITE_INIT", guest_init())
-            .env("IGNITE_ACCEL", self.accel);
+            .env("IGNITE_ACCEL", self.accel)
+            .env("IGNITE_WARM_STARTS", "off");
         cmd
     }
 

@@ -38,6 +38,7 @@ impl Netns {
             .env("CONTAINERD_ADDRESS", crate::host::NO_CONTAINERD)
             .env("IGNITE_INIT", crate::guest_init())
             .env("IGNITE_ACCEL", "tcg")
+            .env("IGNITE_WARM_STARTS", "off")
             .env("NO_COLOR", "1")
             .timeout(Duration::from_secs(600));
         cmd

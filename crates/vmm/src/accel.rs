@@ -39,6 +39,7 @@ pub fn probe_kvm_boot(kernel: &Path, initrd: &Path, timeout: Duration) -> Result
         nics: vec![],
         accel: Accel::Kvm,
         log_dir: None,
+        restore: None,
     };
     let start = Instant::now();
     let mut child = Command::new(qemu)

@@ -65,6 +65,10 @@ pub trait Vmm: Send + Sync {
     fn pause(&self, control: &Path) -> io::Result<()>;
     /// Lets a paused guest run again (`ignite unpause`).
     fn resume(&self, control: &Path) -> io::Result<()>;
+    /// Writes a paused guest's whole state (vCPUs, devices, memory) into `files`, which
+    /// must not exist yet; they are created readable by their owner only. The guest stays
+    /// paused. A VM started with [`MachineSpec::restore`] continues from them.
+    fn save_state(&self, control: &Path, files: &StateFiles) -> io::Result<()>;
     /// True when a [`ConsoleSpec::Socket`] console is the VMM's stdin and stdout, which the
     /// supervisor then relays (with a capped log) itself.
     fn console_on_stdio(&self) -> bool {
@@ -98,6 +102,48 @@ pub struct MachineSpec {
     pub accel: Accel,
     /// Where the VMM keeps its own log and metrics, for VMMs that have them.
     pub log_dir: Option<PathBuf>,
+    /// Continue from a saved state instead of booting: the machine must be the one the
+    /// state was saved from (same vCPUs, memory, kernel, disks and NICs, in order).
+    pub restore: Option<StateFiles>,
+}
+
+/// A saved guest state. QEMU writes one stream (devices and memory) into `state`;
+/// Firecracker its VM state into `state` and the guest memory into `memory`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateFiles {
+    pub state: PathBuf,
+    pub memory: PathBuf,
+}
+
+impl StateFiles {
+    /// The state files in a snapshot's directory.
+    pub fn in_dir(dir: &Path) -> StateFiles {
+        StateFiles {
+            state: dir.join("state"),
+            memory: dir.join("memory"),
+        }
+    }
+
+    /// Creates a state file: new (never an existing file or a link), owner-only, since it
+    /// holds the guest's memory and whatever secrets are in it.
+    pub fn create(path: &Path) -> io::Result<std::fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(path)
+    }
+
+    /// Opens a state file to read, without following a link.
+    pub fn open(path: &Path) -> io::Result<std::fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(path)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,8 +9,8 @@ use ignite_guest_protocol::agent::SERIAL_PORT_NAME;
 
 use crate::qmp::Qmp;
 use crate::{
-    Accel, Capabilities, ConsoleSpec, DiskFormat, KernelFormat, MachineSpec, NicBackend, Vmm,
-    VmmError, VmmKind,
+    Accel, Capabilities, ConsoleSpec, DiskFormat, KernelFormat, MachineSpec, NicBackend,
+    StateFiles, Vmm, VmmError, VmmKind,
 };
 
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
@@ -74,8 +74,11 @@ impl Vmm for Qemu {
         (self.binary.clone(), args)
     }
 
-    fn boot(&self, _spec: &MachineSpec, _control: &Path) -> io::Result<()> {
-        Ok(())
+    fn boot(&self, spec: &MachineSpec, control: &Path) -> io::Result<()> {
+        match &spec.restore {
+            None => Ok(()),
+            Some(files) => restore(control, files),
+        }
     }
 
     fn console_on_stdio(&self) -> bool {
@@ -98,6 +101,103 @@ impl Vmm for Qemu {
         Qmp::connect(control, Duration::from_secs(5))?
             .execute("cont", None)
             .map(|_| ())
+    }
+
+    fn save_state(&self, control: &Path, files: &StateFiles) -> io::Result<()> {
+        let file = StateFiles::create(&files.state)?;
+        let mut qmp = Qmp::connect(control, Duration::from_secs(5))?;
+        qmp.pass_fd(MIGRATION_FD, std::os::fd::AsFd::as_fd(&file))?;
+        drop(file);
+        // The default bandwidth cap is for live migration over a network; a paused guest
+        // into a local file goes as fast as the disk takes it.
+        qmp.execute(
+            "migrate-set-parameters",
+            Some(serde_json::json!({ "max-bandwidth": UNLIMITED_BANDWIDTH })),
+        )?;
+        qmp.execute(
+            "migrate",
+            Some(serde_json::json!({ "uri": format!("fd:{MIGRATION_FD}") })),
+        )?;
+        wait_for_migration(&mut qmp, "save")
+    }
+}
+
+/// The name a state file's descriptor has inside QEMU.
+const MIGRATION_FD: &str = "ignite-state";
+/// Bytes per second: no cap.
+const UNLIMITED_BANDWIDTH: u64 = 1 << 40;
+/// How long a save or load may take (a few GiB of memory at disk speed).
+const MIGRATION_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Loads a saved state into a QEMU started with `-incoming defer`, then lets it run (the
+/// state was saved paused, and QEMU keeps a restored guest as it was saved).
+fn restore(control: &Path, files: &StateFiles) -> io::Result<()> {
+    let file = StateFiles::open(&files.state)?;
+    let mut qmp = connect_when_listening(control)?;
+    qmp.pass_fd(MIGRATION_FD, std::os::fd::AsFd::as_fd(&file))?;
+    drop(file);
+    qmp.execute(
+        "migrate-incoming",
+        Some(serde_json::json!({ "uri": format!("fd:{MIGRATION_FD}") })),
+    )?;
+    wait_for_migration(&mut qmp, "load")?;
+    qmp.execute("cont", None).map(|_| ())
+}
+
+/// QEMU creates its control socket while it starts; the first connection waits for it.
+fn connect_when_listening(control: &Path) -> io::Result<Qmp> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match Qmp::connect(control, Duration::from_secs(5)) {
+            Ok(qmp) => return Ok(qmp),
+            Err(e) if std::time::Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+/// Polls `query-migrate` until the save or load completed; a failure carries QEMU's reason.
+fn wait_for_migration(qmp: &mut Qmp, what: &str) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + MIGRATION_TIMEOUT;
+    loop {
+        let state = qmp.execute("query-migrate", None)?;
+        match migration_status(&state) {
+            MigrationStatus::Completed => return Ok(()),
+            MigrationStatus::Failed(why) => {
+                return Err(io::Error::other(format!(
+                    "QEMU could not {what} the VM's state: {why}"
+                )));
+            }
+            MigrationStatus::Going if std::time::Instant::now() > deadline => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("QEMU did not {what} the VM's state within {MIGRATION_TIMEOUT:?}"),
+                ));
+            }
+            MigrationStatus::Going => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum MigrationStatus {
+    Going,
+    Completed,
+    Failed(String),
+}
+
+/// What `query-migrate` says. No status yet (a load not begun) counts as going.
+fn migration_status(reply: &serde_json::Value) -> MigrationStatus {
+    match reply.get("status").and_then(serde_json::Value::as_str) {
+        Some("completed") => MigrationStatus::Completed,
+        Some(status @ ("failed" | "cancelled" | "cancelling")) => MigrationStatus::Failed(
+            reply
+                .get("error-desc")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or(status)
+                .to_string(),
+        ),
+        _ => MigrationStatus::Going,
     }
 }
 
@@ -226,6 +326,12 @@ pub fn command_line_with(spec: &MachineSpec, tsc_khz: Option<u32>) -> Vec<OsStri
         args.push(format!("virtio-net-device,netdev=net{i},mac={}", nic.mac).into());
     }
 
+    if spec.restore.is_some() {
+        // The state comes through QMP (migrate-incoming) once QEMU listens.
+        args.push("-incoming".into());
+        args.push("defer".into());
+    }
+
     if let Some(socket) = &spec.agent_socket {
         args.push("-device".into());
         args.push("virtio-serial-device".into());
@@ -300,6 +406,7 @@ mod tests {
             }],
             accel: Accel::Tcg,
             log_dir: None,
+            restore: None,
         }
     }
 

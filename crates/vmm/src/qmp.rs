@@ -1,5 +1,7 @@
 //! A minimal QMP client: the greeting, `qmp_capabilities`, then one command at a time.
-//! Ignite needs only a few commands (`system_powerdown`, `quit`, `query-status`).
+//! Ignite needs only a few commands (`system_powerdown`, `stop`, `cont`, and for snapshots
+//! `getfd` with a file descriptor passed beside it, `migrate`, `migrate-incoming`,
+//! `query-migrate`).
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -42,11 +44,50 @@ impl Qmp {
 
     /// Runs a command and returns its `return` value (events in between are skipped).
     pub fn execute(&mut self, command: &str, arguments: Option<Value>) -> io::Result<Value> {
+        let request = Self::request(command, arguments);
+        writeln!(self.writer, "{request}")?;
+        self.response(command)
+    }
+
+    /// Hands QEMU an open file under `name` (`getfd`), for a later `fd:NAME` URI: the file
+    /// travels beside the request as SCM_RIGHTS, so QEMU never opens a path of ours.
+    pub fn pass_fd(&mut self, name: &str, fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
+        let request = format!(
+            "{}\n",
+            Self::request("getfd", Some(json!({ "fdname": name })))
+        );
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        let fds = [fd];
+        if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+            return Err(io::Error::other(
+                "no room for a file descriptor in the QMP message",
+            ));
+        }
+        let bytes = request.as_bytes();
+        let sent = sendmsg(
+            &self.writer,
+            &[io::IoSlice::new(bytes)],
+            &mut control,
+            SendFlags::empty(),
+        )?;
+        if sent < bytes.len() {
+            // The descriptor went with the first bytes; the rest follows plainly.
+            self.writer.write_all(&bytes[sent..])?;
+        }
+        self.response("getfd").map(|_| ())
+    }
+
+    fn request(command: &str, arguments: Option<Value>) -> Value {
         let mut request = json!({ "execute": command });
         if let Some(args) = arguments {
             request["arguments"] = args;
         }
-        writeln!(self.writer, "{request}")?;
+        request
+    }
+
+    fn response(&mut self, command: &str) -> io::Result<Value> {
         loop {
             let message = self.read_message()?;
             if let Some(ret) = message.get("return") {

@@ -11,6 +11,7 @@ mod inspect;
 mod kernel;
 mod logs;
 mod ps;
+mod snapshot;
 mod ssh;
 mod version;
 mod vm;
@@ -166,6 +167,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rmi(args) => image::remove(&Context::new(&cli)?, args),
         Command::Kernel(group) => kernel::run(&Context::new(&cli)?, group.command.as_ref()),
         Command::Rmk(args) => kernel::remove(&Context::new(&cli)?, args),
+        Command::Snapshot(group) => snapshot::run(&Context::new(&cli)?, group),
         Command::Vm(group) => {
             let ctx = Context::new(&cli)?;
             match &group.command {
@@ -181,6 +183,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(VmCommand::Lifecycle(command)) => return lifecycle(&ctx, command),
                 Some(VmCommand::Supervise(args)) => return vm::supervise(&ctx, args),
                 Some(VmCommand::ExecVmm(args)) => return vm::exec_vmm(&args.command),
+                Some(VmCommand::BuildTemplate(args)) => return vm::build_template(&ctx, args),
                 Some(VmCommand::Ls(args)) => ps::run(
                     &ctx,
                     &PsArgs {

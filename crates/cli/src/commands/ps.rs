@@ -22,6 +22,9 @@ const HEADER: [&str; 11] = [
     "NAME",
 ];
 
+/// The names of warm-start templates' VMs (`vms::warm::template_name`).
+const TEMPLATE_PREFIX: &str = "ignite-template-";
+
 pub fn run(ctx: &Context, args: &PsArgs) -> anyhow::Result<()> {
     let now = Utc::now();
     let out = if args.filter.is_some() || args.template.is_some() {
@@ -46,6 +49,8 @@ fn from_summaries(ctx: &Context, args: &PsArgs, now: DateTime<Utc>) -> anyhow::R
         .filter_map(|l| VmRow::decode(l))
         .map(VmRow::checked)
         .filter(|r| args.all || r.running)
+        // A warm-start template's VM lives only while its template is being made.
+        .filter(|r| !r.name.starts_with(TEMPLATE_PREFIX))
         .collect();
     warn_if_outdated(rows.iter().any(|r| r.outdated));
     Ok(render(ctx, rows.into_iter(), now))
@@ -71,6 +76,7 @@ fn from_objects(ctx: &Context, args: &PsArgs, now: DateTime<Utc>) -> anyhow::Res
     let objects: Vec<Vm> = listing
         .objects
         .into_iter()
+        .filter(|vm| !ignite_runtime::vms::warm::is_template(vm))
         .map(|mut vm| {
             outdated |= ignite_runtime::vms::is_recorded_stopped_but_running(&vm);
             vm.status.running = ignite_runtime::vms::is_running(&vm);

@@ -293,11 +293,23 @@ fn start_options<'a>(
     supervisor: &'a Path,
     flags: &StartFlags,
 ) -> anyhow::Result<StartOptions<'a>> {
-    Ok(StartOptions::new(
+    let mut options = StartOptions::new(
         supervisor,
         flags.accel.as_deref(),
         ctx.configuration.as_ref(),
-    )?)
+    )?;
+    if flags.cold {
+        options.warm = false;
+    }
+    Ok(options)
+}
+
+pub fn build_template(
+    ctx: &Context,
+    args: &crate::args::BuildTemplateArgs,
+) -> anyhow::Result<ExitCode> {
+    vms::warm::build_template_for(ctx.store.root(), &args.vm, &args.key)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn start_attached(
@@ -392,6 +404,9 @@ fn create_vm(
     accel: Option<&str>,
     auto_remove: bool,
 ) -> anyhow::Result<Vm> {
+    if let Some(snapshot) = &args.from_snapshot {
+        return create_vm_from_snapshot(ctx, args, snapshot, command, auto_remove);
+    }
     let manifest = args.config.as_deref().map(read_manifest).transpose()?;
     let flags = flag_spec(args, command)?;
     let spec = ignite_runtime::config::effective_vm_spec(
@@ -430,6 +445,49 @@ fn create_vm(
             driver: vms::DriverOptions::new(accel, ctx.configuration.as_ref()),
             auto_remove,
         },
+    )?)
+}
+
+/// `--from-snapshot`: the VM is the snapshot's, with the name, labels and ports given.
+fn create_vm_from_snapshot(
+    ctx: &Context,
+    args: &CreateArgs,
+    snapshot: &str,
+    command: &[String],
+    auto_remove: bool,
+) -> anyhow::Result<Vm> {
+    if !command.is_empty() {
+        bail!("--from-snapshot continues the snapshot's workload: drop the command");
+    }
+    let mut meta = ignite_api::ObjectMeta::default();
+    if let Some(name) = &args.name {
+        meta.name = name.clone();
+    }
+    if args.require_name && meta.name.is_empty() {
+        bail!("--require-name: give the VM a name with --name");
+    }
+    for label in &args.labels {
+        match label.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                meta.labels.insert(k.to_string(), v.to_string());
+            }
+            _ => bail!("bad label {label:?}: want KEY=VALUE"),
+        }
+    }
+    let mut ports = Vec::new();
+    for spec in &args.ports {
+        ports.extend(
+            PortMapping::parse_spec(spec).with_context(|| format!("bad --ports {spec:?}"))?,
+        );
+    }
+    let store = ctx.writable_store()?;
+    let snap = store.snapshots().find(snapshot)?;
+    Ok(vms::snapshot::create_vm_from_snapshot(
+        &store,
+        &snap,
+        meta,
+        ports,
+        auto_remove,
     )?)
 }
 

@@ -78,6 +78,7 @@ impl E2e {
             .env("IGNITE_ROOT", self.host.state())
             .env("IGNITE_INIT", ignite_testkit::guest_init())
             .env("IGNITE_ACCEL", "tcg")
+            .env("IGNITE_WARM_STARTS", "off")
             .env("NO_COLOR", "1");
         cmd
     }
@@ -376,6 +377,7 @@ impl E2e {
             .env("IGNITE_ROOT", root.join("state"))
             .env("IGNITE_INIT", ignite_testkit::guest_init())
             .env("IGNITE_ACCEL", "tcg")
+            .env("IGNITE_WARM_STARTS", "off")
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();

@@ -39,6 +39,16 @@ impl VmFiles {
             ignite_disk::backing_file(&disk).map(|backing| (disk, backing))
         })
     }
+    /// The guest's network interfaces of the current run (MACs, addresses), which a
+    /// snapshot records so its clones can be moved off them.
+    pub fn guest_interfaces(&self) -> PathBuf {
+        self.dir.join("interfaces.json")
+    }
+    /// Present until a VM made from a snapshot has been restored from it: its content is
+    /// the snapshot's UID. Later starts boot from the disk.
+    pub fn restore_marker(&self) -> PathBuf {
+        self.dir.join("restore-from")
+    }
     pub fn initramfs(&self) -> PathBuf {
         self.dir.join("initramfs.cpio")
     }

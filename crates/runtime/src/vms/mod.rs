@@ -16,7 +16,9 @@ pub mod listing;
 pub mod network;
 pub mod output_log;
 pub mod process;
+pub mod snapshot;
 pub mod supervisor;
+pub mod warm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -526,6 +528,8 @@ pub struct StartOptions<'a> {
     /// The Configuration's `spec.firecracker`, if any.
     pub firecracker: Option<PathBuf>,
     pub timeout: Duration,
+    /// A container-mode VM may start from a warm-start template (off with `--cold`).
+    pub warm: bool,
 }
 
 impl<'a> StartOptions<'a> {
@@ -544,6 +548,7 @@ impl<'a> StartOptions<'a> {
             cni: cni_network::CniSettings::from_configuration(configuration),
             firecracker: driver.firecracker,
             timeout: START_TIMEOUT,
+            warm: warm::enabled(),
         })
     }
 }
@@ -615,6 +620,7 @@ fn start_with(
         options.firecracker.clone(),
     );
     settings.cni = Some(options.cni.clone());
+    settings.warm = options.warm;
     settings.write(files.dir())?;
     let log_path = files.supervisor_log();
     let log = std::fs::File::create(&log_path).map_err(io("create", &log_path))?;

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use ignite_guest_protocol::agent::VSOCK_PORT;
 
 use crate::{
-    Accel, Capabilities, DiskFormat, KernelFormat, MachineSpec, NetworkBackend, NicBackend, Vmm,
-    VmmError, VmmKind,
+    Accel, Capabilities, DiskFormat, KernelFormat, MachineSpec, NetworkBackend, NicBackend,
+    StateFiles, Vmm, VmmError, VmmKind,
 };
 
 pub const FIRECRACKER_BINARY: &str = "firecracker";
@@ -145,6 +145,12 @@ impl Vmm for Firecracker {
 
     fn boot(&self, spec: &MachineSpec, control: &Path) -> io::Result<()> {
         Firecracker::check(spec).map_err(io::Error::other)?;
+        if spec.restore.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "restoring Firecracker VMs from snapshots is not supported yet",
+            ));
+        }
         wait_for_socket(control, Duration::from_secs(10))?;
         for (path, body) in requests(spec)? {
             match body {
@@ -178,6 +184,13 @@ impl Vmm for Firecracker {
 
     fn resume(&self, control: &Path) -> io::Result<()> {
         api::patch(control, "/vm", &api::VmState { state: "Resumed" })
+    }
+
+    fn save_state(&self, _control: &Path, _files: &StateFiles) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "snapshots of Firecracker VMs are not supported yet: use a VM on QEMU (--vmm qemu)",
+        ))
     }
 
     fn console_on_stdio(&self) -> bool {
@@ -373,6 +386,7 @@ mod tests {
             }],
             accel: Accel::Kvm,
             log_dir: Some(dir.to_path_buf()),
+            restore: None,
         }
     }
 

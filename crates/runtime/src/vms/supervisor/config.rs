@@ -31,6 +31,9 @@ pub struct SupervisorConfig {
     /// Where `--network cni` VMs find configurations and plugins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cni: Option<CniSettings>,
+    /// A container-mode VM may start from a warm-start template (see `vms::warm`).
+    #[serde(default)]
+    pub warm: bool,
 }
 
 impl SupervisorConfig {
@@ -41,6 +44,7 @@ impl SupervisorConfig {
             bridge_subnet: bridge.subnet.to_string(),
             firecracker,
             cni: None,
+            warm: false,
         }
     }
 

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use ignite_api::{ExitRecord, Time, Uid, VmmStatus};
 use ignite_guest_protocol::agent::{
-    BootTimes, CONTROL, ErrorBody, ExitStatus, Frame, FrameKind, Hello, WORKLOAD,
+    BootRequest, BootTimes, CONTROL, ErrorBody, ExitStatus, Frame, FrameKind, Hello,
+    RestoreRequest, WORKLOAD,
 };
 use ignite_guest_protocol::client::AgentClient;
 use ignite_guest_protocol::status::{kernel_panic_line, last_exit_status};
@@ -81,7 +82,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         &settings.cni.clone().unwrap_or_default(),
     )?;
     let plan::MachinePlan {
-        machine: spec,
+        machine: mut spec,
         guest: mut config,
     } = plan::plan(&PlanInputs {
         vm: &vm,
@@ -117,6 +118,65 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         })
         .collect();
     write_vm_initramfs(&kdir, &config, &copies, &files.initramfs())?;
+    // What a snapshot of this run records, so that its clones can be moved off it.
+    let interfaces_file = files.guest_interfaces();
+    if let Err(e) = serde_json::to_vec(&config.interfaces)
+        .map_err(std::io::Error::other)
+        .and_then(|json| std::fs::write(&interfaces_file, json))
+    {
+        tracing::warn!(
+            "cannot record the guest's interfaces in {}: {e}",
+            interfaces_file.display()
+        );
+    }
+    let restoring = super::snapshot::restore_target(store, &vm, &files, &spec, vmm.kind())?;
+    // A container-mode VM starts from its machine's template when there is one; the
+    // first start of a machine boots cold and has one built meanwhile.
+    let template = match &restoring {
+        None if settings.warm && super::warm::eligible(&vm, &image, vmm.kind()) => {
+            let identity = super::snapshot::kernel_identity(&kdir);
+            let key = super::warm::template_key(
+                &spec,
+                vmm.kind(),
+                &identity,
+                vm.spec.disk_size().bytes(),
+            );
+            let found = kernel.metadata.uid.as_ref().and_then(|kernel_uid| {
+                super::warm::find_template(store, &key, kernel_uid, &identity, &spec, vmm.kind())
+            });
+            if found.is_none() {
+                super::warm::spawn_builder(helper, store.root(), &vm, &key);
+            }
+            found
+        }
+        _ => None,
+    };
+    let resume = match (&restoring, &template) {
+        (Some((snapshot, state)), _) => {
+            spec.restore = Some(state.clone());
+            tracing::info!(
+                "restoring snapshot {} instead of booting",
+                snapshot.metadata.name
+            );
+            Some(Resume::Snapshot(super::snapshot::restore_request(
+                snapshot,
+                &config.hostname,
+                &config.interfaces,
+            )))
+        }
+        (None, Some((template, state))) => {
+            spec.restore = Some(state.clone());
+            tracing::info!("warm start from template {}", template.metadata.name);
+            Some(Resume::Template(Box::new(super::warm::boot_request(
+                template, &config,
+            ))))
+        }
+        (None, None) => None,
+    };
+    let restored_from = restoring
+        .as_ref()
+        .or(template.as_ref())
+        .map(|(s, _)| s.metadata.name.clone());
 
     let control = files.control_socket();
     let (program, args) = vmm.command(&spec, &control);
@@ -186,7 +246,19 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     let vmm_process = process::lookup(child.id());
     if let Err(e) = vmm.boot(&spec, &control) {
         let _ = child.kill();
-        return Err(VmError::Host(format!("{} refused the VM: {e}", vmm.name())));
+        return Err(match &restored_from {
+            Some(snapshot) => VmError::Host(format!(
+                "{} could not restore snapshot {snapshot}: {e}",
+                vmm.name(),
+            )),
+            None => VmError::Host(format!("{} refused the VM: {e}", vmm.name())),
+        });
+    }
+    // Restored: the guest runs on the VM's own disk now, so later starts boot from it.
+    if restoring.is_some()
+        && let Err(e) = std::fs::remove_file(files.restore_marker())
+    {
+        tracing::warn!("cannot remove {}: {e}", files.restore_marker().display());
     }
     let host_phases = BootTimes {
         prepare_millis: Some(millis_between(supervisor_started, launched)),
@@ -208,6 +280,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         v.status.boot_phases = None;
         v.status.ssh_address = attachment.ssh_address.clone();
         v.status.network = attachment.status.clone();
+        v.status.restored_from = restored_from.clone();
         Ok(())
     })?;
     tracing::info!(pid = child.id(), "the VMM runs");
@@ -273,7 +346,14 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
             client: attached.clone(),
         };
         std::thread::spawn(move || {
-            hold_agent(|| vmm.connect_agent(&spec), &dir, ready, agent, workload)
+            hold_agent(
+                || vmm.connect_agent(&spec),
+                &dir,
+                resume,
+                ready,
+                agent,
+                workload,
+            )
         });
     }
 
@@ -438,19 +518,39 @@ fn boot_phases(t: &BootTimes) -> ignite_api::BootPhases {
     }
 }
 
+/// How a start continues a saved guest instead of booting one.
+enum Resume {
+    /// A snapshot of the user's (`run --from-snapshot`): renew the guest, which runs on.
+    Snapshot(RestoreRequest),
+    /// A warm-start template: hand its init this VM's configuration.
+    Template(Box<BootRequest>),
+}
+
+/// Connects to the guest's agent channel, retrying while the guest boots; `None` once
+/// the VM's directory is gone.
+fn connect_agent(
+    connect: &impl Fn() -> std::io::Result<UnixStream>,
+    vm_dir: &std::path::Path,
+) -> Option<UnixStream> {
+    loop {
+        match connect() {
+            Ok(s) => return Some(s),
+            Err(_) if vm_dir.exists() => std::thread::sleep(Duration::from_millis(20)),
+            Err(_) => return None,
+        }
+    }
+}
+
 fn hold_agent(
     connect: impl Fn() -> std::io::Result<UnixStream>,
     vm_dir: &std::path::Path,
+    resume: Option<Resume>,
     ready: impl FnOnce(Option<BootTimes>) -> BootTimes,
     slot: Arc<Mutex<Option<Arc<AgentClient>>>>,
     workload: WorkloadSinks,
 ) {
-    let stream = loop {
-        match connect() {
-            Ok(s) => break s,
-            Err(_) if vm_dir.exists() => std::thread::sleep(Duration::from_millis(100)),
-            Err(_) => return,
-        }
+    let Some(stream) = connect_agent(&connect, vm_dir) else {
+        return;
     };
     let Ok(reader) = stream.try_clone() else {
         return;
@@ -465,13 +565,49 @@ fn hold_agent(
             return;
         }
     };
-    tracing::info!(guest = %client.guest.software, "the guest agent answered");
-    let times = ready(client.guest.boot);
+    // A warm start: the template's init answered; it takes the VM's configuration and
+    // boots on, and its agent answers on the same connection.
+    let mut guest = client.guest.clone();
+    if let Some(Resume::Template(request)) = &resume {
+        let booted = client
+            .boot(request, Duration::from_secs(30))
+            .and_then(|()| client.greet_again(Duration::from_secs(60)));
+        match booted {
+            Ok(hello) => guest = hello,
+            Err(e) => {
+                tracing::error!("the warm start failed: {e}");
+                if let Some(attached) = &workload.client {
+                    attached.send(&no_agent(&format!("the warm start failed: {e}")));
+                }
+                return;
+            }
+        }
+    }
+    tracing::info!(guest = %guest.software, "the guest agent answered");
+    // A restored guest's boot times are the snapshot's VM's; its own start is the restore.
+    let guest_times = match &resume {
+        None => guest.boot,
+        // The guest's times count from the template's boot.
+        Some(Resume::Template(_)) => None,
+        Some(Resume::Snapshot(request)) => {
+            // Before anyone else reaches the guest: nothing runs on with the snapshot's
+            // clock, randomness or addresses once this returns.
+            if let Err(e) = client.restored(request, Duration::from_secs(30)) {
+                // Clones must never run on with the snapshot's random state or another
+                // VM's addresses: this one is powered off instead.
+                tracing::error!("{e}: stopping the VM");
+                let _ = client.shutdown();
+                return;
+            }
+            None
+        }
+    };
+    let times = ready(guest_times);
     *slot.lock().expect("agent lock") = Some(client.clone());
     if let Some(attached) = &workload.client {
         let hello = Hello {
             boot: Some(times),
-            ..client.guest.clone()
+            ..guest
         };
         attached.send(&Frame::json(FrameKind::Hello, CONTROL, &hello));
     }

@@ -128,6 +128,7 @@ pub fn plan(inputs: &PlanInputs<'_>) -> MachinePlan {
         nics: network.nics.clone(),
         accel: *accel,
         log_dir: Some(files.dir().to_path_buf()),
+        restore: None,
     };
     MachinePlan { machine, guest }
 }
@@ -175,6 +176,7 @@ pub fn guest_config(
         authorized_keys: vec![],
         files: vec![],
         volumes,
+        template: crate::vms::warm::is_template(vm),
     }
 }
 
