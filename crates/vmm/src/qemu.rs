@@ -25,6 +25,15 @@ pub const QEMU_BINARY: &str = "qemu-system-x86_64";
 /// Under KVM the guest gets the host's CPU (`host`).
 pub const TCG_CPU: &str = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+rdrand,-svm";
 
+/// The `-cpu` model a guest gets under `accel`. A saved machine state is only restored
+/// onto the same model: the guest's kernel and libraries chose their code by its features.
+pub fn cpu_model(accel: Accel) -> &'static str {
+    match accel {
+        Accel::Kvm => "host",
+        Accel::Tcg => TCG_CPU,
+    }
+}
+
 /// The QEMU microvm driver, controlled over QMP.
 pub struct Qemu {
     /// The QEMU binary (`qemu-system-x86_64` from PATH by default).
@@ -224,7 +233,7 @@ pub fn command_line_with(spec: &MachineSpec, tsc_khz: Option<u32>) -> Vec<OsStri
             push("-accel");
             push("kvm");
             push("-cpu");
-            push("host");
+            push(cpu_model(Accel::Kvm));
         }
         Accel::Tcg => {
             push("-accel");
@@ -246,7 +255,7 @@ pub fn command_line_with(spec: &MachineSpec, tsc_khz: Option<u32>) -> Vec<OsStri
                 }
             }
             push("-cpu");
-            push(TCG_CPU);
+            push(cpu_model(Accel::Tcg));
         }
     }
     push("-smp");
