@@ -25,6 +25,11 @@ pub const QEMU_BINARY: &str = "qemu-system-x86_64";
 /// Under KVM the guest gets the host's CPU (`host`).
 pub const TCG_CPU: &str = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+rdrand,-svm";
 
+/// The CPU model a guest of `vmm` gets under `accel`, where Ignite chooses it (QEMU).
+pub fn guest_cpu(vmm: VmmKind, accel: Accel) -> Option<&'static str> {
+    (vmm == VmmKind::Qemu).then(|| cpu_model(accel))
+}
+
 /// The `-cpu` model a guest gets under `accel`. A saved machine state is only restored
 /// onto the same model: the guest's kernel and libraries chose their code by its features.
 pub fn cpu_model(accel: Accel) -> &'static str {
