@@ -68,6 +68,10 @@ pub struct SnapshotMachine {
     /// guest is moved off.
     #[serde(default)]
     pub interfaces: Vec<SnapshotInterface>,
+    /// The guest's memory is a file of its own (`memory`), mapped privately by each VM
+    /// restored from it, not part of the saved state.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub memory_file: bool,
 }
 
 /// One guest interface as it was when the snapshot was taken.
@@ -139,6 +143,7 @@ mod tests {
                         mac: "6a:00:00:00:00:01".into(),
                         addresses: vec!["10.61.0.2/16".into()],
                     }],
+                    memory_file: true,
                 },
             },
         );

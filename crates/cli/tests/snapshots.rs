@@ -214,6 +214,10 @@ fn a_restored_snapshot_counts_on_where_it_was_and_goes_without_a_trace() {
     assert_eq!(host.vm("c2").status.restored_from.as_deref(), Some("s1"));
     assert!(count(&host, "c2") >= 3);
 
+    // The image goes only with its VMs and snapshots.
+    let image = host.vm("src").spec.image.unwrap().oci.to_string();
+    let rmi = failure(host.ignite().args(["rmi", &image]));
+    assert!(rmi.contains("snapshot s1") && rmi.contains("c1"), "{rmi}");
     for vm in ["c1", "c2", "src"] {
         host.ignite().args(["rm", "-f", vm]).assert().success();
     }

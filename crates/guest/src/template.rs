@@ -28,6 +28,10 @@ const RECONNECT_POLL: Duration = Duration::from_millis(20);
 pub fn wait_for_vm() -> Result<(GuestConfig, File), String> {
     let path = crate::agent::find_serial_port()
         .ok_or("a template needs the agent channel, which this VM lacks")?;
+    // The loopback comes up now, not in every VM restored from the template.
+    if let Err(e) = crate::network::configure(&[]) {
+        say(&format!("warning: template: {e}"));
+    }
     say("template: waiting for a VM's configuration");
     let port = OpenOptions::new()
         .read(true)

@@ -17,16 +17,50 @@ pub fn remove_image(
 ) -> Result<(Image, Vec<Vm>), ImageError> {
     let image = store.images().find(query)?;
     let users = vms_using(store, &image)?;
-    if !users.is_empty() && !force {
+    // Snapshots of the user's VMs of it (a warm-start template is not the image's: the
+    // VMs restored from it bring their own disks).
+    let snapshots: Vec<ignite_api::Snapshot> = store
+        .snapshots()
+        .list()?
+        .objects
+        .into_iter()
+        .filter(|s| {
+            !s.metadata
+                .labels
+                .contains_key(crate::vms::warm::TEMPLATE_LABEL)
+                && s.spec
+                    .vm_spec
+                    .image_ref()
+                    .is_some_and(|r| r.to_string() == image.metadata.name)
+        })
+        .collect();
+    if (!users.is_empty() || !snapshots.is_empty()) && !force {
         return Err(ImageError::InUse {
             image: image.metadata.name.clone(),
             vms: users
                 .iter()
                 .map(|v| format!("{} ({})", v.metadata.name, uid_str(v)))
+                .chain(
+                    snapshots
+                        .iter()
+                        .map(|s| format!("snapshot {}", s.metadata.name)),
+                )
                 .collect(),
         });
     }
     remove_all(store, &users)?;
+    for snapshot in snapshots {
+        let name = snapshot.metadata.name.clone();
+        crate::vms::snapshot::remove_snapshot(store, snapshot).map_err(|e| {
+            ImageError::Store(ignite_store::StoreError::Io(
+                ignite_host_tools::PathError::new(
+                    "remove snapshot",
+                    std::path::PathBuf::from(name),
+                    std::io::Error::other(e.to_string()),
+                ),
+            ))
+        })?;
+    }
     let uid = image
         .metadata
         .uid

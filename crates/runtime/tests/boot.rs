@@ -181,6 +181,7 @@ fn boot_with(
         accel: Accel::Tcg,
         log_dir: None,
         restore: None,
+        memory_file: None,
     })
 }
 
@@ -218,6 +219,7 @@ fn a_blank_disk_is_reported_and_the_vm_powers_off() {
         accel: Accel::Tcg,
         log_dir: None,
         restore: None,
+        memory_file: None,
     });
     let (console, powered_off) = vm.wait_exit(BOOT);
     let loaded = console

@@ -40,6 +40,7 @@ pub fn probe_kvm_boot(kernel: &Path, initrd: &Path, timeout: Duration) -> Result
         accel: Accel::Kvm,
         log_dir: None,
         restore: None,
+        memory_file: None,
     };
     let start = Instant::now();
     let mut child = Command::new(qemu)

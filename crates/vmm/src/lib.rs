@@ -105,6 +105,18 @@ pub struct MachineSpec {
     /// Continue from a saved state instead of booting: the machine must be the one the
     /// state was saved from (same vCPUs, memory, kernel, disks and NICs, in order).
     pub restore: Option<StateFiles>,
+    /// The guest's memory in a file instead of anonymous memory (QEMU).
+    pub memory_file: Option<MemoryFile>,
+}
+
+/// Guest memory backed by a file. `shared`: the guest writes into the file (a warm-start
+/// template, whose memory is then saved without copying it through the state stream);
+/// otherwise the file is mapped privately, so VMs restored from one file share its pages
+/// in the host's page cache until they write to them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryFile {
+    pub path: PathBuf,
+    pub shared: bool,
 }
 
 /// A saved guest state. QEMU writes one stream (devices and memory) into `state`;
@@ -113,6 +125,9 @@ pub struct MachineSpec {
 pub struct StateFiles {
     pub state: PathBuf,
     pub memory: PathBuf,
+    /// The guest's memory is in a file of its own ([`MemoryFile`]), not in `state`: saved
+    /// and loaded without its pages (QEMU's `x-ignore-shared`).
+    pub memory_in_file: bool,
 }
 
 impl StateFiles {
@@ -121,6 +136,7 @@ impl StateFiles {
         StateFiles {
             state: dir.join("state"),
             memory: dir.join("memory"),
+            memory_in_file: false,
         }
     }
 

@@ -122,6 +122,9 @@ impl Vmm for Qemu {
         let mut qmp = Qmp::connect(control, Duration::from_secs(5))?;
         qmp.pass_fd(MIGRATION_FD, std::os::fd::AsFd::as_fd(&file))?;
         drop(file);
+        if files.memory_in_file {
+            ignore_shared_memory(&mut qmp)?;
+        }
         // The default bandwidth cap is for live migration over a network; a paused guest
         // into a local file goes as fast as the disk takes it.
         qmp.execute(
@@ -150,12 +153,27 @@ fn restore(control: &Path, files: &StateFiles) -> io::Result<()> {
     let mut qmp = connect_when_listening(control)?;
     qmp.pass_fd(MIGRATION_FD, std::os::fd::AsFd::as_fd(&file))?;
     drop(file);
+    if files.memory_in_file {
+        ignore_shared_memory(&mut qmp)?;
+    }
     qmp.execute(
         "migrate-incoming",
         Some(serde_json::json!({ "uri": format!("fd:{MIGRATION_FD}") })),
     )?;
     wait_for_migration(&mut qmp, "load")?;
     qmp.execute("cont", None).map(|_| ())
+}
+
+/// Memory backed by a shared file is left out of the state stream (saving) and not
+/// expected in it (loading): the file holds it.
+fn ignore_shared_memory(qmp: &mut Qmp) -> io::Result<()> {
+    qmp.execute(
+        "migrate-set-capabilities",
+        Some(serde_json::json!({
+            "capabilities": [{ "capability": "x-ignore-shared", "state": true }]
+        })),
+    )
+    .map(|_| ())
 }
 
 /// QEMU creates its control socket while it starts; the first connection waits for it.
@@ -232,7 +250,11 @@ pub fn command_line_with(spec: &MachineSpec, tsc_khz: Option<u32>) -> Vec<OsStri
     let mut push = |a: &str| args.push(a.into());
     // acpi=on gives the guest a power button (graceful stop) and a clean power-off.
     push("-M");
-    push("microvm,acpi=on");
+    push(if spec.memory_file.is_some() {
+        "microvm,acpi=on,memory-backend=ram"
+    } else {
+        "microvm,acpi=on"
+    });
     match spec.accel {
         Accel::Kvm => {
             push("-accel");
@@ -283,6 +305,16 @@ pub fn command_line_with(spec: &MachineSpec, tsc_khz: Option<u32>) -> Vec<OsStri
     args.push(spec.initrd.clone().into_os_string());
     args.push("-append".into());
     args.push(cmdline.into());
+    if let Some(file) = &spec.memory_file {
+        args.push("-object".into());
+        let mut backend = OsString::from(format!(
+            "memory-backend-file,id=ram,size={}M,share={},mem-path=",
+            spec.memory_mib,
+            if file.shared { "on" } else { "off" }
+        ));
+        backend.push(escape(file.path.as_os_str()));
+        args.push(backend);
+    }
 
     let console = match &spec.console {
         ConsoleSpec::File(path) => chardev_path("file,id=console,path=", path, ",append=on"),
@@ -421,6 +453,7 @@ mod tests {
             accel: Accel::Tcg,
             log_dir: None,
             restore: None,
+            memory_file: None,
         }
     }
 
@@ -504,5 +537,60 @@ mod tests {
         kvm.accel = Accel::Kvm;
         let joined = join_args(command_line(&kvm));
         assert!(!joined.contains("tsc_early_khz"), "{joined}");
+    }
+
+    #[test]
+    fn a_restore_waits_for_its_state_and_a_memory_file_backs_the_guest_ram() {
+        let mut restoring = spec();
+        restoring.restore = Some(StateFiles::in_dir(std::path::Path::new("/snap")));
+        restoring.memory_file = Some(crate::MemoryFile {
+            path: "/snap/mem,1".into(),
+            shared: false,
+        });
+        let joined = join_args(command_line_with(&restoring, None));
+        assert!(joined.contains("-incoming defer"), "{joined}");
+        assert!(
+            joined.contains("-M microvm,acpi=on,memory-backend=ram"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains(
+                "-object memory-backend-file,id=ram,size=512M,share=off,mem-path=/snap/mem,,1"
+            ),
+            "{joined}"
+        );
+        let mut template = spec();
+        template.memory_file = Some(crate::MemoryFile {
+            path: "/vm/memory".into(),
+            shared: true,
+        });
+        let joined = join_args(command_line_with(&template, None));
+        assert!(joined.contains("share=on,mem-path=/vm/memory"), "{joined}");
+        assert!(!joined.contains("-incoming"), "{joined}");
+        let plain = join_args(command_line_with(&spec(), None));
+        assert!(!plain.contains("memory-backend"), "{plain}");
+        assert!(!plain.contains("-incoming"), "{plain}");
+    }
+
+    #[test]
+    fn migration_replies_say_when_the_state_is_in_and_why_it_is_not() {
+        use serde_json::json;
+        assert_eq!(migration_status(&json!({})), MigrationStatus::Going);
+        assert_eq!(
+            migration_status(&json!({"status": "active"})),
+            MigrationStatus::Going
+        );
+        assert_eq!(
+            migration_status(&json!({"status": "completed"})),
+            MigrationStatus::Completed
+        );
+        assert_eq!(
+            migration_status(&json!({"status": "failed", "error-desc": "Unknown ramblock"})),
+            MigrationStatus::Failed("Unknown ramblock".into())
+        );
+        assert_eq!(
+            migration_status(&json!({"status": "cancelled"})),
+            MigrationStatus::Failed("cancelled".into())
+        );
     }
 }

@@ -331,6 +331,9 @@ fn start_attached(
 fn announce(ctx: &Context, what: &str, vm: &Vm) -> anyhow::Result<()> {
     let uid = vms::uid_of(vm);
     tracing::info!("{what} VM {} ({uid})", vm.metadata.name);
+    if let Some(snapshot) = &vm.status.restored_from {
+        tracing::debug!("restored from {snapshot}, not booted");
+    }
     if ctx.quiet || what == "created" {
         write_stdout(&format!("{uid}\n"))?;
     }

@@ -141,7 +141,10 @@ pub fn follow(
         boot: Some(boot), ..
     } = &event
     {
-        tracing::debug!("boot phases: {boot}");
+        match &vm.status.restored_from {
+            Some(snapshot) => tracing::debug!("restored from {snapshot}, not booted: {boot}"),
+            None => tracing::debug!("boot phases: {boot}"),
+        }
     }
     match event {
         Event::Guest { mode, .. } if mode.as_deref() == Some("container") => {}

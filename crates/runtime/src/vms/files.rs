@@ -49,6 +49,10 @@ impl VmFiles {
     pub fn restore_marker(&self) -> PathBuf {
         self.dir.join("restore-from")
     }
+    /// The guest's memory, for VMs that run with it in a file (warm-start templates).
+    pub fn guest_memory(&self) -> PathBuf {
+        self.dir.join("memory")
+    }
     pub fn initramfs(&self) -> PathBuf {
         self.dir.join("initramfs.cpio")
     }

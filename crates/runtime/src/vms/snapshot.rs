@@ -54,9 +54,11 @@ impl SnapshotFiles {
         self.dir.join(format!("{DISK_LAYER}.{ext}"))
     }
 
-    /// Bytes the snapshot takes on disk.
+    /// Bytes the snapshot takes on disk (allocated: a memory file has holes).
     fn sizes(&self) -> (u64, u64) {
-        let len = |p: PathBuf| std::fs::symlink_metadata(p).map_or(0, |m| m.len());
+        use std::os::unix::fs::MetadataExt;
+        let len =
+            |p: PathBuf| std::fs::symlink_metadata(p).map_or(0, |m| m.len().min(m.blocks() * 512));
         let state = self.state();
         let disks = DiskFormat::ALL
             .into_iter()
@@ -136,6 +138,7 @@ pub fn create_snapshot(
         kernel_files: kernel_identity(&kdir),
         disks: 1 + usize::from(kdir.join(crate::kernels::MODULES_DISK_FILE).is_file()),
         nics: interfaces.len(),
+        memory_file: files.guest_memory().is_file(),
         interfaces: interfaces
             .iter()
             .map(|i| SnapshotInterface {
@@ -185,9 +188,19 @@ pub fn create_snapshot(
                 VmError::Host(format!("{} did not pause VM {vm_name}: {e}", vmm.name()))
             })?;
         }
+        let mut state = snap_files.state();
+        state.memory_in_file = files.guest_memory().is_file();
         let saved = vmm
-            .save_state(&control, &snap_files.state())
+            .save_state(&control, &state)
             .map_err(|e| VmError::Host(format!("cannot save VM {vm_name}'s state: {e}")));
+        // Memory in a file of its own is copied while the guest is paused (the VM writes
+        // on into its own file once it runs again).
+        let saved = saved.and_then(|()| {
+            if state.memory_in_file {
+                ignite_disk::copy_disk_layer(&files.guest_memory(), &state.memory)?;
+            }
+            Ok(())
+        });
         // The disk is copied while the guest is still paused and its VMM has flushed it.
         let format = vmm.capabilities().root_disk;
         let copied = saved.and_then(|()| {
@@ -408,6 +421,19 @@ pub fn restore_target(
     Ok(Some((snapshot, state)))
 }
 
+/// Sets `machine` up to continue from `snapshot`'s `state` instead of booting: a memory
+/// file is mapped privately (its pages shared with every other VM restored from it).
+pub fn restore_onto(machine: &mut MachineSpec, snapshot: &Snapshot, mut state: StateFiles) {
+    if snapshot.spec.machine.memory_file {
+        state.memory_in_file = true;
+        machine.memory_file = Some(ignite_vmm::MemoryFile {
+            path: state.memory.clone(),
+            shared: false,
+        });
+    }
+    machine.restore = Some(state);
+}
+
 /// A snapshot's state loads only into the machine it was saved from.
 pub fn check_machine(
     snapshot: &Snapshot,
@@ -522,6 +548,7 @@ mod tests {
                         mac: "6a:00:00:00:00:01".into(),
                         addresses: vec!["10.61.0.2/16".into()],
                     }],
+                    memory_file: false,
                 },
             },
         );
@@ -554,6 +581,7 @@ mod tests {
             accel: Accel::Tcg,
             log_dir: None,
             restore: None,
+            memory_file: None,
         }
     }
 
@@ -584,6 +612,27 @@ mod tests {
             err.contains(&format!("CPU max (here {})", ignite_vmm::qemu::TCG_CPU)),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_memory_file_is_mapped_privately_by_each_restored_vm() {
+        let mut snap = snapshot();
+        let state = StateFiles::in_dir(Path::new("/s"));
+        let mut plain = machine();
+        restore_onto(&mut plain, &snap, state.clone());
+        assert_eq!(plain.memory_file, None);
+        assert!(!plain.restore.as_ref().unwrap().memory_in_file);
+        snap.spec.machine.memory_file = true;
+        let mut shared = machine();
+        restore_onto(&mut shared, &snap, state);
+        assert_eq!(
+            shared.memory_file,
+            Some(ignite_vmm::MemoryFile {
+                path: "/s/memory".into(),
+                shared: false
+            })
+        );
+        assert!(shared.restore.as_ref().unwrap().memory_in_file);
     }
 
     #[test]

@@ -317,6 +317,7 @@ mod tests {
             accel: Accel::Tcg,
             log_dir: None,
             restore: None,
+            memory_file: None,
         }
     }
 

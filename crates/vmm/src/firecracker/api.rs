@@ -75,6 +75,55 @@ pub struct VmState {
     pub state: &'static str,
 }
 
+/// `PUT /snapshot/create`'s body: a full snapshot of the paused VM, its state and its
+/// memory in two files.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct SnapshotCreate {
+    /// `Full` (diff snapshots need dirty-page tracking from boot on).
+    pub snapshot_type: &'static str,
+    pub snapshot_path: PathBuf,
+    pub mem_file_path: PathBuf,
+}
+
+/// `PUT /snapshot/load`'s body (Firecracker 1.13 and later: the overrides).
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct SnapshotLoad {
+    pub snapshot_path: PathBuf,
+    pub mem_backend: MemoryBackend,
+    /// Left paused: the drives are moved to this VM's files first.
+    pub resume_vm: bool,
+    /// This VM's taps instead of the snapshot's.
+    pub network_overrides: Vec<NetworkOverride>,
+    /// This VM's vsock socket instead of the snapshot's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vsock_override: Option<VsockOverride>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct MemoryBackend {
+    /// `File`: the memory file is mapped privately (pages are read as they are touched).
+    pub backend_type: &'static str,
+    pub backend_path: PathBuf,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct NetworkOverride {
+    pub iface_id: String,
+    pub host_dev_name: String,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct VsockOverride {
+    pub uds_path: PathBuf,
+}
+
+/// `PATCH /drives/{id}`'s body: the drive's file, changed.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct DrivePath {
+    pub drive_id: String,
+    pub path_on_host: PathBuf,
+}
+
 /// `PUT path` with a JSON body; Firecracker's `fault_message` becomes the error.
 pub fn put(socket: &Path, path: &str, body: &impl Serialize) -> io::Result<()> {
     send(socket, "PUT", path, body)

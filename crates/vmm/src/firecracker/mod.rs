@@ -145,11 +145,22 @@ impl Vmm for Firecracker {
 
     fn boot(&self, spec: &MachineSpec, control: &Path) -> io::Result<()> {
         Firecracker::check(spec).map_err(io::Error::other)?;
-        if spec.restore.is_some() {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "restoring Firecracker VMs from snapshots is not supported yet",
-            ));
+        if let Some(files) = &spec.restore {
+            for step in restore_steps(spec, files)? {
+                match step {
+                    RestoreStep::Put(path, Request::Logger(b)) => api::put(control, &path, &b),
+                    RestoreStep::Put(path, Request::Metrics(b)) => api::put(control, &path, &b),
+                    RestoreStep::Put(path, _) => Err(io::Error::other(format!(
+                        "no such restore step: PUT {path}"
+                    ))),
+                    RestoreStep::Load(b) => api::put(control, "/snapshot/load", &b),
+                    RestoreStep::Drive(path, b) => api::patch(control, &path, &b),
+                    RestoreStep::Resume => {
+                        api::patch(control, "/vm", &api::VmState { state: "Resumed" })
+                    }
+                }?;
+            }
+            return Ok(());
         }
         wait_for_socket(control, Duration::from_secs(10))?;
         for (path, body) in requests(spec)? {
@@ -186,11 +197,12 @@ impl Vmm for Firecracker {
         api::patch(control, "/vm", &api::VmState { state: "Resumed" })
     }
 
-    fn save_state(&self, _control: &Path, _files: &StateFiles) -> io::Result<()> {
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "snapshots of Firecracker VMs are not supported yet: use a VM on QEMU (--vmm qemu)",
-        ))
+    fn save_state(&self, control: &Path, files: &StateFiles) -> io::Result<()> {
+        // Made here, owner-only: Firecracker writes into them (it would create them with
+        // its umask's mode).
+        StateFiles::create(&files.state)?;
+        StateFiles::create(&files.memory)?;
+        api::put(control, "/snapshot/create", &snapshot_create(files))
     }
 
     fn console_on_stdio(&self) -> bool {
@@ -331,6 +343,79 @@ pub fn requests(spec: &MachineSpec) -> io::Result<Vec<(String, Request)>> {
     Ok(out)
 }
 
+/// The body that saves a paused VM into `files`.
+pub fn snapshot_create(files: &StateFiles) -> api::SnapshotCreate {
+    api::SnapshotCreate {
+        snapshot_type: "Full",
+        snapshot_path: files.state.clone(),
+        mem_file_path: files.memory.clone(),
+    }
+}
+
+/// One request of a restore, in order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RestoreStep {
+    /// The logger and metrics: the only configuration allowed before a load.
+    Put(String, Request),
+    Load(api::SnapshotLoad),
+    /// Each drive moved to this VM's file (the snapshot names the VM it was taken of).
+    Drive(String, api::DrivePath),
+    Resume,
+}
+
+/// Restoring `files` into the machine `spec`: logger and metrics, the load with this VM's
+/// taps and vsock socket, its drives, then running.
+pub fn restore_steps(spec: &MachineSpec, files: &StateFiles) -> io::Result<Vec<RestoreStep>> {
+    let mut steps: Vec<RestoreStep> = requests(spec)?
+        .into_iter()
+        .filter(|(_, r)| matches!(r, Request::Logger(_) | Request::Metrics(_)))
+        .map(|(path, r)| RestoreStep::Put(path, r))
+        .collect();
+    let network_overrides = spec
+        .nics
+        .iter()
+        .enumerate()
+        .filter_map(|(i, nic)| match &nic.backend {
+            NicBackend::Tap { ifname } => Some(api::NetworkOverride {
+                iface_id: format!("eth{i}"),
+                host_dev_name: ifname.clone(),
+            }),
+            NicBackend::User { .. } => None,
+        })
+        .collect();
+    steps.push(RestoreStep::Load(api::SnapshotLoad {
+        snapshot_path: files.state.clone(),
+        mem_backend: api::MemoryBackend {
+            backend_type: "File",
+            backend_path: files.memory.clone(),
+        },
+        resume_vm: false,
+        network_overrides,
+        vsock_override: spec
+            .agent_socket
+            .as_ref()
+            .map(|uds_path| api::VsockOverride {
+                uds_path: uds_path.clone(),
+            }),
+    }));
+    for (i, disk) in spec.disks.iter().enumerate() {
+        let drive_id = if i == 0 {
+            "root".to_string()
+        } else {
+            format!("disk{i}")
+        };
+        steps.push(RestoreStep::Drive(
+            format!("/drives/{drive_id}"),
+            api::DrivePath {
+                drive_id,
+                path_on_host: disk.path.clone(),
+            },
+        ));
+    }
+    steps.push(RestoreStep::Resume);
+    Ok(steps)
+}
+
 fn wait_for_socket(socket: &Path, timeout: Duration) -> io::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -387,7 +472,66 @@ mod tests {
             accel: Accel::Kvm,
             log_dir: Some(dir.to_path_buf()),
             restore: None,
+            memory_file: None,
         }
+    }
+
+    #[test]
+    fn a_snapshot_is_saved_into_its_files_and_restored_onto_this_vm_s_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = StateFiles::in_dir(Path::new("/snap/s1"));
+        assert_eq!(
+            serde_json::to_value(snapshot_create(&files)).unwrap(),
+            serde_json::json!({
+                "snapshot_type": "Full",
+                "snapshot_path": "/snap/s1/state",
+                "mem_file_path": "/snap/s1/memory"
+            })
+        );
+        let steps = restore_steps(&spec(dir.path()), &files).unwrap();
+        let names: Vec<String> = steps
+            .iter()
+            .map(|s| match s {
+                RestoreStep::Put(p, _) => format!("PUT {p}"),
+                RestoreStep::Load(_) => "PUT /snapshot/load".into(),
+                RestoreStep::Drive(p, _) => format!("PATCH {p}"),
+                RestoreStep::Resume => "PATCH /vm".into(),
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "PUT /logger",
+                "PUT /metrics",
+                "PUT /snapshot/load",
+                "PATCH /drives/root",
+                "PATCH /drives/disk1",
+                "PATCH /vm"
+            ]
+        );
+        let RestoreStep::Load(load) = &steps[2] else {
+            panic!("{steps:?}")
+        };
+        assert_eq!(
+            serde_json::to_value(load).unwrap(),
+            serde_json::json!({
+                "snapshot_path": "/snap/s1/state",
+                "mem_backend": {"backend_type": "File", "backend_path": "/snap/s1/memory"},
+                "resume_vm": false,
+                "network_overrides": [{"iface_id": "eth0", "host_dev_name": "ign0123"}],
+                "vsock_override": {"uds_path": "/vm/agent.sock"}
+            })
+        );
+        assert_eq!(
+            steps[3],
+            RestoreStep::Drive(
+                "/drives/root".into(),
+                api::DrivePath {
+                    drive_id: "root".into(),
+                    path_on_host: "/vm/root.raw".into(),
+                }
+            )
+        );
     }
 
     #[test]

@@ -153,7 +153,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     };
     let resume = match (&restoring, &template) {
         (Some((snapshot, state)), _) => {
-            spec.restore = Some(state.clone());
+            super::snapshot::restore_onto(&mut spec, snapshot, state.clone());
             tracing::info!(
                 "restoring snapshot {} instead of booting",
                 snapshot.metadata.name
@@ -165,7 +165,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
             )))
         }
         (None, Some((template, state))) => {
-            spec.restore = Some(state.clone());
+            super::snapshot::restore_onto(&mut spec, template, state.clone());
             tracing::info!("warm start from template {}", template.metadata.name);
             Some(Resume::Template(Box::new(super::warm::boot_request(
                 template, &config,

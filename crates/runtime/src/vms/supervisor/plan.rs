@@ -129,6 +129,12 @@ pub fn plan(inputs: &PlanInputs<'_>) -> MachinePlan {
         accel: *accel,
         log_dir: Some(files.dir().to_path_buf()),
         restore: None,
+        // A template's memory goes into a file its snapshot keeps, which the VMs restored
+        // from it map privately (see `vms::warm`).
+        memory_file: crate::vms::warm::is_template(vm).then(|| ignite_vmm::MemoryFile {
+            path: files.guest_memory(),
+            shared: true,
+        }),
     };
     MachinePlan { machine, guest }
 }
