@@ -8,7 +8,9 @@ guest would wait for that), so the bare run has no agent port and its guest is t
 
 `fastest=True` also drops TCG's instruction counting (`-icount`) and hands the guest the host's
 TSC frequency (`tsc_early_khz=`) instead, the fastest reliable TCG boot known for this guest
-(issue 19's measurement: ~1.45 s against 3.2-6.7 s with `-icount shift=auto`).
+(issue 19's measurement: ~1.45 s against 3.2-6.7 s with `-icount shift=auto`). The guest's
+CPU model stays the recorded one (under TCG Ignite's x86-64-v2 model, faster than `max`), so
+both sides of a ratio boot the same CPU.
 """
 from pathlib import Path
 

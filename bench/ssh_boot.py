@@ -9,8 +9,8 @@ qcow2 overlay of the same root disk each time (as each `ignite run` makes one), 
 user-mode network and the same forwarded port. Both are timed until an SSH banner is read
 from the forwarded port.
 
-Needs root, QEMU, qemu-img, Debian's kernel package, the base image (scripts/base-image.sh)
-and IGNITE_INIT. Uses IGNITE_ACCEL if set.
+Needs root, QEMU, qemu-img, Debian's kernel package, the base image (scripts/base-image.sh,
+in IGNITE_IMAGE_CACHE as there when set) and IGNITE_INIT. Uses IGNITE_ACCEL if set.
 """
 import argparse
 import glob
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bare_qemu import bare_cmdline  # noqa: E402
 
 TARGET_S = 10.0
-BASE = "/var/cache/ignite/images/debian-bookworm"
+BASE = os.path.join(os.environ.get("IGNITE_IMAGE_CACHE", "/var/cache/ignite/images"), "debian-bookworm")
 LIMIT_S = 180
 
 

@@ -49,6 +49,10 @@ pub struct SnapshotOf {
 pub struct SnapshotMachine {
     pub vmm: VmmKind,
     pub accel: Accel,
+    /// The guest's CPU model where Ignite chooses it (QEMU's `-cpu`); absent in snapshots
+    /// taken before it was recorded, whose TCG guests had QEMU's `max`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
     pub vcpus: u32,
     pub memory_mib: u64,
     /// The kernel's name and UID.
@@ -127,6 +131,7 @@ mod tests {
                 machine: SnapshotMachine {
                     vmm: VmmKind::Qemu,
                     accel: Accel::Tcg,
+                    cpu: None,
                     vcpus: 1,
                     memory_mib: 128,
                     kernel: "k".into(),

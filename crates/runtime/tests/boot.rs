@@ -617,8 +617,34 @@ fn debian_with_systemd_boots_to_multi_user_in_vm_mode() {
         "multi-user.target reached {:?} after the agent answered",
         started.elapsed()
     );
+    // Nothing the image leaves out of its boot is missed: no unit failed.
+    let state = loop {
+        let state = run(&["systemctl", "is-system-running"]);
+        if state != "starting" || started.elapsed() > Duration::from_secs(300) {
+            break state;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert_eq!(
+        state,
+        "running",
+        "{}",
+        run(&["systemctl", "--failed", "--no-legend"])
+    );
     assert_eq!(run(&["cat", "/proc/1/comm"]), "systemd");
     assert_eq!(run(&["hostname"]), "debian-vm");
+    // Under TCG the guest's CPU is x86-64-v2 with RDRAND, without AVX and SVM
+    // (ignite_vmm::qemu::TCG_CPU).
+    let cpuinfo = run(&["grep", "-m1", "^flags", "/proc/cpuinfo"]);
+    let flags: Vec<&str> = cpuinfo.split_whitespace().collect();
+    for flag in [
+        "cx16", "lahf_lm", "popcnt", "pni", "sse4_1", "sse4_2", "ssse3", "rdrand",
+    ] {
+        assert!(flags.contains(&flag), "no {flag} in {cpuinfo}");
+    }
+    for flag in ["avx", "avx2", "svm"] {
+        assert!(!flags.contains(&flag), "{flag} in {cpuinfo}");
+    }
     assert_eq!(
         run(&["cat", "/root/.ssh/authorized_keys"])
             .lines()
@@ -637,6 +663,8 @@ fn debian_with_systemd_boots_to_multi_user_in_vm_mode() {
         "the root filesystem has {size} bytes of 2 GiB"
     );
     assert_eq!(run(&["systemctl", "is-active", "ssh"]), "active");
+    let listening = run(&["ss", "-Htln"]);
+    assert!(listening.contains(":22 "), "sshd listens: {listening}");
     let addresses = run(&["ip", "-4", "-o", "addr", "show"]);
     assert!(addresses.contains("10.0.2.15/24"), "{addresses}");
     assert!(run(&["ip", "route"]).contains("default via 10.0.2.2"));

@@ -126,6 +126,7 @@ pub fn create_snapshot(
     let machine = SnapshotMachine {
         vmm: vmm.kind(),
         accel,
+        cpu: ignite_vmm::qemu::guest_cpu(vmm.kind(), accel).map(str::to_string),
         vcpus: vm.spec.cpus() as u32,
         memory_mib: vm.spec.memory().bytes() >> 20,
         kernel: kernel.metadata.name.clone(),
@@ -432,10 +433,25 @@ pub fn check_machine(
 ) -> Result<(), VmError> {
     let want = &snapshot.spec.machine;
     let name = &snapshot.metadata.name;
+    // A snapshot that does not say was taken when a TCG guest's CPU was QEMU's `max`.
+    let legacy = match want.accel {
+        ignite_api::Accel::Tcg => "max",
+        ignite_api::Accel::Kvm => "host",
+    };
+    let want_cpu = ignite_vmm::qemu::guest_cpu(want.vmm, want.accel)
+        .map(|_| want.cpu.as_deref().unwrap_or(legacy));
+    let here_cpu = ignite_vmm::qemu::guest_cpu(vmm, machine.accel);
     let differences: Vec<String> = [
         (want.vmm != vmm).then(|| format!("VMM {} (here {})", want.vmm.name(), vmm.name())),
         (want.accel != machine.accel)
             .then(|| format!("accelerator {:?} (here {:?})", want.accel, machine.accel)),
+        (want.vmm == vmm && want.accel == machine.accel && want_cpu != here_cpu).then(|| {
+            format!(
+                "CPU {} (here {})",
+                want_cpu.unwrap_or("unknown"),
+                here_cpu.unwrap_or("unknown")
+            )
+        }),
         (want.vcpus != machine.vcpus)
             .then(|| format!("{} vCPUs (here {})", want.vcpus, machine.vcpus)),
         (want.memory_mib != machine.memory_mib).then(|| {
@@ -511,6 +527,7 @@ mod tests {
                 machine: SnapshotMachine {
                     vmm: VmmKind::Qemu,
                     accel: Accel::Tcg,
+                    cpu: Some(ignite_vmm::qemu::TCG_CPU.into()),
                     vcpus: 1,
                     memory_mib: 256,
                     kernel: "k".into(),
@@ -576,6 +593,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("VMM qemu (here firecracker)"), "{err}");
+        // A snapshot from before the CPU model was recorded had TCG's former `max`.
+        let mut legacy = snapshot();
+        legacy.spec.machine.cpu = None;
+        let err = check_machine(&legacy, &machine(), VmmKind::Qemu)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("CPU max (here {})", ignite_vmm::qemu::TCG_CPU)),
+            "{err}"
+        );
     }
 
     #[test]

@@ -80,9 +80,11 @@ pub fn template_key(
         })
         .collect();
     let canonical = format!(
-        "template-v1\n{}\n{:?}\n{}\n{}\n{}\n{}\n{root_disk_bytes}\n{}\n{kernel_identity}\n{}",
+        "template-v1\n{}\n{:?}\n{}\n{}\n{}\n{}\n{}\n{root_disk_bytes}\n{}\n{kernel_identity}\n{}",
         vmm.name(),
         machine.accel,
+        // A template saved on another guest CPU (TCG's was `max` before) cannot be restored.
+        ignite_vmm::qemu::cpu_model(machine.accel),
         machine.vcpus,
         machine.memory_mib,
         machine.cmdline,
