@@ -27,9 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bare_qemu import bare_cmdline  # noqa: E402
+from own_dockerd import DOCKER, OwnDockerd  # noqa: E402
 
 IMPORT_TARGET = 1.0
-DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
 
 
 def timed(cmd, **kw) -> float:
@@ -52,20 +52,10 @@ def main() -> int:
               file=sys.stderr)
         return 1
     work = Path(tempfile.mkdtemp(prefix="ibde", dir="/tmp"))
-    sock = work / "docker.sock"
-    env = dict(os.environ, DOCKER_HOST=f"unix://{sock}", DOCKER_BUILDKIT="0",
-               DOCKER_CONFIG=str(work / "client"))
-    dockerd = subprocess.Popen(
-        ["dockerd", "--data-root", str(work / "data"), "--exec-root", str(work / "x"),
-         "--pidfile", str(work / "dockerd.pid"), "--host", f"unix://{sock}",
-         "--bridge=none", "--iptables=false", "--ip6tables=false", "--log-level", "warn"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(work / "dockerd.log", "w"))
+    dockerd = OwnDockerd(work, {"DOCKER_BUILDKIT": "0"})
+    env = dockerd.env
     try:
-        for _ in range(600):
-            if subprocess.run([DOCKER, "version"], env=env, capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
-        else:
+        if not dockerd.ready():
             print("bench docker-engine: dockerd did not start", file=sys.stderr)
             return 1
         # The image: busybox and 64 MiB of incompressible data, built with docker build.
@@ -134,12 +124,7 @@ def main() -> int:
               f"{b:.2f} s (median of {args.runs}, accel {accel}); ratio {v / b:.2f}x (reported; issue 19 sets the target)")
         return 0
     finally:
-        dockerd.terminate()
-        try:
-            dockerd.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            dockerd.kill()
-            dockerd.wait()
+        dockerd.stop()
         subprocess.run(["sh", "-c", f"grep -o ' {work}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l"],
                        check=False)
         shutil.rmtree(work, ignore_errors=True)

@@ -30,11 +30,11 @@ from oci_layout import write_layout  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lifecycle import busybox_tar  # noqa: E402
+from own_dockerd import DOCKER, OwnDockerd  # noqa: E402
 
 WARM_TARGET = 0.3
 DOCKER_MOONSHOT = 2.0
 CLONES = 16
-DOCKER = shutil.which("docker") or "docker"
 COUNTER = "busybox mkdir -p /tmp; i=0; while :; do i=$((i+1)); echo $i > /tmp/count; busybox sleep 0.2; done"
 
 
@@ -95,8 +95,6 @@ def main() -> int:
             time.sleep(0.25)
         raise RuntimeError("no warm-start template was built")
 
-    sock = work / "docker.sock"
-    denv = dict(os.environ, DOCKER_HOST=f"unix://{sock}", DOCKER_CONFIG=str(work / "client"))
     dockerd = None
     try:
         ignite("kernel", "import", debs[0])
@@ -122,16 +120,9 @@ def main() -> int:
               f"accel {accel}); ratio {w / c:.2f}x, target <= {WARM_TARGET}x: {verdict}")
 
         # Against a container of the same image.
-        dockerd = subprocess.Popen(
-            ["dockerd", "--data-root", str(work / "data"), "--exec-root", str(work / "x"),
-             "--pidfile", str(work / "dockerd.pid"), "--host", f"unix://{sock}",
-             "--bridge=none", "--iptables=false", "--ip6tables=false", "--log-level", "warn"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(work / "dockerd.log", "w"))
-        for _ in range(600):
-            if subprocess.run([DOCKER, "version"], env=denv, capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
-        else:
+        dockerd = OwnDockerd(work)
+        denv = dockerd.env
+        if not dockerd.ready():
             print("bench warm-start: dockerd did not start", file=sys.stderr)
             return 1
         with open(tar, "rb") as f:
@@ -185,12 +176,7 @@ def main() -> int:
         return 0
     finally:
         if dockerd:
-            dockerd.terminate()
-            try:
-                dockerd.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                dockerd.kill()
-                dockerd.wait()
+            dockerd.stop()
         left = subprocess.run(ig + ["ps", "-a", "-q"], capture_output=True, text=True, env=env).stdout.split()
         if left:
             subprocess.run(ig + ["rm", "-f"] + left, capture_output=True, env=env)

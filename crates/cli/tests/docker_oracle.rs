@@ -594,31 +594,6 @@ fn docker_side(engine: &DockerEngine, case: &Case) -> Outcome {
     run(cmd, case.stdin.as_deref(), RUN_LIMIT)
 }
 
-/// The name of the warm-start template, once one was built (waited for).
-fn wait_for_template(host: &Host) -> String {
-    let deadline = Instant::now() + Duration::from_secs(240);
-    loop {
-        let out = host
-            .ignite()
-            .args(["snapshots", "-o", "json"])
-            .output()
-            .unwrap();
-        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let built = list.as_array().unwrap().iter().find(|s| {
-            s["metadata"]["labels"]["ignite.weave.works/template"].is_string()
-                && s["status"]["taken"].is_string()
-        });
-        if let Some(template) = built {
-            return template["metadata"]["name"].as_str().unwrap().to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no warm-start template was built"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn ignite_side(host: &Host, case: &Case) -> Outcome {
     let mut cmd = host.std_ignite();
     cmd.env_remove("RUST_LOG")
@@ -673,7 +648,7 @@ fn docker_run_and_ignite_run_agree() {
         .output()
         .unwrap();
     assert!(first.status.success(), "{first:?}");
-    let template = wait_for_template(&host);
+    let template = host.templates(1).remove(0);
 
     let started = Instant::now();
     let next = Mutex::new(0usize);

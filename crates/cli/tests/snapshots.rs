@@ -10,16 +10,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin;
-use ignite_testkit::Host;
 use ignite_testkit::netns::{Netns, address_of};
 use ignite_testkit::process::{eventually, kill9};
+use ignite_testkit::{Host, stdout};
 
 const COUNTER: &str = "busybox mkdir -p /tmp; echo kept > /tmp/kept; i=0; while :; do i=$((i+1)); echo $i > /tmp/count; echo count $i; busybox sleep 0.2; done";
-
-fn stdout(cmd: &mut assert_cmd::Command) -> String {
-    let out = cmd.assert().success();
-    String::from_utf8_lossy(&out.get_output().stdout).into_owned()
-}
 
 fn failure(cmd: &mut assert_cmd::Command) -> String {
     let out = cmd.assert().failure();

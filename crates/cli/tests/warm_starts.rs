@@ -4,7 +4,6 @@
 //! status, environment, user, working directory); a changed kernel makes a new template;
 //! `--cold` boots; templates' VMs never show in `ps`.
 
-use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin;
 use ignite_testkit::Host;
@@ -14,49 +13,6 @@ fn warm(host: &Host) -> assert_cmd::Command {
     let mut cmd = host.ignite();
     cmd.env("IGNITE_WARM_STARTS", "on");
     cmd
-}
-
-/// The names of the warm-start templates, once `want` of them exist (waited for).
-fn templates(host: &Host, want: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(240);
-    loop {
-        let out = host
-            .ignite()
-            .args(["snapshots", "-o", "json"])
-            .output()
-            .unwrap();
-        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let names: Vec<String> = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|s| s["metadata"]["labels"]["ignite.weave.works/template"].is_string())
-            .filter(|s| s["status"]["taken"].is_string())
-            .map(|s| s["metadata"]["name"].as_str().unwrap().to_string())
-            .collect();
-        if names.len() >= want {
-            return names;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no template was built: {list}\n{}",
-            template_logs(host)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn template_logs(host: &Host) -> String {
-    let mut text = String::new();
-    for entry in std::fs::read_dir(host.state().join("locks"))
-        .unwrap()
-        .flatten()
-    {
-        if entry.file_name().to_string_lossy().ends_with(".log") {
-            text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
-        }
-    }
-    text
 }
 
 /// stdout, stderr and exit status of `run --rm` with `args`.
@@ -102,7 +58,7 @@ fn warm_runs_give_what_cold_runs_give_and_templates_follow_the_kernel() {
     assert_eq!(cold.2, 3, "{cold:?}");
     assert!(cold.0.starts_with("out warm\n0\n/tmp\n"), "{cold:?}");
     assert_eq!(cold.1, "err\n");
-    let first = templates(&host, 1);
+    let first = host.templates(1);
     assert!(first[0].starts_with("ignite-template-"), "{first:?}");
     // The template's VM is gone, and never showed.
     assert!(!host.ps_all().contains("ignite-template-"));
@@ -162,7 +118,7 @@ fn warm_runs_give_what_cold_runs_give_and_templates_follow_the_kernel() {
         .assert()
         .success();
     assert_eq!(host.vm("k1").status.restored_from, None);
-    let second = templates(&host, 1);
+    let second = host.templates(1);
     assert_eq!(second.len(), 1, "{second:?}");
     assert_ne!(second, first);
     warm(&host)

@@ -300,6 +300,52 @@ impl Host {
         }
     }
 
+    /// The names of the state root's warm-start templates (built, not being built), once
+    /// at least `want` of them exist; waits up to 4 minutes, then fails with the builders'
+    /// logs.
+    pub fn templates(&self, want: usize) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(240);
+        loop {
+            let out = self
+                .ignite()
+                .args(["snapshots", "-o", "json"])
+                .output()
+                .unwrap();
+            let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let names: Vec<String> = list
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["metadata"]["labels"]["ignite.weave.works/template"].is_string())
+                .filter(|s| s["status"]["taken"].is_string())
+                .map(|s| s["metadata"]["name"].as_str().unwrap().to_string())
+                .collect();
+            if names.len() >= want {
+                return names;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no warm-start template was built: {list}\n{}",
+                self.template_logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// What the template builders logged (`<root>/locks/template-<key>.log`).
+    fn template_logs(&self) -> String {
+        let mut text = String::new();
+        let Ok(dir) = std::fs::read_dir(self.state().join("locks")) else {
+            return text;
+        };
+        for entry in dir.flatten() {
+            if entry.file_name().to_string_lossy().ends_with(".log") {
+                text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+            }
+        }
+        text
+    }
+
     /// Waits up to two minutes for the VM's logs to hold `needle`; returns them.
     pub fn wait_for_log(&self, name: &str, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(120);
