@@ -4,7 +4,6 @@
 //! status, environment, user, working directory); a changed kernel makes a new template;
 //! `--cold` boots; templates' VMs never show in `ps`.
 
-
 use assert_cmd::cargo::cargo_bin;
 use ignite_testkit::Host;
 
