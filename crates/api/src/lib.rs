@@ -40,6 +40,6 @@ pub use source::{ImageSource, SourceError, is_image_id};
 pub use vm::{
     Accel, BlockDeviceVolume, BootPhases, ExitReason, ExitRecord, FileMapping, GuestMode,
     NetworkMode, NetworkStatus, OciImageSource, ProcessRef, RuntimeStatus, Ssh, Vm, VmImageSpec,
-    VmKernelSpec, VmNetworkSpec, VmSpec, VmStatus, VmStorageSpec, VmmKind, VmmStatus, Volume,
-    VolumeMount, defaults, join_ips,
+    VmKernelSpec, VmMemoryStatus, VmNetworkSpec, VmSpec, VmStatus, VmStorageSpec, VmmKind,
+    VmmStatus, Volume, VolumeMount, defaults, join_ips,
 };

@@ -72,6 +72,9 @@ pub struct SnapshotMachine {
     /// restored from it, not part of the saved state.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub memory_file: bool,
+    /// The machine had a balloon for free page reporting (a device of the saved state).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub memory_reporting: bool,
 }
 
 /// One guest interface as it was when the snapshot was taken.
@@ -144,6 +147,7 @@ mod tests {
                         addresses: vec!["10.61.0.2/16".into()],
                     }],
                     memory_file: true,
+                    memory_reporting: true,
                 },
             },
         );

@@ -118,6 +118,7 @@ impl TemplateSubject for Vm {
                     start_ticks: 1,
                 },
                 accel: crate::Accel::Kvm,
+                memory_reporting: true,
             }),
             exit: Some(ExitRecord {
                 status: Some(0),
@@ -138,6 +139,7 @@ impl TemplateSubject for Vm {
             error: Some(String::new()),
             auto_remove: true,
             restored_from: Some(String::new()),
+            memory: None,
         };
         serde_json::to_value(vm).expect("a VM serializes")
     }

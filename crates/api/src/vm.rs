@@ -493,6 +493,9 @@ pub struct VmStatus {
     /// Ignite's model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restored_from: Option<String>,
+    /// Filled in when the VM is shown, never stored (see [`VmMemoryStatus`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<VmMemoryStatus>,
 }
 
 /// A process, identified by its pid and its start time (in clock ticks since boot, from
@@ -523,6 +526,26 @@ pub struct ProcessRef {
     pub start_ticks: u64,
 }
 
+/// `status.memory`: what the VM costs the host and what its guest has free, read when the
+/// VM is shown (`inspect`), never stored. Bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VmMemoryStatus {
+    /// The VMM process's resident memory: the guest memory it holds, and its own.
+    pub vmm_resident_bytes: u64,
+    /// Its proportional share: pages shared with other VMs (a warm start's template
+    /// memory, QEMU's libraries) divided among them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmm_proportional_bytes: Option<u64>,
+    /// What the guest's balloon driver last reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_total_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_free_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_available_bytes: Option<u64>,
+}
+
 /// `status.vmm`: what runs the VM.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -531,6 +554,9 @@ pub struct VmmStatus {
     pub name: VmmKind,
     pub process: ProcessRef,
     pub accel: Accel,
+    /// The machine has a balloon through which the guest reports the memory it frees.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub memory_reporting: bool,
 }
 
 /// `status.exit`: the end of the VM's last run.

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use ignite_api::{ProcessRef, Vm};
+use ignite_api::{ProcessRef, Vm, VmMemoryStatus};
 use ignite_runtime::vms;
 use ignite_store::Store;
 
@@ -96,11 +96,39 @@ pub fn render(store: &Store, stats: &Stats) -> String {
         "Resident memory of the VM's supervisor.",
         per_vm(&|vm| rss(vm.status.supervisor.as_ref()?)),
     );
+    let memory: Vec<(String, VmMemoryStatus)> = vms
+        .iter()
+        .filter_map(|vm| Some((labels(vm), vms::host_memory::vm_memory(store, vm)?)))
+        .collect();
+    let of_memory = |value: &dyn Fn(&VmMemoryStatus) -> Option<u64>| -> Vec<(String, f64)> {
+        memory
+            .iter()
+            .filter_map(|(labels, m)| Some((labels.clone(), value(m)? as f64)))
+            .collect()
+    };
     family(
         "ignite_vm_vmm_resident_bytes",
         "gauge",
         "Resident memory of the VM's VMM process (guest memory it touched included).",
-        per_vm(&|vm| rss(&vm.status.vmm.as_ref()?.process)),
+        of_memory(&|m| Some(m.vmm_resident_bytes)),
+    );
+    family(
+        "ignite_vm_vmm_proportional_bytes",
+        "gauge",
+        "The VMM's proportional set size: pages shared with other VMs divided among them.",
+        of_memory(&|m| m.vmm_proportional_bytes),
+    );
+    family(
+        "ignite_vm_guest_free_bytes",
+        "gauge",
+        "Free memory the guest's balloon driver last reported.",
+        of_memory(&|m| m.guest_free_bytes),
+    );
+    family(
+        "ignite_vm_guest_total_bytes",
+        "gauge",
+        "The guest's total memory as its balloon driver last reported it.",
+        of_memory(&|m| m.guest_total_bytes),
     );
     out
 }

@@ -35,6 +35,7 @@ pub fn run() -> ! {
     mount_pseudo_filesystems();
     let loaded = load_modules();
     say(&format!("loaded {loaded} modules"));
+    report_free_memory_in_small_blocks();
     let mut config = load_config().unwrap_or_else(|e| fail(status::BAD_CONFIG, &e));
     // A warm start: the agent channel is already open, and goes to the agent as it is.
     let mut agent_port = None;
@@ -343,6 +344,36 @@ fn load_modules() -> usize {
     loaded
 }
 
+/// Where the kernel says in which blocks free memory is reported to the host.
+const REPORTING_ORDER: &str = "/sys/module/page_reporting/parameters/page_reporting_order";
+
+/// Sets the size of the free blocks the balloon reports to the host for this guest's
+/// memory. The kernel's default (2 MiB blocks) only reports while 32 such blocks (64 MiB)
+/// are free beyond its watermark, which a 128 MiB guest never has: the memory it frees
+/// would stay with the host's VMM for ever. Measured on a 128 MiB guest under TCG: 40 MiB
+/// written to and removed from a tmpfs went back to the host within 8 s with 128 KiB
+/// blocks, and not at all with the default.
+fn report_free_memory_in_small_blocks() {
+    let info = rustix::system::sysinfo();
+    let total = info.totalram as u64 * u64::from(info.mem_unit);
+    let order = reporting_order(total);
+    if Path::new(REPORTING_ORDER).exists()
+        && let Err(e) = fs::write(REPORTING_ORDER, order.to_string())
+    {
+        say(&format!("cannot set the free page reporting order: {e}"));
+    }
+}
+
+/// The largest block order (of 4 KiB pages, at most the kernel's 2 MiB) whose 32 blocks
+/// the kernel waits for stay within a sixteenth of the guest's memory.
+fn reporting_order(total_bytes: u64) -> u32 {
+    let budget = total_bytes / 16;
+    (0..=9u32)
+        .rev()
+        .find(|order| (32u64 << order) * 4096 <= budget)
+        .unwrap_or(0)
+}
+
 /// What makes a module worth loading.
 #[derive(Debug, PartialEq, Eq)]
 enum Need {
@@ -361,6 +392,7 @@ fn module_need(module_path: &str) -> Need {
         "virtio_net" | "net_failover" | "failover" => Need::VirtioDevice(1),
         "virtio_blk" => Need::VirtioDevice(2),
         "virtio_console" => Need::VirtioDevice(3),
+        "virtio_balloon" => Need::VirtioDevice(5),
         "vsock" | "vmw_vsock_virtio_transport_common" | "vmw_vsock_virtio_transport" => {
             Need::VirtioDevice(19)
         }
@@ -469,6 +501,21 @@ mod tests {
             module_need("kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko"),
             Need::VirtioDevice(19)
         );
+        assert_eq!(
+            module_need("kernel/drivers/virtio/virtio_balloon.ko.xz"),
+            Need::VirtioDevice(5)
+        );
+    }
+
+    #[test]
+    fn free_memory_is_reported_in_blocks_a_small_guest_can_gather() {
+        // A 128 MiB guest (95 MiB left to the kernel): 128 KiB blocks (a 4 MiB wait).
+        assert_eq!(reporting_order(95 << 20), 5);
+        assert_eq!(reporting_order(128 << 20), 6);
+        // From 1 GiB on, the kernel's own 2 MiB blocks.
+        assert_eq!(reporting_order(1 << 30), 9);
+        assert_eq!(reporting_order(64 << 30), 9);
+        assert_eq!(reporting_order(1 << 20), 0);
     }
 
     #[test]

@@ -11,7 +11,8 @@ use object::{Object, ObjectSection};
 use crate::error::KernelError;
 
 /// The modules a guest needs to reach its root disk, its network and the host: virtio over
-/// MMIO (QEMU microvm, Firecracker) and PCI, block, net, console, and vsock.
+/// MMIO (QEMU microvm, Firecracker) and PCI, block, net, console, and vsock; and the balloon,
+/// through which it hands the memory it frees back to the host.
 pub const GUEST_MODULES: &[&str] = &[
     "virtio_mmio",
     "virtio_pci",
@@ -19,6 +20,7 @@ pub const GUEST_MODULES: &[&str] = &[
     "virtio_net",
     "virtio_console",
     "vmw_vsock_virtio_transport",
+    "virtio_balloon",
 ];
 
 /// Module names treat `-` and `_` alike.

@@ -166,7 +166,43 @@ pub fn run_checks(
         probe_kvm,
     ));
     checks.push(docker_check(&System, bridge, dockerd_pid()));
+    checks.push(ksm_check(Path::new(KSM_DIR)));
     checks
+}
+
+/// The host's kernel samepage merging, exported here.
+const KSM_DIR: &str = "/sys/kernel/mm/ksm";
+
+/// Kernel samepage merging: off is fine (the default; nothing of the host is changed on
+/// the user's behalf), said with what turning it on gives and costs.
+fn ksm_check(dir: &Path) -> Check {
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+    };
+    let Some(run) = read("run") else {
+        return check(
+            "ksm",
+            Verdict::Ok,
+            "this kernel has no KSM (identical pages of VMs are not merged)",
+        );
+    };
+    match run {
+        1 => check(
+            "ksm",
+            Verdict::Ok,
+            format!(
+                "on: {} MiB of guest memory merged (pages_sharing); costs host CPU to scan, and lets guests time each other's pages (see the README's density part)",
+                read("pages_sharing").unwrap_or(0) * 4 / 1024
+            ),
+        ),
+        _ => check(
+            "ksm",
+            Verdict::Ok,
+            "off: identical pages of VMs are not merged; to trade host CPU (and a timing side channel between guests) for memory: echo 1 > /sys/kernel/mm/ksm/run (see the README's density part)",
+        ),
+    }
 }
 
 /// A running Docker Engine's pid, if one runs.
@@ -339,6 +375,24 @@ fn kvm_check(kernel_dir: Option<&Path>, probe: bool) -> Check {
 mod tests {
     use super::*;
     use ignite_net::Recording;
+
+    #[test]
+    fn ksm_is_reported_with_what_it_gives_and_costs() {
+        let dir = tempfile::tempdir().unwrap();
+        let none = ksm_check(&dir.path().join("missing"));
+        assert!(none.detail.contains("no KSM"), "{none:?}");
+        std::fs::write(dir.path().join("run"), "0\n").unwrap();
+        let off = ksm_check(dir.path());
+        assert_eq!(off.verdict, Verdict::Ok);
+        assert!(
+            off.detail.starts_with("off") && off.detail.contains("echo 1 > /sys/kernel/mm/ksm/run"),
+            "{off:?}"
+        );
+        std::fs::write(dir.path().join("run"), "1\n").unwrap();
+        std::fs::write(dir.path().join("pages_sharing"), "2560\n").unwrap();
+        let on = ksm_check(dir.path());
+        assert!(on.detail.starts_with("on: 10 MiB"), "{on:?}");
+    }
 
     const LIST: &str = "iptables-nft -w 5 -t filter -S DOCKER-USER";
     const FORWARD: &str = "iptables-nft -w 5 -t filter -S FORWARD";

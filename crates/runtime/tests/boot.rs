@@ -182,6 +182,8 @@ fn boot_with(
         log_dir: None,
         restore: None,
         memory_file: None,
+        memory_reporting: false,
+        translation_cache_mib: None,
     })
 }
 
@@ -220,6 +222,8 @@ fn a_blank_disk_is_reported_and_the_vm_powers_off() {
         log_dir: None,
         restore: None,
         memory_file: None,
+        memory_reporting: false,
+        translation_cache_mib: None,
     });
     let (console, powered_off) = vm.wait_exit(BOOT);
     let loaded = console

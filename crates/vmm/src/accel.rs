@@ -41,6 +41,8 @@ pub fn probe_kvm_boot(kernel: &Path, initrd: &Path, timeout: Duration) -> Result
         log_dir: None,
         restore: None,
         memory_file: None,
+        memory_reporting: false,
+        translation_cache_mib: None,
     };
     let start = Instant::now();
     let mut child = Command::new(qemu)

@@ -3,14 +3,14 @@
 //! The choice is made once, when a VM is created, and recorded in its `spec.vmm`, so a VM
 //! keeps its driver (and the root disk format that goes with it).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ignite_api::VmmKind;
 use ignite_disk::DiskFormat;
 
-use crate::Vmm;
 use crate::firecracker::Firecracker;
 use crate::qemu::Qemu;
+use crate::{GuestMemoryStats, Vmm};
 
 /// What a driver reads and supports, asked by the runtime instead of its kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +86,18 @@ pub fn locate(kind: VmmKind, firecracker: Option<&Path>) -> Result<Box<dyn Vmm>,
     match recorded(Some(kind)) {
         VmmKind::Firecracker => Ok(Box::new(Firecracker::locate(firecracker)?)),
         _ => Ok(Box::new(Qemu::locate()?)),
+    }
+}
+
+/// What the guest of a running VM of `kind` last reported of its memory, through the
+/// VMM's control socket (its binary is not needed for that).
+pub fn guest_memory(kind: VmmKind, control: &Path) -> std::io::Result<Option<GuestMemoryStats>> {
+    match recorded(Some(kind)) {
+        VmmKind::Firecracker => Firecracker {
+            binary: PathBuf::new(),
+        }
+        .guest_memory(control),
+        _ => Qemu::default().guest_memory(control),
     }
 }
 

@@ -69,6 +69,12 @@ pub trait Vmm: Send + Sync {
     /// must not exist yet; they are created readable by their owner only. The guest stays
     /// paused. A VM started with [`MachineSpec::restore`] continues from them.
     fn save_state(&self, control: &Path, files: &StateFiles) -> io::Result<()>;
+    /// What the guest's balloon driver last reported of its memory; `None` when the
+    /// machine has no balloon or the guest has reported nothing yet.
+    fn guest_memory(&self, control: &Path) -> io::Result<Option<GuestMemoryStats>> {
+        let _ = control;
+        Ok(None)
+    }
     /// True when a [`ConsoleSpec::Socket`] console is the VMM's stdin and stdout, which the
     /// supervisor then relays (with a capped log) itself.
     fn console_on_stdio(&self) -> bool {
@@ -83,6 +89,18 @@ pub trait Vmm: Send + Sync {
         UnixStream::connect(socket)
     }
 }
+
+/// The guest's memory as its balloon driver reports it, in bytes (each figure only where
+/// the guest gave it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GuestMemoryStats {
+    pub total: Option<u64>,
+    pub free: Option<u64>,
+    pub available: Option<u64>,
+}
+
+/// How often a guest's balloon driver reports its memory statistics, in seconds.
+pub const BALLOON_STATS_SECONDS: u32 = 5;
 
 /// One VM's machine, as every driver sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +125,12 @@ pub struct MachineSpec {
     pub restore: Option<StateFiles>,
     /// The guest's memory in a file instead of anonymous memory (QEMU).
     pub memory_file: Option<MemoryFile>,
+    /// A balloon device through which the guest reports the memory it frees, so the host
+    /// takes those pages back (virtio free page reporting). Part of the machine: a saved
+    /// state loads only into a machine with the same setting.
+    pub memory_reporting: bool,
+    /// The TCG translation cache's size in MiB (QEMU's `tb-size`); `None`: QEMU's own.
+    pub translation_cache_mib: Option<u32>,
 }
 
 /// Guest memory backed by a file. `shared`: the guest writes into the file (a warm-start

@@ -9,8 +9,8 @@ use ignite_guest_protocol::agent::SERIAL_PORT_NAME;
 
 use crate::qmp::Qmp;
 use crate::{
-    Accel, Capabilities, ConsoleSpec, DiskFormat, KernelFormat, MachineSpec, NicBackend,
-    StateFiles, Vmm, VmmError, VmmKind,
+    Accel, Capabilities, ConsoleSpec, DiskFormat, GuestMemoryStats, KernelFormat, MachineSpec,
+    NicBackend, StateFiles, Vmm, VmmError, VmmKind,
 };
 
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
@@ -117,6 +117,22 @@ impl Vmm for Qemu {
             .map(|_| ())
     }
 
+    fn guest_memory(&self, control: &Path) -> io::Result<Option<GuestMemoryStats>> {
+        let reply = Qmp::connect(control, Duration::from_secs(5))?.execute(
+            "qom-get",
+            Some(serde_json::json!({
+                "path": format!("/machine/peripheral/{BALLOON_ID}"),
+                "property": "guest-stats",
+            })),
+        );
+        match reply {
+            Ok(stats) => Ok(balloon_stats(&stats)),
+            // No balloon on this machine (started before it had one, or reporting off).
+            Err(e) if e.to_string().contains("not found") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn save_state(&self, control: &Path, files: &StateFiles) -> io::Result<()> {
         let file = StateFiles::create(&files.state)?;
         let mut qmp = Qmp::connect(control, Duration::from_secs(5))?;
@@ -140,6 +156,8 @@ impl Vmm for Qemu {
 }
 
 /// The name a state file's descriptor has inside QEMU.
+/// The balloon device's QOM id (`/machine/peripheral/balloon0`), for its statistics.
+pub const BALLOON_ID: &str = "balloon0";
 const MIGRATION_FD: &str = "ignite-state";
 /// Bytes per second: no cap.
 const UNLIMITED_BANDWIDTH: u64 = 1 << 40;
@@ -211,6 +229,22 @@ fn wait_for_migration(qmp: &mut Qmp, what: &str) -> io::Result<()> {
     }
 }
 
+/// The figures of a `guest-stats` reply. QEMU gives -1 for what the guest has not
+/// reported, and a `last-update` of 0 before its first report.
+fn balloon_stats(reply: &serde_json::Value) -> Option<GuestMemoryStats> {
+    if reply.get("last-update").and_then(serde_json::Value::as_u64) == Some(0) {
+        return None;
+    }
+    let stats = reply.get("stats")?;
+    let figure = |name: &str| stats.get(name).and_then(serde_json::Value::as_u64);
+    let found = GuestMemoryStats {
+        total: figure("stat-total-memory"),
+        free: figure("stat-free-memory"),
+        available: figure("stat-available-memory"),
+    };
+    (found != GuestMemoryStats::default()).then_some(found)
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum MigrationStatus {
     Going,
@@ -264,7 +298,12 @@ pub fn command_line_with(spec: &MachineSpec, tsc_khz: Option<u32>) -> Vec<OsStri
         }
         Accel::Tcg => {
             push("-accel");
-            push("tcg");
+            // The translation cache is sized for a microVM's code: QEMU's default reserves
+            // 1 GiB and keeps what it fills resident.
+            match spec.translation_cache_mib {
+                Some(mib) => push(&format!("tcg,tb-size={mib}")),
+                None => push("tcg"),
+            }
             match tsc_khz {
                 // The guest's counter is the host's: told its frequency, the kernel skips
                 // the calibration that hangs under TCG and keeps real time. A command line
@@ -372,6 +411,19 @@ pub fn command_line_with(spec: &MachineSpec, tsc_khz: Option<u32>) -> Vec<OsStri
         args.push(format!("virtio-net-device,netdev=net{i},mac={}", nic.mac).into());
     }
 
+    if spec.memory_reporting {
+        // Never inflated: the guest's driver reports the pages it frees, and QEMU gives
+        // them back to the host. `deflate-on-oom` keeps a guest that runs short alive.
+        args.push("-device".into());
+        args.push(
+            format!(
+                "virtio-balloon-device,id={BALLOON_ID},free-page-reporting=on,deflate-on-oom=on,guest-stats-polling-interval={}",
+                crate::BALLOON_STATS_SECONDS
+            )
+            .into(),
+        );
+    }
+
     if spec.restore.is_some() {
         // The state comes through QMP (migrate-incoming) once QEMU listens.
         args.push("-incoming".into());
@@ -454,6 +506,8 @@ mod tests {
             log_dir: None,
             restore: None,
             memory_file: None,
+            memory_reporting: false,
+            translation_cache_mib: None,
         }
     }
 
@@ -570,6 +624,51 @@ mod tests {
         let plain = join_args(command_line_with(&spec(), None));
         assert!(!plain.contains("memory-backend"), "{plain}");
         assert!(!plain.contains("-incoming"), "{plain}");
+    }
+
+    #[test]
+    fn memory_reporting_adds_a_balloon_and_tcg_gets_a_sized_translation_cache() {
+        let plain = join_args(command_line_with(&spec(), Some(2_000_000)));
+        assert!(!plain.contains("balloon"), "{plain}");
+        assert!(plain.contains("-accel tcg -cpu"), "{plain}");
+        let mut small = spec();
+        small.memory_reporting = true;
+        small.translation_cache_mib = Some(32);
+        let joined = join_args(command_line_with(&small, Some(2_000_000)));
+        assert!(joined.contains("-accel tcg,tb-size=32 -cpu"), "{joined}");
+        assert!(
+            joined.contains(
+                "-device virtio-balloon-device,id=balloon0,free-page-reporting=on,deflate-on-oom=on,guest-stats-polling-interval=5"
+            ),
+            "{joined}"
+        );
+        // KVM runs the guest's code natively: no cache to size.
+        small.accel = Accel::Kvm;
+        let joined = join_args(command_line_with(&small, None));
+        assert!(joined.contains("-accel kvm -cpu host"), "{joined}");
+        assert!(!joined.contains("tb-size"), "{joined}");
+        assert!(joined.contains("virtio-balloon-device"), "{joined}");
+    }
+
+    #[test]
+    fn the_balloon_s_statistics_count_once_the_guest_reported() {
+        let reply = serde_json::json!({
+            "stats": {
+                "stat-free-memory": 50_000_000u64, "stat-total-memory": 97_000_000u64,
+                "stat-available-memory": -1,
+            },
+            "last-update": 1_765_000_000u64,
+        });
+        assert_eq!(
+            balloon_stats(&reply),
+            Some(GuestMemoryStats {
+                total: Some(97_000_000),
+                free: Some(50_000_000),
+                available: None,
+            })
+        );
+        let before = serde_json::json!({"stats": {"stat-free-memory": -1}, "last-update": 0});
+        assert_eq!(balloon_stats(&before), None);
     }
 
     #[test]

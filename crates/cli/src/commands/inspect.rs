@@ -12,7 +12,11 @@ use crate::args::{InspectArgs, InspectFormat};
 
 pub fn run(ctx: &Context, args: &InspectArgs) -> anyhow::Result<()> {
     let text = match Kind::from_user_input(&args.kind) {
-        Some(Kind::Vm) => show(ctx.store.vms().find(&args.object)?, args)?,
+        Some(Kind::Vm) => {
+            let mut vm = ctx.store.vms().find(&args.object)?;
+            vm.status.memory = ignite_runtime::vms::host_memory::vm_memory(&ctx.store, &vm);
+            show(vm, args)?
+        }
         Some(Kind::Image) => show(ctx.store.images().find(&args.object)?, args)?,
         Some(Kind::Kernel) => show(ctx.store.kernels().find(&args.object)?, args)?,
         _ => bail!(

@@ -12,6 +12,7 @@ pub mod console_log;
 mod console_relay;
 pub mod copy;
 pub mod files;
+pub mod host_memory;
 pub mod listing;
 pub mod network;
 pub mod output_log;
@@ -536,6 +537,8 @@ pub struct StartOptions<'a> {
     pub timeout: Duration,
     /// A container-mode VM may start from a warm-start template (off with `--cold`).
     pub warm: bool,
+    /// The balloon and translation cache of the machines started.
+    pub memory: host_memory::MemorySettings,
 }
 
 impl<'a> StartOptions<'a> {
@@ -555,6 +558,7 @@ impl<'a> StartOptions<'a> {
             firecracker: driver.firecracker,
             timeout: START_TIMEOUT,
             warm: warm::enabled(),
+            memory: host_memory::MemorySettings::from_env(),
         })
     }
 }
@@ -627,6 +631,8 @@ fn start_with(
     );
     settings.cni = Some(options.cni.clone());
     settings.warm = options.warm;
+    settings.memory_reporting = options.memory.reporting;
+    settings.translation_cache_mib = options.memory.translation_cache_mib;
     settings.write(files.dir())?;
     let log_path = files.supervisor_log();
     let log = std::fs::File::create(&log_path).map_err(io("create", &log_path))?;

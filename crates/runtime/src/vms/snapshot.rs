@@ -139,6 +139,7 @@ pub fn create_snapshot(
         disks: 1 + usize::from(kdir.join(crate::kernels::MODULES_DISK_FILE).is_file()),
         nics: interfaces.len(),
         memory_file: files.guest_memory().is_file(),
+        memory_reporting: vm.status.vmm.as_ref().is_some_and(|v| v.memory_reporting),
         interfaces: interfaces
             .iter()
             .map(|i| SnapshotInterface {
@@ -422,6 +423,8 @@ pub fn restore_onto(machine: &mut MachineSpec, snapshot: &Snapshot, mut state: S
             shared: false,
         });
     }
+    // The balloon is a device of the saved state: the machine has it if the saved one had.
+    machine.memory_reporting = snapshot.spec.machine.memory_reporting;
     machine.restore = Some(state);
 }
 
@@ -540,6 +543,7 @@ mod tests {
                         addresses: vec!["10.61.0.2/16".into()],
                     }],
                     memory_file: false,
+                    memory_reporting: false,
                 },
             },
         );
@@ -573,6 +577,8 @@ mod tests {
             log_dir: None,
             restore: None,
             memory_file: None,
+            memory_reporting: false,
+            translation_cache_mib: None,
         }
     }
 

@@ -80,7 +80,7 @@ pub fn template_key(
         })
         .collect();
     let canonical = format!(
-        "template-v1\n{}\n{:?}\n{}\n{}\n{}\n{}\n{}\n{root_disk_bytes}\n{}\n{kernel_identity}\n{}",
+        "template-v1\n{}\n{:?}\n{}\n{}\n{}\n{}\n{}\n{root_disk_bytes}\n{}\n{kernel_identity}\n{}\n{}",
         vmm.name(),
         machine.accel,
         // A template saved on another guest CPU (TCG's was `max` before) cannot be restored.
@@ -91,6 +91,12 @@ pub fn template_key(
         machine.disks.len(),
         nics.join(","),
         env!("CARGO_PKG_VERSION"),
+        // The balloon is a device of the saved state.
+        if machine.memory_reporting {
+            "balloon"
+        } else {
+            ""
+        },
     );
     let digest = Sha256::digest(canonical.as_bytes());
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
@@ -260,6 +266,11 @@ pub fn build_template_for(root: &Path, uid: &str, key: &str) -> Result<(), VmErr
         firecracker: settings.firecracker.clone(),
         timeout: super::START_TIMEOUT,
         warm: false,
+        // The template's machine is the VM's, balloon and all (the key holds it).
+        memory: super::host_memory::MemorySettings {
+            reporting: settings.memory_reporting,
+            translation_cache_mib: settings.translation_cache_mib,
+        },
     };
     let built = build_template(&store, &vm, key, &options);
     match &built {
@@ -344,6 +355,8 @@ mod tests {
             log_dir: None,
             restore: None,
             memory_file: None,
+            memory_reporting: false,
+            translation_cache_mib: None,
         }
     }
 

@@ -63,6 +63,17 @@ pub struct Vsock {
     pub uds_path: PathBuf,
 }
 
+/// `PUT /balloon`'s body. The balloon is never inflated (`amount_mib` 0): it is there for
+/// free page reporting, which Firecracker has since 1.14.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Balloon {
+    pub amount_mib: u32,
+    pub deflate_on_oom: bool,
+    pub stats_polling_interval_s: u32,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub free_page_reporting: bool,
+}
+
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct InstanceAction {
     /// `InstanceStart`, `SendCtrlAltDel` or `FlushMetrics`.
@@ -132,6 +143,28 @@ pub fn put(socket: &Path, path: &str, body: &impl Serialize) -> io::Result<()> {
 /// `PATCH path` with a JSON body, as [`put`].
 pub fn patch(socket: &Path, path: &str, body: &impl Serialize) -> io::Result<()> {
     send(socket, "PATCH", path, body)
+}
+
+/// `GET path`: the JSON Firecracker answers (at most 1 MiB, as every answer).
+pub fn get(socket: &Path, path: &str) -> io::Result<serde_json::Value> {
+    let mut stream = UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n\r\n")
+            .as_bytes(),
+    )?;
+    let (status, text) = read_response(&mut BufReader::new(stream))?;
+    if !(200..300).contains(&status) {
+        return Err(io::Error::other(format!(
+            "Firecracker refused GET {path} ({status}): {text}"
+        )));
+    }
+    serde_json::from_str(&text).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("Firecracker's answer to GET {path} is not JSON: {e}"),
+        )
+    })
 }
 
 fn send(socket: &Path, method: &str, path: &str, body: &impl Serialize) -> io::Result<()> {

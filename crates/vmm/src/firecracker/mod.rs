@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use ignite_guest_protocol::agent::VSOCK_PORT;
 
 use crate::{
-    Accel, Capabilities, DiskFormat, KernelFormat, MachineSpec, NetworkBackend, NicBackend,
-    StateFiles, Vmm, VmmError, VmmKind,
+    Accel, Capabilities, DiskFormat, GuestMemoryStats, KernelFormat, MachineSpec, NetworkBackend,
+    NicBackend, StateFiles, Vmm, VmmError, VmmKind,
 };
 
 pub const FIRECRACKER_BINARY: &str = "firecracker";
@@ -172,6 +172,7 @@ impl Vmm for Firecracker {
                 Request::Drive(b) => api::put(control, &path, &b),
                 Request::Nic(b) => api::put(control, &path, &b),
                 Request::Vsock(b) => api::put(control, &path, &b),
+                Request::Balloon(b) => put_balloon(control, &path, b),
                 Request::Action(b) => api::put(control, &path, &b),
             }?;
         }
@@ -203,6 +204,15 @@ impl Vmm for Firecracker {
         StateFiles::create(&files.state)?;
         StateFiles::create(&files.memory)?;
         api::put(control, "/snapshot/create", &snapshot_create(files))
+    }
+
+    fn guest_memory(&self, control: &Path) -> io::Result<Option<GuestMemoryStats>> {
+        match api::get(control, "/balloon/statistics") {
+            Ok(stats) => Ok(balloon_statistics(&stats)),
+            // No balloon, or no statistics yet.
+            Err(e) if e.to_string().contains("(400)") => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn console_on_stdio(&self) -> bool {
@@ -249,7 +259,40 @@ pub enum Request {
     Drive(api::Drive),
     Nic(api::NetworkInterface),
     Vsock(api::Vsock),
+    Balloon(api::Balloon),
     Action(api::InstanceAction),
+}
+
+/// The figures of `GET /balloon/statistics` (bytes; absent where the guest gave none).
+fn balloon_statistics(reply: &serde_json::Value) -> Option<GuestMemoryStats> {
+    let figure = |name: &str| reply.get(name).and_then(serde_json::Value::as_u64);
+    let found = GuestMemoryStats {
+        total: figure("total_memory"),
+        free: figure("free_memory"),
+        available: figure("available_memory"),
+    };
+    (found != GuestMemoryStats::default()).then_some(found)
+}
+
+/// Adds the balloon. A Firecracker older than 1.14 refuses `free_page_reporting`: the VM
+/// then gets a balloon without it (its memory stays with the host), and the log says so.
+fn put_balloon(control: &Path, path: &str, body: api::Balloon) -> io::Result<()> {
+    match api::put(control, path, &body) {
+        Err(e) if body.free_page_reporting && e.to_string().contains("free_page_reporting") => {
+            tracing::warn!(
+                "this Firecracker has no free page reporting (1.14 and later have): memory the guest frees stays with the VM ({e})"
+            );
+            api::put(
+                control,
+                path,
+                &api::Balloon {
+                    free_page_reporting: false,
+                    ..body
+                },
+            )
+        }
+        other => other,
+    }
 }
 
 /// The requests that configure and start `spec`, in order. The log and metrics files are
@@ -331,6 +374,17 @@ pub fn requests(spec: &MachineSpec) -> io::Result<Vec<(String, Request)>> {
             Request::Vsock(api::Vsock {
                 guest_cid: GUEST_CID,
                 uds_path: socket.clone(),
+            }),
+        ));
+    }
+    if spec.memory_reporting {
+        out.push((
+            "/balloon".into(),
+            Request::Balloon(api::Balloon {
+                amount_mib: 0,
+                deflate_on_oom: true,
+                stats_polling_interval_s: crate::BALLOON_STATS_SECONDS,
+                free_page_reporting: true,
             }),
         ));
     }
@@ -473,6 +527,8 @@ mod tests {
             log_dir: Some(dir.to_path_buf()),
             restore: None,
             memory_file: None,
+            memory_reporting: false,
+            translation_cache_mib: None,
         }
     }
 
@@ -568,6 +624,46 @@ mod tests {
             Request::Action(api::InstanceAction {
                 action_type: "InstanceStart"
             })
+        );
+    }
+
+    #[test]
+    fn a_machine_with_memory_reporting_gets_a_balloon_that_never_inflates() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut machine = spec(dir.path());
+        machine.memory_reporting = true;
+        let requests = requests(&machine).unwrap();
+        let (path, balloon) = &requests[requests.len() - 2];
+        assert_eq!(path, "/balloon");
+        let Request::Balloon(body) = balloon else {
+            panic!("not a balloon: {balloon:?}");
+        };
+        assert_eq!(
+            serde_json::to_value(body).unwrap(),
+            serde_json::json!({
+                "amount_mib": 0,
+                "deflate_on_oom": true,
+                "stats_polling_interval_s": crate::BALLOON_STATS_SECONDS,
+                "free_page_reporting": true,
+            })
+        );
+        // The statistics Firecracker answers become the guest's memory figures.
+        let stats = serde_json::json!({
+            "target_pages": 0, "actual_pages": 0, "target_mib": 0, "actual_mib": 0,
+            "free_memory": 50_000_000u64, "total_memory": 97_000_000u64,
+            "available_memory": 57_000_000u64,
+        });
+        assert_eq!(
+            balloon_statistics(&stats),
+            Some(GuestMemoryStats {
+                total: Some(97_000_000),
+                free: Some(50_000_000),
+                available: Some(57_000_000),
+            })
+        );
+        assert_eq!(
+            balloon_statistics(&serde_json::json!({"target_pages": 0})),
+            None
         );
     }
 

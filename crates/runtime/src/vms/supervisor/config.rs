@@ -34,6 +34,12 @@ pub struct SupervisorConfig {
     /// A container-mode VM may start from a warm-start template (see `vms::warm`).
     #[serde(default)]
     pub warm: bool,
+    /// The machine has a balloon for free page reporting (see `vms::host_memory`).
+    #[serde(default)]
+    pub memory_reporting: bool,
+    /// The TCG translation cache in MiB; absent: QEMU's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub translation_cache_mib: Option<u32>,
 }
 
 impl SupervisorConfig {
@@ -45,6 +51,8 @@ impl SupervisorConfig {
             firecracker,
             cni: None,
             warm: false,
+            memory_reporting: false,
+            translation_cache_mib: None,
         }
     }
 

@@ -41,6 +41,8 @@ use crate::kernels::kernel_dir;
 use config::SupervisorConfig;
 use plan::{KernelFiles, PlanInputs};
 
+use crate::vms::host_memory::MemorySettings;
+
 const POLL: Duration = Duration::from_millis(50);
 
 /// `vm supervise --root ROOT UID`, the entry of both binaries: runs the VM until it ends,
@@ -92,6 +94,10 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         capabilities: vmm.capabilities(),
         accel: settings.accel,
         network: &attachment,
+        memory: MemorySettings {
+            reporting: settings.memory_reporting,
+            translation_cache_mib: settings.translation_cache_mib,
+        },
     });
     let accel = settings.accel;
     if let Some((_, _, request)) = &attached {
@@ -274,6 +280,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
             name: vmm.kind(),
             process: p,
             accel,
+            memory_reporting: spec.memory_reporting,
         });
         v.status.exit = None;
         v.status.boot_millis = None;

@@ -10,6 +10,7 @@ use ignite_vmm::{Capabilities, ConsoleSpec, DiskFormat, DiskSpec, KernelFormat, 
 
 use crate::guest::workload_for;
 use crate::kernels::{BZIMAGE_FILE, MODULES_DISK_FILE, VMLINUX_FILE};
+use crate::vms::host_memory::MemorySettings;
 use crate::vms::network::{Attachment, GuestNetwork};
 use crate::vms::{VmFiles, uid_of};
 
@@ -56,6 +57,7 @@ pub struct PlanInputs<'a> {
     pub capabilities: Capabilities,
     pub accel: Accel,
     pub network: &'a Attachment,
+    pub memory: MemorySettings,
 }
 
 /// What the supervisor starts.
@@ -74,6 +76,7 @@ pub fn plan(inputs: &PlanInputs<'_>) -> MachinePlan {
         capabilities,
         accel,
         network,
+        memory,
     } = inputs;
     let guest = guest_config(vm, image, kernel.modules_disk.is_some(), &network.guest);
     let root_format = capabilities.root_disk;
@@ -135,6 +138,12 @@ pub fn plan(inputs: &PlanInputs<'_>) -> MachinePlan {
             path: files.guest_memory(),
             shared: true,
         }),
+        memory_reporting: memory.reporting,
+        // Only TCG translates code.
+        translation_cache_mib: match accel {
+            Accel::Tcg => memory.translation_cache_mib,
+            Accel::Kvm => None,
+        },
     };
     MachinePlan { machine, guest }
 }
@@ -272,6 +281,7 @@ mod tests {
                     capabilities,
                     accel: Accel::Kvm,
                     network: &attachment,
+                    memory: MemorySettings::default(),
                 });
                 let m = &plan.machine;
                 let case = format!("{driver} × {mode:?}");
@@ -377,6 +387,7 @@ mod tests {
             capabilities: QEMU_LIKE,
             accel: Accel::Tcg,
             network: &network::no_network(),
+            memory: MemorySettings::default(),
         });
         assert_eq!(plan.machine.kernel, PathBuf::from("/k/vmlinux"));
         assert_eq!(plan.machine.disks.len(), 2);
@@ -410,8 +421,16 @@ mod tests {
                 capabilities,
                 accel,
                 network: &network::no_network(),
+                memory: MemorySettings::default(),
             });
             assert_eq!(plan.machine.kernel, PathBuf::from("/k/vmlinux"));
+            // Every machine has the balloon; only TCG has a translation cache to size.
+            assert!(plan.machine.memory_reporting);
+            assert_eq!(
+                plan.machine.translation_cache_mib,
+                (accel == Accel::Tcg)
+                    .then_some(crate::vms::host_memory::DEFAULT_TRANSLATION_CACHE_MIB)
+            );
         }
     }
 }

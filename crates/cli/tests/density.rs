@@ -1,0 +1,316 @@
+//! Many small VMs on one host, through the `ignite` binary, booting real VMs under QEMU
+//! (TCG): memory a guest frees goes back to the host through the balloon (free page
+//! reporting), the host memory and the guest's free memory are shown, and 64 VMs started
+//! 8 at a time on the bridge network (in a network namespace the test creates) each get
+//! their own address and answer `exec`, through concurrent `ps`, a restart of `ignited`
+//! and a concurrent `rm -f` of all of them that leaves nothing behind.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::cargo_bin;
+use ignite_testkit::Host;
+use ignite_testkit::netns::Netns;
+
+/// The VMM's resident memory in bytes (from `ignite inspect`, which reads it live).
+fn vmm_resident(host: &Host, vm: &str) -> u64 {
+    host.vm(vm)
+        .status
+        .memory
+        .unwrap_or_else(|| panic!("{vm} shows no memory: is it running?"))
+        .vmm_resident_bytes
+}
+
+#[test]
+fn memory_a_guest_frees_goes_back_to_the_host_and_is_shown() {
+    ignite_testkit::require_root!("booting VMs");
+    let host = Host::new(cargo_bin!("ignite"));
+    host.ignite()
+        .args([
+            "run",
+            "--network",
+            "none",
+            "--memory",
+            "128MB",
+            "--name",
+            "m1",
+        ])
+        .arg(host.image())
+        .arg("busybox sleep 100000")
+        .assert()
+        .success();
+    // The machine has the balloon and, under TCG, a sized translation cache.
+    let uid = host.vm("m1").metadata.uid.unwrap().to_string();
+    let cmdline = std::fs::read(host.state().join("vms").join(&uid).join("vmm.cmdline")).unwrap();
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    assert!(
+        cmdline.contains("virtio-balloon-device,id=balloon0,free-page-reporting=on"),
+        "{cmdline}"
+    );
+    assert!(cmdline.contains("-accel tcg,tb-size="), "{cmdline}");
+    // ignite-init loaded the guest's balloon driver and set small reporting blocks.
+    let guest = host.sh(
+        "m1",
+        "ls /sys/bus/virtio/drivers/virtio_balloon | grep -c virtio; cat /sys/module/page_reporting/parameters/page_reporting_order",
+    );
+    let lines: Vec<&str> = guest.lines().collect();
+    assert_eq!(
+        lines.first(),
+        Some(&"1"),
+        "no balloon device bound: {guest}"
+    );
+    assert!(
+        lines
+            .get(1)
+            .and_then(|o| o.parse::<u32>().ok())
+            .is_some_and(|o| o < 9),
+        "the reporting order is the kernel's default: {guest}"
+    );
+    // 40 MiB written into a tmpfs and removed: the host holds it, then gets it back.
+    let before = vmm_resident(&host, "m1");
+    host.sh("m1", "dd if=/dev/zero of=/dev/shm/x bs=1M count=40 2>&1");
+    let peak = vmm_resident(&host, "m1");
+    assert!(
+        peak > before + (24 << 20),
+        "writing 40 MiB did not show on the host: {before} -> {peak}"
+    );
+    host.sh("m1", "rm /dev/shm/x");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut now = peak;
+    while now > peak - (24 << 20) {
+        assert!(
+            Instant::now() < deadline,
+            "the freed memory stayed with the VMM: {before} before, {peak} at the peak, {now} a minute after"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        now = vmm_resident(&host, "m1");
+    }
+    // The guest's own figures arrive through the balloon's statistics.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let memory = host.vm("m1").status.memory.unwrap();
+        if let (Some(total), Some(free)) = (memory.guest_total_bytes, memory.guest_free_bytes) {
+            assert!(total <= 128 << 20 && total > 64 << 20, "{memory:?}");
+            assert!(free > 16 << 20 && free < total, "{memory:?}");
+            assert!(memory.vmm_proportional_bytes.is_some_and(|p| p > 0));
+            break;
+        }
+        assert!(Instant::now() < deadline, "no guest statistics: {memory:?}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // A stopped VM shows none.
+    host.ignite().args(["rm", "-f", "m1"]).assert().success();
+}
+
+const VMS: usize = 64;
+const AT_ONCE: usize = 8;
+
+/// `ignited daemon` inside the namespace over an empty manifest directory, until dropped.
+struct Ignited(std::process::Child);
+
+impl Ignited {
+    fn start(ns: &Netns, host: &Host, log: &Path) -> Ignited {
+        let dir = host.root().join("manifests");
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = ns
+            .command(&ignite_testkit::workspace_binary(
+                "ignited",
+                "ignite-daemon",
+            ))
+            .args(["daemon", "--resync", "1", "--manifest-dir"])
+            .arg(&dir)
+            .arg("--root")
+            .arg(host.state())
+            .arg("--ignite")
+            .arg(host.ignite_binary())
+            .arg("--api-socket")
+            .arg(host.root().join("api.sock"))
+            .env("IGNITE_INIT", ignite_testkit::guest_init())
+            .env("IGNITE_ACCEL", "tcg")
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Ignited(child)
+    }
+
+    fn stop(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Ignited {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Processes whose command line names `root` (supervisors, VMMs, template builders).
+fn processes_of(root: &Path) -> Vec<String> {
+    let needle = root.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains(&needle).then_some(cmdline)
+        })
+        .collect()
+}
+
+#[test]
+fn sixty_four_vms_on_the_bridge_come_up_answer_and_go_without_a_trace() {
+    ignite_testkit::require_root!("booting VMs");
+    ignite_testkit::require_program("nft", "nftables");
+    let host = Arc::new(Host::new(cargo_bin!("ignite")));
+    let ns = Arc::new(Netns::new("density"));
+    let daemon_log = host.root().join("ignited.log");
+    let daemon = Ignited::start(&ns, &host, &daemon_log);
+    let ignite = |ns: &Netns, host: &Host| {
+        let mut cmd = ns.ignite(host);
+        cmd.env("IGNITE_WARM_STARTS", "on");
+        cmd
+    };
+    // The machine's template first, as a user's first run builds it.
+    ignite(&ns, &host)
+        .args(["run", "--rm", "--memory", "128MB", &host.image(), "true"])
+        .assert()
+        .success();
+    host.templates(1);
+
+    // `ps -a` keeps answering while VMs come and go.
+    let busy = Arc::new(AtomicBool::new(true));
+    let lister = {
+        let (host, busy) = (host.clone(), busy.clone());
+        std::thread::spawn(move || {
+            let mut listings = 0;
+            while busy.load(Ordering::Relaxed) {
+                host.ignite().args(["ps", "-a"]).assert().success();
+                listings += 1;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            listings
+        })
+    };
+    let started = Instant::now();
+    let workers: Vec<_> = (0..AT_ONCE)
+        .map(|w| {
+            let (host, ns) = (host.clone(), ns.clone());
+            std::thread::spawn(move || {
+                for i in (w..VMS).step_by(AT_ONCE) {
+                    ignite(&ns, &host)
+                        .args(["run", "-d", "--memory", "128MB", "--name"])
+                        .arg(format!("d{i:02}"))
+                        .arg(host.image())
+                        .arg("busybox sleep 100000")
+                        .assert()
+                        .success();
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let up = started.elapsed();
+
+    // Each VM has its own address, wears it, and answers.
+    let mut addresses = std::collections::BTreeSet::new();
+    for i in 0..VMS {
+        let name = format!("d{i:02}");
+        assert_eq!(host.status_of(&name), "Up");
+        let vm = host.vm(&name);
+        let ips: Vec<String> = vm
+            .status
+            .network
+            .as_ref()
+            .map(|n| n.ip_addresses.iter().map(|a| a.to_string()).collect())
+            .unwrap_or_default();
+        assert_eq!(ips.len(), 1, "{name}: {ips:?}");
+        assert!(ips[0].starts_with("10.61."), "{name}: {ips:?}");
+        assert!(addresses.insert(ips[0].clone()), "{name} shares {}", ips[0]);
+        let worn = host.sh(&name, "hostname; ip -4 -o addr show eth0");
+        assert!(
+            worn.starts_with(&name) && worn.contains(&format!("{}/", ips[0])),
+            "{name} ({}) wears: {worn}",
+            ips[0]
+        );
+    }
+
+    // ignited restarted with all of them running: they run on, the store agrees.
+    daemon.stop();
+    let daemon = Ignited::start(&ns, &host, &daemon_log);
+    std::thread::sleep(Duration::from_secs(5));
+    let ps = host.ps_all();
+    let running = ps.lines().filter(|l| l.contains("\tUp")).count();
+    assert_eq!(running, VMS, "after the daemon's restart:\n{ps}");
+    host.sh("d00", "true");
+    host.sh(&format!("d{:02}", VMS - 1), "true");
+
+    // All of them removed at once, 8 `rm -f`s side by side.
+    let removers: Vec<_> = (0..AT_ONCE)
+        .map(|w| {
+            let (host, ns) = (host.clone(), ns.clone());
+            std::thread::spawn(move || {
+                let names: Vec<String> = (w..VMS)
+                    .step_by(AT_ONCE)
+                    .map(|i| format!("d{i:02}"))
+                    .collect();
+                ns.ignite(&host)
+                    .arg("rm")
+                    .arg("-f")
+                    .args(&names)
+                    .assert()
+                    .success();
+            })
+        })
+        .collect();
+    for r in removers {
+        r.join().unwrap();
+    }
+    busy.store(false, Ordering::Relaxed);
+    let listings = lister.join().unwrap();
+    assert!(listings > 0);
+    daemon.stop();
+
+    let ps = host.ps_all();
+    assert_eq!(ps.lines().count(), 1, "VMs left after rm -f:\n{ps}");
+    let dirs: Vec<_> = std::fs::read_dir(host.state().join("vms"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| !n.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(dirs.is_empty(), "VM directories left: {dirs:?}");
+    let (_, links) = ns.run("ip", &["-o", "link", "show"]);
+    let taps: Vec<&str> = links.lines().filter(|l| l.contains("tap")).collect();
+    assert!(taps.is_empty(), "tap devices left: {taps:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = processes_of(&host.state());
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "processes left: {left:#?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!(
+        "{VMS} VMs ({AT_ONCE} runs at a time) up in {:.1} s; ps -a listed {listings} times meanwhile",
+        up.as_secs_f64()
+    );
+}
