@@ -258,7 +258,10 @@ fn ignited_api_serves_vms_images_kernels_and_metrics() {
     let resident = samples[&format!("ignite_vm_vmm_resident_bytes{labels}")];
     let proportional = samples[&format!("ignite_vm_vmm_proportional_bytes{labels}")];
     assert!(resident > 16.0 * 1024.0 * 1024.0, "{resident}");
-    assert!(proportional > 0.0 && proportional <= resident, "{proportional}");
+    assert!(
+        proportional > 0.0 && proportional <= resident,
+        "{proportional}"
+    );
     // Stop, start, a second start refused, remove (refused while it runs, unless forced).
     let (status, body) = api(&host, "POST", "/v1/vms/api1/stop", "");
     assert_eq!(status, 200, "{body}");

@@ -642,13 +642,21 @@ fn debian_with_systemd_boots_to_multi_user_in_vm_mode() {
     let cpuinfo = run(&["grep", "-m1", "^flags", "/proc/cpuinfo"]);
     let flags: Vec<&str> = cpuinfo.split_whitespace().collect();
     for flag in [
-        "cx16", "lahf_lm", "popcnt", "pni", "sse4_1", "sse4_2", "ssse3", "rdrand",
+        "cx16", "lahf_lm", "popcnt", "pni", "sse4_1", "sse4_2", "ssse3", "rdrand", "arat",
     ] {
         assert!(flags.contains(&flag), "no {flag} in {cpuinfo}");
     }
     for flag in ["avx", "avx2", "svm"] {
         assert!(!flags.contains(&flag), "{flag} in {cpuinfo}");
     }
+    // The TSC stays the clocksource (tsc=reliable), so timers are high-resolution.
+    assert_eq!(
+        run(&[
+            "cat",
+            "/sys/devices/system/clocksource/clocksource0/current_clocksource"
+        ]),
+        "tsc"
+    );
     assert_eq!(
         run(&["cat", "/root/.ssh/authorized_keys"])
             .lines()
