@@ -198,6 +198,7 @@ fn three_hosts_share_one_repository_each_running_its_own_vms() {
     let base = image_root.join("fleet-repo");
     let (remote, work) = repository(&base, &files);
     let url = format!("file://{}", remote.display());
+    let moved_text = manifest(image_host, "a-vm0", Some("node-c"));
     let started = Instant::now();
     for h in &mut fleet {
         h.start(&url, &image_root, &[]);
@@ -281,11 +282,7 @@ fn three_hosts_share_one_repository_each_running_its_own_vms() {
 
     // Moving a VM: its label changed, it leaves node-a and runs on node-c.
     git(&work, &["pull", "--quiet", "--rebase", "origin", "main"]);
-    std::fs::write(
-        work.join("a-vm0.yaml"),
-        manifest(image_host, "a-vm0", Some("node-c")),
-    )
-    .unwrap();
+    std::fs::write(work.join("a-vm0.yaml"), moved_text).unwrap();
     git(&work, &["commit", "--quiet", "-am", "move a-vm0 to node-c"]);
     git(&work, &["push", "--quiet", "origin", "main"]);
     let moved = Instant::now();
@@ -354,9 +351,15 @@ fn two_hosts_follow_a_read_only_git_daemon_each_running_its_own() {
     let image_host = &fleet[0].host;
     let image_root = image_host.root().to_path_buf();
     let files = vec![
-        ("x.yaml".to_string(), manifest(image_host, "x", Some("one"))),
-        ("y.yaml".to_string(), manifest(image_host, "y", Some("two"))),
-        ("z.yaml".to_string(), manifest(image_host, "z", None)),
+        (
+            "vm-x.yaml".to_string(),
+            manifest(image_host, "vm-x", Some("one")),
+        ),
+        (
+            "vm-y.yaml".to_string(),
+            manifest(image_host, "vm-y", Some("two")),
+        ),
+        ("vm-z.yaml".to_string(), manifest(image_host, "vm-z", None)),
     ];
     let base = image_root.join("fleet-repo");
     let (remote, _work) = repository(&base, &files);
@@ -389,12 +392,12 @@ fn two_hosts_follow_a_read_only_git_daemon_each_running_its_own() {
     wait_until(
         &fleet,
         Duration::from_secs(300),
-        "x on one, y and z on two",
-        || fleet[0].has("x").1 && fleet[1].has("y").1 && fleet[1].has("z").1,
+        "vm-x on one, vm-y and vm-z on two",
+        || fleet[0].has("vm-x").1 && fleet[1].has("vm-y").1 && fleet[1].has("vm-z").1,
     );
-    assert_eq!(fleet[0].has("y"), (false, false));
-    assert_eq!(fleet[0].has("z"), (false, false));
-    assert_eq!(fleet[1].has("x"), (false, false));
+    assert_eq!(fleet[0].has("vm-y"), (false, false));
+    assert_eq!(fleet[0].has("vm-z"), (false, false));
+    assert_eq!(fleet[1].has("vm-x"), (false, false));
     // Read-only: no status, no heartbeat.
     std::thread::sleep(Duration::from_secs(3));
     let authors = git(&remote, &["log", "--format=%ae", "main"]);
