@@ -106,7 +106,7 @@ enum Command {
     /// Keep the VMs in line with the manifests in a directory
     Daemon(DaemonArgs),
     /// Keep the VMs in line with the manifests in a Git repository, status pushed back
-    Gitops(gitops::GitopsArgs),
+    Gitops(Box<gitops::GitopsArgs>),
     /// Print the version of ignited
     Version {
         /// Output format (empty for the full text)
