@@ -242,6 +242,11 @@ fn three_hosts_share_one_repository_each_running_its_own_vms() {
         },
     );
     eprintln!("all statuses pushed after {:?}", started.elapsed());
+    // The VMs booted and still run (a guest that failed would have ended its VMM by now).
+    for (vm, on) in &placed {
+        let h = fleet.iter().find(|h| h.name == *on).unwrap();
+        assert_eq!(h.has(vm), (true, true), "{vm} on {on}");
+    }
     assert!(!show(&remote, "stray.yaml").unwrap().contains("status:"));
     let heartbeat = show(&remote, "hosts/node-b.yaml").unwrap();
     for field in [
@@ -268,6 +273,9 @@ fn three_hosts_share_one_repository_each_running_its_own_vms() {
         .iter()
         .map(|h| last_seen(&remote, h.name).unwrap())
         .collect();
+    for time in &seen {
+        chrono::DateTime::parse_from_rfc3339(time).unwrap_or_else(|e| panic!("{time}: {e}"));
+    }
     wait_until(
         &fleet,
         Duration::from_secs(60),
