@@ -73,9 +73,12 @@ pub fn run(
         .with_context(|| format!("cannot resolve the manifest directory {}", dir.display()))?;
     let setup = set_up(global)?;
     tracing::info!(
-        "keeping the VMs in line with {} (state in {})",
+        "keeping the VMs in line with {} (state in {}){}",
         dir.display(),
-        setup.root.display()
+        setup.root.display(),
+        placement
+            .as_ref()
+            .map_or(String::new(), |p| format!(", as host {}", p.host))
     );
     let mut reconcile = ReconcileLoop::new(
         setup.reconciler(SOURCE),
