@@ -1026,6 +1026,44 @@ mod tests {
     }
 
     #[test]
+    fn a_host_owns_its_heartbeat_and_the_manifests_placed_on_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let vm = |name: &str, label: &str| {
+            format!(
+                "apiVersion: ignite.weave.works/v1alpha4\nkind: VM\nmetadata:\n  name: {name}\n{label}spec:\n  image: {{oci: busybox}}\n"
+            )
+        };
+        let on = |h: &str| format!("  labels:\n    ignite.rs/host: {h}\n");
+        std::fs::write(d.join("mine.yaml"), vm("mine", &on("a"))).unwrap();
+        std::fs::write(d.join("theirs.yaml"), vm("theirs", &on("b"))).unwrap();
+        std::fs::write(d.join("stray.yaml"), vm("stray", "")).unwrap();
+        std::os::unix::fs::symlink(d.join("mine.yaml"), d.join("link.yaml")).unwrap();
+        let a = Placement {
+            host: HostName::new("a").unwrap(),
+            adopt_unplaced: false,
+        };
+        for (path, owned) in [
+            ("hosts/a.yaml", true),
+            ("hosts/b.yaml", false),
+            ("mine.yaml", true),
+            ("theirs.yaml", false),
+            ("stray.yaml", false),
+            ("link.yaml", false),
+            ("gone.yaml", false),
+            ("../mine.yaml", false),
+            ("./mine.yaml", false),
+        ] {
+            assert_eq!(owned_by(d, &a, path), owned, "{path}");
+        }
+        let adopting = Placement {
+            adopt_unplaced: true,
+            ..a
+        };
+        assert!(owned_by(d, &adopting, "stray.yaml"));
+    }
+
+    #[test]
     fn intervals_and_timeouts_are_go_durations() {
         assert_eq!(args(&["u"]).interval, Duration::from_secs(30));
         assert_eq!(args(&["u"]).timeout, Duration::from_secs(60));
