@@ -272,6 +272,14 @@ pub struct ApplyArgs {
     /// Print what would be done, and do nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Apply only the manifests labelled `ignite.rs/host: NAME` (others are skipped, and
+    /// with --prune a VM placed on another host is removed here) [default: placement is
+    /// not looked at]
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// With --host, also apply the manifests that name no host
+    #[arg(long, requires = "host")]
+    pub adopt_unplaced: bool,
 }
 
 #[derive(Debug, Args)]
@@ -562,6 +570,13 @@ pub struct GitopsArgs {
     /// The one directory of the repository that holds the manifests [default: all of it]
     #[arg(short, long, value_name = "DIR", value_delimiter = ',')]
     pub paths: Vec<String>,
+    /// This host's name in a fleet: only manifests labelled `ignite.rs/host: NAME` run here
+    /// [default: the hostname]
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// Also run the manifests that name no host (give it to one host only)
+    #[arg(long)]
+    pub adopt_unplaced: bool,
 }
 
 #[derive(Debug, Args)]

@@ -60,7 +60,11 @@ pub fn default_manifest_dir() -> PathBuf {
     }
 }
 
-pub fn run(dir: &Path, global: &Global) -> anyhow::Result<()> {
+pub fn run(
+    dir: &Path,
+    placement: Option<ignite_runtime::reconcile::placement::Placement>,
+    global: &Global,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the manifest directory {}", dir.display()))?;
     // The directory given on the command line may be a link the administrator made: it is
@@ -69,9 +73,12 @@ pub fn run(dir: &Path, global: &Global) -> anyhow::Result<()> {
         .with_context(|| format!("cannot resolve the manifest directory {}", dir.display()))?;
     let setup = set_up(global)?;
     tracing::info!(
-        "keeping the VMs in line with {} (state in {})",
+        "keeping the VMs in line with {} (state in {}){}",
         dir.display(),
-        setup.root.display()
+        setup.root.display(),
+        placement
+            .as_ref()
+            .map_or(String::new(), |p| format!(", as host {}", p.host))
     );
     let mut reconcile = ReconcileLoop::new(
         setup.reconciler(SOURCE),
@@ -79,6 +86,7 @@ pub fn run(dir: &Path, global: &Global) -> anyhow::Result<()> {
         Duration::from_secs(global.resync.max(1)),
         ignite_runtime::policy::Origin::ManifestDir,
     );
+    reconcile.placement = placement;
     reconcile.run(&setup.stop, |l| {
         *setup.stats.lock().expect("stats lock") = l.stats.clone();
     });

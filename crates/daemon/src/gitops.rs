@@ -12,6 +12,13 @@
 //!
 //! The branch is Ignite's default, `master`, unless `--branch` names another; a remote
 //! without `master` is followed on its own default branch (its HEAD).
+//!
+//! A fleet: several ignited follow one repository, each as one host (`--host`, default
+//! the hostname), each running the VMs placed on it (`ignite.rs/host`). Status lives in
+//! each VM's own manifest and only the VM's host writes it; each host also writes its
+//! heartbeat, `hosts/NAME.yaml`. A host's commits touch only those files: after a rebase
+//! onto the others' pushes, commits that touch a file no longer this host's are dropped
+//! (and the status written again), so no host rewrites another's lines.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -22,8 +29,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Args;
 
-use crate::Global;
+use ignite_runtime::reconcile::placement::{HostName, Placement, Verdict};
+
 use crate::reconcile_loop::ReconcileLoop;
+use crate::{Global, PlacementArgs, heartbeat};
 
 /// The value of the source label on VMs the GitOps loop makes.
 pub const SOURCE: &str = "gitops";
@@ -68,6 +77,13 @@ pub struct GitopsArgs {
     #[arg(long, value_name = "DIR")]
     pub checkout_dir: Option<PathBuf>,
     #[command(flatten)]
+    pub placement: PlacementArgs,
+    /// How often this host's heartbeat (hosts/NAME.yaml) is committed when nothing but
+    /// its time changed (a change is committed at once), as Go writes durations, from 1s
+    /// to 24h
+    #[arg(long, default_value = "5m0s", value_parser = parse_heartbeat, value_name = "DURATION")]
+    pub heartbeat_interval: Duration,
+    #[command(flatten)]
     pub global: Global,
 }
 
@@ -81,6 +97,15 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
         ignite_api::duration::parse(text).map_err(|e| e.to_string())?
     };
     positive(d)
+}
+
+/// `--heartbeat-interval`: a Go duration from 1s to 24h.
+fn parse_heartbeat(text: &str) -> Result<Duration, String> {
+    let d = ignite_api::duration::parse(text).map_err(|e| e.to_string())?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(24 * 3600) {
+        return Err("give a duration from 1s to 24h (e.g. 5m0s)".into());
+    }
+    Ok(d)
 }
 
 /// `--timeout`: a Go duration, more than 0.
@@ -326,6 +351,10 @@ pub fn run(args: &GitopsArgs) -> anyhow::Result<()> {
             p.display()
         );
     }
+    let placement = args
+        .placement
+        .placement(true)?
+        .context("a GitOps host always has a name")?;
     let setup = crate::setup::set_up(global)?;
     let stop = setup.stop.clone();
     let checkout = args.checkout_dir.clone().unwrap_or_else(|| {
@@ -351,8 +380,13 @@ pub fn run(args: &GitopsArgs) -> anyhow::Result<()> {
     }
     git.run(&["config", "user.name", "ignited"])
         .map_err(anyhow::Error::msg)?;
-    git.run(&["config", "user.email", "ignited@localhost"])
-        .map_err(anyhow::Error::msg)?;
+    // The host name is checked (letters, digits, '-', '_', '.'): safe in an address.
+    git.run(&[
+        "config",
+        "user.email",
+        &format!("ignited@{}", placement.host),
+    ])
+    .map_err(anyhow::Error::msg)?;
     let branch = match cloned.or_else(|| args.branch.clone()) {
         Some(b) => {
             check_branch_with_git(&git, &b)
@@ -379,9 +413,15 @@ pub fn run(args: &GitopsArgs) -> anyhow::Result<()> {
         }
     };
     tracing::info!(
-        "following {} ({branch}) in {}{}",
+        "following {} ({branch}) in {} as host {}{}{}",
         redact(&args.url),
         checkout.display(),
+        placement.host,
+        if placement.adopt_unplaced {
+            ", with the VMs placed on no host"
+        } else {
+            ""
+        },
         if writable {
             ""
         } else {
@@ -400,12 +440,20 @@ pub fn run(args: &GitopsArgs) -> anyhow::Result<()> {
         ignite_runtime::policy::Origin::Gitops,
     );
     reconcile.write_status = writable;
+    reconcile.placement = Some(placement.clone());
+    let owns = |path: &str| owned_by(&checkout, &placement, path);
     while !stop.load(Ordering::Relaxed) {
-        sync(&git, &branch);
+        sync(&git, &branch, &owns);
         reconcile.pass();
         *setup.stats.lock().expect("stats lock") = reconcile.stats.clone();
         if writable {
-            publish(&git, &branch);
+            beat(
+                &setup.store,
+                &checkout,
+                &placement.host,
+                args.heartbeat_interval,
+            );
+            publish(&git, &branch, &placement.host);
         }
         let deadline = Instant::now() + interval;
         while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
@@ -415,6 +463,48 @@ pub fn run(args: &GitopsArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&global.api_socket);
     tracing::info!("stopping; the VMs keep running");
     Ok(())
+}
+
+/// Writes this host's heartbeat when it is due.
+fn beat(store: &ignite_store::Store, checkout: &Path, host: &HostName, interval: Duration) {
+    use ignite_runtime::reconcile::SOURCE_LABEL;
+    let Ok(list) = store.vms().list() else {
+        return;
+    };
+    let running: Vec<&ignite_api::Vm> = list
+        .objects
+        .iter()
+        .filter(|v| ignite_runtime::vms::is_running(v))
+        .collect();
+    let mut ours: Vec<String> = running
+        .iter()
+        .filter(|v| v.metadata.labels.get(SOURCE_LABEL).map(String::as_str) == Some(SOURCE))
+        .map(|v| v.metadata.name.clone())
+        .collect();
+    ours.sort();
+    let beat = heartbeat::Heartbeat::new(host, heartbeat::capacity(), running.len(), ours);
+    if let Err(e) = heartbeat::write(checkout, host, beat, interval) {
+        tracing::warn!("cannot write the heartbeat: {e}");
+    }
+}
+
+/// Whether this host may commit to `path` (relative to the checkout): its heartbeat, and
+/// the manifests of the VMs placed on it.
+fn owned_by(checkout: &Path, placement: &Placement, path: &str) -> bool {
+    if path == format!("{}/{}.yaml", heartbeat::HOSTS_DIR, placement.host) {
+        return true;
+    }
+    let file = checkout.join(path);
+    // A path git names is inside the checkout; one that is a link is no manifest.
+    if Path::new(path)
+        .components()
+        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        || std::fs::symlink_metadata(&file).map_or(true, |m| !m.is_file())
+    {
+        return false;
+    }
+    let set = ignite_runtime::reconcile::manifests::load(&file);
+    matches!(&set.vms[..], [d] if placement.judge(d) == Verdict::Here)
 }
 
 /// Clones the repository unless the clone is there, retrying while the remote is down;
@@ -585,8 +675,9 @@ fn choose_branch(requested: Option<&str>, remote: &RemoteRefs) -> Result<BranchC
     }
 }
 
-/// Brings the clone to the remote branch, keeping its own unpushed status commits on top.
-fn sync(git: &Git, branch: &str) {
+/// Brings the clone to the remote branch, keeping its own unpushed status commits on top
+/// while they touch only files `owns` (this host's).
+fn sync(git: &Git, branch: &str, owns: &dyn Fn(&str) -> bool) {
     let upstream = upstream_ref(branch);
     // A full refspec: it starts with '+', and follows --end-of-options anyway.
     let refspec = format!("+refs/heads/{branch}:{upstream}");
@@ -609,9 +700,15 @@ fn sync(git: &Git, branch: &str) {
             .run(&["rebase", "--quiet", "--end-of-options", &upstream])
             .is_ok()
     {
-        return;
-    }
-    if ahead > 0 {
+        match foreign_paths(git, &upstream, owns) {
+            Ok(foreign) if foreign.is_empty() => return,
+            Ok(foreign) => tracing::info!(
+                "dropping this host's unpushed status: it touches {}, not this host's now; written again",
+                foreign.join(", ")
+            ),
+            Err(e) => tracing::warn!("cannot list what the status commits touch: {e}"),
+        }
+    } else if ahead > 0 {
         // The remote changed the same lines: its version wins, status is written again.
         let _ = git.run(&["rebase", "--abort"]);
     }
@@ -620,15 +717,52 @@ fn sync(git: &Git, branch: &str) {
     }
 }
 
+/// The files the unpushed commits touch that `owns` says are not this host's.
+fn foreign_paths(
+    git: &Git,
+    upstream: &str,
+    owns: &dyn Fn(&str) -> bool,
+) -> Result<Vec<String>, String> {
+    let touched = git.run(&[
+        "diff",
+        "--name-only",
+        "-z",
+        "--no-renames",
+        "--end-of-options",
+        upstream,
+        "HEAD",
+    ])?;
+    Ok(touched
+        .split('\0')
+        .filter(|p| !p.is_empty() && !owns(p))
+        .map(|p| format!("{p:?}"))
+        .collect())
+}
+
 /// Commits the status the pass wrote and pushes it.
-fn publish(git: &Git, branch: &str) {
-    let dirty = git
-        .run(&["status", "--porcelain"])
-        .is_ok_and(|s| !s.is_empty());
-    if dirty {
+fn publish(git: &Git, branch: &str, host: &HostName) {
+    // Every file by name (not a new directory as one line), to tell a heartbeat alone.
+    let changes = git
+        .run(&["status", "--porcelain", "--untracked-files=all"])
+        .unwrap_or_default();
+    if !changes.is_empty() {
+        let heartbeat = format!("{}/{host}.yaml", heartbeat::HOSTS_DIR);
+        let only_heartbeat = changes
+            .lines()
+            // "XY PATH"; the output comes trimmed, so X may be gone from the first line.
+            .all(|l| {
+                l.trim_start()
+                    .split_once(' ')
+                    .is_some_and(|(_, p)| p.trim_start() == heartbeat)
+            });
+        let message = if only_heartbeat {
+            format!("ignited on {host}: heartbeat")
+        } else {
+            format!("ignited on {host}: VM status")
+        };
         let committed = git
             .run(&["add", "--all"])
-            .and_then(|_| git.run(&["commit", "--quiet", "-m", "ignited: VM status"]));
+            .and_then(|_| git.run(&["commit", "--quiet", "-m", &message]));
         if let Err(e) = committed {
             tracing::error!("cannot commit the status: {e}");
             return;
@@ -889,6 +1023,44 @@ mod tests {
                 .env
                 .contains(&(PASSWORD_ENV.to_string(), "p".to_string()))
         );
+    }
+
+    #[test]
+    fn a_host_owns_its_heartbeat_and_the_manifests_placed_on_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let vm = |name: &str, label: &str| {
+            format!(
+                "apiVersion: ignite.weave.works/v1alpha4\nkind: VM\nmetadata:\n  name: {name}\n{label}spec:\n  image: {{oci: busybox}}\n"
+            )
+        };
+        let on = |h: &str| format!("  labels:\n    ignite.rs/host: {h}\n");
+        std::fs::write(d.join("mine.yaml"), vm("mine", &on("a"))).unwrap();
+        std::fs::write(d.join("theirs.yaml"), vm("theirs", &on("b"))).unwrap();
+        std::fs::write(d.join("stray.yaml"), vm("stray", "")).unwrap();
+        std::os::unix::fs::symlink(d.join("mine.yaml"), d.join("link.yaml")).unwrap();
+        let a = Placement {
+            host: HostName::new("a").unwrap(),
+            adopt_unplaced: false,
+        };
+        for (path, owned) in [
+            ("hosts/a.yaml", true),
+            ("hosts/b.yaml", false),
+            ("mine.yaml", true),
+            ("theirs.yaml", false),
+            ("stray.yaml", false),
+            ("link.yaml", false),
+            ("gone.yaml", false),
+            ("../mine.yaml", false),
+            ("./mine.yaml", false),
+        ] {
+            assert_eq!(owned_by(d, &a, path), owned, "{path}");
+        }
+        let adopting = Placement {
+            adopt_unplaced: true,
+            ..a
+        };
+        assert!(owned_by(d, &adopting, "stray.yaml"));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 mod api;
 mod daemon;
 mod gitops;
+mod heartbeat;
 mod http;
 mod metrics;
 mod reconcile_loop;
@@ -105,7 +106,7 @@ enum Command {
     /// Keep the VMs in line with the manifests in a directory
     Daemon(DaemonArgs),
     /// Keep the VMs in line with the manifests in a Git repository, status pushed back
-    Gitops(gitops::GitopsArgs),
+    Gitops(Box<gitops::GitopsArgs>),
     /// Print the version of ignited
     Version {
         /// Output format (empty for the full text)
@@ -186,6 +187,52 @@ struct Global {
     api_group: Option<String>,
 }
 
+/// Which manifests this host runs: `ignite.rs/host` placement.
+#[derive(Debug, Args)]
+pub struct PlacementArgs {
+    /// Run only the VMs whose manifests carry the label `ignite.rs/host: NAME` (letters,
+    /// digits, '-', '_', '.'); a VM placed on another host is removed here [gitops
+    /// default: this machine's hostname; daemon default: placement is not looked at]
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// Also run the VMs whose manifests name no host (give it to one host only, so that no
+    /// VM runs twice) [default: they are left to such a host]
+    #[arg(long)]
+    pub adopt_unplaced: bool,
+}
+
+impl PlacementArgs {
+    /// The placement: `--host`, else (when `hostname_by_default`) this machine's hostname,
+    /// else none.
+    pub fn placement(
+        &self,
+        hostname_by_default: bool,
+    ) -> anyhow::Result<Option<ignite_runtime::reconcile::placement::Placement>> {
+        use ignite_runtime::reconcile::placement::{HostName, Placement};
+        let host = match &self.host {
+            Some(name) => HostName::new(name).map_err(|e| anyhow::anyhow!("--host: {e}"))?,
+            None if hostname_by_default => {
+                let name = std::fs::read_to_string("/proc/sys/kernel/hostname").map_err(|e| {
+                    anyhow::anyhow!("cannot read this machine's hostname ({e}): give --host")
+                })?;
+                HostName::new(name.trim()).map_err(|e| {
+                    anyhow::anyhow!(
+                        "this machine's hostname cannot name it in a fleet: {e}; give --host"
+                    )
+                })?
+            }
+            None if self.adopt_unplaced => {
+                anyhow::bail!("--adopt-unplaced needs --host: without it every manifest is run")
+            }
+            None => return Ok(None),
+        };
+        Ok(Some(Placement {
+            host,
+            adopt_unplaced: self.adopt_unplaced,
+        }))
+    }
+}
+
 #[derive(Debug, Args)]
 struct DaemonArgs {
     /// The directory of VM manifests (.yaml, .yml, .json; recursively) [default:
@@ -193,6 +240,8 @@ struct DaemonArgs {
     /// default, if only that one exists]
     #[arg(long, value_name = "DIR")]
     manifest_dir: Option<PathBuf>,
+    #[command(flatten)]
+    placement: PlacementArgs,
     #[command(flatten)]
     global: Global,
 }
@@ -257,7 +306,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(dir) => dir,
                 None => daemon::default_manifest_dir(),
             };
-            daemon::run(&dir, &args.global)?;
+            let placement = args.placement.placement(false)?;
+            daemon::run(&dir, placement, &args.global)?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::Gitops(mut args) => {

@@ -2,7 +2,10 @@
 //! pass compares all manifests with all VMs, on a change of the manifest directory and at
 //! least every resync interval), one VM at a time, failures retried with exponential
 //! backoff and written into the manifest's `status.error`, and nothing a manifest or an
-//! action does takes the daemon down.
+//! action does takes the daemon down. With a placement (`--host`), only the manifests
+//! placed on this host are run; a VM whose manifest is placed on another host now is
+//! removed here (it has moved), and one whose manifest names no host (unless adopted) or
+//! an invalid one is left as it is.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -11,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use ignite_runtime::policy::{self, Origin};
+use ignite_runtime::reconcile::placement::{HOST_LABEL, HostName, Placement, Split};
 use ignite_runtime::reconcile::status::{ObservedStatus, write_back};
 use ignite_runtime::reconcile::{Action, Reconciler, manifests};
 use ignite_runtime::vms;
@@ -36,9 +40,14 @@ pub struct ReconcileLoop<'a> {
     pub write_status: bool,
     /// Where the manifests come from, for the host access policy.
     pub origin: Origin,
+    /// The host this loop runs VMs for; none runs every manifest.
+    pub placement: Option<Placement>,
     retry: HashMap<String, (Instant, Duration)>,
     errors: HashMap<String, String>,
     reported: BTreeSet<(PathBuf, String)>,
+    /// What was said about manifests not run here (said once, again when it changes).
+    placement_notes: BTreeSet<String>,
+    placement_summary: String,
 }
 
 impl<'a> ReconcileLoop<'a> {
@@ -55,9 +64,12 @@ impl<'a> ReconcileLoop<'a> {
             stats: Stats::default(),
             write_status: true,
             origin,
+            placement: None,
             retry: HashMap::new(),
             errors: HashMap::new(),
             reported: BTreeSet::new(),
+            placement_notes: BTreeSet::new(),
+            placement_summary: String::new(),
         }
     }
 
@@ -86,8 +98,28 @@ impl<'a> ReconcileLoop<'a> {
             tracing::error!("{}: {error}", file.display());
         }
         self.reported = now;
-        let actions = match self.reconciler.plan(&set.vms, true) {
-            Ok(a) => a,
+        let (desired, untouchable, moved) = match self.placement.clone() {
+            None => (set.vms, BTreeSet::new(), BTreeMap::new()),
+            Some(placement) => {
+                let split = placement.split(set.vms);
+                self.report_placement(&placement, &split);
+                let untouchable: BTreeSet<String> =
+                    split.untouchable().map(str::to_string).collect();
+                let moved: BTreeMap<String, HostName> = split
+                    .elsewhere
+                    .iter()
+                    .map(|(d, h)| (d.name().to_string(), h.clone()))
+                    .collect();
+                (split.here, untouchable, moved)
+            }
+        };
+        let actions = match self.reconciler.plan(&desired, true) {
+            // A VM whose manifest is unplaced or unreadably placed is not pruned: that
+            // manifest is still there, just not this host's to run.
+            Ok(a) => a
+                .into_iter()
+                .filter(|a| !(matches!(a, Action::Remove { .. }) && untouchable.contains(a.name())))
+                .collect::<Vec<_>>(),
             Err(e) => {
                 tracing::error!("cannot compare the manifests with the VMs: {e}");
                 self.stats.errors += 1;
@@ -110,10 +142,10 @@ impl<'a> ReconcileLoop<'a> {
             {
                 continue;
             }
-            let desired = set.vms.iter().find(|d| d.name() == name);
+            let manifest = desired.iter().find(|d| d.name() == name);
             for action in &actions {
                 self.stats.actions += 1;
-                let refused = match (action, desired) {
+                let refused = match (action, manifest) {
                     (
                         Action::Create { .. } | Action::Recreate { .. } | Action::Update { .. },
                         Some(d),
@@ -129,7 +161,7 @@ impl<'a> ReconcileLoop<'a> {
                 let result = match refused {
                     Some(e) => Ok(Err(e)),
                     None => catch_unwind(AssertUnwindSafe(|| {
-                        self.reconciler.execute(action, desired)
+                        self.reconciler.execute(action, manifest)
                     })),
                 };
                 let failure = match result {
@@ -139,7 +171,12 @@ impl<'a> ReconcileLoop<'a> {
                 };
                 match failure {
                     None => {
-                        tracing::info!("{}", action.describe(true));
+                        match (action, moved.get(&name)) {
+                            (Action::Remove { .. }, Some(host)) => tracing::info!(
+                                "removed VM {name}: its manifest places it on host {host} now (its disk does not move)"
+                            ),
+                            _ => tracing::info!("{}", action.describe(true)),
+                        }
                         self.retry.remove(&name);
                         self.errors.remove(&name);
                     }
@@ -163,10 +200,52 @@ impl<'a> ReconcileLoop<'a> {
         }
         // Forget VMs that no longer have a manifest.
         self.retry
-            .retain(|n, _| set.vms.iter().any(|d| d.name() == n));
+            .retain(|n, _| desired.iter().any(|d| d.name() == n));
         self.errors
-            .retain(|n, _| set.vms.iter().any(|d| d.name() == n));
-        self.record_statuses(&set.vms);
+            .retain(|n, _| desired.iter().any(|d| d.name() == n));
+        self.record_statuses(&desired);
+    }
+
+    /// Says which manifests this host does not run and why: each once, and a summary
+    /// when the counts change.
+    fn report_placement(&mut self, placement: &Placement, split: &Split) {
+        let mut notes = BTreeSet::new();
+        for d in &split.unplaced {
+            notes.insert(format!(
+                "{}: VM {} has no {HOST_LABEL} label and is not run on this host ({}): label it with the host that should run it, or start one ignited with --adopt-unplaced",
+                d.file.display(),
+                d.name(),
+                placement.host
+            ));
+        }
+        for (d, e) in &split.invalid {
+            notes.insert(format!(
+                "{}: VM {} is run nowhere: its label {HOST_LABEL} is refused: {e}",
+                d.file.display(),
+                d.name()
+            ));
+        }
+        for note in notes.difference(&self.placement_notes) {
+            tracing::warn!("{note}");
+        }
+        self.placement_notes = notes;
+        let summary = format!(
+            "host {}: {} manifest(s) placed here{}, {} on other hosts, {} unplaced, {} with an invalid {HOST_LABEL}",
+            placement.host,
+            split.here.len(),
+            if placement.adopt_unplaced {
+                " (with the unplaced ones)"
+            } else {
+                ""
+            },
+            split.elsewhere.len(),
+            split.unplaced.len(),
+            split.invalid.len()
+        );
+        if summary != self.placement_summary {
+            tracing::info!("{summary}");
+            self.placement_summary = summary;
+        }
     }
 
     /// Each VM's last error (or none) into its stored status, for `ignite inspect`, and,

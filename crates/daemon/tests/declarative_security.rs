@@ -152,11 +152,19 @@ fn gitops_status_write_back_does_not_follow_committed_symlinks() {
     let url = format!("file://{}", remote.display());
     let checkout = host.root().join("checkout");
     let _d = Daemon(
-        host.ignited(&["gitops", &url, "--branch", "main", "--interval", "1"])
-            .arg("--checkout-dir")
-            .arg(&checkout)
-            .spawn()
-            .unwrap(),
+        host.ignited(&[
+            "gitops",
+            &url,
+            "--branch",
+            "main",
+            "--interval",
+            "1",
+            "--adopt-unplaced",
+        ])
+        .arg("--checkout-dir")
+        .arg(&checkout)
+        .spawn()
+        .unwrap(),
     );
     wait_until(&host, "v's status is pushed", || {
         ignited_commits(&remote) > 0
@@ -620,9 +628,17 @@ fn gitops_refuses_host_resources_and_says_so_in_the_status() {
     push_all(&work, "a VM that wants the host's shadow file");
     let url = format!("file://{}", remote.display());
     let _d = Daemon(
-        host.ignited(&["gitops", &url, "--branch", "main", "--interval", "1"])
-            .spawn()
-            .unwrap(),
+        host.ignited(&[
+            "gitops",
+            &url,
+            "--branch",
+            "main",
+            "--interval",
+            "1",
+            "--adopt-unplaced",
+        ])
+        .spawn()
+        .unwrap(),
     );
     wait_until(&host, "the status is pushed", || {
         ignited_commits(&remote) > 0

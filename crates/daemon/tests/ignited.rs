@@ -314,6 +314,8 @@ fn start_gitops(host: &Host, tag: &str, url: &str, extra: &[&str]) -> Daemon {
             "main",
             "--interval",
             "1",
+            // The test's manifests name no host: this single host runs them.
+            "--adopt-unplaced",
             "--root",
         ])
         .arg(host.root().join("state"))

@@ -40,6 +40,12 @@ fn arguments(global: &GlobalArgs, args: &GitopsArgs) -> anyhow::Result<Vec<Strin
     if let Some(path) = args.paths.first() {
         out.push(format!("--path={path}"));
     }
+    if let Some(host) = &args.host {
+        out.push(format!("--host={host}"));
+    }
+    if args.adopt_unplaced {
+        out.push("--adopt-unplaced".into());
+    }
     if let Some(root) = &global.root {
         out.push(format!("--root={}", root.display()));
     }
@@ -95,6 +101,26 @@ mod tests {
                 "gitops",
                 "--log-level=debug",
                 "--branch=master",
+                "--",
+                "file:///r"
+            ]
+        );
+        let (global, args) = parse(&[
+            "ignite",
+            "gitops",
+            "--host",
+            "node1",
+            "--adopt-unplaced",
+            "file:///r",
+        ]);
+        assert_eq!(
+            arguments(&global, &args).unwrap(),
+            [
+                "gitops",
+                "--log-level=info",
+                "--branch=master",
+                "--host=node1",
+                "--adopt-unplaced",
                 "--",
                 "file:///r"
             ]

@@ -45,6 +45,8 @@ fn test_run_gitops() {
             &git_repo_url,
             "--checkout-dir",
             checkout.to_str().unwrap(),
+            // Ignite ran every manifest; here a host runs the unplaced ones when told to.
+            "--adopt-unplaced",
         ],
         &[vm_name],
     );

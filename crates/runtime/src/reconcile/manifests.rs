@@ -130,9 +130,22 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<(PathBuf, Stri
     }
 }
 
+/// Whether `text` is a fleet host's heartbeat (`hosts/NAME.yaml` in a GitOps repository),
+/// which is not a VM and is passed over like other kinds.
+fn is_heartbeat(text: &str) -> bool {
+    use super::placement::{HEARTBEAT_API_VERSION, HEARTBEAT_KIND};
+    manifest::decode::<serde_json::Value>(text).is_ok_and(|t| {
+        t.get("apiVersion").and_then(serde_json::Value::as_str) == Some(HEARTBEAT_API_VERSION)
+            && t.get("kind").and_then(serde_json::Value::as_str) == Some(HEARTBEAT_KIND)
+    })
+}
+
 /// One manifest: a VM, `None` for another kind, or why it cannot be used.
 fn read(file: &Path) -> Result<Option<Desired>, String> {
     let text = super::files::read_manifest(file).map_err(|e| e.to_string())?;
+    if is_heartbeat(&text) {
+        return Ok(None);
+    }
     let object = manifest::decode_object(&text).map_err(|e| e.to_string())?;
     let Object::Vm(vm) = object else {
         return Ok(None);
@@ -188,10 +201,16 @@ mod tests {
             "apiVersion: ignite.weave.works/v1alpha4\nkind: Image\nmetadata:\n  name: x\nspec:\n  oci: busybox\n",
         )
         .unwrap();
+        std::fs::create_dir(p.join("hosts")).unwrap();
+        std::fs::write(
+            p.join("hosts/node1.yaml"),
+            "apiVersion: ignite.rs/v1alpha1\nkind: Host\nmetadata:\n  name: node1\n",
+        )
+        .unwrap();
         let set = load(p);
         let names: Vec<(&str, bool)> = set.vms.iter().map(|d| (d.name(), d.running)).collect();
         assert_eq!(names, [("a", true), ("b", false), ("c", true)]);
-        assert_eq!(set.ignored, 1);
+        assert_eq!(set.ignored, 2);
         let bad: Vec<String> = set
             .errors
             .iter()

@@ -5,6 +5,7 @@
 
 pub mod files;
 pub mod manifests;
+pub mod placement;
 pub mod plan;
 pub mod status;
 
