@@ -453,6 +453,20 @@ impl Ext4Writer {
         self.check("close", code)?;
         Ok(self.bytes)
     }
+
+    /// [`Ext4Writer::close`], then shrinks the filesystem to `fit` bytes (what its content
+    /// needs with a margin) when the estimate it was made with left over a quarter more.
+    /// Returns its size in bytes.
+    pub fn close_fitting(self, fit: u64) -> Result<u64, DiskError> {
+        let image = self.image.clone();
+        let bytes = self.close()?;
+        let fit = fit.div_ceil(MIB) * MIB;
+        if fit >= bytes - bytes / 4 {
+            return Ok(bytes);
+        }
+        resize(&image, fit)?;
+        Ok(fit)
+    }
 }
 
 impl Drop for Ext4Writer {
@@ -525,26 +539,41 @@ fn open(image: &Path) -> Result<Filsys, DiskError> {
     Ok(fs)
 }
 
-/// `resize2fs` of a filesystem image to `bytes` (growing it keeps inode numbers).
+/// `resize2fs` of a filesystem image to `bytes`, and the file to match (growing keeps
+/// inode numbers; shrinking may move inodes and blocks).
 pub(crate) fn resize(image: &Path, bytes: u64) -> Result<(), DiskError> {
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(image)
-        .map_err(|source| {
+    let set_len = || -> Result<(), DiskError> {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(image)
+            .map_err(|source| {
+                DiskError::Io(host_tools::PathError::new(
+                    "open",
+                    image.to_path_buf(),
+                    source,
+                ))
+            })?;
+        file.set_len(bytes).map_err(|source| {
             DiskError::Io(host_tools::PathError::new(
-                "open",
+                "size",
                 image.to_path_buf(),
                 source,
             ))
-        })?;
-    file.set_len(bytes).map_err(|source| {
-        DiskError::Io(host_tools::PathError::new(
-            "size",
-            image.to_path_buf(),
-            source,
-        ))
-    })?;
-    drop(file);
+        })
+    };
+    let current = std::fs::metadata(image)
+        .map_err(|source| {
+            DiskError::Io(host_tools::PathError::new(
+                "inspect",
+                image.to_path_buf(),
+                source,
+            ))
+        })?
+        .len();
+    let growing = bytes >= current;
+    if growing {
+        set_len()?;
+    }
     let output = host_tools::RESIZE2FS
         .command()?
         .arg("-f")
@@ -557,6 +586,9 @@ pub(crate) fn resize(image: &Path, bytes: u64) -> Result<(), DiskError> {
             source,
         })?;
     if output.status.success() {
+        if !growing {
+            set_len()?;
+        }
         Ok(())
     } else {
         Err(DiskError::Failed {

@@ -138,3 +138,26 @@ fn writes_every_kind_of_inode_and_grows_when_short() {
             == 600
     );
 }
+
+#[test]
+fn an_oversized_estimate_is_shrunk_to_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("root.ext4");
+    let mut w = Ext4Writer::create(&image, 256 << 20, 4096, "root").unwrap();
+    let data = vec![5u8; 3 << 20];
+    let (ino, _) = w.new_file(&mut &data[..], data.len() as u64).unwrap();
+    w.link(ROOT_INO, b"data", ino, FileKind::Regular).unwrap();
+    w.set_attrs(ino, attrs(0, 0, 0o644), Some(1)).unwrap();
+    assert_eq!(w.close_fitting(48 << 20).unwrap(), 48 << 20);
+    assert_eq!(std::fs::metadata(&image).unwrap().len(), 48 << 20);
+    check_ext4(&image).unwrap();
+    let dumped = dir.path().join("data.out");
+    debugfs(&image, &format!("dump /data {}", dumped.display()));
+    assert!(std::fs::read(&dumped).unwrap() == data);
+    // Close enough to the estimate: left as it is.
+    let mut w = Ext4Writer::create(&image, 64 << 20, 4096, "root").unwrap();
+    let (ino, _) = w.new_file(&mut &data[..], data.len() as u64).unwrap();
+    w.link(ROOT_INO, b"data", ino, FileKind::Regular).unwrap();
+    assert_eq!(w.close_fitting(60 << 20).unwrap(), 64 << 20);
+    check_ext4(&image).unwrap();
+}

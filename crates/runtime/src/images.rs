@@ -596,7 +596,12 @@ fn build_rootfs(
     tracing::info!("writing the root disk's directories");
     let mut writer = sink.writer;
     crate::root_disk::write_tree(&tree, &mut writer)?;
-    writer.close()?;
+    // What the content needs, with the margin root disks always had (VMs grow their own
+    // disk at boot).
+    writer.close_fitting(ignite_disk::ext4_size_for(TreeSize {
+        data_bytes: stats.data_bytes,
+        inodes: stats.inodes,
+    }))?;
     fs::rename(&partial, disk).map_err(io("move the root disk to", disk))?;
     Ok((stats.data_bytes, has_init))
 }
