@@ -222,8 +222,7 @@ fn as_nobody(host: &Host, state: &std::path::Path) -> assert_cmd::Command {
         .env("HOME", state)
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .uid(65534)
-        .gid(65534)
-        .groups(&[]);
+        .gid(65534);
     let mut cmd = assert_cmd::Command::from_std(cmd);
     cmd.timeout(std::time::Duration::from_secs(300));
     cmd
