@@ -65,6 +65,11 @@ impl Ext4Writer {
         })
     }
 
+    /// Free blocks and free inodes, as the allocator counts them.
+    pub fn free(&self) -> (u64, u64) {
+        ffi::free_counts(self.fs)
+    }
+
     /// The filesystem's size in bytes (it grows when the estimate was short).
     pub fn size(&self) -> u64 {
         self.bytes

@@ -161,3 +161,31 @@ fn an_oversized_estimate_is_shrunk_to_fit() {
     assert_eq!(w.close_fitting(62 << 20).unwrap(), 64 << 20);
     check_ext4(&image).unwrap();
 }
+
+#[test]
+fn free_counts_are_read_from_the_superblock_where_dumpe2fs_finds_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("root.ext4");
+    let w = Ext4Writer::create(&image, 96 << 20, 5000, "root").unwrap();
+    let out = Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(&image)
+        .output()
+        .unwrap();
+    let header = String::from_utf8_lossy(&out.stdout);
+    let value = |name: &str| -> u64 {
+        header
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        w.free(),
+        (value("Free blocks:"), value("Free inodes:")),
+        "{header}"
+    );
+    w.close().unwrap();
+}
