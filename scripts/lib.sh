@@ -6,7 +6,8 @@ SYSTEM_PACKAGES=(
     pkg-config
     git
     ca-certificates
-    e2fsprogs       # mkfs.ext4 -d builds root disks; debugfs and e2fsck read them back in tests
+    e2fsprogs       # mkfs.ext4 and resize2fs make root disks; debugfs and e2fsck read them back in tests
+    libext2fs-dev   # libext2fs (and com_err), linked by ignite-disk to write root disks in place
     docker-registry # a real OCI registry the tests start on 127.0.0.1
     apache2-utils   # htpasswd, for the registry with basic auth
     python3         # the benchmarks

@@ -729,3 +729,185 @@ fn a_registry_requiring_client_certificates_is_reached_with_the_cert_and_key_pai
     );
     assert_eq!(id.trim().len(), 16, "{id}");
 }
+
+/// What `debugfs` says of every path of a root disk that an import must keep: type, mode,
+/// owner, links, size, device numbers, symlink target, extended attributes, mtime and a
+/// hash of the content.
+fn disk_listing(disk: &Path) -> Vec<String> {
+    use ignite_testkit::ext4;
+    let mut out = Vec::new();
+    for path in ext4::all_paths(disk) {
+        let stat = ext4::stat(disk, &path).unwrap();
+        let mut line = vec![path.clone()];
+        for name in ["Type:", "Mode:", "User:", "Group:", "Links:", "Size:"] {
+            line.push(format!(
+                "{name}{}",
+                ext4::field(&stat, name).unwrap_or_default()
+            ));
+        }
+        for keep in ["Device major/minor number:", "Fast link dest:", "mtime:"] {
+            if let Some(l) = stat.lines().find(|l| l.contains(keep)) {
+                line.push(l.trim().to_string());
+            }
+        }
+        let xattrs = std::process::Command::new("debugfs")
+            .args(["-R", &format!("ea_list {path}")])
+            .arg(disk)
+            .output()
+            .unwrap();
+        line.push(String::from_utf8_lossy(&xattrs.stdout).trim().to_string());
+        if stat.contains("Type: regular") {
+            let content = ext4::read_file(disk, &path).unwrap();
+            line.push(ignite_testkit::images::sha256(&content));
+        }
+        out.push(line.join(" "));
+    }
+    out
+}
+
+#[test]
+fn root_and_rootless_imports_give_identical_disks() {
+    ignite_testkit::require_root!("importing as root and as another user");
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    // Two layers: owners, a setuid file, a device node, a hardlink pair, a symlink, file
+    // capabilities and a user xattr; then whiteouts, an opaque directory, a replaced file
+    // and a whiteout of one name of a hardlinked file.
+    let capability: &[u8] = &[
+        1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let base = LayerBuilder::new()
+        .dir("etc", 0o755)
+        .file_full(
+            "etc/shadow",
+            b"root:*:19000:0:99999:7:::\n",
+            0o640,
+            0,
+            42,
+            1_600_000_000,
+            &[],
+        )
+        .file("etc/motd", b"deleted by the next layer\n", 0o644)
+        .file("etc/hostname", b"base\n", 0o644)
+        .dir("usr", 0o755)
+        .dir("usr/bin", 0o755)
+        .file_full(
+            "usr/bin/sudo",
+            b"#!/bin/sh\n",
+            0o4755,
+            0,
+            0,
+            1_600_000_001,
+            &[],
+        )
+        .file_full(
+            "usr/bin/ping",
+            b"ping",
+            0o755,
+            0,
+            0,
+            1_600_000_002,
+            &[("security.capability", capability), ("user.note", b"kept")],
+        )
+        .file_full(
+            "usr/bin/both",
+            b"two names\n",
+            0o755,
+            1000,
+            1000,
+            1_600_000_003,
+            &[],
+        )
+        .hardlink("usr/bin/both-link", "usr/bin/both")
+        .hardlink("usr/bin/both-gone", "usr/bin/both")
+        .symlink("bin", "usr/bin")
+        .dir("dev", 0o755)
+        .char_device("dev/null", 1, 3)
+        .dir("opt", 0o755)
+        .dir("opt/app", 0o750)
+        .file("opt/app/old", b"hidden by the opaque marker\n", 0o644)
+        .finish(Compression::Gzip);
+    let top = LayerBuilder::new()
+        .whiteout("etc", "motd")
+        .whiteout("usr/bin", "both-gone")
+        .file("etc/hostname", b"top\n", 0o600)
+        .opaque("opt/app")
+        .file_full("opt/app/new", b"new\n", 0o644, 33, 33, 1_600_000_004, &[])
+        .finish(Compression::Zstd);
+    let image = Image::new(vec![base, top], &["sh"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let layout = dir.path().join("layout");
+    image.write_oci_layout(&layout, "v1");
+    let source = format!("oci:{}:v1", layout.display());
+
+    let as_root = dir.path().join("root-state");
+    ignite(&as_root)
+        .args(["image", "import", &source])
+        .assert()
+        .success();
+    // The same import by another user (nobody), in a state root of its own.
+    let as_user = dir.path().join("user-state");
+    std::fs::create_dir(&as_user).unwrap();
+    std::os::unix::fs::chown(&as_user, Some(65534), Some(65534)).unwrap();
+    let mut cmd = std::process::Command::new(cargo_bin!("ignite"));
+    cmd.env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", &as_user)
+        .env("IGNITE_ROOT", &as_user)
+        .env("NO_COLOR", "1")
+        .args(["image", "import", &source])
+        .uid(65534)
+        .gid(65534);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let disk = |state: &Path| {
+        let disks = root_disks(state);
+        assert_eq!(disks.len(), 1, "{disks:?}");
+        state.join("rootfs").join(&disks[0])
+    };
+    let (root_disk, user_disk) = (disk(&as_root), disk(&as_user));
+    assert!(ignite_testkit::ext4::fsck_clean(&root_disk));
+    assert!(ignite_testkit::ext4::fsck_clean(&user_disk));
+    let (root_listing, user_listing) = (disk_listing(&root_disk), disk_listing(&user_disk));
+    assert_eq!(root_listing, user_listing);
+    // And the disk is what the layers say.
+    let find = |path: &str| {
+        root_listing
+            .iter()
+            .find(|l| l.split(' ').next() == Some(path))
+            .unwrap_or_else(|| panic!("{path} in {root_listing:#?}"))
+            .clone()
+    };
+    let shadow = find("/etc/shadow");
+    assert!(shadow.contains("Mode:0640 User:0 Group:42"), "{shadow}");
+    assert!(find("/usr/bin/sudo").contains("Mode:04755"));
+    let ping = find("/usr/bin/ping");
+    assert!(
+        ping.contains("security.capability") && ping.contains("user.note"),
+        "{ping}"
+    );
+    let null = find("/dev/null");
+    assert!(null.contains("Device major/minor number: 01:03"), "{null}");
+    assert!(find("/usr/bin/both").contains("User:1000 Group:1000 Links:2"));
+    assert!(find("/bin").contains("Fast link dest: \"usr/bin\""));
+    assert!(find("/opt/app").contains("Mode:0750"));
+    assert!(find("/opt/app/new").contains("User:33"));
+    assert!(find("/etc/hostname").contains("Mode:0600"));
+    let paths: Vec<&str> = root_listing
+        .iter()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    for gone in ["/etc/motd", "/usr/bin/both-gone", "/opt/app/old"] {
+        assert!(!paths.contains(&gone), "{gone} in {paths:?}");
+    }
+    assert_eq!(
+        ignite_testkit::ext4::read_file(&root_disk, "/etc/hostname").unwrap(),
+        b"top\n"
+    );
+}

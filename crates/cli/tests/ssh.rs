@@ -1,7 +1,9 @@
 //! `--ssh` and `ignite ssh` through the binary, booting real VMs under QEMU (TCG): keys
 //! generated or imported and authorised in the guest, and the Debian base image on the
 //! bridge (in a network namespace the test creates) getting its address by DHCP, reached
-//! with `ignite ssh`, restarted, and run with exec over SSH when its agent is off.
+//! with `ignite ssh`, restarted, and run with exec over SSH when its agent is off; and the
+//! same image imported and run by a normal user (user networking) booting to a clean
+//! `running` with sshd answering.
 
 use assert_cmd::cargo::cargo_bin;
 use ignite_testkit::netns::{Netns, address_of};
@@ -209,4 +211,94 @@ fn debian_on_the_bridge_gets_dhcp_ssh_exec_and_restarts() {
         .args(["rm", "-f", "nossh"])
         .assert()
         .success();
+}
+
+/// `ignite` as the user nobody, over a state root of its own: Debian's default user
+/// `PATH`, no root anywhere.
+fn as_nobody(host: &Host, state: &std::path::Path) -> assert_cmd::Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = host.std_ignite();
+    cmd.env("IGNITE_ROOT", state)
+        .env("HOME", state)
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .uid(65534)
+        .gid(65534);
+    let mut cmd = assert_cmd::Command::from_std(cmd);
+    cmd.timeout(std::time::Duration::from_secs(300));
+    cmd
+}
+
+#[test]
+fn debian_imported_and_run_rootless_boots_to_running_with_sshd() {
+    use std::os::unix::fs::PermissionsExt;
+    ignite_testkit::require_root!("making a state root for another user");
+    ignite_testkit::require_program!("qemu-system-x86_64", "qemu-system-x86");
+    let host = Host::empty(cargo_bin!("ignite"));
+    std::fs::set_permissions(host.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = host.root().join("nobody");
+    std::fs::create_dir(&state).unwrap();
+    std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+    let layout = ignite_testkit::base_image_layout();
+    as_nobody(&host, &state)
+        .args(["kernel", "import"])
+        .arg(ignite_testkit::kernel_deb())
+        .assert()
+        .success();
+    as_nobody(&host, &state)
+        .args(["image", "import", "--name", "ignite/debian:bookworm"])
+        .arg(format!("oci:{}:bookworm", layout.display()))
+        .assert()
+        .success();
+    // User networking is a normal user's default; run returns once sshd answers.
+    as_nobody(&host, &state)
+        .args([
+            "run",
+            "--ssh",
+            "--name",
+            "deb",
+            "--memory",
+            "512MB",
+            "ignite/debian:bookworm",
+        ])
+        .assert()
+        .success();
+    let result = (|| {
+        let out = as_nobody(&host, &state)
+            .args(["exec", "deb", "systemctl", "is-system-running", "--wait"])
+            .output()
+            .unwrap();
+        let running = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if running != "running" {
+            let failed = as_nobody(&host, &state)
+                .args(["exec", "deb", "systemctl", "--failed", "--no-pager"])
+                .output()
+                .unwrap();
+            return Err(format!(
+                "{running}: {}",
+                String::from_utf8_lossy(&failed.stdout)
+            ));
+        }
+        let shadow = as_nobody(&host, &state)
+            .args(["exec", "deb", "stat", "-c", "%U:%G %a", "/etc/shadow"])
+            .output()
+            .unwrap();
+        let shadow = String::from_utf8_lossy(&shadow.stdout).trim().to_string();
+        if shadow != "root:shadow 640" {
+            return Err(format!("/etc/shadow is {shadow}"));
+        }
+        let hostname = as_nobody(&host, &state)
+            .args(["ssh", "deb", "--", "hostname"])
+            .output()
+            .unwrap();
+        let hostname = String::from_utf8_lossy(&hostname.stdout).trim().to_string();
+        if hostname != "deb" {
+            return Err(format!("ssh answered {hostname:?}"));
+        }
+        Ok(())
+    })();
+    as_nobody(&host, &state)
+        .args(["rm", "-f", "deb"])
+        .assert()
+        .success();
+    result.unwrap();
 }

@@ -1,6 +1,7 @@
-//! Disk images. The root disk of an image is an ext4 filesystem built from its unpacked
-//! tree with `mkfs.ext4 -d`: no mount, no loop device, no root needed for the build itself
-//! (ownership is copied from the tree, so the tree must be unpacked as root to keep it).
+//! Disk images. The root disk of an image is an ext4 filesystem written in place through
+//! libext2fs from the image's layers ([`Ext4Writer`]): no mount, no loop device, no staging
+//! tree and no root needed, with owners, modes and device nodes kept. Directory trees
+//! (a kernel's modules, test volumes) are built with `mkfs.ext4 -d`.
 
 // Outside tests, a failure is an error the caller sees, never a panic on `unwrap`.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
@@ -10,10 +11,15 @@ use std::path::{Path, PathBuf};
 
 use ignite_host_tools as host_tools;
 
+#[allow(unsafe_code)]
+mod ext2fs;
 mod root_disk;
+#[allow(unsafe_code)]
+mod writer;
 pub use root_disk::{
     DiskFormat, backing_file, copy_disk_layer, create_root_disk, create_root_disk_on_layer,
 };
+pub use writer::{Attrs, Ext4Writer, FileKind, ROOT_INO, Special};
 
 const BLOCK: u64 = 4096;
 const MIB: u64 = 1 << 20;
@@ -30,6 +36,16 @@ pub enum DiskError {
         #[source]
         source: std::io::Error,
     },
+    #[error("libext2fs cannot {op} {}: {message}", path.display())]
+    Ext2fs {
+        op: &'static str,
+        path: PathBuf,
+        message: String,
+    },
+    #[error("{name:?} cannot go into an ext4 filesystem: {reason}")]
+    Name { name: String, reason: &'static str },
+    #[error("cannot read a file's data: {0}")]
+    Read(#[source] std::io::Error),
     #[error("{program} failed on {}: {output}", path.display())]
     Failed {
         program: &'static str,
@@ -61,7 +77,8 @@ pub fn ext4_size_for(tree: TreeSize) -> u64 {
     total.div_ceil(MIB) * MIB
 }
 
-fn inode_count(tree: TreeSize) -> u64 {
+/// The inodes to make room for in a filesystem for `tree`.
+pub fn inode_count(tree: TreeSize) -> u64 {
     (tree.inodes + tree.inodes / 4 + 2048).next_multiple_of(64)
 }
 
@@ -79,73 +96,95 @@ pub fn build_ext4(
     let mut bytes = ext4_size_for(size);
     let inodes = inode_count(size);
     for attempt in 0..4 {
-        let file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(image)
-            .map_err(|source| {
-                DiskError::Io(ignite_host_tools::PathError::new(
-                    "create",
-                    image.to_path_buf(),
-                    source,
-                ))
-            })?;
-        file.set_len(bytes).map_err(|source| {
+        match make_ext4(image, bytes, inodes, label, Some(tree)) {
+            Ok(()) => return Ok(bytes),
+            Err(DiskError::Failed { output, .. })
+                if attempt < 3
+                    && (output.contains("Could not allocate") || output.contains("No space")) =>
+            {
+                tracing::debug!(bytes, "the root disk estimate was short; growing it");
+                bytes = (bytes * 2).div_ceil(MIB) * MIB;
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(image);
+                return Err(e);
+            }
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// Makes `image` an ext4 filesystem of `bytes` with `inodes` inodes: the root disk's
+/// options (4 KiB blocks, 256-byte inodes, no reserved blocks, root-owned root, no
+/// orphan file), filled from `tree` when given.
+pub(crate) fn make_ext4(
+    image: &Path,
+    bytes: u64,
+    inodes: u64,
+    label: &str,
+    tree: Option<&Path>,
+) -> Result<(), DiskError> {
+    let file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(image)
+        .map_err(|source| {
             DiskError::Io(ignite_host_tools::PathError::new(
-                "size",
+                "create",
                 image.to_path_buf(),
                 source,
             ))
         })?;
-        drop(file);
-        let output = host_tools::MKFS_EXT4
-            .command()?
-            .args([
-                "-q",
-                "-F",
-                "-b",
-                &BLOCK.to_string(),
-                "-I",
-                "256",
-                "-m",
-                "0",
-                "-L",
-                label,
-            ])
-            .args(["-N", &inodes.to_string()])
-            // Kernels before 5.15 cannot write to a filesystem with an orphan file.
-            .args(["-O", "^orphan_file", "-E", "root_owner=0:0"])
-            .arg("-d")
-            .arg(tree)
-            .arg(image)
-            .env("LC_ALL", "C")
-            .output()
-            .map_err(|source| DiskError::Run {
-                program: "mkfs.ext4",
-                source,
-            })?;
-        if output.status.success() {
-            return Ok(bytes);
-        }
-        let text = String::from_utf8_lossy(&output.stderr).to_string()
-            + &String::from_utf8_lossy(&output.stdout);
-        let out_of_space = text.contains("Could not allocate")
-            || text.contains("No space")
-            || text.contains("Could not allocate inode");
-        if !out_of_space || attempt == 3 {
-            let _ = std::fs::remove_file(image);
-            return Err(DiskError::Failed {
-                program: "mkfs.ext4",
-                path: image.to_path_buf(),
-                output: text.trim().to_string(),
-            });
-        }
-        tracing::debug!(bytes, "the root disk estimate was short; growing it");
-        bytes = (bytes * 2).div_ceil(MIB) * MIB;
+    file.set_len(bytes).map_err(|source| {
+        DiskError::Io(ignite_host_tools::PathError::new(
+            "size",
+            image.to_path_buf(),
+            source,
+        ))
+    })?;
+    drop(file);
+    let mut command = host_tools::MKFS_EXT4.command()?;
+    command
+        .args([
+            "-q",
+            "-F",
+            "-b",
+            &BLOCK.to_string(),
+            "-I",
+            "256",
+            "-m",
+            "0",
+            "-L",
+            label,
+        ])
+        .args(["-N", &inodes.to_string()])
+        // Kernels before 5.15 cannot write to a filesystem with an orphan file.
+        .args(["-O", "^orphan_file", "-E", "root_owner=0:0"]);
+    if let Some(tree) = tree {
+        command.arg("-d").arg(tree);
     }
-    unreachable!("the last attempt returns")
+    let output = command
+        .arg(image)
+        .env("LC_ALL", "C")
+        .output()
+        .map_err(|source| DiskError::Run {
+            program: "mkfs.ext4",
+            source,
+        })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&output.stderr).to_string()
+        + &String::from_utf8_lossy(&output.stdout);
+    Err(DiskError::Failed {
+        program: "mkfs.ext4",
+        path: image.to_path_buf(),
+        output: text.trim().to_string(),
+    })
 }
+
+pub(crate) use writer::resize as resize_ext4;
 
 /// Counts what `tree` holds, for [`build_ext4`], without following symlinks.
 pub fn measure_tree(tree: &Path) -> Result<TreeSize, DiskError> {

@@ -46,6 +46,7 @@ impl HostTool {
 pub const MKFS_EXT4: HostTool = HostTool::new("mkfs.ext4", "e2fsprogs");
 pub const E2FSCK: HostTool = HostTool::new("e2fsck", "e2fsprogs");
 pub const DEBUGFS: HostTool = HostTool::new("debugfs", "e2fsprogs");
+pub const RESIZE2FS: HostTool = HostTool::new("resize2fs", "e2fsprogs");
 pub const DEPMOD: HostTool = HostTool::new("depmod", "kmod");
 pub const NFT: HostTool = HostTool::new("nft", "nftables");
 pub const IP: HostTool = HostTool::new("ip", "iproute2");

@@ -44,6 +44,13 @@ pub enum OciError {
         entry: String,
         reason: String,
     },
+    #[error("layer {layer}: cannot write {entry:?}: {source}")]
+    Write {
+        layer: String,
+        entry: String,
+        #[source]
+        source: crate::unpack::SinkError,
+    },
     #[error("layer {layer} has media type {media_type:?}, which cannot be imported")]
     UnsupportedLayer { layer: String, media_type: String },
     #[error("{0}")]

@@ -1,10 +1,11 @@
 //! Importing OCI images as root disks, listing and removing them.
 //!
 //! An import resolves the source, fetches what is missing into the shared blob store,
-//! unpacks the layers into a private staging directory (checking every blob's digest and
-//! every layer's diff_id on the way), builds the ext4 root disk from it, and only then
-//! registers the Image. A failed or interrupted import registers nothing and leaves no
-//! staging behind; blobs already fetched stay for the next attempt.
+//! writes the layers straight into a new ext4 root disk (checking every blob's digest and
+//! every layer's diff_id on the way; see `root_disk`), and only then registers the Image.
+//! The disk is written in a private directory and moved into place when complete: a failed
+//! or interrupted import registers nothing and leaves nothing behind; blobs already
+//! fetched stay for the next attempt.
 
 use std::fs;
 use std::io::Read;
@@ -21,7 +22,7 @@ use ignite_oci::fetch::{FetchedImage, Progress};
 use ignite_oci::registry::RegistryClient;
 use ignite_oci::registry::credentials::{CredentialStore, default_config_dir};
 use ignite_oci::spec::Platform;
-use ignite_oci::unpack::{UnpackStats, Unpacker};
+use ignite_oci::unpack::{Sink, Unpacker};
 use ignite_oci::{OciError, layout};
 use ignite_store::{Store, StoreError};
 
@@ -554,9 +555,9 @@ pub(crate) fn staging_dir(store: &Store) -> Result<tempfile::TempDir, ImageError
         .map_err(io("create a staging directory in", &staging_root))
 }
 
-/// Unpacks every layer into a staging directory and builds the root disk at `disk`.
-/// Returns the unpacked size, and whether the tree has a /sbin/init (a link counts, as
-/// the guest's init often is one, into /lib/systemd or busybox).
+/// Writes every layer into a new root disk at `disk`. Returns the unpacked size, and
+/// whether the image has a /sbin/init (a link counts, as the guest's init often is one,
+/// into /lib/systemd or busybox).
 fn build_rootfs(
     store: &Store,
     source: &ImageSource,
@@ -564,43 +565,54 @@ fn build_rootfs(
     disk: &Path,
 ) -> Result<(u64, bool), ImageError> {
     let staging = staging_dir(store)?;
-    let tree = staging.path().join("rootfs");
-    let stats = unpack_layers(source, fetched, &tree)?;
-    // Read without following links out of the tree: only real directories are looked
-    // into (/sbin is often a link to usr/sbin); an init that is a link counts.
-    let real_dir = |p: &str| tree.join(p).symlink_metadata().is_ok_and(|m| m.is_dir());
-    let present = |p: &str| tree.join(p).symlink_metadata().is_ok();
-    let has_init = (real_dir("sbin") && present("sbin/init"))
-        || (real_dir("usr") && real_dir("usr/sbin") && present("usr/sbin/init"));
     let rootfs_dir = disk.parent().expect("root disks live in a directory");
     fs::create_dir_all(rootfs_dir).map_err(io("create directory", rootfs_dir))?;
     let partial = staging.path().join("image.ext4");
-    tracing::info!("building the root disk");
-    ignite_disk::build_ext4(
-        &tree,
-        TreeSize {
-            data_bytes: stats.data_bytes,
-            inodes: stats.inodes,
-        },
+    // Sized from the compressed layers (gzip'd filesystems rarely grow more than 4x); the
+    // writer grows the filesystem if that was short.
+    let compressed: u64 = fetched.layers.iter().map(|l| l.descriptor.size).sum();
+    let estimate = TreeSize {
+        data_bytes: compressed.saturating_mul(4),
+        inodes: compressed / 4096 + 4096,
+    };
+    let writer = ignite_disk::Ext4Writer::create(
         &partial,
+        ignite_disk::ext4_size_for(estimate),
+        ignite_disk::inode_count(estimate),
         ignite_disk::ROOT_LABEL,
     )?;
+    let mut unpacker = Unpacker::with_sink(crate::root_disk::DiskSink { writer });
+    unpack_layers(source, fetched, &mut unpacker)?;
+    let (tree, sink, stats) = unpacker.into_parts();
+    // Looked up without following links: only real directories are looked into (/sbin is
+    // often a link to usr/sbin); an init that is a link counts.
+    let real_dir = |p: &str| {
+        tree.lookup(p)
+            .is_some_and(|id| matches!(tree.node(id).kind, ignite_oci::unpack::Kind::Dir(_)))
+    };
+    let present = |p: &str| tree.lookup(p).is_some();
+    let has_init = (real_dir("sbin") && present("sbin/init"))
+        || (real_dir("usr") && real_dir("usr/sbin") && present("usr/sbin/init"));
+    tracing::info!("writing the root disk's directories");
+    let mut writer = sink.writer;
+    crate::root_disk::write_tree(&tree, &mut writer)?;
+    // What the content needs, with the margin root disks always had (VMs grow their own
+    // disk at boot).
+    writer.close_fitting(ignite_disk::ext4_size_for(TreeSize {
+        data_bytes: stats.data_bytes,
+        inodes: stats.inodes,
+    }))?;
     fs::rename(&partial, disk).map_err(io("move the root disk to", disk))?;
     Ok((stats.data_bytes, has_init))
 }
 
-/// Applies an image's layers, in order, to a new directory `tree`, checking every blob's
-/// size and digest and every layer's diff_id.
-pub(crate) fn unpack_layers(
+/// Applies an image's layers, in order, checking every blob's size and digest and every
+/// layer's diff_id.
+pub(crate) fn unpack_layers<S: Sink>(
     source: &ImageSource,
     fetched: &FetchedImage,
-    tree: &Path,
-) -> Result<UnpackStats, ImageError> {
-    fs::create_dir(tree).map_err(io("create directory", tree))?;
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(tree, fs::Permissions::from_mode(0o755))
-        .map_err(io("set mode of", tree))?;
-    let mut unpacker = Unpacker::new(tree);
+    unpacker: &mut Unpacker<S>,
+) -> Result<(), ImageError> {
     for (i, layer) in fetched.layers.iter().enumerate() {
         let desc = &layer.descriptor;
         let label = format!("{} of {source}", desc.digest);
@@ -610,12 +622,16 @@ pub(crate) fn unpack_layers(
             "unpacking layer {}",
             &desc.digest.hex()[..12]
         );
-        let mut reader = HashingReader::new(layer.open()?.take(desc.size + 1));
+        let blob = layer.open()?;
+        let mut reader = HashingReader::new(blob.take(desc.size + 1));
         let unpacked = unpacker.apply(&label, &mut reader);
         // Whatever the archive format left unread still counts towards the blob's digest,
         // which is checked first: a blob that is not what the manifest says explains any
         // unpacking error it causes.
-        std::io::copy(&mut reader, &mut std::io::sink()).map_err(io("read layer", tree))?;
+        std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| OciError::Invalid {
+            what: format!("layer {label}"),
+            reason: format!("cannot read it: {e}"),
+        })?;
         let (digest, size) = reader.finish();
         if size != desc.size {
             return Err(OciError::SizeMismatch {
@@ -644,13 +660,7 @@ pub(crate) fn unpack_layers(
             .into());
         }
     }
-    if unpacker.stats.skipped_privileged > 0 {
-        tracing::warn!(
-            "not running as root: {} device nodes and file owners were not kept; import as root for a faithful root disk",
-            unpacker.stats.skipped_privileged
-        );
-    }
-    Ok(unpacker.stats)
+    Ok(())
 }
 
 /// Removes staging directories left by imports that were killed (their process is gone).

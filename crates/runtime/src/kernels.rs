@@ -23,7 +23,7 @@ use ignite_kernel::deb;
 use ignite_kernel::modules::{GUEST_MODULES, ModuleIndex};
 use ignite_kernel::version::{check_release, kernel_release};
 use ignite_oci::digest::Digest;
-use ignite_oci::fetch::Progress;
+use ignite_oci::fetch::{FetchedImage, Progress};
 use ignite_oci::unpack::Unpacker;
 use ignite_store::{Store, StoreError};
 
@@ -212,7 +212,7 @@ pub fn import_kernel(
                     fetched: false,
                 });
             };
-            unpack_layers(&fetched.source, &fetched.image, &tree)?;
+            unpack_layers_to_dir(&fetched.source, &fetched.image, &tree)?;
             let vmlinux = resolve_in(&tree, "boot/vmlinux", Want::File).ok_or_else(|| {
                 ImageError::Source(ignite_api::SourceError::new(format!(
                     "{source} has no /boot/vmlinux: a kernel image holds its kernel there (and its modules in /lib/modules)"
@@ -395,13 +395,14 @@ fn unpack_file(path: &Path, modules: Option<&Path>, tree: &Path) -> Result<Unpac
     let (member, at, len) = deb::data_member(&bytes).map_err(bad)?;
     let data = &bytes[at..at + len];
     fs::create_dir(tree).map_err(io("create directory", tree))?;
-    let mut unpacker = Unpacker::new(tree);
+    let mut unpacker = Unpacker::new(tree)?;
     let label = format!("{member} of {}", path.display());
     if member.ends_with(".xz") {
         unpacker.apply(&label, liblzma::read::XzDecoder::new(data))?;
     } else {
         unpacker.apply(&label, data)?;
     }
+    unpacker.finish()?;
     let no_boot = || {
         ImageError::Source(ignite_api::SourceError::new(format!(
             "{} holds no /boot/vmlinuz-*: not a kernel package",
@@ -812,6 +813,29 @@ pub fn vms_using(store: &Store, kernel: &Kernel) -> Result<Vec<Vm>, ImageError> 
             None => default,
         })
         .collect())
+}
+
+/// Applies a kernel image's layers to a new directory `tree` (the host reads the kernel
+/// and its modules from it).
+fn unpack_layers_to_dir(
+    source: &ImageSource,
+    fetched: &FetchedImage,
+    tree: &Path,
+) -> Result<(), ImageError> {
+    fs::create_dir(tree).map_err(io("create directory", tree))?;
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(tree, fs::Permissions::from_mode(0o755))
+        .map_err(io("set mode of", tree))?;
+    let mut unpacker = Unpacker::new(tree)?;
+    unpack_layers(source, fetched, &mut unpacker)?;
+    let stats = unpacker.finish()?;
+    if stats.skipped_privileged > 0 {
+        tracing::debug!(
+            "not running as root: {} device nodes and file owners of the kernel image were not kept (the host only reads its kernel and modules)",
+            stats.skipped_privileged
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -14,4 +14,5 @@ pub mod kernels;
 pub mod policy;
 pub mod reconcile;
 pub mod removal;
+mod root_disk;
 pub mod vms;

@@ -103,6 +103,36 @@ impl LayerBuilder {
         self
     }
 
+    /// A file with every attribute given: owner, mode (setuid bits too), mtime, and
+    /// extended attributes in a PAX header as Docker writes them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn file_full(
+        mut self,
+        name: &str,
+        content: &[u8],
+        mode: u32,
+        uid: u64,
+        gid: u64,
+        mtime: u64,
+        xattrs: &[(&str, &[u8])],
+    ) -> Self {
+        if !xattrs.is_empty() {
+            let keys: Vec<(String, &[u8])> = xattrs
+                .iter()
+                .map(|(k, v)| (format!("SCHILY.xattr.{k}"), *v))
+                .collect();
+            self.tar
+                .append_pax_extensions(keys.iter().map(|(k, v)| (k.as_str(), *v)))
+                .expect("pax header");
+        }
+        let mut h = header(tar::EntryType::Regular, mode);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        h.set_mtime(mtime);
+        self.append_raw(h, name, content);
+        self
+    }
+
     pub fn symlink(mut self, name: &str, target: &str) -> Self {
         let mut h = header(tar::EntryType::Symlink, 0o777);
         Self::set_link(&mut h, target);
