@@ -467,7 +467,12 @@ impl Ext4Writer {
     pub fn close_fitting(self, fit: u64) -> Result<u64, DiskError> {
         let image = self.image.clone();
         let bytes = self.close()?;
-        let fit = fit.div_ceil(MIB) * MIB;
+        // Never below what resize2fs can shrink it to (a filesystem grown while it was
+        // written keeps the metadata of its larger size): forced below that minimum,
+        // resize2fs fails half-way and leaves the filesystem broken.
+        let floor = minimum_size(&image)?;
+        tracing::debug!(bytes, fit, floor, "fitting the root disk to its content");
+        let fit = fit.max(floor + floor / 10 + 4 * MIB).div_ceil(MIB) * MIB;
         if fit >= bytes - bytes / 10 {
             return Ok(bytes);
         }
@@ -544,6 +549,37 @@ fn open(image: &Path) -> Result<Filsys, DiskError> {
         return Err(fail("read the bitmaps of", code));
     }
     Ok(fs)
+}
+
+/// The smallest size in bytes `resize2fs` can shrink the filesystem image to (`-P`).
+fn minimum_size(image: &Path) -> Result<u64, DiskError> {
+    let output = host_tools::RESIZE2FS
+        .command()?
+        .arg("-P")
+        .arg(image)
+        .env("LC_ALL", "C")
+        .output()
+        .map_err(|source| DiskError::Run {
+            program: "resize2fs",
+            source,
+        })?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let blocks = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Estimated minimum size of the filesystem:"))
+        .and_then(|n| n.trim().parse::<u64>().ok());
+    match blocks {
+        Some(blocks) if output.status.success() => Ok(blocks * BLOCK),
+        _ => Err(DiskError::Failed {
+            program: "resize2fs",
+            path: image.to_path_buf(),
+            output: format!(
+                "no minimum size in its answer to -P: {}{}",
+                text.trim(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        }),
+    }
 }
 
 /// `resize2fs` of a filesystem image to `bytes`, and the file to match (growing keeps
