@@ -421,15 +421,17 @@ mod tests {
                 capabilities,
                 accel,
                 network: &network::no_network(),
-                memory: MemorySettings::default(),
+                memory: MemorySettings {
+                    reporting: true,
+                    translation_cache_mib: Some(24),
+                },
             });
             assert_eq!(plan.machine.kernel, PathBuf::from("/k/vmlinux"));
-            // Every machine has the balloon; only TCG has a translation cache to size.
+            // The balloon as asked; only TCG has a translation cache to size.
             assert!(plan.machine.memory_reporting);
             assert_eq!(
                 plan.machine.translation_cache_mib,
-                (accel == Accel::Tcg)
-                    .then_some(crate::vms::host_memory::DEFAULT_TRANSLATION_CACHE_MIB)
+                (accel == Accel::Tcg).then_some(24)
             );
         }
     }
