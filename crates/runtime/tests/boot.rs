@@ -184,6 +184,7 @@ fn boot_with(
         memory_file: None,
         memory_reporting: false,
         translation_cache_mib: None,
+        confinement: Default::default(),
     })
 }
 
@@ -224,6 +225,7 @@ fn a_blank_disk_is_reported_and_the_vm_powers_off() {
         memory_file: None,
         memory_reporting: false,
         translation_cache_mib: None,
+        confinement: Default::default(),
     });
     let (console, powered_off) = vm.wait_exit(BOOT);
     let loaded = console

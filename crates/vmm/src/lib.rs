@@ -131,6 +131,27 @@ pub struct MachineSpec {
     pub memory_reporting: bool,
     /// The TCG translation cache's size in MiB (QEMU's `tb-size`); `None`: QEMU's own.
     pub translation_cache_mib: Option<u32>,
+    /// How the VMM process is held in.
+    pub confinement: Confinement,
+}
+
+/// How the VMM process is held in (the README's "Confinement"): what the runtime decided
+/// for this host and caller, which each driver turns into its VMM's terms. The VM's cgroup
+/// is not here: the supervisor joins it before it starts the VMM, which inherits it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Confinement {
+    /// The unprivileged user and group the VMM runs as once it has opened its devices,
+    /// disks and sockets (VMs started by root); `None`: it runs as its caller.
+    pub user: Option<VmmUser>,
+    /// The VMM's own system-call filter (QEMU's `-sandbox`; Firecracker always filters).
+    pub seccomp: bool,
+}
+
+/// A VMM's user and group: one of the host's range for VMMs, a VM's own while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmmUser {
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// Guest memory backed by a file. `shared`: the guest writes into the file (a warm-start

@@ -579,6 +579,7 @@ mod tests {
             memory_file: None,
             memory_reporting: false,
             translation_cache_mib: None,
+            confinement: Default::default(),
         }
     }
 

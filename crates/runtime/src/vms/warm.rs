@@ -357,6 +357,7 @@ mod tests {
             memory_file: None,
             memory_reporting: false,
             translation_cache_mib: None,
+            confinement: Default::default(),
         }
     }
 

@@ -144,6 +144,8 @@ pub fn plan(inputs: &PlanInputs<'_>) -> MachinePlan {
             Accel::Tcg => memory.translation_cache_mib,
             Accel::Kvm => None,
         },
+        // Decided by the supervisor, which claims the VMM's user (`vms::confinement`).
+        confinement: Default::default(),
     };
     MachinePlan { machine, guest }
 }
