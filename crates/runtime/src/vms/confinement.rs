@@ -269,7 +269,7 @@ pub fn claim_user(dir: &Path, users: VmmUsers, vm_uid: &str) -> Result<UserClaim
         }
         let record = ClaimRecord {
             vm: vm_uid.to_string(),
-            supervisor: me.clone(),
+            supervisor: me,
         };
         let written = std::fs::OpenOptions::new()
             .write(true)
