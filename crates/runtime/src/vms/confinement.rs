@@ -74,10 +74,13 @@ impl VmmUsers {
     }
 }
 
-/// What a VM's run holds: its group (left and removed on drop) and its VMM's user.
+/// What a VM's run holds: its group (left and removed on drop), its VMM's user, and
+/// the disks handed to that user (given back to root on drop).
 pub struct Confined {
     group: Option<(Hierarchy, Group, Origin)>,
     user: Option<UserClaim>,
+    given: Vec<PathBuf>,
+    opened_dir: Option<PathBuf>,
     /// What the VMM is told.
     pub vmm: Confinement,
 }
@@ -93,8 +96,113 @@ impl Confined {
     }
 }
 
+impl Confined {
+    /// Hands the VM's own writable disk files (those in `vm_dir`) to the VMM's user, 0600,
+    /// and lets that user (its group) through to them: QEMU opens its disks as root, but
+    /// reopens them by name when it deactivates and reactivates them around a saved state.
+    /// The state root and `vms/` are searchable by all (not listable), the VM's directory
+    /// by the VM's group alone (0710), for the run; nothing outside the VM's directory is
+    /// handed over.
+    pub fn give_disks(&mut self, root: &Path, vm_dir: &Path, disks: &[ignite_vmm::DiskSpec]) {
+        let Some(user) = self.vmm.user else {
+            return;
+        };
+        for dir in [root, &root.join("vms")] {
+            if let Err(e) = add_search(dir) {
+                tracing::warn!("cannot let VMM users through {}: {e}", dir.display());
+            }
+        }
+        match set_owner_mode(vm_dir, 0, user.gid, 0o710) {
+            Ok(()) => self.opened_dir = Some(vm_dir.to_path_buf()),
+            Err(e) => tracing::warn!(
+                "cannot let the VMM's user {} into {}: {e} (saving the VM's state will fail)",
+                user.uid,
+                vm_dir.display()
+            ),
+        }
+        for disk in disks
+            .iter()
+            .filter(|d| !d.read_only && d.path.parent() == Some(vm_dir))
+        {
+            match chown_private(&disk.path, user.uid, user.gid) {
+                Ok(()) => self.given.push(disk.path.clone()),
+                Err(e) => tracing::warn!(
+                    "cannot hand {} to the VMM's user {}: {e} (saving the VM's state will fail)",
+                    disk.path.display(),
+                    user.uid
+                ),
+            }
+        }
+    }
+
+    /// The VMM does not change user after all (a driver without a way to, such as
+    /// Firecracker without its jailer): the claim is given back.
+    pub fn keep_user_unused(&mut self) {
+        self.user = None;
+        self.vmm.user = None;
+    }
+}
+
+/// A file handed to a user: owner and mode 0600, without following a link.
+fn chown_private(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    let file = open_no_follow(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    fchown_mode(&file, uid, gid, 0o600)
+}
+
+/// A directory's owner and mode, without following a link.
+fn set_owner_mode(dir: &Path, uid: u32, gid: u32, mode: u32) -> std::io::Result<()> {
+    let file = open_no_follow(dir)?;
+    if !file.metadata()?.is_dir() {
+        return Err(std::io::Error::other("not a directory"));
+    }
+    fchown_mode(&file, uid, gid, mode)
+}
+
+/// Adds search (not read) for everyone to a directory of root's.
+fn add_search(dir: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::PermissionsExt;
+    let file = open_no_follow(dir)?;
+    let mode = file.metadata()?.permissions().mode() & 0o7777;
+    if mode & 0o011 != 0o011 {
+        rustix::fs::fchmod(file.as_fd(), rustix::fs::Mode::from_raw_mode(mode | 0o011))?;
+    }
+    Ok(())
+}
+
+fn open_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(path)
+}
+
+fn fchown_mode(file: &std::fs::File, uid: u32, gid: u32, mode: u32) -> std::io::Result<()> {
+    use std::os::fd::AsFd;
+    rustix::fs::fchown(
+        file.as_fd(),
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+    )?;
+    rustix::fs::fchmod(file.as_fd(), rustix::fs::Mode::from_raw_mode(mode))?;
+    Ok(())
+}
+
 impl Drop for Confined {
     fn drop(&mut self) {
+        for path in &self.given {
+            if let Err(e) = chown_private(path, 0, 0) {
+                tracing::warn!("cannot give {} back to root: {e}", path.display());
+            }
+        }
+        if let Some(dir) = &self.opened_dir
+            && let Err(e) = set_owner_mode(dir, 0, 0, 0o700)
+        {
+            tracing::warn!("cannot make {} root's alone again: {e}", dir.display());
+        }
         if let Some((hierarchy, group, origin)) = &self.group {
             origin.return_self(hierarchy);
             if let Err(e) = group.remove() {
@@ -158,7 +266,13 @@ pub fn enter(
         user: user.as_ref().map(|c| c.user),
         seccomp: true,
     };
-    Confined { group, user, vmm }
+    Confined {
+        group,
+        user,
+        given: Vec::new(),
+        opened_dir: None,
+        vmm,
+    }
 }
 
 fn join_group(

@@ -187,13 +187,14 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     // The VM's cgroup (this process joins it, the VMM inherits it) and its VMM's user.
     // Dropped, which removes the group, before the VM is recorded as stopped: a start
     // that follows makes the group anew.
-    let confined = super::confinement::enter(
+    let mut confined = super::confinement::enter(
         store.root(),
         &vm,
         accel,
         settings.translation_cache_mib,
         settings.vmm_users,
     );
+    confined.give_disks(store.root(), files.dir(), &spec.disks);
     spec.confinement = confined.vmm.clone();
 
     let control = files.control_socket();
