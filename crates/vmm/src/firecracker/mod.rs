@@ -3,8 +3,13 @@
 //! interfaces, vsock) and started with `InstanceStart`. The serial console is the
 //! process's stdin and stdout; the guest agent is reached over vsock, whose host side is
 //! a unix socket that takes `CONNECT <port>`.
+//!
+//! A VM with its own user ([`crate::Confinement::user`], VMs started by root) runs under
+//! Firecracker's jailer where one is installed ([`jailer`]): every path the API is given
+//! is then the file's place in the VM's chroot.
 
 pub mod api;
+pub mod jailer;
 
 use std::ffi::OsString;
 use std::io::{self, Write};
@@ -15,8 +20,8 @@ use std::time::{Duration, Instant};
 use ignite_guest_protocol::agent::VSOCK_PORT;
 
 use crate::{
-    Accel, Capabilities, DiskFormat, GuestMemoryStats, KernelFormat, MachineSpec, NetworkBackend,
-    NicBackend, StateFiles, Vmm, VmmError, VmmKind,
+    Accel, Capabilities, Confinement, DiskFormat, GuestMemoryStats, KernelFormat, MachineSpec,
+    NetworkBackend, NicBackend, StateFiles, Vmm, VmmError, VmmKind,
 };
 
 pub const FIRECRACKER_BINARY: &str = "firecracker";
@@ -28,21 +33,27 @@ pub const METRICS_FILE: &str = "firecracker.metrics";
 
 pub struct Firecracker {
     pub binary: PathBuf,
+    /// Its jailer, when one was found ([`jailer::locate`]).
+    pub jailer: Option<PathBuf>,
 }
 
 impl Firecracker {
+    /// `binary`, with the jailer beside it or in PATH.
+    pub fn new(binary: PathBuf) -> Firecracker {
+        let jailer = jailer::locate(&binary);
+        Firecracker { binary, jailer }
+    }
+
     /// The configured binary, else `firecracker` from PATH, or how to get one.
     pub fn locate(configured: Option<&Path>) -> Result<Firecracker, VmmError> {
         match configured {
-            Some(path) if is_executable(path) => Ok(Firecracker {
-                binary: path.to_path_buf(),
-            }),
+            Some(path) if is_executable(path) => Ok(Firecracker::new(path.to_path_buf())),
             Some(path) => Err(VmmError::NotInstalled(format!(
                 "the configured Firecracker binary {} is not an executable file: fix the Configuration's spec.firecracker, or use --vmm qemu",
                 path.display()
             ))),
             None => crate::find_in_path(FIRECRACKER_BINARY)
-                .map(|binary| Firecracker { binary })
+                .map(Firecracker::new)
                 .ok_or_else(|| {
                     VmmError::NotInstalled("firecracker is not installed (or not in PATH): install a release from https://github.com/firecracker-microvm/firecracker/releases, set the Configuration's spec.firecracker to its path, or use --vmm qemu".to_string())
                 }),
@@ -51,15 +62,28 @@ impl Firecracker {
 
     /// `Firecracker v1.16.1`, as the binary says.
     pub fn version(&self) -> io::Result<String> {
-        let out = std::process::Command::new(&self.binary)
-            .arg("--version")
-            .output()?;
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .map(|l| l.trim().to_string())
-            .filter(|l| !l.is_empty())
-            .ok_or_else(|| io::Error::other("firecracker --version printed nothing"))
+        version_of(&self.binary)
+    }
+
+    /// The jail a VM runs in: one for each VM with its own user when the jailer is
+    /// installed, else why it runs without (for the supervisor's log). The VM's files
+    /// are in `control`'s directory.
+    pub fn jail(
+        &self,
+        confinement: &Confinement,
+        control: &Path,
+    ) -> Result<(jailer::Jail, &Path), String> {
+        let Some(user) = confinement.user else {
+            return Err("it runs as the user who started the VM (only root can jail it: start VMs as root for a chroot and a user of their own)".into());
+        };
+        let Some(jailer) = &self.jailer else {
+            return Err(format!(
+                "no `jailer` beside {} nor in PATH: install the jailer of the same Firecracker release next to it (release archives hold both)",
+                self.binary.display()
+            ));
+        };
+        let vm_dir = control.parent().unwrap_or(Path::new("."));
+        Ok((jailer::Jail::in_vm_dir(vm_dir, user), jailer))
     }
 
     /// Refuses what Firecracker cannot run, before anything starts.
@@ -87,6 +111,19 @@ impl Firecracker {
         }
         Ok(())
     }
+}
+
+/// The first line `PROGRAM --version` prints (`Firecracker v1.16.1`, `Jailer v1.16.1`).
+pub fn version_of(program: &Path) -> io::Result<String> {
+    let out = std::process::Command::new(program)
+        .arg("--version")
+        .output()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| io::Error::other(format!("{} --version printed nothing", program.display())))
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -130,23 +167,54 @@ impl Vmm for Firecracker {
         }
     }
 
-    fn command(&self, _spec: &MachineSpec, control: &Path) -> (PathBuf, Vec<OsString>) {
-        (
-            self.binary.clone(),
+    fn command(&self, spec: &MachineSpec, control: &Path) -> (PathBuf, Vec<OsString>) {
+        let args = |api_socket: &Path| -> Vec<OsString> {
             vec![
                 "--api-sock".into(),
-                control.as_os_str().to_owned(),
+                api_socket.as_os_str().to_owned(),
                 // Until the logger is configured, Firecracker logs to stdout: the console.
                 "--level".into(),
                 "Warning".into(),
-            ],
-        )
+            ]
+        };
+        match self.jail(&spec.confinement, control) {
+            Ok((jail, jailer)) => {
+                // A failure shows as the jailer's own error, which names the directory.
+                if let Err(e) = jail.create_base() {
+                    tracing::warn!("cannot create {}: {e}", jail.base().display());
+                }
+                tracing::info!(
+                    "Firecracker runs under its jailer in {}",
+                    jail.root().display()
+                );
+                jail.command(
+                    jailer,
+                    &self.binary,
+                    args(&jailer::Jail::jailed_path(jailer::API_SOCKET)),
+                )
+            }
+            Err(why) => {
+                tracing::warn!("Firecracker runs without its jailer: {why}");
+                (self.binary.clone(), args(control))
+            }
+        }
     }
 
     fn boot(&self, spec: &MachineSpec, control: &Path) -> io::Result<()> {
         Firecracker::check(spec).map_err(io::Error::other)?;
+        let jail = self.jail(&spec.confinement, control).ok().map(|(j, _)| j);
+        if let Some(jail) = &jail {
+            jail.socket_link(jailer::API_SOCKET, control)?;
+            // Firecracker listens once the jailer is done with the chroot.
+            wait_for_socket(control, Duration::from_secs(10))?;
+        }
         if let Some(files) = &spec.restore {
-            for step in restore_steps(spec, files)? {
+            let steps = restore_steps(spec, files)?;
+            let steps = match &jail {
+                Some(jail) => jailed_restore(jail, spec, steps)?,
+                None => steps,
+            };
+            for step in steps {
                 match step {
                     RestoreStep::Put(path, Request::Logger(b)) => api::put(control, &path, &b),
                     RestoreStep::Put(path, Request::Metrics(b)) => api::put(control, &path, &b),
@@ -163,7 +231,14 @@ impl Vmm for Firecracker {
             return Ok(());
         }
         wait_for_socket(control, Duration::from_secs(10))?;
-        for (path, body) in requests(spec)? {
+        let requests = match &jail {
+            Some(jail) => requests(spec)?
+                .into_iter()
+                .map(|(path, request)| Ok((path, jailed_request(jail, request)?)))
+                .collect::<io::Result<Vec<_>>>()?,
+            None => requests(spec)?,
+        };
+        for (path, body) in requests {
             match body {
                 Request::Logger(b) => api::put(control, &path, &b),
                 Request::Metrics(b) => api::put(control, &path, &b),
@@ -199,6 +274,9 @@ impl Vmm for Firecracker {
     }
 
     fn save_state(&self, control: &Path, files: &StateFiles) -> io::Result<()> {
+        if let Some(root) = jailer::root_of_control(control) {
+            return save_jailed(control, &root, files);
+        }
         // Made here, owner-only: Firecracker writes into them (it would create them with
         // its umask's mode).
         StateFiles::create(&files.state)?;
@@ -395,6 +473,133 @@ pub fn requests(spec: &MachineSpec) -> io::Result<Vec<(String, Request)>> {
         }),
     ));
     Ok(out)
+}
+
+/// A jailed VM's state: written by Firecracker into files in its chroot (its user's,
+/// owner-only, made here), then moved out to `files`.
+fn save_jailed(control: &Path, root: &Path, files: &StateFiles) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // The jailer gave the chroot to the VM's user.
+    let owner = std::fs::symlink_metadata(root)?;
+    let user = crate::VmmUser {
+        uid: owner.uid(),
+        gid: owner.gid(),
+    };
+    let inside = [jailer::SAVED_STATE, jailer::SAVED_MEMORY].map(|name| root.join(name));
+    for path in &inside {
+        // Left by an earlier save that failed half-way.
+        let _ = std::fs::remove_file(path);
+        let file = StateFiles::create(path)?;
+        std::os::unix::fs::fchown(&file, Some(user.uid), Some(user.gid))?;
+    }
+    let jailed = StateFiles {
+        state: jailer::Jail::jailed_path(jailer::SAVED_STATE),
+        memory: jailer::Jail::jailed_path(jailer::SAVED_MEMORY),
+        memory_in_file: files.memory_in_file,
+    };
+    let saved = api::put(control, "/snapshot/create", &snapshot_create(&jailed))
+        .and_then(|()| jailer::take_out(&inside[0], &files.state))
+        .and_then(|()| jailer::take_out(&inside[1], &files.memory));
+    for path in &inside {
+        let _ = std::fs::remove_file(path);
+    }
+    saved
+}
+
+/// `request` with the files it names put into `jail`, named as Firecracker sees them.
+fn jailed_request(jail: &jailer::Jail, request: Request) -> io::Result<Request> {
+    use jailer::Placement::{Own, Shared};
+    Ok(match request {
+        Request::Logger(mut b) => {
+            b.log_path = jail.place(&b.log_path, LOG_FILE, Own)?;
+            Request::Logger(b)
+        }
+        Request::Metrics(mut b) => {
+            b.metrics_path = jail.place(&b.metrics_path, METRICS_FILE, Own)?;
+            Request::Metrics(b)
+        }
+        Request::Boot(mut b) => {
+            // The kernel is the kernel's, shared by every VM booting it.
+            b.kernel_image_path = jail.place(&b.kernel_image_path, JAILED_KERNEL, Shared)?;
+            b.initrd_path = b
+                .initrd_path
+                .map(|p| jail.place(&p, JAILED_INITRD, Own))
+                .transpose()?;
+            Request::Boot(b)
+        }
+        Request::Drive(mut b) => {
+            // A read-only disk (the kernel's modules) is shared; a writable one the VM's.
+            let how = if b.is_read_only { Shared } else { Own };
+            b.path_on_host = jail.place(&b.path_on_host, &jailed_drive(&b.drive_id), how)?;
+            Request::Drive(b)
+        }
+        Request::Vsock(mut b) => {
+            b.uds_path = jail.socket_link(jailer::VSOCK_SOCKET, &b.uds_path)?;
+            Request::Vsock(b)
+        }
+        other => other,
+    })
+}
+
+/// The kernel, initramfs and drives in a jail. The names are the same in every jail, so
+/// the paths a jailed VM's snapshot records are those of any jailed VM restored from it.
+const JAILED_KERNEL: &str = "vmlinux";
+const JAILED_INITRD: &str = "initrd";
+const JAILED_SNAPSHOT_STATE: &str = "snapshot-state";
+const JAILED_SNAPSHOT_MEMORY: &str = "snapshot-memory";
+
+fn jailed_drive(drive_id: &str) -> String {
+    format!("drive-{drive_id}")
+}
+
+/// A restore with the files it names put into `jail`. The drives go in first: loading a
+/// snapshot opens the drives it recorded, which in a jail are this VM's.
+fn jailed_restore(
+    jail: &jailer::Jail,
+    spec: &MachineSpec,
+    steps: Vec<RestoreStep>,
+) -> io::Result<Vec<RestoreStep>> {
+    use jailer::Placement::{Own, Shared};
+    let mut drives = std::collections::HashMap::new();
+    for step in &steps {
+        if let RestoreStep::Drive(_, b) = step {
+            let read_only = spec
+                .disks
+                .iter()
+                .any(|d| d.path == b.path_on_host && d.read_only);
+            let how = if read_only { Shared } else { Own };
+            let placed = jail.place(&b.path_on_host, &jailed_drive(&b.drive_id), how)?;
+            drives.insert(b.drive_id.clone(), placed);
+        }
+    }
+    steps
+        .into_iter()
+        .map(|step| {
+            Ok(match step {
+                RestoreStep::Put(path, request) => {
+                    RestoreStep::Put(path, jailed_request(jail, request)?)
+                }
+                RestoreStep::Load(mut b) => {
+                    // A snapshot's files may be restored by many VMs at once: copies.
+                    b.snapshot_path =
+                        jail.place(&b.snapshot_path, JAILED_SNAPSHOT_STATE, Shared)?;
+                    b.mem_backend.backend_path =
+                        jail.place(&b.mem_backend.backend_path, JAILED_SNAPSHOT_MEMORY, Shared)?;
+                    if let Some(v) = &mut b.vsock_override {
+                        v.uds_path = jail.socket_link(jailer::VSOCK_SOCKET, &v.uds_path)?;
+                    }
+                    RestoreStep::Load(b)
+                }
+                RestoreStep::Drive(path, mut b) => {
+                    if let Some(placed) = drives.remove(&b.drive_id) {
+                        b.path_on_host = placed;
+                    }
+                    RestoreStep::Drive(path, b)
+                }
+                RestoreStep::Resume => RestoreStep::Resume,
+            })
+        })
+        .collect()
 }
 
 /// The body that saves a paused VM into `files`.
