@@ -215,6 +215,39 @@ mod tests {
     }
 
     #[test]
+    fn doctor_finds_the_jailer_beside_firecracker_or_says_how_to_get_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fc = dir.path().join("firecracker");
+        let jailer = dir.path().join("jailer");
+        std::fs::write(&fc, "#!/bin/sh\necho Firecracker v1.16.1\n").unwrap();
+        std::fs::write(&jailer, "#!/bin/sh\necho Jailer v1.16.1\n").unwrap();
+        for p in [&fc, &jailer] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        assert_eq!(
+            check_jailer(Some(&fc)),
+            JailerCheck::Found(format!("{} (Jailer v1.16.1)", jailer.display()))
+        );
+        std::fs::write(&jailer, "#!/bin/sh\nexit 1\n").unwrap();
+        assert!(matches!(
+            check_jailer(Some(&fc)),
+            JailerCheck::Missing(m) if m.contains("does not run")
+        ));
+        std::fs::remove_file(&jailer).unwrap();
+        if crate::find_in_path("jailer").is_none() {
+            assert!(matches!(
+                check_jailer(Some(&fc)),
+                JailerCheck::Missing(m) if m.contains("install the jailer of the same release")
+            ));
+        }
+        assert!(matches!(
+            check_jailer(Some(&dir.path().join("missing"))),
+            JailerCheck::Missing(m) if m.contains("no Firecracker")
+        ));
+    }
+
+    #[test]
     fn each_driver_says_what_it_reads_and_refuses_what_it_cannot_do() {
         let qemu = Qemu::default();
         let fc = Firecracker {

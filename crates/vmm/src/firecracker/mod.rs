@@ -906,6 +906,202 @@ mod tests {
         );
     }
 
+    /// A VM directory and kernel directory holding the files of [`spec`], the machine
+    /// pointed at them, and the VM's jail with its chroot made (as the jailer does).
+    fn jailed_machine(dir: &Path) -> (MachineSpec, jailer::Jail) {
+        let vm_dir = dir.join("0123456789abcdef");
+        let kernel_dir = dir.join("kernel");
+        std::fs::create_dir(&vm_dir).unwrap();
+        std::fs::create_dir(&kernel_dir).unwrap();
+        let mut machine = spec(&vm_dir);
+        machine.kernel = kernel_dir.join("vmlinux");
+        machine.initrd = vm_dir.join("initramfs.cpio");
+        machine.disks[0].path = vm_dir.join("root.raw");
+        machine.disks[1].path = kernel_dir.join("modules.ext4");
+        machine.agent_socket = Some(vm_dir.join("agent.sock"));
+        for path in [
+            &machine.kernel,
+            &machine.initrd,
+            &machine.disks[0].path,
+            &machine.disks[1].path,
+        ] {
+            std::fs::write(path, path.to_string_lossy().as_bytes()).unwrap();
+        }
+        let user = crate::VmmUser {
+            uid: rustix::process::geteuid().as_raw(),
+            gid: rustix::process::getegid().as_raw(),
+        };
+        machine.confinement.user = Some(user);
+        let jail = jailer::Jail::in_vm_dir(&vm_dir, user);
+        std::fs::create_dir_all(jail.root()).unwrap();
+        (machine, jail)
+    }
+
+    #[test]
+    fn a_vm_with_its_own_user_runs_under_the_jailer_else_firecracker_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut machine, jail) = jailed_machine(dir.path());
+        std::fs::remove_dir_all(jail.base()).unwrap();
+        let control = jail.base().parent().unwrap().join("vmm.sock");
+        let jailed = Firecracker {
+            binary: "/opt/fc/firecracker".into(),
+            jailer: Some("/opt/fc/jailer".into()),
+        };
+        let (program, args) = jailed.command(&machine, &control);
+        assert_eq!(program, Path::new("/opt/fc/jailer"));
+        let args: Vec<&str> = args.iter().map(|a| a.to_str().unwrap()).collect();
+        let tail = ["--", "--api-sock", "/vmm.sock", "--level", "Warning"];
+        assert!(args.ends_with(&tail), "{args:?}");
+        assert!(args.contains(&"--chroot-base-dir"), "{args:?}");
+        // The base the jailer needs is made, root's only.
+        assert!(jail.base().is_dir());
+        // A normal user's VM, or no jailer: Firecracker itself, on the supervisor's socket.
+        let control_arg = control.to_str().unwrap();
+        let plain = ["--api-sock", control_arg, "--level", "Warning"];
+        let unjailed = Firecracker {
+            jailer: None,
+            ..jailed
+        };
+        let (program, args) = unjailed.command(&machine, &control);
+        assert_eq!(program, Path::new("/opt/fc/firecracker"));
+        assert_eq!(args, plain.map(OsString::from));
+        assert!(
+            unjailed
+                .jail(&machine.confinement, &control)
+                .unwrap_err()
+                .contains("install the jailer")
+        );
+        machine.confinement.user = None;
+        let jailed = Firecracker {
+            jailer: Some("/opt/fc/jailer".into()),
+            ..unjailed
+        };
+        let (program, args) = jailed.command(&machine, &control);
+        assert_eq!(program, Path::new("/opt/fc/firecracker"));
+        assert_eq!(args, plain.map(OsString::from));
+        assert!(
+            jailed
+                .jail(&machine.confinement, &control)
+                .unwrap_err()
+                .contains("only root")
+        );
+    }
+
+    #[test]
+    fn a_jailed_machine_is_configured_with_its_files_in_the_chroot() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (machine, jail) = jailed_machine(dir.path());
+        let jailed: Vec<(String, Request)> = requests(&machine)
+            .unwrap()
+            .into_iter()
+            .map(|(path, r)| (path, jailed_request(&jail, r).unwrap()))
+            .collect();
+        let named = |path: &str| {
+            jailed
+                .iter()
+                .find(|(p, _)| p == path)
+                .map(|(_, r)| r)
+                .unwrap()
+        };
+        assert_eq!(
+            named("/boot-source"),
+            &Request::Boot(api::BootSource {
+                kernel_image_path: "/vmlinux".into(),
+                initrd_path: Some("/initrd".into()),
+                boot_args: machine.cmdline.clone(),
+            })
+        );
+        let Request::Drive(root) = named("/drives/root") else {
+            panic!()
+        };
+        assert_eq!(root.path_on_host, Path::new("/drive-root"));
+        let Request::Drive(modules) = named("/drives/disk1") else {
+            panic!()
+        };
+        assert_eq!(modules.path_on_host, Path::new("/drive-disk1"));
+        let Request::Logger(logger) = named("/logger") else {
+            panic!()
+        };
+        assert_eq!(logger.log_path, Path::new("/firecracker.log"));
+        let Request::Vsock(vsock) = named("/vsock") else {
+            panic!()
+        };
+        assert_eq!(vsock.uds_path, Path::new("/agent.sock"));
+        assert_eq!(
+            std::fs::read_link(machine.agent_socket.as_ref().unwrap()).unwrap(),
+            jail.host_path("agent.sock")
+        );
+        // The VM's own files are linked in, the kernel's copied.
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        assert_eq!(
+            ino(&jail.host_path("drive-root")),
+            ino(&machine.disks[0].path)
+        );
+        assert_eq!(ino(&jail.host_path("initrd")), ino(&machine.initrd));
+        assert_ne!(ino(&jail.host_path("vmlinux")), ino(&machine.kernel));
+        assert_ne!(
+            ino(&jail.host_path("drive-disk1")),
+            ino(&machine.disks[1].path)
+        );
+        assert_eq!(
+            std::fs::read(jail.host_path("drive-disk1")).unwrap(),
+            std::fs::read(&machine.disks[1].path).unwrap()
+        );
+        assert!(jail.host_path(METRICS_FILE).is_file());
+        // The requests that name no file are as they were.
+        assert_eq!(
+            named("/network-interfaces/eth0"),
+            &requests(&machine).unwrap()[6].1
+        );
+    }
+
+    #[test]
+    fn a_jailed_restore_puts_the_drives_in_before_the_load_opens_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut machine, jail) = jailed_machine(dir.path());
+        let snap = dir.path().join("snap");
+        std::fs::create_dir(&snap).unwrap();
+        let files = StateFiles::in_dir(&snap);
+        std::fs::write(&files.state, b"state").unwrap();
+        std::fs::write(&files.memory, b"memory").unwrap();
+        machine.restore = Some(files.clone());
+        let steps =
+            jailed_restore(&jail, &machine, restore_steps(&machine, &files).unwrap()).unwrap();
+        let RestoreStep::Load(load) = &steps[2] else {
+            panic!("{steps:?}")
+        };
+        assert_eq!(load.snapshot_path, Path::new("/snapshot-state"));
+        assert_eq!(load.mem_backend.backend_path, Path::new("/snapshot-memory"));
+        assert_eq!(
+            load.vsock_override.as_ref().unwrap().uds_path,
+            Path::new("/agent.sock")
+        );
+        assert_eq!(
+            steps[3],
+            RestoreStep::Drive(
+                "/drives/root".into(),
+                api::DrivePath {
+                    drive_id: "root".into(),
+                    path_on_host: "/drive-root".into(),
+                }
+            )
+        );
+        assert_eq!(steps.last(), Some(&RestoreStep::Resume));
+        for name in [
+            "drive-root",
+            "drive-disk1",
+            "snapshot-state",
+            "snapshot-memory",
+        ] {
+            assert!(jail.host_path(name).is_file(), "{name}");
+        }
+        assert_eq!(
+            std::fs::read(jail.host_path("snapshot-memory")).unwrap(),
+            b"memory"
+        );
+    }
+
     #[test]
     fn a_missing_binary_says_how_to_get_one() {
         let e = Firecracker::locate(Some(Path::new("/no/such/firecracker")))
