@@ -60,25 +60,34 @@ pub enum Placement {
     Shared,
 }
 
-/// One VM's jail: `base/firecracker/id/root` is the chroot.
+/// One VM's jail: `base/EXEC/id/root` is the chroot, where EXEC is the name of the
+/// Firecracker binary (after links: the jailer's `--exec-file` is canonicalised).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Jail {
     base: PathBuf,
+    exec_name: String,
     id: String,
     user: VmmUser,
 }
 
 impl Jail {
-    /// The jail of the VM whose files are in `vm_dir`: named after that directory (the
-    /// VM's uid) where the jailer accepts the name, else `vm` (one jail per base anyway).
-    pub fn in_vm_dir(vm_dir: &Path, user: VmmUser) -> Jail {
+    /// The jail of the VM whose files are in `vm_dir`, running `firecracker`: named after
+    /// that directory (the VM's uid) where the jailer accepts the name, else `vm` (there
+    /// is one jail per base anyway).
+    pub fn in_vm_dir(vm_dir: &Path, user: VmmUser, firecracker: &Path) -> Jail {
         let name = vm_dir
             .file_name()
             .and_then(|n| n.to_str())
             .filter(|n| valid_id(n))
             .unwrap_or("vm");
+        let exec = std::fs::canonicalize(firecracker).unwrap_or_else(|_| firecracker.into());
+        let exec_name = exec
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| super::FIRECRACKER_BINARY.to_string());
         Jail {
             base: vm_dir.join(JAIL_DIR),
+            exec_name,
             id: name.to_string(),
             user,
         }
@@ -94,7 +103,7 @@ impl Jail {
 
     /// The chroot, as the host sees it.
     pub fn root(&self) -> PathBuf {
-        root_in(&self.base, &self.id)
+        self.base.join(&self.exec_name).join(&self.id).join("root")
     }
 
     /// `name` in the chroot, as the host sees it.
@@ -189,11 +198,6 @@ impl Jail {
     }
 }
 
-/// The chroot the jailer makes for `id` under `base`.
-fn root_in(base: &Path, id: &str) -> PathBuf {
-    base.join(super::FIRECRACKER_BINARY).join(id).join("root")
-}
-
 /// What the jailer accepts as `--id`: 1 to 64 alphanumerics and hyphens.
 pub fn valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
@@ -214,10 +218,12 @@ pub fn root_of_control(control: &Path) -> Option<PathBuf> {
 
 /// Opens a regular file without following a link.
 fn open_regular(path: &Path, write: bool) -> io::Result<File> {
+    // Non-blocking: a FIFO put in a file's place must not hang the opener.
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(write)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .custom_flags(flags.bits() as i32)
         .open(path)
         .map_err(|e| match e.raw_os_error() {
             Some(code) if code == rustix::io::Errno::LOOP.raw_os_error() => io::Error::new(
@@ -331,36 +337,36 @@ pub fn take_out(from: &Path, to: &Path) -> io::Result<()> {
 }
 
 /// Removes the jails under a VM's directory `vm_dir` (after the VM ended, or a crash):
-/// the VM's own files linked into one get this process's user back first, then the
-/// tree goes (without following any link in it).
+/// the VM's own files linked into one become this process's and owner-only again (the
+/// VM's user may have changed their mode), then the tree goes (without following any
+/// link in it).
 pub fn remove(vm_dir: &Path) -> io::Result<()> {
     let base = vm_dir.join(JAIL_DIR);
-    let jails = match std::fs::read_dir(base.join(super::FIRECRACKER_BINARY)) {
+    let execs = match std::fs::read_dir(&base) {
         Ok(dir) => dir,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return match std::fs::remove_dir_all(&base) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                other => other,
-            };
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
     let me = VmmUser {
         uid: rustix::process::geteuid().as_raw(),
         gid: rustix::process::getegid().as_raw(),
     };
-    for jail in jails.flatten() {
-        let Ok(files) = std::fs::read_dir(jail.path().join("root")) else {
+    let roots = execs
+        .flatten()
+        .filter_map(|exec| std::fs::read_dir(exec.path()).ok())
+        .flat_map(|ids| ids.flatten().map(|id| id.path().join("root")));
+    for root in roots {
+        let Ok(files) = std::fs::read_dir(&root) else {
             continue;
         };
         for entry in files.flatten() {
-            // Linked in from the VM's directory (a copy has one link): the VM's file again.
+            // Linked in from the VM's directory (a copy has one link).
             let Ok(meta) = entry.metadata() else { continue };
             if meta.is_file()
                 && meta.nlink() > 1
                 && let Ok(file) = open_regular(&entry.path(), false)
             {
-                let _ = std::os::unix::fs::fchown(&file, Some(me.uid), Some(me.gid));
+                let _ = own(&file, me);
             }
         }
     }
@@ -395,6 +401,7 @@ mod tests {
                 uid: 1_900_000_007,
                 gid: 1_900_000_007,
             },
+            Path::new("/opt/fc/firecracker"),
         );
         assert_eq!(
             jail.root(),
@@ -439,7 +446,7 @@ mod tests {
             assert!(!args.contains(&absent), "{absent} in {args:?}");
         }
         // A directory name the jailer would refuse as an id.
-        let odd = Jail::in_vm_dir(Path::new("/state/vms/a b"), user());
+        let odd = Jail::in_vm_dir(Path::new("/state/vms/a b"), user(), Path::new("fc"));
         assert_eq!(odd.id(), "vm");
         assert!(valid_id("0123-abc"));
         assert!(!valid_id(&"a".repeat(65)));
@@ -466,7 +473,17 @@ mod tests {
     fn jail_in(dir: &Path) -> Jail {
         let vm_dir = dir.join("0123456789abcdef");
         std::fs::create_dir(&vm_dir).unwrap();
-        let jail = Jail::in_vm_dir(&vm_dir, user());
+        // A release's binary, installed as `firecracker` through a link: the jailer
+        // names the chroot's directory after the file itself.
+        let release = dir.join("firecracker-v1.16.1-x86_64");
+        std::fs::write(&release, "").unwrap();
+        let fc = dir.join("firecracker");
+        symlink(&release, &fc).unwrap();
+        let jail = Jail::in_vm_dir(&vm_dir, user(), &fc);
+        assert!(
+            jail.root()
+                .ends_with("jail/firecracker-v1.16.1-x86_64/0123456789abcdef/root")
+        );
         jail.create_base().unwrap();
         jail.create_base().unwrap();
         assert_eq!(
@@ -536,11 +553,18 @@ mod tests {
         assert!(e.to_string().contains("symbolic link"), "{e}");
         assert!(!jail.host_path("other").exists());
 
-        // Removing the jail gives the VM's file back and leaves the shared one alone.
+        // Removing the jail gives the VM's file back, owner-only whatever the VM's user
+        // made of it, and leaves the shared one alone.
+        std::fs::set_permissions(
+            jail.host_path("drive-root"),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
         remove(&vm_dir).unwrap();
         assert!(!jail.base().exists());
         let back = std::fs::metadata(&disk).unwrap();
         assert_eq!(back.uid(), rustix::process::geteuid().as_raw());
+        assert_eq!(back.mode() & 0o7777, 0o600);
         assert_eq!(back.nlink(), 1);
         assert_eq!(std::fs::read(&kernel).unwrap(), b"kernel");
         assert_eq!(std::fs::read(&victim).unwrap(), b"keep");

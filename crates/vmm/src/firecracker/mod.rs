@@ -74,7 +74,7 @@ impl Firecracker {
         control: &Path,
     ) -> Result<(jailer::Jail, &Path), String> {
         let Some(user) = confinement.user else {
-            return Err("it runs as the user who started the VM (only root can jail it: start VMs as root for a chroot and a user of their own)".into());
+            return Err("the VM has no user of its own (VMs started by root get one), so Firecracker runs as the user who started it, without a chroot".into());
         };
         let Some(jailer) = &self.jailer else {
             return Err(format!(
@@ -83,7 +83,7 @@ impl Firecracker {
             ));
         };
         let vm_dir = control.parent().unwrap_or(Path::new("."));
-        Ok((jailer::Jail::in_vm_dir(vm_dir, user), jailer))
+        Ok((jailer::Jail::in_vm_dir(vm_dir, user, &self.binary), jailer))
     }
 
     /// Refuses what Firecracker cannot run, before anything starts.
@@ -932,7 +932,7 @@ mod tests {
             gid: rustix::process::getegid().as_raw(),
         };
         machine.confinement.user = Some(user);
-        let jail = jailer::Jail::in_vm_dir(&vm_dir, user);
+        let jail = jailer::Jail::in_vm_dir(&vm_dir, user, Path::new("/opt/fc/firecracker"));
         std::fs::create_dir_all(jail.root()).unwrap();
         (machine, jail)
     }
@@ -983,7 +983,7 @@ mod tests {
             jailed
                 .jail(&machine.confinement, &control)
                 .unwrap_err()
-                .contains("only root")
+                .contains("no user of its own")
         );
     }
 
