@@ -65,6 +65,18 @@ pub struct ConfigurationSpec {
     /// (`ignite run`, `ignite apply`) is not limited.
     #[serde(default, skip_serializing_if = "HostAccess::is_empty")]
     pub host_access: HostAccess,
+    /// The host uids VMMs run as, one per running VM started by root (an addition to
+    /// Ignite's model); default: 65536 uids from 1900000000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmm_users: Option<IdRange>,
+}
+
+/// A range of host ids: `count` of them from `first`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IdRange {
+    pub first: u32,
+    pub count: u32,
 }
 
 /// `spec.cni`: CNI's directories.

@@ -26,7 +26,9 @@ pub mod validation;
 pub mod version;
 mod vm;
 
-pub use configuration::{BridgeConfig, CniConfig, Configuration, ConfigurationSpec, HostAccess};
+pub use configuration::{
+    BridgeConfig, CniConfig, Configuration, ConfigurationSpec, HostAccess, IdRange,
+};
 pub use image::{Image, ImageRunConfig, ImageSpec, ImageStatus};
 pub use kernel::{Kernel, KernelSpec, KernelStatus};
 pub use meta::{API_GROUP, API_VERSION, Kind, ObjectMeta, Time, Uid, UidError};

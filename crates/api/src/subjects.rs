@@ -61,6 +61,7 @@ impl TemplateSubject for Vm {
                 }),
                 cpus: Some(1),
                 memory: Some(Size::ZERO),
+                cpu_quota: Some(0.0),
                 disk_size: Some(Size::ZERO),
                 network: VmNetworkSpec {
                     ports: vec![PortMapping {
@@ -119,6 +120,8 @@ impl TemplateSubject for Vm {
                 },
                 accel: crate::Accel::Kvm,
                 memory_reporting: true,
+                cgroup: Some(String::new()),
+                user: Some(0),
             }),
             exit: Some(ExitRecord {
                 status: Some(0),

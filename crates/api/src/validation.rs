@@ -208,6 +208,15 @@ fn check_spec(errors: &mut Errors, at: &str, spec: &VmSpec) {
             format!("must be between 1 and {MAX_CPUS}"),
         );
     }
+    if let Some(quota) = spec.cpu_quota
+        && !(quota.is_finite() && (0.01..=MAX_CPUS as f64).contains(&quota))
+    {
+        errors.add(
+            format!("{at}.cpuQuota"),
+            quota,
+            format!("must be a number of cores between 0.01 and {MAX_CPUS} (0.5: half a core)"),
+        );
+    }
     if let Some(memory) = spec.memory
         && memory.mib() == 0
     {

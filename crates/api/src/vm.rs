@@ -71,6 +71,10 @@ pub struct VmSpec {
     pub cpus: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<Size>,
+    /// The host CPU time the VM may use, in cores (0.5: half of one core), enforced by
+    /// its cgroup; unlimited when absent, as in Ignite (an addition to Ignite's model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_quota: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_size: Option<Size>,
     #[serde(default, skip_serializing_if = "VmNetworkSpec::is_empty")]
@@ -133,6 +137,7 @@ impl VmSpec {
             },
             cpus: self.cpus.or(lower.cpus),
             memory: self.memory.or(lower.memory),
+            cpu_quota: self.cpu_quota.or(lower.cpu_quota),
             disk_size: self.disk_size.or(lower.disk_size),
             network: VmNetworkSpec {
                 ports: non_empty_or(self.network.ports, lower.network.ports),
@@ -557,6 +562,13 @@ pub struct VmmStatus {
     /// The machine has a balloon through which the guest reports the memory it frees.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub memory_reporting: bool,
+    /// The VM's control group, relative to the top of the host's cgroup hierarchy
+    /// (`/ignite.slice/vm-UID`); absent where it runs without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    /// The unprivileged user the VMM runs as (VMs started by root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<u32>,
 }
 
 /// `status.exit`: the end of the VM's last run.

@@ -116,6 +116,9 @@ pub enum Command {
     Cp(CpArgs),
     /// List running VMs (-a for all)
     Ps(PsArgs),
+    /// Show what running VMs use of the host: CPU, memory, network and block I/O (live;
+    /// --no-stream for one reading)
+    Stats(StatsArgs),
     /// Make the VMs match manifests: create, start or stop, recreate what changed
     Apply(ApplyArgs),
     /// Check what VMs need on this host, and say how to fix what is missing
@@ -163,6 +166,21 @@ pub struct PsArgs {
     /// Print each VM with a Go-style template, e.g. "{{.ObjectMeta.Name}} {{.Spec.CPUs}}"
     #[arg(short, long, value_name = "TEMPLATE")]
     pub template: Option<String>,
+}
+
+/// `ignite stats` flags (as `docker stats`).
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// VMs to show (name, ID or prefix) [default: every running VM]
+    pub vms: Vec<String>,
+    /// Print one reading and exit instead of updating every second
+    #[arg(long)]
+    pub no_stream: bool,
+    /// `table` (default), `json`, or a Go-style template over each VM's figures, e.g.
+    /// "{{.Name}} {{.CPUPerc}} {{.MemUsage}}" (fields as docker's: ID, Name, CPUPerc,
+    /// MemUsage, MemPerc, NetIO, BlockIO, PIDs; raw figures in MemUsageBytes, ...)
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -331,7 +349,7 @@ pub struct CreateArgs {
     /// continues where the snapshot's VM was, with its own name, UID, MAC, address, disk
     /// layer, clock and fresh entropy
     #[arg(long, value_name = "SNAPSHOT", conflicts_with_all = [
-        "image", "config", "copy_files", "cpus", "memory", "size", "kernel_args",
+        "image", "config", "copy_files", "cpus", "memory", "cpu_quota", "size", "kernel_args",
         "kernel_image", "ssh", "volumes", "network", "cni_network", "vmm", "mode", "env",
         "env_files", "entrypoint", "workdir", "user", "tty",
     ])]
@@ -364,6 +382,10 @@ pub struct CreateArgs {
     /// Memory, e.g. 512MB or 2GB [default: 512MB]
     #[arg(long)]
     pub memory: Option<String>,
+    /// The host CPU time the VM may use, in cores, e.g. 0.5 for half a core (its cgroup's
+    /// cpu.max) [default: unlimited]
+    #[arg(long, value_name = "CORES")]
+    pub cpu_quota: Option<f64>,
     /// The root filesystem's size, e.g. 4GB [default: 4GB]
     #[arg(short, long)]
     pub size: Option<String>,

@@ -130,6 +130,64 @@ pub fn render(store: &Store, stats: &Stats) -> String {
         "The guest's total memory as its balloon driver last reported it.",
         of_memory(&|m| m.guest_total_bytes),
     );
+    // What `ignite stats` shows, from each VM's cgroup and tap.
+    let usage: Vec<(String, vms::stats::VmStats)> = vms
+        .iter()
+        .filter_map(|vm| Some((labels(vm), vms::stats::read(vm)?)))
+        .collect();
+    let of_usage = |value: &dyn Fn(&vms::stats::VmStats) -> Option<f64>| -> Vec<(String, f64)> {
+        usage
+            .iter()
+            .filter_map(|(labels, u)| Some((labels.clone(), value(u)?)))
+            .collect()
+    };
+    for (name, kind, help, value) in [
+        (
+            "ignite_vm_cpu_seconds_total",
+            "counter",
+            "CPU time used by the VM's supervisor and VMM (its cgroup).",
+            (&|u: &vms::stats::VmStats| u.cpu_micros.map(|m| m as f64 / 1e6))
+                as &dyn Fn(&vms::stats::VmStats) -> Option<f64>,
+        ),
+        (
+            "ignite_vm_cgroup_memory_bytes",
+            "gauge",
+            "Memory in use by the VM's cgroup.",
+            &|u| u.memory_bytes.map(|b| b as f64),
+        ),
+        (
+            "ignite_vm_cgroup_memory_limit_bytes",
+            "gauge",
+            "The VM's cgroup memory limit.",
+            &|u| u.memory_limit.map(|b| b as f64),
+        ),
+        (
+            "ignite_vm_block_read_bytes_total",
+            "counter",
+            "Bytes the VM's cgroup read from block devices.",
+            &|u| u.block_read_bytes.map(|b| b as f64),
+        ),
+        (
+            "ignite_vm_block_write_bytes_total",
+            "counter",
+            "Bytes the VM's cgroup wrote to block devices.",
+            &|u| u.block_write_bytes.map(|b| b as f64),
+        ),
+        (
+            "ignite_vm_network_receive_bytes_total",
+            "counter",
+            "Bytes the guest received through its tap.",
+            &|u| u.net_input_bytes.map(|b| b as f64),
+        ),
+        (
+            "ignite_vm_network_transmit_bytes_total",
+            "counter",
+            "Bytes the guest sent through its tap.",
+            &|u| u.net_output_bytes.map(|b| b as f64),
+        ),
+    ] {
+        family(name, kind, help, of_usage(value));
+    }
     out
 }
 

@@ -262,6 +262,14 @@ fn ignited_api_serves_vms_images_kernels_and_metrics() {
         proportional > 0.0 && proportional <= resident,
         "{proportional}"
     );
+    // What `ignite stats` shows, from the VM's cgroup: CPU time, memory against its limit
+    // (512 MB of guest, the VMM's own, TCG's translation cache).
+    assert!(samples[&format!("ignite_vm_cpu_seconds_total{labels}")] > 0.0);
+    assert!(samples[&format!("ignite_vm_cgroup_memory_bytes{labels}")] > 16.0 * 1024.0 * 1024.0);
+    assert_eq!(
+        samples[&format!("ignite_vm_cgroup_memory_limit_bytes{labels}")],
+        ((512u64 + 256 + 1024) << 20) as f64
+    );
     // Stop, start, a second start refused, remove (refused while it runs, unless forced).
     let (status, body) = api(&host, "POST", "/v1/vms/api1/stop", "");
     assert_eq!(status, 200, "{body}");

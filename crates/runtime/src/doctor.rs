@@ -167,7 +167,72 @@ pub fn run_checks(
     ));
     checks.push(docker_check(&System, bridge, dockerd_pid()));
     checks.push(ksm_check(Path::new(KSM_DIR)));
+    checks.push(cgroup_check());
+    checks.push(seccomp_check());
     checks
+}
+
+/// Each VM's cgroup (its limits, `ignite stats`): the host's hierarchy, and whether this
+/// user may make groups in it.
+fn cgroup_check() -> Check {
+    use ignite_cgroup::{Hierarchy, Version};
+    let hierarchy = match Hierarchy::detect() {
+        Ok(h) => h,
+        Err(e) => {
+            return check(
+                "cgroups",
+                Verdict::Warn,
+                format!("{e}: VMs run without limits"),
+            );
+        }
+    };
+    let version = match hierarchy.version {
+        Version::V2 => "cgroup v2".to_string(),
+        Version::V1 => "cgroup v1 (legacy layout; v2 is preferred)".to_string(),
+    };
+    let euid = rustix::process::geteuid().as_raw();
+    match hierarchy.parent_for(euid) {
+        Ok(parent) => check(
+            "cgroups",
+            Verdict::Ok,
+            format!("{version}: each VM gets its own group under {parent}"),
+        ),
+        Err(e) => check("cgroups", Verdict::Warn, format!("{version}: {e}")),
+    }
+}
+
+/// The VMM's system-call filter needs the kernel's seccomp filters and a QEMU built with
+/// them (`-sandbox`).
+fn seccomp_check() -> Check {
+    if !Path::new("/proc/sys/kernel/seccomp/actions_avail").exists() {
+        return check(
+            "seccomp",
+            Verdict::Warn,
+            "this kernel has no seccomp filters (CONFIG_SECCOMP_FILTER): VMMs run unfiltered",
+        );
+    }
+    let Some(qemu) = ignite_host_tools::locate("qemu-system-x86_64") else {
+        return check("seccomp", Verdict::Ok, "the kernel filters system calls");
+    };
+    let help = std::process::Command::new(&qemu)
+        .arg("-help")
+        .stdin(std::process::Stdio::null())
+        .output();
+    match help {
+        Ok(out) if String::from_utf8_lossy(&out.stdout).contains("-sandbox") => check(
+            "seccomp",
+            Verdict::Ok,
+            "the kernel filters system calls and QEMU has -sandbox: every QEMU runs filtered",
+        ),
+        _ => check(
+            "seccomp",
+            Verdict::Fail,
+            format!(
+                "{} has no -sandbox (built without seccomp): VMs cannot start confined; install Debian's qemu-system-x86",
+                qemu.display()
+            ),
+        ),
+    }
 }
 
 /// The host's kernel samepage merging, exported here.

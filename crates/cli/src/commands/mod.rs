@@ -13,6 +13,7 @@ mod logs;
 mod ps;
 mod snapshot;
 mod ssh;
+mod stats;
 mod version;
 mod vm;
 mod workload;
@@ -158,6 +159,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Completion(args) => completion::run(args),
         Command::Lifecycle(command) => return lifecycle(&Context::new(&cli)?, command),
         Command::Ps(args) => ps::run(&Context::new(&cli)?, args),
+        Command::Stats(args) => stats::run(&Context::new(&cli)?, args),
         Command::Doctor(args) => return doctor::run(&Context::new(&cli)?, args),
         Command::Apply(args) => return apply::run(&Context::new(&cli)?, args),
         Command::Exec(args) => return exec::run(&Context::new(&cli)?, args),

@@ -512,6 +512,7 @@ fn flag_spec(args: &CreateArgs, command: &[String]) -> anyhow::Result<VmSpec> {
             .transpose()?,
         cpus: args.cpus,
         memory: size("--memory", &args.memory)?,
+        cpu_quota: args.cpu_quota,
         disk_size: size("--size", &args.size)?,
         ..VmSpec::default()
     };

@@ -8,6 +8,7 @@ pub mod accel;
 pub mod agent_proxy;
 pub mod attach;
 pub mod cni_network;
+pub mod confinement;
 pub mod console_log;
 mod console_relay;
 pub mod copy;
@@ -18,6 +19,7 @@ pub mod network;
 pub mod output_log;
 pub mod process;
 pub mod snapshot;
+pub mod stats;
 pub mod supervisor;
 pub mod warm;
 
@@ -486,6 +488,12 @@ pub fn repair(store: &Store, vm: Vm) -> Vm {
     }
     if let Some(vmm) = &vm.status.vmm {
         process::signal(&vmm.process, Signal::KILL);
+        if let Some(cgroup) = &vmm.cgroup {
+            confinement::remove_left_group(cgroup);
+        }
+        if let Some(user) = vmm.user {
+            confinement::release_left_user(store.root(), user);
+        }
     }
     let fix = |vm: &mut Vm| {
         vm.status.running = false;
@@ -539,6 +547,8 @@ pub struct StartOptions<'a> {
     pub warm: bool,
     /// The balloon and translation cache of the machines started.
     pub memory: host_memory::MemorySettings,
+    /// The host uids VMMs run as (the Configuration's `spec.vmmUsers`).
+    pub vmm_users: confinement::VmmUsers,
 }
 
 impl<'a> StartOptions<'a> {
@@ -558,6 +568,8 @@ impl<'a> StartOptions<'a> {
             firecracker: driver.firecracker,
             timeout: START_TIMEOUT,
             warm: warm::enabled(),
+            vmm_users: confinement::VmmUsers::from_configuration(configuration)
+                .map_err(VmError::Spec)?,
             memory: host_memory::MemorySettings::from_env(),
         })
     }
@@ -633,6 +645,7 @@ fn start_with(
     settings.warm = options.warm;
     settings.memory_reporting = options.memory.reporting;
     settings.translation_cache_mib = options.memory.translation_cache_mib;
+    settings.vmm_users = options.vmm_users;
     settings.write(files.dir())?;
     let log_path = files.supervisor_log();
     let log = std::fs::File::create(&log_path).map_err(io("create", &log_path))?;

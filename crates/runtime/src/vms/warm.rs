@@ -271,6 +271,7 @@ pub fn build_template_for(root: &Path, uid: &str, key: &str) -> Result<(), VmErr
             reporting: settings.memory_reporting,
             translation_cache_mib: settings.translation_cache_mib,
         },
+        vmm_users: settings.vmm_users,
     };
     let built = build_template(&store, &vm, key, &options);
     match &built {

@@ -9,6 +9,7 @@ use ignite_api::Accel;
 use serde::{Deserialize, Serialize};
 
 use crate::vms::cni_network::CniSettings;
+use crate::vms::confinement::VmmUsers;
 use crate::vms::network::BridgeSettings;
 use crate::vms::{VmError, io};
 
@@ -40,6 +41,9 @@ pub struct SupervisorConfig {
     /// The TCG translation cache in MiB; absent: QEMU's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub translation_cache_mib: Option<u32>,
+    /// The host uids the VMM may run as (see `vms::confinement`).
+    #[serde(default)]
+    pub vmm_users: VmmUsers,
 }
 
 impl SupervisorConfig {
@@ -53,6 +57,7 @@ impl SupervisorConfig {
             warm: false,
             memory_reporting: false,
             translation_cache_mib: None,
+            vmm_users: VmmUsers::default(),
         }
     }
 

@@ -184,6 +184,18 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         .or(template.as_ref())
         .map(|(s, _)| s.metadata.name.clone());
 
+    // The VM's cgroup (this process joins it, the VMM inherits it) and its VMM's user.
+    // Dropped, which removes the group, before the VM is recorded as stopped: a start
+    // that follows makes the group anew.
+    let confined = super::confinement::enter(
+        store.root(),
+        &vm,
+        accel,
+        settings.translation_cache_mib,
+        settings.vmm_users,
+    );
+    spec.confinement = confined.vmm.clone();
+
     let control = files.control_socket();
     let (program, args) = vmm.command(&spec, &control);
     let log_offset = std::fs::metadata(files.console_log()).map_or(0, |m| m.len());
@@ -205,6 +217,10 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     match &attachment.netns {
         Some(netns) => helper_command.env(VMM_NETNS_ENV, netns),
         None => helper_command.env_remove(VMM_NETNS_ENV),
+    };
+    match spec.confinement.user {
+        Some(_) => helper_command.env(VMM_WATCH_ENV, "1"),
+        None => helper_command.env_remove(VMM_WATCH_ENV),
     };
     let mut child = helper_command
         .args(["vm", "exec-vmm", "--"])
@@ -281,6 +297,8 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
             process: p,
             accel,
             memory_reporting: spec.memory_reporting,
+            cgroup: confined.cgroup(),
+            user: confined.user(),
         });
         v.status.exit = None;
         v.status.boot_millis = None;
@@ -432,6 +450,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     tracing::info!(%reason, ?detail, ?exit_status, "the VM ended");
     files.remove_runtime_files();
     drop(attachment);
+    drop(confined);
     let ended = store.vms().update(uid, |v| -> Result<(), StoreError> {
         v.status.running = false;
         v.status.paused = false;
@@ -702,6 +721,14 @@ pub fn exec_vmm(args: &[OsString]) -> std::io::Error {
     if rustix::process::getppid().is_none_or(|p| p.as_raw_nonzero().get() == 1) {
         return std::io::Error::other("the supervisor is gone");
     }
+    if let Ok(pids) = std::env::var(WATCHER_ENV) {
+        return watch(&pids);
+    }
+    if std::env::var_os(VMM_WATCH_ENV).is_some()
+        && let Err(e) = start_watcher()
+    {
+        return std::io::Error::other(format!("cannot watch the supervisor for the VMM: {e}"));
+    }
     if let Some(netns) = std::env::var_os(VMM_NETNS_ENV) {
         let entered = std::fs::File::open(&netns).and_then(|file| {
             rustix::thread::move_into_link_name_space(
@@ -720,5 +747,61 @@ pub fn exec_vmm(args: &[OsString]) -> std::io::Error {
     Command::new(program)
         .args(rest)
         .env_remove(VMM_NETNS_ENV)
+        .env_remove(VMM_WATCH_ENV)
         .exec()
+}
+
+/// Set by the supervisor on `vm exec-vmm` when the VMM will change user (`-runas`).
+const VMM_WATCH_ENV: &str = "IGNITE_VMM_WATCH";
+
+/// Set on the watcher `vm exec-vmm` starts: `SUPERVISOR_PID:VMM_PID`.
+const WATCHER_ENV: &str = "IGNITE_VMM_WATCHER";
+
+/// The kernel clears a process's parent-death signal when its user changes, so a VMM
+/// that runs as its own user would outlive a killed supervisor. A watcher started here
+/// (root, before the exec; the same binary, `vm exec-vmm` with [`WATCHER_ENV`]) waits for
+/// the supervisor's end and then kills the VMM; it dies with the VMM otherwise.
+fn start_watcher() -> std::io::Result<()> {
+    let supervisor = rustix::process::getppid()
+        .ok_or_else(|| std::io::Error::other("the supervisor is gone"))?;
+    let vmm = std::process::id();
+    Command::new(std::env::current_exe()?)
+        .args(["vm", "exec-vmm", "--", "watch"])
+        .env(
+            WATCHER_ENV,
+            format!("{}:{vmm}", supervisor.as_raw_nonzero()),
+        )
+        .env_remove(VMM_WATCH_ENV)
+        .env_remove(VMM_NETNS_ENV)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(drop)
+}
+
+/// The watcher's life: see [`start_watcher`].
+fn watch(pids: &str) -> std::io::Error {
+    use rustix::event::{PollFd, PollFlags};
+    use rustix::process::{Pid, PidfdFlags, Signal};
+    let parse = |p: &str| p.parse::<i32>().ok().and_then(Pid::from_raw);
+    let Some((Some(supervisor), Some(vmm))) =
+        pids.split_once(':').map(|(s, v)| (parse(s), parse(v)))
+    else {
+        return std::io::Error::other(format!("{WATCHER_ENV}={pids:?} is not SUPERVISOR:VMM"));
+    };
+    if let Err(e) = rustix::process::set_parent_process_death_signal(Some(Signal::KILL)) {
+        return e.into();
+    }
+    // The VMM ended before the signal was armed: nothing to watch.
+    if rustix::process::getppid() != Some(vmm) {
+        return std::io::Error::other("the VMM is gone");
+    }
+    // A supervisor already gone cannot be opened: the VMM goes at once.
+    if let Ok(pidfd) = rustix::process::pidfd_open(supervisor, PidfdFlags::empty()) {
+        let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+        while let Err(rustix::io::Errno::INTR) = rustix::event::poll(&mut fds, None) {}
+    }
+    let _ = rustix::process::kill_process(vmm, Signal::KILL);
+    std::process::exit(0)
 }

@@ -1,0 +1,319 @@
+//! One VM's group: made with its limits, joined by the supervisor (whose children, the
+//! VMM among them, inherit it), left and removed when the VM ends.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::hierarchy::{Hierarchy, V2_CONTROLLERS, Version};
+use crate::usage::{self, Usage};
+use crate::{CgroupError, io_error};
+
+/// A VM's limits; `None`: unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Memory of the whole group (guest memory and the VMM's own), in bytes.
+    pub memory_max: Option<u64>,
+    /// Processes and threads.
+    pub pids_max: Option<u64>,
+    /// CPU time per period, in microseconds (`cpu.max`: quota and period).
+    pub cpu: Option<CpuMax>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuMax {
+    pub quota_micros: u64,
+    pub period_micros: u64,
+}
+
+impl CpuMax {
+    /// `cores` of CPU time (0.5: half of one core), over a 100 ms period.
+    pub fn cores(cores: f64) -> CpuMax {
+        let period_micros = 100_000;
+        CpuMax {
+            // The kernel's minimum quota is 1 ms.
+            quota_micros: ((cores * period_micros as f64).round() as u64).max(1000),
+            period_micros,
+        }
+    }
+}
+
+/// A VM's group, in every mount of the hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub version: Version,
+    /// The group's path relative to the hierarchy's top (`/ignite.slice/vm-UID`): what a
+    /// VM's status records.
+    pub relative: String,
+    /// Its directory in each mount (one for v2).
+    pub dirs: Vec<PathBuf>,
+}
+
+impl Group {
+    /// The group at `relative` (made or not).
+    pub fn at(hierarchy: &Hierarchy, relative: &str) -> Group {
+        Group {
+            version: hierarchy.version,
+            relative: relative.to_string(),
+            dirs: hierarchy.dirs_of(relative),
+        }
+    }
+
+    /// Makes the group `name` under `parent` (made too when missing) with `limits`. A
+    /// group left over by a crash is reused, its limits written anew.
+    pub fn create(
+        hierarchy: &Hierarchy,
+        parent: &str,
+        name: &str,
+        limits: &Limits,
+    ) -> Result<Group, CgroupError> {
+        let relative = format!("{}/{name}", parent.trim_end_matches('/'));
+        let group = Group::at(hierarchy, &relative);
+        if group.dirs.is_empty() {
+            return Err(CgroupError::NotDelegated(format!(
+                "the cgroup {relative} is outside every mounted cgroup hierarchy"
+            )));
+        }
+        for dir in &group.dirs {
+            let parent_dir = dir.parent().unwrap_or(dir);
+            make_dir(parent_dir)?;
+            if group.version == Version::V2 {
+                enable_controllers(parent_dir)?;
+            }
+            make_dir(dir)?;
+        }
+        group.write_limits(limits)?;
+        Ok(group)
+    }
+
+    fn write_limits(&self, limits: &Limits) -> Result<(), CgroupError> {
+        match self.version {
+            Version::V2 => {
+                let dir = &self.dirs[0];
+                if let Some(bytes) = limits.memory_max {
+                    write(&dir.join("memory.max"), &bytes.to_string())?;
+                    // Past its limit the group is not allowed to spill into swap either.
+                    let swap = dir.join("memory.swap.max");
+                    if swap.exists() {
+                        write(&swap, "0")?;
+                    }
+                }
+                if let Some(pids) = limits.pids_max {
+                    write(&dir.join("pids.max"), &pids.to_string())?;
+                }
+                let cpu = limits.cpu.map_or_else(
+                    || "max 100000".to_string(),
+                    |c| format!("{} {}", c.quota_micros, c.period_micros),
+                );
+                write(&dir.join("cpu.max"), &cpu)?;
+            }
+            Version::V1 => {
+                for dir in &self.dirs {
+                    if let Some(bytes) = limits.memory_max
+                        && dir.join("memory.limit_in_bytes").exists()
+                    {
+                        write(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
+                    }
+                    if let Some(pids) = limits.pids_max
+                        && dir.join("pids.max").exists()
+                    {
+                        write(&dir.join("pids.max"), &pids.to_string())?;
+                    }
+                    if dir.join("cpu.cfs_quota_us").exists() {
+                        match limits.cpu {
+                            Some(c) => {
+                                write(
+                                    &dir.join("cpu.cfs_period_us"),
+                                    &c.period_micros.to_string(),
+                                )?;
+                                write(&dir.join("cpu.cfs_quota_us"), &c.quota_micros.to_string())?;
+                            }
+                            None => write(&dir.join("cpu.cfs_quota_us"), "-1")?,
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the process `pid` (all its threads) into the group.
+    pub fn join(&self, pid: u32) -> Result<(), CgroupError> {
+        for dir in &self.dirs {
+            write(&dir.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// True when the group's directory exists.
+    pub fn exists(&self) -> bool {
+        self.dirs.iter().any(|d| d.is_dir())
+    }
+
+    /// The processes in the group.
+    pub fn pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self
+            .dirs
+            .iter()
+            .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+            .flat_map(|text| {
+                text.split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect::<Vec<u32>>()
+            })
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+
+    /// What the group used so far, and its memory limit.
+    pub fn usage(&self) -> Usage {
+        usage::read(self.version, &self.dirs)
+    }
+
+    /// Kills what is left in the group and removes it (a group already gone is no error).
+    /// The caller must have left it first.
+    pub fn remove(&self) -> Result<(), CgroupError> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let pids = self.pids();
+            if pids.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(CgroupError::Busy {
+                    path: self.dirs[0].clone(),
+                    pids,
+                });
+            }
+            for pid in pids {
+                if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for dir in &self.dirs {
+            // A group whose last process just exited may be busy for a moment.
+            let mut tries = 0;
+            loop {
+                match std::fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(e) if e.raw_os_error() == Some(16) && tries < 50 => {
+                        tries += 1;
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(e) => return Err(io_error("remove", dir)(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where the calling process was before it joined a VM's group, to go back to before the
+/// group is removed (a process cannot remove the group it is in).
+#[derive(Debug, Clone)]
+pub struct Origin {
+    dirs: Vec<PathBuf>,
+}
+
+impl Origin {
+    /// The calling process's groups in `hierarchy`'s mounts.
+    pub fn of_self(hierarchy: &Hierarchy) -> Origin {
+        let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let dirs = hierarchy
+            .mounts
+            .iter()
+            .filter_map(|m| {
+                let relative = text.lines().find_map(|line| {
+                    let mut parts = line.splitn(3, ':');
+                    let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+                    let matches = match hierarchy.version {
+                        Version::V2 => controllers.is_empty(),
+                        Version::V1 => controllers
+                            .split(',')
+                            .any(|c| m.controllers.iter().any(|mc| mc == c)),
+                    };
+                    matches.then(|| path.to_string())
+                })?;
+                let inside = Path::new(&relative).strip_prefix(&m.root).ok()?;
+                Some(m.point.join(inside))
+            })
+            .collect();
+        Origin { dirs }
+    }
+
+    /// Moves the calling process back; where its former group is gone, to the top of its
+    /// mount (v1, or root under v2).
+    pub fn return_self(&self, hierarchy: &Hierarchy) {
+        let me = std::process::id().to_string();
+        for (dir, mount) in self.dirs.iter().zip(&hierarchy.mounts) {
+            let back = write(&dir.join("cgroup.procs"), &me);
+            if let Err(e) = back
+                && let Err(e2) = write(&mount.point.join("cgroup.procs"), &me)
+            {
+                tracing::warn!("cannot leave the VM's cgroup: {e}; {e2}");
+            }
+        }
+    }
+}
+
+/// Makes a group directory (no error when it exists).
+fn make_dir(dir: &Path) -> Result<(), CgroupError> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = dir.parent() {
+                make_dir(parent)?;
+            }
+            std::fs::create_dir(dir).or_else(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Ok(()),
+                _ => Err(io_error("create", dir)(e)),
+            })
+        }
+        Err(e) => Err(io_error("create", dir)(e)),
+    }
+}
+
+/// Hands the v2 controllers VMs use down to `dir`'s children (and to `dir` from its own
+/// parent first: every level between the top and a group must pass them on).
+fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
+    let available = std::fs::read_to_string(dir.join("cgroup.controllers"))
+        .map_err(io_error("read", &dir.join("cgroup.controllers")))?;
+    let enabled = std::fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+    let wanted: Vec<String> = V2_CONTROLLERS
+        .iter()
+        .filter(|c| available.split_whitespace().any(|a| a == **c))
+        .filter(|c| !enabled.split_whitespace().any(|e| e == **c))
+        .map(|c| format!("+{c}"))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    write(&dir.join("cgroup.subtree_control"), &wanted.join(" "))
+}
+
+fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
+    std::fs::write(path, value).map_err(io_error("write", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cpu_share_becomes_quota_and_period() {
+        assert_eq!(
+            CpuMax::cores(0.5),
+            CpuMax {
+                quota_micros: 50_000,
+                period_micros: 100_000
+            }
+        );
+        assert_eq!(CpuMax::cores(2.0).quota_micros, 200_000);
+        assert_eq!(CpuMax::cores(0.001).quota_micros, 1000);
+    }
+}

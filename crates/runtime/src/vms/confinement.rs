@@ -1,0 +1,402 @@
+//! How a VM's VMM is held in (the README's "Confinement"): the VM's own control group
+//! (memory, processes and CPU time), the unprivileged user its VMM becomes (VMs started
+//! by root), and the VMM's system-call filter.
+//!
+//! The supervisor enters the VM's group before it starts the VMM, which inherits it, and
+//! removes the group when the VM ends; the repair after a crash removes what a killed
+//! supervisor left. Users come from a range of host uids (the Configuration's
+//! `spec.vmmUsers`), one per running VM, claimed by a file in the state root that names
+//! the claiming supervisor (a claim whose supervisor is gone is taken over).
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use ignite_api::{Accel, ProcessRef, Vm};
+use ignite_cgroup::group::{CpuMax, Origin};
+use ignite_cgroup::{Group, Hierarchy, Limits};
+use ignite_vmm::{Confinement, VmmUser};
+use serde::{Deserialize, Serialize};
+
+use super::process;
+
+/// The VMM's own memory beside the guest's: QEMU's heap, libraries, device state and I/O
+/// buffers. Measured: a 128 MB container VM's QEMU holds ~60 MiB beyond its guest memory
+/// and translation cache; four times that leaves room for I/O bursts.
+const VMM_OVERHEAD_MIB: u64 = 256;
+/// QEMU's translation cache under TCG when none is set: it reserves 1 GiB and keeps what
+/// the guest's code fills.
+const QEMU_DEFAULT_TRANSLATION_CACHE_MIB: u64 = 1024;
+/// Processes and threads of a VM's supervisor and VMM together (QEMU's I/O worker pool
+/// alone may reach 64 threads).
+const PIDS_MAX: u64 = 1024;
+
+/// The host uids VMMs run as, one per running VM started by root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VmmUsers {
+    pub first: u32,
+    pub count: u32,
+}
+
+impl Default for VmmUsers {
+    /// In the range systemd leaves unused (1879048192-2147483647: above container ranges
+    /// such as /etc/subuid's and nspawn's, below 2^31, which many tools mishandle).
+    fn default() -> Self {
+        VmmUsers {
+            first: 1_900_000_000,
+            count: 65_536,
+        }
+    }
+}
+
+impl VmmUsers {
+    /// The Configuration's `spec.vmmUsers`, checked.
+    pub fn from_configuration(
+        configuration: Option<&ignite_api::Configuration>,
+    ) -> Result<VmmUsers, String> {
+        let Some(range) = configuration.and_then(|c| c.spec.vmm_users.as_ref()) else {
+            return Ok(VmmUsers::default());
+        };
+        let users = VmmUsers {
+            first: range.first,
+            count: range.count,
+        };
+        if users.first < 1000 || users.count == 0 || users.first.checked_add(users.count).is_none()
+        {
+            return Err(format!(
+                "spec.vmmUsers {{first: {}, count: {}}} must be a non-empty range of uids from 1000 \
+                 that fits in 32 bits",
+                users.first, users.count
+            ));
+        }
+        Ok(users)
+    }
+}
+
+/// What a VM's run holds: its group (left and removed on drop) and its VMM's user.
+pub struct Confined {
+    group: Option<(Hierarchy, Group, Origin)>,
+    user: Option<UserClaim>,
+    /// What the VMM is told.
+    pub vmm: Confinement,
+}
+
+impl Confined {
+    /// The group's path for the VM's status.
+    pub fn cgroup(&self) -> Option<String> {
+        self.group.as_ref().map(|(_, g, _)| g.relative.clone())
+    }
+
+    pub fn user(&self) -> Option<u32> {
+        self.user.as_ref().map(|c| c.user.uid)
+    }
+}
+
+impl Drop for Confined {
+    fn drop(&mut self) {
+        if let Some((hierarchy, group, origin)) = &self.group {
+            origin.return_self(hierarchy);
+            if let Err(e) = group.remove() {
+                tracing::warn!("cannot remove the VM's cgroup: {e}");
+            }
+        }
+    }
+}
+
+/// The VM's limits: its memory plus the VMM's own (and the translation cache under TCG),
+/// a cap on processes, and its CPU quota if it has one.
+pub fn limits(vm: &Vm, accel: Accel, translation_cache_mib: Option<u32>) -> Limits {
+    let guest_mib = vm.spec.memory.unwrap_or(ignite_api::defaults::MEMORY).mib();
+    let cache_mib = match accel {
+        Accel::Tcg => translation_cache_mib.map_or(QEMU_DEFAULT_TRANSLATION_CACHE_MIB, u64::from),
+        Accel::Kvm => 0,
+    };
+    Limits {
+        memory_max: Some((guest_mib + VMM_OVERHEAD_MIB + cache_mib) << 20),
+        pids_max: Some(PIDS_MAX),
+        cpu: vm.spec.cpu_quota.map(CpuMax::cores),
+    }
+}
+
+/// The group's name for a VM.
+pub fn group_name(uid: &str) -> String {
+    format!("vm-{uid}")
+}
+
+/// Puts the calling supervisor in the VM's group and claims its VMM's user. What the host
+/// does not allow (no cgroup delegation, not root) is warned about and left out: the VM
+/// still runs, as before confinement existed.
+pub fn enter(
+    root: &Path,
+    vm: &Vm,
+    accel: Accel,
+    translation_cache_mib: Option<u32>,
+    users: VmmUsers,
+) -> Confined {
+    let uid = super::uid_of(vm);
+    let euid = rustix::process::geteuid().as_raw();
+    let group = match join_group(vm, uid.as_str(), euid, accel, translation_cache_mib) {
+        Ok(group) => Some(group),
+        Err(e) => {
+            tracing::warn!("the VM runs without a cgroup of its own: {e}");
+            None
+        }
+    };
+    let user = if euid == 0 {
+        match claim_user(&root.join(CLAIMS_DIR), users, uid.as_str()) {
+            Ok(claim) => Some(claim),
+            Err(e) => {
+                tracing::warn!("the VMM runs as root: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let vmm = Confinement {
+        user: user.as_ref().map(|c| c.user),
+        seccomp: true,
+    };
+    Confined { group, user, vmm }
+}
+
+fn join_group(
+    vm: &Vm,
+    uid: &str,
+    euid: u32,
+    accel: Accel,
+    translation_cache_mib: Option<u32>,
+) -> Result<(Hierarchy, Group, Origin), ignite_cgroup::CgroupError> {
+    let hierarchy = Hierarchy::detect()?;
+    let parent = hierarchy.parent_for(euid)?;
+    let group = Group::create(
+        &hierarchy,
+        &parent,
+        &group_name(uid),
+        &limits(vm, accel, translation_cache_mib),
+    )?;
+    let origin = Origin::of_self(&hierarchy);
+    if let Err(e) = group.join(std::process::id()) {
+        let _ = group.remove();
+        return Err(e);
+    }
+    Ok((hierarchy, group, origin))
+}
+
+/// Removes the group a VM's killed supervisor left (its processes first).
+pub fn remove_left_group(relative: &str) {
+    let Ok(hierarchy) = Hierarchy::detect() else {
+        return;
+    };
+    let group = Group::at(&hierarchy, relative);
+    if group.exists()
+        && let Err(e) = group.remove()
+    {
+        tracing::warn!("cannot remove the cgroup {relative} of a crashed VM: {e}");
+    }
+}
+
+/// Gives back the VMM user a VM's killed supervisor held (unless a live one holds it
+/// meanwhile).
+pub fn release_left_user(root: &Path, user: u32) {
+    let path = root.join(CLAIMS_DIR).join(user.to_string());
+    if read_claim(&path).is_some_and(|c| !process::is_alive(&c.supervisor)) {
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+/// What a VM's group used, for `ignite stats` and `/metrics`.
+pub fn usage_of(relative: &str) -> Option<ignite_cgroup::Usage> {
+    let hierarchy = Hierarchy::detect().ok()?;
+    let group = Group::at(&hierarchy, relative);
+    group.exists().then(|| group.usage())
+}
+
+/// The claims' directory in the state root.
+pub const CLAIMS_DIR: &str = "vmm-users";
+
+/// A claimed VMM user, given back (its file removed) on drop.
+#[derive(Debug)]
+pub struct UserClaim {
+    path: PathBuf,
+    pub user: VmmUser,
+}
+
+impl Drop for UserClaim {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// What a claim file holds: who claimed the user.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ClaimRecord {
+    vm: String,
+    supervisor: ProcessRef,
+}
+
+/// Claims the lowest free user of `users` for the VM `vm_uid`, for the calling process.
+pub fn claim_user(dir: &Path, users: VmmUsers, vm_uid: &str) -> Result<UserClaim, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+    }
+    let lock_path = dir.join(".lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&lock_path)
+        .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+    let me = process::current();
+    for index in 0..users.count {
+        let uid = users.first + index;
+        let path = dir.join(uid.to_string());
+        if let Some(holder) = read_claim(&path) {
+            if process::is_alive(&holder.supervisor) {
+                continue;
+            }
+            // Its supervisor is gone (a crash): the user is free again.
+            let _ = std::fs::remove_file(&path);
+        }
+        let record = ClaimRecord {
+            vm: vm_uid.to_string(),
+            supervisor: me,
+        };
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&path)
+            .and_then(|mut f| {
+                f.write_all(&serde_json::to_vec(&record).map_err(std::io::Error::other)?)
+            });
+        match written {
+            Ok(()) => {
+                return Ok(UserClaim {
+                    path,
+                    user: VmmUser { uid, gid: uid },
+                });
+            }
+            Err(e) => return Err(format!("cannot claim {}: {e}", path.display())),
+        }
+    }
+    Err(format!(
+        "all {} VMM users from {} are taken by running VMs: widen the Configuration's \
+         spec.vmmUsers",
+        users.count, users.first
+    ))
+}
+
+fn read_claim(path: &Path) -> Option<ClaimRecord> {
+    use std::io::Read;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+        .ok()?;
+    let mut text = Vec::new();
+    file.take(4096).read_to_end(&mut text).ok()?;
+    match serde_json::from_slice(&text) {
+        Ok(record) => Some(record),
+        // Unreadable: held by nobody that can be checked; taken over.
+        Err(_) => Some(ClaimRecord {
+            vm: String::new(),
+            supervisor: ProcessRef {
+                pid: 0,
+                start_ticks: 0,
+            },
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_are_claimed_lowest_first_and_a_dead_supervisors_claim_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let claims = dir.path().join(CLAIMS_DIR);
+        let users = VmmUsers {
+            first: 5000,
+            count: 2,
+        };
+        let a = claim_user(&claims, users, "a").unwrap();
+        let b = claim_user(&claims, users, "b").unwrap();
+        assert_eq!((a.user.uid, b.user.uid), (5000, 5001));
+        assert_eq!(a.user.gid, 5000);
+        let full = claim_user(&claims, users, "c").unwrap_err();
+        assert!(full.contains("spec.vmmUsers"), "{full}");
+        drop(a);
+        assert_eq!(claim_user(&claims, users, "c").unwrap().user.uid, 5000);
+        // A claim whose supervisor is gone (a pid that is not running).
+        std::fs::write(
+            claims.join("5000"),
+            r#"{"vm":"x","supervisor":{"pid":4194303,"startTicks":1}}"#,
+        )
+        .unwrap();
+        let taken = claim_user(&claims, users, "d").unwrap();
+        assert_eq!(taken.user.uid, 5000);
+        let text = std::fs::read_to_string(claims.join("5000")).unwrap();
+        assert!(text.contains("\"vm\":\"d\""), "{text}");
+    }
+
+    #[test]
+    fn limits_cover_guest_memory_vmm_and_translation_cache() {
+        let mut vm = Vm::new(ignite_api::ObjectMeta::default(), Default::default());
+        vm.spec.memory = Some("128MB".parse().unwrap());
+        let kvm = limits(&vm, Accel::Kvm, None);
+        assert_eq!(kvm.memory_max, Some((128 + VMM_OVERHEAD_MIB) << 20));
+        assert_eq!(kvm.cpu, None);
+        assert_eq!(kvm.pids_max, Some(PIDS_MAX));
+        let tcg = limits(&vm, Accel::Tcg, Some(64));
+        assert_eq!(tcg.memory_max, Some((128 + VMM_OVERHEAD_MIB + 64) << 20));
+        vm.spec.cpu_quota = Some(0.5);
+        assert_eq!(
+            limits(&vm, Accel::Tcg, None).cpu,
+            Some(CpuMax {
+                quota_micros: 50_000,
+                period_micros: 100_000
+            })
+        );
+        assert_eq!(
+            limits(&vm, Accel::Tcg, None).memory_max,
+            Some((128 + VMM_OVERHEAD_MIB + 1024) << 20)
+        );
+    }
+
+    #[test]
+    fn the_uid_range_comes_from_the_configuration_and_is_checked() {
+        assert_eq!(
+            VmmUsers::from_configuration(None).unwrap(),
+            VmmUsers::default()
+        );
+        let mut c = ignite_api::Configuration::default();
+        c.spec.vmm_users = Some(ignite_api::IdRange {
+            first: 0,
+            count: 10,
+        });
+        assert!(VmmUsers::from_configuration(Some(&c)).is_err());
+        c.spec.vmm_users = Some(ignite_api::IdRange {
+            first: 300_000,
+            count: 10,
+        });
+        assert_eq!(
+            VmmUsers::from_configuration(Some(&c)).unwrap(),
+            VmmUsers {
+                first: 300_000,
+                count: 10
+            }
+        );
+    }
+}
