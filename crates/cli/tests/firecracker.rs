@@ -526,9 +526,9 @@ fn jailed(host: &Host) {
     assert!(!dir.join("jail").exists(), "the jail outlived the VM");
     assert_eq!(std::fs::metadata(dir.join("root.raw")).unwrap().uid(), 0);
 
-    // A supervisor killed with -9: the next command that looks repairs the record, kills
-    // Firecracker (it lost its parent-death signal when the jailer dropped to the VM's
-    // user) and removes the jail; rm then removes the VM.
+    // A supervisor killed with -9: Firecracker goes too (its watcher kills it: the jailer's
+    // change of user cleared its parent-death signal), and rm repairs the record, removes
+    // the jail left behind and then the VM.
     let mut start = host.start_in_background("fc-jail");
     let vm = host.vm("fc-jail");
     let supervisor = vm.status.supervisor.as_ref().unwrap().pid;
@@ -543,21 +543,24 @@ fn jailed(host: &Host) {
     );
     let _ = start.wait();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while Path::new(&format!("/proc/{supervisor}/status")).exists()
-        && std::fs::read_to_string(format!("/proc/{supervisor}/status"))
-            .is_ok_and(|s| !s.contains("State:\tZ"))
+    while std::fs::read_to_string(format!("/proc/{supervisor}/status"))
+        .is_ok_and(|s| !s.contains("State:\tZ"))
     {
         assert!(Instant::now() < deadline, "the supervisor outlived kill -9");
         std::thread::sleep(Duration::from_millis(50));
     }
-    host.ignite().args(["rm", "fc-jail"]).assert().success();
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::fs::read_to_string(format!("/proc/{pid}/status"))
         .is_ok_and(|s| !s.contains("State:\tZ"))
     {
-        assert!(Instant::now() < deadline, "Firecracker outlived rm");
+        assert!(
+            Instant::now() < deadline,
+            "Firecracker outlived its killed supervisor"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
+    assert!(chroot.is_dir(), "a killed supervisor removed nothing");
+    host.ignite().args(["rm", "fc-jail"]).assert().success();
     assert!(!chroot.exists(), "the jail outlived rm");
     assert!(!dir.exists(), "{} left after rm", dir.display());
 }
