@@ -26,6 +26,7 @@ const TESTS: &[Test] = &[
     ("firecracker_vms_start_stop_and_clean_up", lifecycle),
     ("firecracker_api_errors_reach_the_user_verbatim", api_errors),
     ("firecracker_vms_get_the_bridge_tap", bridge_tap),
+    ("firecracker_runs_under_its_jailer_in_a_chroot", jailed),
 ];
 
 fn main() -> ExitCode {
@@ -420,4 +421,146 @@ fn bridge_tap(host: &Host) {
             .success()
     );
     let _ = ip(&["netns", "del", &ns]);
+}
+
+/// As root, with the jailer beside the Firecracker under test: Firecracker runs as the
+/// VM's user, filtered, in a chroot that holds the VM's files and goes with the VM (also
+/// after its supervisor was killed). Without a jailer the supervisor's log says so.
+fn jailed(host: &Host) {
+    use std::os::unix::fs::MetadataExt;
+    host.ignite()
+        .args([
+            "create",
+            "--name",
+            "fc-jail",
+            "--vmm",
+            "firecracker",
+            "--network",
+            "none",
+        ])
+        .arg(host.image())
+        .assert()
+        .success();
+    let mut start = host.start_in_background("fc-jail");
+    let vm = host.vm("fc-jail");
+    let dir = host.vm_dir(&vm);
+    let uid = vm.metadata.uid.as_ref().unwrap().as_str().to_string();
+    // Where the driver looks: beside the Firecracker binary, then PATH.
+    let jailer = std::iter::once(host.firecracker.with_file_name("jailer"))
+        .chain(
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .map(|d| d.join("jailer")),
+        )
+        .find(|p| p.is_file());
+    let Some(jailer) = jailer else {
+        let log = std::fs::read_to_string(dir.join("supervisor.log")).unwrap();
+        assert!(log.contains("Firecracker runs without its jailer"), "{log}");
+        println!(
+            "note: no jailer beside {}: only the supervisor's warning was checked",
+            host.firecracker.display()
+        );
+        host.ignite()
+            .args(["rm", "-f", "fc-jail"])
+            .assert()
+            .success();
+        let _ = start.wait();
+        return;
+    };
+    let chroot = dir.join("jail/firecracker").join(&uid).join("root");
+    let pid = vm.status.vmm.as_ref().unwrap().process.pid;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> Vec<u32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect()
+    };
+    // Real, effective, saved and filesystem ids: all the VM's, none root's.
+    let uids = field("Uid:");
+    let gids = field("Gid:");
+    assert!(uids.iter().all(|u| *u == uids[0] && *u != 0), "{status}");
+    assert!(gids.iter().all(|g| *g == gids[0] && *g != 0), "{status}");
+    assert_eq!(field("Seccomp:"), [2], "{status}");
+    // Its root is the chroot (the jailer's bind mount of it: the same inode).
+    let root = std::fs::metadata(format!("/proc/{pid}/root")).unwrap();
+    let jail = std::fs::metadata(&chroot).unwrap();
+    assert_eq!((root.dev(), root.ino()), (jail.dev(), jail.ino()));
+    assert_eq!((jail.uid(), jail.gid()), (uids[0], gids[0]));
+    assert!(jailer.is_file());
+    // The VM's files: its disk linked in, the kernel copied, all the VM user's, 0600.
+    let disk = std::fs::metadata(chroot.join("drive-root")).unwrap();
+    assert_eq!(
+        disk.ino(),
+        std::fs::metadata(dir.join("root.raw")).unwrap().ino()
+    );
+    for name in [
+        "drive-root",
+        "drive-disk1",
+        "vmlinux",
+        "initrd",
+        "firecracker.log",
+    ] {
+        let m = std::fs::symlink_metadata(chroot.join(name))
+            .unwrap_or_else(|e| panic!("{name} in {}: {e}", chroot.display()));
+        assert!(m.is_file(), "{name}");
+        assert_eq!(
+            (m.uid(), m.gid(), m.mode() & 0o7777),
+            (uids[0], gids[0], 0o600),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_link(dir.join("vmm.sock")).unwrap(),
+        chroot.join("vmm.sock")
+    );
+    assert_eq!(
+        std::fs::read_link(dir.join("agent.sock")).unwrap(),
+        chroot.join("agent.sock")
+    );
+    // The API answers through the supervisor's path: a graceful stop, and the jail goes.
+    host.ignite().args(["stop", "fc-jail"]).assert().success();
+    let _ = start.wait();
+    assert!(!dir.join("jail").exists(), "the jail outlived the VM");
+    assert_eq!(std::fs::metadata(dir.join("root.raw")).unwrap().uid(), 0);
+
+    // A supervisor killed with -9: Firecracker goes too (its watcher kills it: the jailer's
+    // change of user cleared its parent-death signal), and rm repairs the record, removes
+    // the jail left behind and then the VM.
+    let mut start = host.start_in_background("fc-jail");
+    let vm = host.vm("fc-jail");
+    let supervisor = vm.status.supervisor.as_ref().unwrap().pid;
+    let pid = vm.status.vmm.as_ref().unwrap().process.pid;
+    assert!(chroot.is_dir());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-KILL", &supervisor.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let _ = start.wait();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/{supervisor}/status"))
+        .is_ok_and(|s| !s.contains("State:\tZ"))
+    {
+        assert!(Instant::now() < deadline, "the supervisor outlived kill -9");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .is_ok_and(|s| !s.contains("State:\tZ"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "Firecracker outlived its killed supervisor"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(chroot.is_dir(), "a killed supervisor removed nothing");
+    host.ignite().args(["rm", "fc-jail"]).assert().success();
+    assert!(!chroot.exists(), "the jail outlived rm");
+    assert!(!dir.exists(), "{} left after rm", dir.display());
 }

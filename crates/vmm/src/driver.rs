@@ -95,6 +95,7 @@ pub fn guest_memory(kind: VmmKind, control: &Path) -> std::io::Result<Option<Gue
     match recorded(Some(kind)) {
         VmmKind::Firecracker => Firecracker {
             binary: PathBuf::new(),
+            jailer: None,
         }
         .guest_memory(control),
         _ => Qemu::default().guest_memory(control),
@@ -105,6 +106,21 @@ pub fn guest_memory(kind: VmmKind, control: &Path) -> std::io::Result<Option<Gue
 /// the run (a later start, or another driver, would read them).
 pub fn run_files() -> impl Iterator<Item = &'static str> {
     [crate::firecracker::METRICS_FILE].into_iter()
+}
+
+/// Removes what drivers leave in the VM directory `vm_dir` while a VM runs ([`run_files`]
+/// and Firecracker's jail), once its VMM is gone: after it ended, or a crash. Failures
+/// are logged: a jail left behind is retried at the next start or removal.
+pub fn remove_run_files(vm_dir: &Path) {
+    for name in run_files() {
+        let _ = std::fs::remove_file(vm_dir.join(name));
+    }
+    if let Err(e) = crate::firecracker::jailer::remove(vm_dir) {
+        tracing::warn!(
+            "cannot remove Firecracker's jail in {}: {e}",
+            vm_dir.display()
+        );
+    }
 }
 
 /// How `doctor` sees the optional Firecracker.
@@ -127,6 +143,39 @@ pub fn check_firecracker(configured: Option<&Path>) -> FirecrackerCheck {
                 FirecrackerCheck::Broken(format!("{} does not run ({e})", f.binary.display()))
             }
         },
+    }
+}
+
+/// How `doctor` sees Firecracker's optional jailer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JailerCheck {
+    /// Found and runs: its path and version.
+    Found(String),
+    /// Not found, or it does not run: why, and how to get one.
+    Missing(String),
+}
+
+/// The jailer VMs started by root run Firecracker under: the one beside the Firecracker
+/// binary in use (`configured`, else PATH's), else `jailer` in PATH.
+pub fn check_jailer(configured_firecracker: Option<&Path>) -> JailerCheck {
+    let firecracker = match Firecracker::locate(configured_firecracker) {
+        Ok(f) => f,
+        Err(why) => {
+            return JailerCheck::Missing(format!("no Firecracker, so no jailer either ({why})"));
+        }
+    };
+    let Some(jailer) = &firecracker.jailer else {
+        return JailerCheck::Missing(format!(
+            "no `jailer` beside {} nor in PATH: Firecracker runs unconfined (no chroot, as root); install the jailer of the same release next to it (https://github.com/firecracker-microvm/firecracker/releases: the archive holds both)",
+            firecracker.binary.display()
+        ));
+    };
+    match crate::firecracker::version_of(jailer) {
+        Ok(version) => JailerCheck::Found(format!("{} ({version})", jailer.display())),
+        Err(e) => JailerCheck::Missing(format!(
+            "{} does not run ({e}): install the jailer of Firecracker's release again",
+            jailer.display()
+        )),
     }
 }
 
@@ -166,10 +215,44 @@ mod tests {
     }
 
     #[test]
+    fn doctor_finds_the_jailer_beside_firecracker_or_says_how_to_get_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fc = dir.path().join("firecracker");
+        let jailer = dir.path().join("jailer");
+        std::fs::write(&fc, "#!/bin/sh\necho Firecracker v1.16.1\n").unwrap();
+        std::fs::write(&jailer, "#!/bin/sh\necho Jailer v1.16.1\n").unwrap();
+        for p in [&fc, &jailer] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        assert_eq!(
+            check_jailer(Some(&fc)),
+            JailerCheck::Found(format!("{} (Jailer v1.16.1)", jailer.display()))
+        );
+        std::fs::write(&jailer, "#!/bin/sh\nexit 1\n").unwrap();
+        assert!(matches!(
+            check_jailer(Some(&fc)),
+            JailerCheck::Missing(m) if m.contains("does not run")
+        ));
+        std::fs::remove_file(&jailer).unwrap();
+        if crate::find_in_path("jailer").is_none() {
+            assert!(matches!(
+                check_jailer(Some(&fc)),
+                JailerCheck::Missing(m) if m.contains("install the jailer of the same release")
+            ));
+        }
+        assert!(matches!(
+            check_jailer(Some(&dir.path().join("missing"))),
+            JailerCheck::Missing(m) if m.contains("no Firecracker")
+        ));
+    }
+
+    #[test]
     fn each_driver_says_what_it_reads_and_refuses_what_it_cannot_do() {
         let qemu = Qemu::default();
         let fc = Firecracker {
             binary: "/usr/bin/firecracker".into(),
+            jailer: None,
         };
         assert_eq!(
             qemu.capabilities(),

@@ -158,18 +158,17 @@ impl VmFiles {
         std::fs::write(&dest, keys.join("\n") + "\n").map_err(io("write", &dest))
     }
 
-    /// Sockets: stale after a crash, recreated on every start.
+    /// Sockets and what the VMM's driver left (Firecracker's jail): stale after a crash,
+    /// recreated on every start.
     pub fn remove_runtime_files(&self) {
         for path in [
             self.console_socket(),
             self.agent_socket(),
             self.exec_socket(),
             self.control_socket(),
-        ]
-        .into_iter()
-        .chain(ignite_vmm::driver::run_files().map(|f| self.dir.join(f)))
-        {
+        ] {
             let _ = std::fs::remove_file(path);
         }
+        ignite_vmm::driver::remove_run_files(&self.dir);
     }
 }

@@ -3,8 +3,13 @@
 //! interfaces, vsock) and started with `InstanceStart`. The serial console is the
 //! process's stdin and stdout; the guest agent is reached over vsock, whose host side is
 //! a unix socket that takes `CONNECT <port>`.
+//!
+//! A VM with its own user ([`crate::Confinement::user`], VMs started by root) runs under
+//! Firecracker's jailer where one is installed ([`jailer`]): every path the API is given
+//! is then the file's place in the VM's chroot.
 
 pub mod api;
+pub mod jailer;
 
 use std::ffi::OsString;
 use std::io::{self, Write};
@@ -15,8 +20,8 @@ use std::time::{Duration, Instant};
 use ignite_guest_protocol::agent::VSOCK_PORT;
 
 use crate::{
-    Accel, Capabilities, DiskFormat, GuestMemoryStats, KernelFormat, MachineSpec, NetworkBackend,
-    NicBackend, StateFiles, Vmm, VmmError, VmmKind,
+    Accel, Capabilities, Confinement, DiskFormat, GuestMemoryStats, KernelFormat, MachineSpec,
+    NetworkBackend, NicBackend, StateFiles, Vmm, VmmError, VmmKind,
 };
 
 pub const FIRECRACKER_BINARY: &str = "firecracker";
@@ -28,21 +33,27 @@ pub const METRICS_FILE: &str = "firecracker.metrics";
 
 pub struct Firecracker {
     pub binary: PathBuf,
+    /// Its jailer, when one was found ([`jailer::locate`]).
+    pub jailer: Option<PathBuf>,
 }
 
 impl Firecracker {
+    /// `binary`, with the jailer beside it or in PATH.
+    pub fn new(binary: PathBuf) -> Firecracker {
+        let jailer = jailer::locate(&binary);
+        Firecracker { binary, jailer }
+    }
+
     /// The configured binary, else `firecracker` from PATH, or how to get one.
     pub fn locate(configured: Option<&Path>) -> Result<Firecracker, VmmError> {
         match configured {
-            Some(path) if is_executable(path) => Ok(Firecracker {
-                binary: path.to_path_buf(),
-            }),
+            Some(path) if is_executable(path) => Ok(Firecracker::new(path.to_path_buf())),
             Some(path) => Err(VmmError::NotInstalled(format!(
                 "the configured Firecracker binary {} is not an executable file: fix the Configuration's spec.firecracker, or use --vmm qemu",
                 path.display()
             ))),
             None => crate::find_in_path(FIRECRACKER_BINARY)
-                .map(|binary| Firecracker { binary })
+                .map(Firecracker::new)
                 .ok_or_else(|| {
                     VmmError::NotInstalled("firecracker is not installed (or not in PATH): install a release from https://github.com/firecracker-microvm/firecracker/releases, set the Configuration's spec.firecracker to its path, or use --vmm qemu".to_string())
                 }),
@@ -51,15 +62,28 @@ impl Firecracker {
 
     /// `Firecracker v1.16.1`, as the binary says.
     pub fn version(&self) -> io::Result<String> {
-        let out = std::process::Command::new(&self.binary)
-            .arg("--version")
-            .output()?;
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .map(|l| l.trim().to_string())
-            .filter(|l| !l.is_empty())
-            .ok_or_else(|| io::Error::other("firecracker --version printed nothing"))
+        version_of(&self.binary)
+    }
+
+    /// The jail a VM runs in: one for each VM with its own user when the jailer is
+    /// installed, else why it runs without (for the supervisor's log). The VM's files
+    /// are in `control`'s directory.
+    pub fn jail(
+        &self,
+        confinement: &Confinement,
+        control: &Path,
+    ) -> Result<(jailer::Jail, &Path), String> {
+        let Some(user) = confinement.user else {
+            return Err("the VM has no user of its own (VMs started by root get one), so Firecracker runs as the user who started it, without a chroot".into());
+        };
+        let Some(jailer) = &self.jailer else {
+            return Err(format!(
+                "no `jailer` beside {} nor in PATH: install the jailer of the same Firecracker release next to it (release archives hold both)",
+                self.binary.display()
+            ));
+        };
+        let vm_dir = control.parent().unwrap_or(Path::new("."));
+        Ok((jailer::Jail::in_vm_dir(vm_dir, user, &self.binary), jailer))
     }
 
     /// Refuses what Firecracker cannot run, before anything starts.
@@ -87,6 +111,19 @@ impl Firecracker {
         }
         Ok(())
     }
+}
+
+/// The first line `PROGRAM --version` prints (`Firecracker v1.16.1`, `Jailer v1.16.1`).
+pub fn version_of(program: &Path) -> io::Result<String> {
+    let out = std::process::Command::new(program)
+        .arg("--version")
+        .output()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| io::Error::other(format!("{} --version printed nothing", program.display())))
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -130,23 +167,54 @@ impl Vmm for Firecracker {
         }
     }
 
-    fn command(&self, _spec: &MachineSpec, control: &Path) -> (PathBuf, Vec<OsString>) {
-        (
-            self.binary.clone(),
+    fn command(&self, spec: &MachineSpec, control: &Path) -> (PathBuf, Vec<OsString>) {
+        let args = |api_socket: &Path| -> Vec<OsString> {
             vec![
                 "--api-sock".into(),
-                control.as_os_str().to_owned(),
+                api_socket.as_os_str().to_owned(),
                 // Until the logger is configured, Firecracker logs to stdout: the console.
                 "--level".into(),
                 "Warning".into(),
-            ],
-        )
+            ]
+        };
+        match self.jail(&spec.confinement, control) {
+            Ok((jail, jailer)) => {
+                // A failure shows as the jailer's own error, which names the directory.
+                if let Err(e) = jail.create_base() {
+                    tracing::warn!("cannot create {}: {e}", jail.base().display());
+                }
+                tracing::info!(
+                    "Firecracker runs under its jailer in {}",
+                    jail.root().display()
+                );
+                jail.command(
+                    jailer,
+                    &self.binary,
+                    args(&jailer::Jail::jailed_path(jailer::API_SOCKET)),
+                )
+            }
+            Err(why) => {
+                tracing::warn!("Firecracker runs without its jailer: {why}");
+                (self.binary.clone(), args(control))
+            }
+        }
     }
 
     fn boot(&self, spec: &MachineSpec, control: &Path) -> io::Result<()> {
         Firecracker::check(spec).map_err(io::Error::other)?;
+        let jail = self.jail(&spec.confinement, control).ok().map(|(j, _)| j);
+        if let Some(jail) = &jail {
+            jail.socket_link(jailer::API_SOCKET, control)?;
+            // Firecracker listens once the jailer is done with the chroot.
+            wait_for_socket(control, Duration::from_secs(10))?;
+        }
         if let Some(files) = &spec.restore {
-            for step in restore_steps(spec, files)? {
+            let steps = restore_steps(spec, files)?;
+            let steps = match &jail {
+                Some(jail) => jailed_restore(jail, spec, steps)?,
+                None => steps,
+            };
+            for step in steps {
                 match step {
                     RestoreStep::Put(path, Request::Logger(b)) => api::put(control, &path, &b),
                     RestoreStep::Put(path, Request::Metrics(b)) => api::put(control, &path, &b),
@@ -163,7 +231,14 @@ impl Vmm for Firecracker {
             return Ok(());
         }
         wait_for_socket(control, Duration::from_secs(10))?;
-        for (path, body) in requests(spec)? {
+        let requests = match &jail {
+            Some(jail) => requests(spec)?
+                .into_iter()
+                .map(|(path, request)| Ok((path, jailed_request(jail, request)?)))
+                .collect::<io::Result<Vec<_>>>()?,
+            None => requests(spec)?,
+        };
+        for (path, body) in requests {
             match body {
                 Request::Logger(b) => api::put(control, &path, &b),
                 Request::Metrics(b) => api::put(control, &path, &b),
@@ -199,6 +274,9 @@ impl Vmm for Firecracker {
     }
 
     fn save_state(&self, control: &Path, files: &StateFiles) -> io::Result<()> {
+        if let Some(root) = jailer::root_of_control(control) {
+            return save_jailed(control, &root, files);
+        }
         // Made here, owner-only: Firecracker writes into them (it would create them with
         // its umask's mode).
         StateFiles::create(&files.state)?;
@@ -395,6 +473,133 @@ pub fn requests(spec: &MachineSpec) -> io::Result<Vec<(String, Request)>> {
         }),
     ));
     Ok(out)
+}
+
+/// A jailed VM's state: written by Firecracker into files in its chroot (its user's,
+/// owner-only, made here), then moved out to `files`.
+fn save_jailed(control: &Path, root: &Path, files: &StateFiles) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // The jailer gave the chroot to the VM's user.
+    let owner = std::fs::symlink_metadata(root)?;
+    let user = crate::VmmUser {
+        uid: owner.uid(),
+        gid: owner.gid(),
+    };
+    let inside = [jailer::SAVED_STATE, jailer::SAVED_MEMORY].map(|name| root.join(name));
+    for path in &inside {
+        // Left by an earlier save that failed half-way.
+        let _ = std::fs::remove_file(path);
+        let file = StateFiles::create(path)?;
+        std::os::unix::fs::fchown(&file, Some(user.uid), Some(user.gid))?;
+    }
+    let jailed = StateFiles {
+        state: jailer::Jail::jailed_path(jailer::SAVED_STATE),
+        memory: jailer::Jail::jailed_path(jailer::SAVED_MEMORY),
+        memory_in_file: files.memory_in_file,
+    };
+    let saved = api::put(control, "/snapshot/create", &snapshot_create(&jailed))
+        .and_then(|()| jailer::take_out(&inside[0], &files.state))
+        .and_then(|()| jailer::take_out(&inside[1], &files.memory));
+    for path in &inside {
+        let _ = std::fs::remove_file(path);
+    }
+    saved
+}
+
+/// `request` with the files it names put into `jail`, named as Firecracker sees them.
+fn jailed_request(jail: &jailer::Jail, request: Request) -> io::Result<Request> {
+    use jailer::Placement::{Own, Shared};
+    Ok(match request {
+        Request::Logger(mut b) => {
+            b.log_path = jail.place(&b.log_path, LOG_FILE, Own)?;
+            Request::Logger(b)
+        }
+        Request::Metrics(mut b) => {
+            b.metrics_path = jail.place(&b.metrics_path, METRICS_FILE, Own)?;
+            Request::Metrics(b)
+        }
+        Request::Boot(mut b) => {
+            // The kernel is the kernel's, shared by every VM booting it.
+            b.kernel_image_path = jail.place(&b.kernel_image_path, JAILED_KERNEL, Shared)?;
+            b.initrd_path = b
+                .initrd_path
+                .map(|p| jail.place(&p, JAILED_INITRD, Own))
+                .transpose()?;
+            Request::Boot(b)
+        }
+        Request::Drive(mut b) => {
+            // A read-only disk (the kernel's modules) is shared; a writable one the VM's.
+            let how = if b.is_read_only { Shared } else { Own };
+            b.path_on_host = jail.place(&b.path_on_host, &jailed_drive(&b.drive_id), how)?;
+            Request::Drive(b)
+        }
+        Request::Vsock(mut b) => {
+            b.uds_path = jail.socket_link(jailer::VSOCK_SOCKET, &b.uds_path)?;
+            Request::Vsock(b)
+        }
+        other => other,
+    })
+}
+
+/// The kernel, initramfs and drives in a jail. The names are the same in every jail, so
+/// the paths a jailed VM's snapshot records are those of any jailed VM restored from it.
+const JAILED_KERNEL: &str = "vmlinux";
+const JAILED_INITRD: &str = "initrd";
+const JAILED_SNAPSHOT_STATE: &str = "snapshot-state";
+const JAILED_SNAPSHOT_MEMORY: &str = "snapshot-memory";
+
+fn jailed_drive(drive_id: &str) -> String {
+    format!("drive-{drive_id}")
+}
+
+/// A restore with the files it names put into `jail`. The drives go in first: loading a
+/// snapshot opens the drives it recorded, which in a jail are this VM's.
+fn jailed_restore(
+    jail: &jailer::Jail,
+    spec: &MachineSpec,
+    steps: Vec<RestoreStep>,
+) -> io::Result<Vec<RestoreStep>> {
+    use jailer::Placement::{Own, Shared};
+    let mut drives = std::collections::HashMap::new();
+    for step in &steps {
+        if let RestoreStep::Drive(_, b) = step {
+            let read_only = spec
+                .disks
+                .iter()
+                .any(|d| d.path == b.path_on_host && d.read_only);
+            let how = if read_only { Shared } else { Own };
+            let placed = jail.place(&b.path_on_host, &jailed_drive(&b.drive_id), how)?;
+            drives.insert(b.drive_id.clone(), placed);
+        }
+    }
+    steps
+        .into_iter()
+        .map(|step| {
+            Ok(match step {
+                RestoreStep::Put(path, request) => {
+                    RestoreStep::Put(path, jailed_request(jail, request)?)
+                }
+                RestoreStep::Load(mut b) => {
+                    // A snapshot's files may be restored by many VMs at once: copies.
+                    b.snapshot_path =
+                        jail.place(&b.snapshot_path, JAILED_SNAPSHOT_STATE, Shared)?;
+                    b.mem_backend.backend_path =
+                        jail.place(&b.mem_backend.backend_path, JAILED_SNAPSHOT_MEMORY, Shared)?;
+                    if let Some(v) = &mut b.vsock_override {
+                        v.uds_path = jail.socket_link(jailer::VSOCK_SOCKET, &v.uds_path)?;
+                    }
+                    RestoreStep::Load(b)
+                }
+                RestoreStep::Drive(path, mut b) => {
+                    if let Some(placed) = drives.remove(&b.drive_id) {
+                        b.path_on_host = placed;
+                    }
+                    RestoreStep::Drive(path, b)
+                }
+                RestoreStep::Resume => RestoreStep::Resume,
+            })
+        })
+        .collect()
 }
 
 /// The body that saves a paused VM into `files`.
@@ -698,6 +903,202 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("KVM only")
+        );
+    }
+
+    /// A VM directory and kernel directory holding the files of [`spec`], the machine
+    /// pointed at them, and the VM's jail with its chroot made (as the jailer does).
+    fn jailed_machine(dir: &Path) -> (MachineSpec, jailer::Jail) {
+        let vm_dir = dir.join("0123456789abcdef");
+        let kernel_dir = dir.join("kernel");
+        std::fs::create_dir(&vm_dir).unwrap();
+        std::fs::create_dir(&kernel_dir).unwrap();
+        let mut machine = spec(&vm_dir);
+        machine.kernel = kernel_dir.join("vmlinux");
+        machine.initrd = vm_dir.join("initramfs.cpio");
+        machine.disks[0].path = vm_dir.join("root.raw");
+        machine.disks[1].path = kernel_dir.join("modules.ext4");
+        machine.agent_socket = Some(vm_dir.join("agent.sock"));
+        for path in [
+            &machine.kernel,
+            &machine.initrd,
+            &machine.disks[0].path,
+            &machine.disks[1].path,
+        ] {
+            std::fs::write(path, path.to_string_lossy().as_bytes()).unwrap();
+        }
+        let user = crate::VmmUser {
+            uid: rustix::process::geteuid().as_raw(),
+            gid: rustix::process::getegid().as_raw(),
+        };
+        machine.confinement.user = Some(user);
+        let jail = jailer::Jail::in_vm_dir(&vm_dir, user, Path::new("/opt/fc/firecracker"));
+        std::fs::create_dir_all(jail.root()).unwrap();
+        (machine, jail)
+    }
+
+    #[test]
+    fn a_vm_with_its_own_user_runs_under_the_jailer_else_firecracker_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut machine, jail) = jailed_machine(dir.path());
+        std::fs::remove_dir_all(jail.base()).unwrap();
+        let control = jail.base().parent().unwrap().join("vmm.sock");
+        let jailed = Firecracker {
+            binary: "/opt/fc/firecracker".into(),
+            jailer: Some("/opt/fc/jailer".into()),
+        };
+        let (program, args) = jailed.command(&machine, &control);
+        assert_eq!(program, Path::new("/opt/fc/jailer"));
+        let args: Vec<&str> = args.iter().map(|a| a.to_str().unwrap()).collect();
+        let tail = ["--", "--api-sock", "/vmm.sock", "--level", "Warning"];
+        assert!(args.ends_with(&tail), "{args:?}");
+        assert!(args.contains(&"--chroot-base-dir"), "{args:?}");
+        // The base the jailer needs is made, root's only.
+        assert!(jail.base().is_dir());
+        // A normal user's VM, or no jailer: Firecracker itself, on the supervisor's socket.
+        let control_arg = control.to_str().unwrap();
+        let plain = ["--api-sock", control_arg, "--level", "Warning"];
+        let unjailed = Firecracker {
+            jailer: None,
+            ..jailed
+        };
+        let (program, args) = unjailed.command(&machine, &control);
+        assert_eq!(program, Path::new("/opt/fc/firecracker"));
+        assert_eq!(args, plain.map(OsString::from));
+        assert!(
+            unjailed
+                .jail(&machine.confinement, &control)
+                .unwrap_err()
+                .contains("install the jailer")
+        );
+        machine.confinement.user = None;
+        let jailed = Firecracker {
+            jailer: Some("/opt/fc/jailer".into()),
+            ..unjailed
+        };
+        let (program, args) = jailed.command(&machine, &control);
+        assert_eq!(program, Path::new("/opt/fc/firecracker"));
+        assert_eq!(args, plain.map(OsString::from));
+        assert!(
+            jailed
+                .jail(&machine.confinement, &control)
+                .unwrap_err()
+                .contains("no user of its own")
+        );
+    }
+
+    #[test]
+    fn a_jailed_machine_is_configured_with_its_files_in_the_chroot() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (machine, jail) = jailed_machine(dir.path());
+        let jailed: Vec<(String, Request)> = requests(&machine)
+            .unwrap()
+            .into_iter()
+            .map(|(path, r)| (path, jailed_request(&jail, r).unwrap()))
+            .collect();
+        let named = |path: &str| {
+            jailed
+                .iter()
+                .find(|(p, _)| p == path)
+                .map(|(_, r)| r)
+                .unwrap()
+        };
+        assert_eq!(
+            named("/boot-source"),
+            &Request::Boot(api::BootSource {
+                kernel_image_path: "/vmlinux".into(),
+                initrd_path: Some("/initrd".into()),
+                boot_args: machine.cmdline.clone(),
+            })
+        );
+        let Request::Drive(root) = named("/drives/root") else {
+            panic!()
+        };
+        assert_eq!(root.path_on_host, Path::new("/drive-root"));
+        let Request::Drive(modules) = named("/drives/disk1") else {
+            panic!()
+        };
+        assert_eq!(modules.path_on_host, Path::new("/drive-disk1"));
+        let Request::Logger(logger) = named("/logger") else {
+            panic!()
+        };
+        assert_eq!(logger.log_path, Path::new("/firecracker.log"));
+        let Request::Vsock(vsock) = named("/vsock") else {
+            panic!()
+        };
+        assert_eq!(vsock.uds_path, Path::new("/agent.sock"));
+        assert_eq!(
+            std::fs::read_link(machine.agent_socket.as_ref().unwrap()).unwrap(),
+            jail.host_path("agent.sock")
+        );
+        // The VM's own files are linked in, the kernel's copied.
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        assert_eq!(
+            ino(&jail.host_path("drive-root")),
+            ino(&machine.disks[0].path)
+        );
+        assert_eq!(ino(&jail.host_path("initrd")), ino(&machine.initrd));
+        assert_ne!(ino(&jail.host_path("vmlinux")), ino(&machine.kernel));
+        assert_ne!(
+            ino(&jail.host_path("drive-disk1")),
+            ino(&machine.disks[1].path)
+        );
+        assert_eq!(
+            std::fs::read(jail.host_path("drive-disk1")).unwrap(),
+            std::fs::read(&machine.disks[1].path).unwrap()
+        );
+        assert!(jail.host_path(METRICS_FILE).is_file());
+        // The requests that name no file are as they were.
+        assert_eq!(
+            named("/network-interfaces/eth0"),
+            &requests(&machine).unwrap()[6].1
+        );
+    }
+
+    #[test]
+    fn a_jailed_restore_puts_the_drives_in_before_the_load_opens_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut machine, jail) = jailed_machine(dir.path());
+        let snap = dir.path().join("snap");
+        std::fs::create_dir(&snap).unwrap();
+        let files = StateFiles::in_dir(&snap);
+        std::fs::write(&files.state, b"state").unwrap();
+        std::fs::write(&files.memory, b"memory").unwrap();
+        machine.restore = Some(files.clone());
+        let steps =
+            jailed_restore(&jail, &machine, restore_steps(&machine, &files).unwrap()).unwrap();
+        let RestoreStep::Load(load) = &steps[2] else {
+            panic!("{steps:?}")
+        };
+        assert_eq!(load.snapshot_path, Path::new("/snapshot-state"));
+        assert_eq!(load.mem_backend.backend_path, Path::new("/snapshot-memory"));
+        assert_eq!(
+            load.vsock_override.as_ref().unwrap().uds_path,
+            Path::new("/agent.sock")
+        );
+        assert_eq!(
+            steps[3],
+            RestoreStep::Drive(
+                "/drives/root".into(),
+                api::DrivePath {
+                    drive_id: "root".into(),
+                    path_on_host: "/drive-root".into(),
+                }
+            )
+        );
+        assert_eq!(steps.last(), Some(&RestoreStep::Resume));
+        for name in [
+            "drive-root",
+            "drive-disk1",
+            "snapshot-state",
+            "snapshot-memory",
+        ] {
+            assert!(jail.host_path(name).is_file(), "{name}");
+        }
+        assert_eq!(
+            std::fs::read(jail.host_path("snapshot-memory")).unwrap(),
+            b"memory"
         );
     }
 
