@@ -124,6 +124,10 @@ pub fn run_checks(
             ),
         },
     );
+    checks.push(match ignite_vmm::driver::check_jailer(firecracker) {
+        ignite_vmm::driver::JailerCheck::Found(found) => check("jailer", Verdict::Ok, found),
+        ignite_vmm::driver::JailerCheck::Missing(why) => check("jailer", Verdict::Ok, why),
+    });
     checks.push(match find_guest_init() {
         Some(p) => match std::fs::read(&p)
             .map_err(|e| format!("cannot read {}: {e}", p.display()))

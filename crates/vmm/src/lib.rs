@@ -54,6 +54,11 @@ pub trait Vmm: Send + Sync {
         let _ = backend;
         Ok(())
     }
+    /// True when the VMM can run as the unprivileged user of [`Confinement::user`] (QEMU
+    /// always; Firecracker under its jailer only). Otherwise the user is not claimed.
+    fn runs_as_vm_user(&self) -> bool {
+        true
+    }
     /// The program and arguments that run `spec`; `control` is the VMM's control socket.
     fn command(&self, spec: &MachineSpec, control: &Path) -> (PathBuf, Vec<OsString>);
     /// Configures and boots the machine once the process runs (a no-op where the command

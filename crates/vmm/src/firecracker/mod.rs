@@ -167,6 +167,10 @@ impl Vmm for Firecracker {
         }
     }
 
+    fn runs_as_vm_user(&self) -> bool {
+        self.jailer.is_some()
+    }
+
     fn command(&self, spec: &MachineSpec, control: &Path) -> (PathBuf, Vec<OsString>) {
         let args = |api_socket: &Path| -> Vec<OsString> {
             vec![

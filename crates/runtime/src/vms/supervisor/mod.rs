@@ -194,6 +194,9 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         settings.translation_cache_mib,
         settings.vmm_users,
     );
+    if !vmm.runs_as_vm_user() {
+        confined.keep_user_unused();
+    }
     confined.give_disks(store.root(), files.dir(), &spec.disks);
     spec.confinement = confined.vmm.clone();
 
