@@ -228,7 +228,7 @@ fn render(format: &Format, rows: &[Row]) -> anyhow::Result<String> {
     })
 }
 
-/// Four significant digits, trailing zeros dropped (docker's `%.4g`).
+/// `digits` significant digits, trailing zeros dropped (docker's `%.4g`, `%.3g`).
 fn significant(value: f64, digits: i32) -> String {
     let before = if value >= 1.0 {
         value.log10().floor() as i32 + 1
@@ -244,28 +244,24 @@ fn significant(value: f64, digits: i32) -> String {
     }
 }
 
-/// Memory as docker shows it: powers of 1024 (`1.375GiB`).
+/// Memory as docker shows it: powers of 1024, four significant digits (`1.375GiB`).
 fn binary_size(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < units.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{}{}", significant(value, 4), units[unit])
+    scaled(bytes, 1024.0, &["B", "KiB", "MiB", "GiB", "TiB", "PiB"], 4)
 }
 
-/// I/O as docker shows it: powers of 1000 (`1.2kB`).
+/// I/O as docker shows it: powers of 1000, three significant digits (`1.23kB`).
 fn decimal_size(bytes: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    scaled(bytes, 1000.0, &["B", "kB", "MB", "GB", "TB", "PB"], 3)
+}
+
+fn scaled(bytes: u64, step: f64, units: &[&str], digits: i32) -> String {
     let mut value = bytes as f64;
     let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < units.len() {
-        value /= 1000.0;
+    while value >= step && unit + 1 < units.len() {
+        value /= step;
         unit += 1;
     }
-    format!("{}{}", significant(value, 3), units[unit])
+    format!("{}{}", significant(value, digits), units[unit])
 }
 
 #[cfg(test)]
