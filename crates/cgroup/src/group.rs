@@ -304,6 +304,103 @@ fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
 mod tests {
     use super::*;
 
+    use crate::hierarchy::Mount;
+
+    fn fake(version: Version, mounts: &[(&Path, &[&str])]) -> Hierarchy {
+        Hierarchy {
+            version,
+            mounts: mounts
+                .iter()
+                .map(|(point, controllers)| Mount {
+                    point: point.to_path_buf(),
+                    root: "/".into(),
+                    controllers: controllers.iter().map(|c| c.to_string()).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The files a v2 group is made with, in a directory tree laid out as cgroupfs lays
+    /// it out (the kernel's own behaviour is tested as root in the CLI's tests).
+    #[test]
+    fn a_v2_group_gets_its_controllers_and_limits_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let top = dir.path();
+        std::fs::write(
+            top.join("cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )
+        .unwrap();
+        std::fs::create_dir(top.join("ignite.slice")).unwrap();
+        std::fs::write(
+            top.join("ignite.slice/cgroup.controllers"),
+            "cpu memory pids\n",
+        )
+        .unwrap();
+        std::fs::write(top.join("ignite.slice/cgroup.subtree_control"), "memory\n").unwrap();
+        let hierarchy = fake(Version::V2, &[(top, &[])]);
+        let limits = Limits {
+            memory_max: Some(1 << 30),
+            pids_max: Some(1024),
+            cpu: Some(CpuMax::cores(0.5)),
+        };
+        let group = Group::create(&hierarchy, "/ignite.slice", "vm-1", &limits).unwrap();
+        assert_eq!(group.relative, "/ignite.slice/vm-1");
+        let read =
+            |f: &str| std::fs::read_to_string(top.join("ignite.slice/vm-1").join(f)).unwrap();
+        assert_eq!(read("memory.max"), (1u64 << 30).to_string());
+        assert_eq!(read("pids.max"), "1024");
+        assert_eq!(read("cpu.max"), "50000 100000");
+        // Only what the parent lacks, and what it offers, is asked for.
+        assert_eq!(
+            std::fs::read_to_string(top.join("ignite.slice/cgroup.subtree_control")).unwrap(),
+            "+cpu +pids"
+        );
+        let unlimited =
+            Group::create(&hierarchy, "/ignite.slice", "vm-2", &Limits::default()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(unlimited.dirs[0].join("cpu.max")).unwrap(),
+            "max 100000"
+        );
+    }
+
+    #[test]
+    fn a_v1_group_is_made_in_every_controllers_mount() {
+        let dir = tempfile::tempdir().unwrap();
+        let (memory, cpu) = (dir.path().join("memory"), dir.path().join("cpu"));
+        std::fs::create_dir_all(memory.join("ignite.slice/vm-1")).unwrap();
+        std::fs::create_dir_all(cpu.join("ignite.slice/vm-1")).unwrap();
+        // The kernel makes these files in every new group; here they are laid out ahead.
+        std::fs::write(memory.join("ignite.slice/vm-1/memory.limit_in_bytes"), "").unwrap();
+        std::fs::write(cpu.join("ignite.slice/vm-1/cpu.cfs_quota_us"), "").unwrap();
+        let hierarchy = fake(
+            Version::V1,
+            &[(&memory, &["memory"]), (&cpu, &["cpu", "cpuacct"])],
+        );
+        let limits = Limits {
+            memory_max: Some(4096 << 20),
+            pids_max: Some(64),
+            cpu: Some(CpuMax::cores(1.5)),
+        };
+        let group = Group::create(&hierarchy, "/ignite.slice", "vm-1", &limits).unwrap();
+        assert_eq!(group.dirs.len(), 2);
+        let read = |p: PathBuf| std::fs::read_to_string(p).unwrap();
+        assert_eq!(
+            read(memory.join("ignite.slice/vm-1/memory.limit_in_bytes")),
+            (4096u64 << 20).to_string()
+        );
+        assert_eq!(
+            read(cpu.join("ignite.slice/vm-1/cpu.cfs_quota_us")),
+            "150000"
+        );
+        assert_eq!(
+            read(cpu.join("ignite.slice/vm-1/cpu.cfs_period_us")),
+            "100000"
+        );
+        // No pids mount: nothing written for it, and no error.
+        assert!(!memory.join("ignite.slice/vm-1/pids.max").exists());
+    }
+
     #[test]
     fn a_cpu_share_becomes_quota_and_period() {
         assert_eq!(
