@@ -303,6 +303,12 @@ pub struct RestoreRequest {
     /// Each interface the guest had, found by its old MAC, moved to its new identity.
     #[serde(default)]
     pub interfaces: Vec<Readdress>,
+    /// The guest's memory is a private mapping of a file other VMs map too (a warm-start
+    /// template's): its balloon driver must stop reporting freed pages, because QEMU 7.2
+    /// gives a reported page back by punching a hole in that file (not only in this VM's
+    /// mapping), which every other VM still reading the page would see as zeros.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stop_free_page_reporting: bool,
 }
 
 /// What a warm-start template's guest gets from the VM restored from it: the renewal of

@@ -13,7 +13,29 @@ pub fn renew(request: &RestoreRequest) -> Result<(), String> {
         rustix::system::sethostname(name.as_bytes())
             .map_err(|e| format!("cannot set the hostname {name:?}: {e}"))?;
     }
+    if request.stop_free_page_reporting {
+        stop_free_page_reporting()?;
+    }
     crate::network::readdress(&request.interfaces)
+}
+
+/// Where the balloon driver's devices are listed (and unbound).
+const BALLOON_DRIVER: &str = "/sys/bus/virtio/drivers/virtio_balloon";
+
+/// Unbinds the balloon driver from its device: no more freed pages are reported (nor
+/// memory statistics); the device stays, so the machine still matches its saved state.
+fn stop_free_page_reporting() -> Result<(), String> {
+    let Ok(entries) = std::fs::read_dir(BALLOON_DRIVER) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with("virtio") {
+            std::fs::write(format!("{BALLOON_DRIVER}/unbind"), name.as_encoded_bytes())
+                .map_err(|e| format!("cannot stop the balloon's free page reporting: {e}"))?;
+        }
+    }
+    Ok(())
 }
 
 fn set_clock(unix_nanos: u128) -> Result<(), String> {

@@ -507,6 +507,9 @@ pub fn restore_request(
                 new: new.clone(),
             })
             .collect(),
+        // Restored VMs map a memory file privately (see `restore_onto`).
+        stop_free_page_reporting: snapshot.spec.machine.memory_file
+            && snapshot.spec.machine.memory_reporting,
     }
 }
 
