@@ -40,6 +40,10 @@ pub struct SupervisorConfig {
     /// The TCG translation cache in MiB; absent: QEMU's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub translation_cache_mib: Option<u32>,
+    /// All of the VMM's private memory is offered to the host's KSM (see
+    /// `host_memory::mark_mergeable`).
+    #[serde(default)]
+    pub vmm_mergeable: bool,
 }
 
 impl SupervisorConfig {
@@ -53,6 +57,7 @@ impl SupervisorConfig {
             warm: false,
             memory_reporting: false,
             translation_cache_mib: None,
+            vmm_mergeable: false,
         }
     }
 
