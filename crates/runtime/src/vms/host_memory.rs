@@ -79,7 +79,7 @@ impl MemorySettings {
 }
 
 /// Lets the host's KSM merge every private page of this process and of the program it
-/// execs (`PR_SET_MEMORY_MERGE`, kept across exec since Linux 6.7), not only the guest
+/// execs (`PR_SET_MEMORY_MERGE`, kept across exec since Linux 6.6), not only the guest
 /// memory QEMU marks mergeable itself: its heap, thread arenas and relocated library data
 /// hold much that is the same in every VM. Measured with KSM on, 32 idle 128 MiB VMs
 /// started warm under TCG: 46.5 MiB of PSS per VM, 42.5 MiB with this. Nothing changes
