@@ -17,9 +17,11 @@ For each setting, N idle VMs (`ignite run -d --network none --memory 128MB IMAGE
   must not be slower), alternating.
 
 Settings: `before` is the old machine as far as the environment can bring it back (boots
-cold, no balloon: IGNITE_WARM_STARTS=off IGNITE_FREE_PAGE_REPORTING=off; its guests are
-tickless too, which no setting undoes); `now` is the default machine (warm starts from the
-machine's template, a balloon with free page reporting); `now+ksm` is `now` with the host's
+cold, no balloon, only guest RAM mergeable: IGNITE_WARM_STARTS=off
+IGNITE_FREE_PAGE_REPORTING=off IGNITE_VMM_MEMORY_MERGEABLE=off; its guests are tickless too,
+which no setting undoes); `now` is the default machine (warm starts from the machine's
+template, a balloon with free page reporting, all of the VMM's memory mergeable); `now+ksm`
+is `now` with the host's
 KSM turned on for the measurement (its former settings are put back afterwards; the project
 itself never changes them).
 
@@ -54,7 +56,8 @@ TARGET_KSM_ON = 0.35
 MEMORY_MIB = 128
 KSM = Path("/sys/kernel/mm/ksm")
 SETTINGS = {
-    "before": {"IGNITE_WARM_STARTS": "off", "IGNITE_FREE_PAGE_REPORTING": "off"},
+    "before": {"IGNITE_WARM_STARTS": "off", "IGNITE_FREE_PAGE_REPORTING": "off",
+               "IGNITE_VMM_MEMORY_MERGEABLE": "off"},
     "now": {"IGNITE_WARM_STARTS": "on"},
 }
 
@@ -166,7 +169,7 @@ def main() -> int:
             # --cold` of the machine now against the old machine, alternating.
             once = ig + ["run", "--rm", "--cold", "--network", "none", "--memory", f"{MEMORY_MIB}MB",
                          "bench/busybox:1", "true"]
-            old_env = dict(os.environ, IGNITE_FREE_PAGE_REPORTING="off")
+            old_env = dict(os.environ, IGNITE_FREE_PAGE_REPORTING="off", IGNITE_VMM_MEMORY_MERGEABLE="off")
             new_t, old_t = [], []
             for _ in range(args.boot_runs):
                 for env, times in [(os.environ, new_t), (old_env, old_t)]:

@@ -115,8 +115,39 @@ fn memory_a_guest_frees_goes_back_to_the_host_and_is_shown() {
         assert!(Instant::now() < deadline, "no guest statistics: {memory:?}");
         std::thread::sleep(Duration::from_secs(1));
     }
-    // A stopped VM shows none.
+    // All of the VMM's memory is offered to the host's KSM, not only the guest's; off
+    // when asked.
+    assert_eq!(ksm_merges_all_of(&host, "m1"), "yes");
     host.ignite().args(["rm", "-f", "m1"]).assert().success();
+    host.ignite()
+        .env("IGNITE_VMM_MEMORY_MERGEABLE", "off")
+        .args([
+            "run",
+            "--network",
+            "none",
+            "--memory",
+            "128MB",
+            "--name",
+            "m2",
+        ])
+        .arg(host.image())
+        .arg("busybox sleep 100000")
+        .assert()
+        .success();
+    assert_eq!(ksm_merges_all_of(&host, "m2"), "no");
+    host.ignite().args(["rm", "-f", "m2"]).assert().success();
+}
+
+/// What the kernel says of the VM's VMM: `yes` when KSM may merge all of its private
+/// memory (`PR_SET_MEMORY_MERGE`), `no` when only what it marked itself.
+fn ksm_merges_all_of(host: &Host, vm: &str) -> String {
+    let pid = host.vm(vm).status.vmm.expect("the VM runs").process.pid;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/ksm_stat")).unwrap();
+    stat.lines()
+        .find_map(|l| l.strip_prefix("ksm_merge_any:"))
+        .unwrap_or_else(|| panic!("no ksm_merge_any in /proc/{pid}/ksm_stat: {stat}"))
+        .trim()
+        .to_string()
 }
 
 const VMS: usize = 64;

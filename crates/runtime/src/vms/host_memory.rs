@@ -1,8 +1,9 @@
 //! What a VM costs the host in memory, and the machine settings that keep it down: a
 //! balloon device through which the guest hands back the memory it frees (free page
-//! reporting), and a TCG translation cache sized for a microVM. Both are chosen by the
-//! starting command (defaults, or the environment for measuring against the old
-//! machine) and handed to the supervisor in its configuration.
+//! reporting), a TCG translation cache sized for a microVM, and the VMM's own memory
+//! offered to the host's KSM beside its guest's. All are chosen by the starting command
+//! (defaults, or the environment for measuring against the old machine) and handed to
+//! the supervisor in its configuration.
 
 use std::io::Read;
 
@@ -17,12 +18,18 @@ pub const REPORTING_ENV: &str = "IGNITE_FREE_PAGE_REPORTING";
 /// Debian boot to sshd by more than half (a full cache is flushed and translated anew),
 /// and VMs started warm fill only ~20 MiB of it anyway.
 pub const TRANSLATION_CACHE_ENV: &str = "IGNITE_TCG_TB_SIZE";
+/// `off` (or `0`, `false`, `no`) leaves only the guest's memory mergeable by the host's
+/// KSM, as QEMU marks it itself, and not the rest of the VMM's (see [`mark_mergeable`]).
+pub const VMM_MERGEABLE_ENV: &str = "IGNITE_VMM_MEMORY_MERGEABLE";
 
 /// The memory settings of the machines this process starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemorySettings {
     pub reporting: bool,
     pub translation_cache_mib: Option<u32>,
+    /// All of the VMM's private memory may be merged by the host's KSM, not only its
+    /// guest's (see [`mark_mergeable`]).
+    pub vmm_mergeable: bool,
 }
 
 impl Default for MemorySettings {
@@ -30,6 +37,7 @@ impl Default for MemorySettings {
         MemorySettings {
             reporting: true,
             translation_cache_mib: None,
+            vmm_mergeable: true,
         }
     }
 }
@@ -40,13 +48,22 @@ impl MemorySettings {
         Self::from_values(
             std::env::var(REPORTING_ENV).ok().as_deref(),
             std::env::var(TRANSLATION_CACHE_ENV).ok().as_deref(),
+            std::env::var(VMM_MERGEABLE_ENV).ok().as_deref(),
         )
     }
 
-    fn from_values(reporting: Option<&str>, cache: Option<&str>) -> MemorySettings {
+    fn from_values(
+        reporting: Option<&str>,
+        cache: Option<&str>,
+        mergeable: Option<&str>,
+    ) -> MemorySettings {
+        let off = |value: Option<&str>| matches!(value, Some("off" | "0" | "false" | "no"));
         let mut settings = MemorySettings::default();
-        if matches!(reporting, Some("off" | "0" | "false" | "no")) {
+        if off(reporting) {
             settings.reporting = false;
+        }
+        if off(mergeable) {
+            settings.vmm_mergeable = false;
         }
         if let Some(text) = cache {
             match text.trim().parse::<u32>() {
@@ -58,6 +75,34 @@ impl MemorySettings {
             }
         }
         settings
+    }
+}
+
+/// Lets the host's KSM merge every private page of this process and of the program it
+/// execs (`PR_SET_MEMORY_MERGE`, kept across exec since Linux 6.6), not only the guest
+/// memory QEMU marks mergeable itself: its heap, thread arenas and relocated library data
+/// hold much that is the same in every VM. Measured with KSM on, 32 idle 128 MiB VMs
+/// started warm under TCG: 46.5 MiB of PSS per VM, 42.5 MiB with this. Nothing changes
+/// while the host's KSM is off (`/sys/kernel/mm/ksm/run`), which Ignite never turns on.
+/// Fails on kernels before 6.4, which lack it.
+#[allow(unsafe_code)]
+pub fn mark_mergeable() -> std::io::Result<()> {
+    let none: libc::c_ulong = 0;
+    // SAFETY: prctl with integer arguments only, no memory handed to the kernel; it sets a
+    // flag of this process's memory map.
+    let done = unsafe {
+        libc::prctl(
+            libc::PR_SET_MEMORY_MERGE,
+            1 as libc::c_ulong,
+            none,
+            none,
+            none,
+        )
+    };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -143,19 +188,19 @@ mod tests {
 
     #[test]
     fn the_environment_turns_reporting_off_and_sizes_the_cache() {
-        assert_eq!(
-            MemorySettings::from_values(None, None),
-            MemorySettings::default()
-        );
-        let off = MemorySettings::from_values(Some("off"), Some("0"));
+        let default = MemorySettings::from_values(None, None, None);
+        assert_eq!(default, MemorySettings::default());
+        assert!(default.reporting && default.vmm_mergeable);
+        let off = MemorySettings::from_values(Some("off"), Some("0"), Some("off"));
         assert!(!off.reporting);
+        assert!(!off.vmm_mergeable);
         assert_eq!(off.translation_cache_mib, None);
-        let sized = MemorySettings::from_values(Some("on"), Some("64"));
-        assert!(sized.reporting);
+        let sized = MemorySettings::from_values(Some("on"), Some("64"), Some("on"));
+        assert!(sized.reporting && sized.vmm_mergeable);
         assert_eq!(sized.translation_cache_mib, Some(64));
         for bad in ["-1", "lots", "99999"] {
             assert_eq!(
-                MemorySettings::from_values(None, Some(bad)).translation_cache_mib,
+                MemorySettings::from_values(None, Some(bad), None).translation_cache_mib,
                 None,
                 "{bad}"
             );

@@ -270,6 +270,7 @@ pub fn build_template_for(root: &Path, uid: &str, key: &str) -> Result<(), VmErr
         memory: super::host_memory::MemorySettings {
             reporting: settings.memory_reporting,
             translation_cache_mib: settings.translation_cache_mib,
+            vmm_mergeable: settings.vmm_mergeable,
         },
         vmm_users: settings.vmm_users,
     };

@@ -44,6 +44,10 @@ pub struct SupervisorConfig {
     /// The host uids the VMM may run as (see `vms::confinement`).
     #[serde(default)]
     pub vmm_users: VmmUsers,
+    /// All of the VMM's private memory is offered to the host's KSM (see
+    /// `host_memory::mark_mergeable`).
+    #[serde(default)]
+    pub vmm_mergeable: bool,
 }
 
 impl SupervisorConfig {
@@ -58,6 +62,7 @@ impl SupervisorConfig {
             memory_reporting: false,
             translation_cache_mib: None,
             vmm_users: VmmUsers::default(),
+            vmm_mergeable: false,
         }
     }
 

@@ -97,6 +97,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         memory: MemorySettings {
             reporting: settings.memory_reporting,
             translation_cache_mib: settings.translation_cache_mib,
+            vmm_mergeable: settings.vmm_mergeable,
         },
     });
     let accel = settings.accel;
@@ -226,6 +227,11 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         Some(_) => helper_command.env(VMM_WATCH_ENV, "1"),
         None => helper_command.env_remove(VMM_WATCH_ENV),
     };
+    if settings.vmm_mergeable {
+        helper_command.env(VMM_MERGEABLE_ENV, "1");
+    } else {
+        helper_command.env_remove(VMM_MERGEABLE_ENV);
+    }
     let mut child = helper_command
         .args(["vm", "exec-vmm", "--"])
         .arg(&program)
@@ -708,9 +714,13 @@ pub use plan::guest_config;
 /// Set by the supervisor on `vm exec-vmm`: the network namespace (a path under
 /// /run/netns) the VMM runs in, where its tap is (CNI VMs).
 const VMM_NETNS_ENV: &str = "IGNITE_VMM_NETNS";
+/// Set by the supervisor on `vm exec-vmm`: the VMM's memory is offered to the host's KSM
+/// (see `host_memory::mark_mergeable`).
+const VMM_MERGEABLE_ENV: &str = "IGNITE_VMM_MERGEABLE";
 
-/// `ignite vm exec-vmm -- PROGRAM ARGS...`: the VMM dies with its supervisor, and runs in
-/// the VM's network namespace when the supervisor names one.
+/// `ignite vm exec-vmm -- PROGRAM ARGS...`: the VMM dies with its supervisor, runs in
+/// the VM's network namespace when the supervisor names one, and has its memory offered
+/// to the host's KSM when the supervisor says so.
 pub fn exec_vmm(args: &[OsString]) -> std::io::Error {
     use std::os::unix::process::CommandExt;
     let Some((program, rest)) = args.split_first() else {
@@ -748,10 +758,17 @@ pub fn exec_vmm(args: &[OsString]) -> std::io::Error {
             ));
         }
     }
+    if std::env::var_os(VMM_MERGEABLE_ENV).is_some()
+        && let Err(e) = crate::vms::host_memory::mark_mergeable()
+    {
+        // Only what KSM may merge is less: the VM runs as it would.
+        tracing::debug!("the VMM's memory is not offered to KSM (Linux 6.4 or newer needed): {e}");
+    }
     Command::new(program)
         .args(rest)
         .env_remove(VMM_NETNS_ENV)
         .env_remove(VMM_WATCH_ENV)
+        .env_remove(VMM_MERGEABLE_ENV)
         .exec()
 }
 
@@ -777,6 +794,7 @@ fn start_watcher() -> std::io::Result<()> {
         )
         .env_remove(VMM_WATCH_ENV)
         .env_remove(VMM_NETNS_ENV)
+        .env_remove(VMM_MERGEABLE_ENV)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -426,6 +426,7 @@ mod tests {
                 memory: MemorySettings {
                     reporting: true,
                     translation_cache_mib: Some(24),
+                    vmm_mergeable: true,
                 },
             });
             assert_eq!(plan.machine.kernel, PathBuf::from("/k/vmlinux"));
