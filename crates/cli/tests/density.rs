@@ -360,3 +360,78 @@ fn sixty_four_vms_on_the_bridge_come_up_answer_and_go_without_a_trace() {
         up.as_secs_f64()
     );
 }
+
+/// QEMU 7.2 gives a reported free page of a privately mapped file back by punching a hole
+/// in the file itself: a warm clone's balloon would zero pages of the template's memory
+/// file that every other clone still reads. Clones stop reporting (their balloon driver
+/// is unbound on restore), and the template's file stays as it was.
+#[test]
+fn a_warm_clone_frees_memory_without_touching_its_templates_memory_file() {
+    ignite_testkit::require_root!("booting VMs");
+    let host = Host::new(cargo_bin!("ignite"));
+    let warm = |args: &[&str]| {
+        host.ignite()
+            .env("IGNITE_WARM_STARTS", "on")
+            .args(["run", "--network", "none", "--memory", "128MB"])
+            .args(args)
+            .arg(host.image())
+            .arg("busybox sleep 100000")
+            .assert()
+            .success();
+    };
+    // The first run boots cold and has the machine's template built.
+    warm(&["--name", "first"]);
+    let template = host.templates(1).remove(0);
+    let listed = String::from_utf8(
+        host.ignite()
+            .args(["snapshots", "-o", "json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let snapshots: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let uid = snapshots
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["metadata"]["name"] == template.as_str())
+        .and_then(|s| s["metadata"]["uid"].as_str())
+        .unwrap()
+        .to_string();
+    let memory = host.state().join("snapshots").join(uid).join("memory");
+    let digest = |path: &Path| -> (std::time::SystemTime, String) {
+        let bytes = std::fs::read(path).unwrap();
+        (
+            std::fs::metadata(path).unwrap().modified().unwrap(),
+            ignite_testkit::images::sha256(&bytes),
+        )
+    };
+    let before = digest(&memory);
+    warm(&["--name", "clone"]);
+    assert!(
+        host.vm("clone").status.restored_from.is_some(),
+        "the second run did not start warm"
+    );
+    // The clone's balloon reports nothing: its driver is unbound (the device stays).
+    let bound = host.sh(
+        "clone",
+        "busybox ls /sys/bus/virtio/drivers/virtio_balloon | busybox grep -c virtio; true",
+    );
+    assert_eq!(bound.trim(), "0", "the clone's balloon driver is bound");
+    // 40 MiB written and freed in the clone, then time for a report: the template's file
+    // is neither written nor punched.
+    host.sh(
+        "clone",
+        "busybox dd if=/dev/zero of=/dev/shm/x bs=1M count=40 2>&1; busybox rm /dev/shm/x; busybox sleep 12",
+    );
+    assert_eq!(
+        digest(&memory),
+        before,
+        "the template's memory file changed under a warm clone"
+    );
+    host.ignite()
+        .args(["rm", "-f", "first", "clone"])
+        .assert()
+        .success();
+}
