@@ -157,12 +157,14 @@ fn boot_with(
             format: DiskFormat::Raw,
             read_only: false,
             snapshot: false,
+            inherited_fd: None,
         },
         DiskSpec {
             path: f.kdir.join(MODULES_DISK_FILE),
             format: DiskFormat::Raw,
             read_only: true,
             snapshot: false,
+            inherited_fd: None,
         },
     ];
     disks.extend(volumes);
@@ -215,6 +217,7 @@ fn a_blank_disk_is_reported_and_the_vm_powers_off() {
             format: DiskFormat::Raw,
             read_only: false,
             snapshot: true,
+            inherited_fd: None,
         }],
         console: ConsoleSpec::File(f.dir.path().join("console.log")),
         agent_socket: None,
@@ -324,6 +327,7 @@ fn vm_mode_provisions_the_root_and_hands_over_to_the_images_init() {
         format: DiskFormat::Raw,
         read_only: false,
         snapshot: false,
+        inherited_fd: None,
     };
     // Twice: the second boot of the same disk must apply everything again, not duplicate it.
     for round in 0..2 {

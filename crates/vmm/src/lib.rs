@@ -219,6 +219,10 @@ pub struct DiskSpec {
     pub read_only: bool,
     /// Writes go to a throw-away overlay (tests boot shared images this way).
     pub snapshot: bool,
+    /// The VMM inherits the disk open (read-write) at this descriptor and opens it as
+    /// `/proc/self/fd/N` (QEMU): a VMM that changed user reopens its disks by name around
+    /// a saved state, and that name needs no search permission on the disk's directories.
+    pub inherited_fd: Option<u32>,
 }
 
 /// Where the serial console goes.

@@ -377,7 +377,11 @@ pub fn command_line_with(spec: &MachineSpec, tsc_khz: Option<u32>) -> Vec<OsStri
     args.push("chardev:console".into());
 
     for (i, disk) in spec.disks.iter().enumerate() {
-        let mut drive = chardev_path(&format!("id=disk{i},if=none,file="), &disk.path, "");
+        let path = match disk.inherited_fd {
+            Some(fd) => std::path::PathBuf::from(format!("/proc/self/fd/{fd}")),
+            None => disk.path.clone(),
+        };
+        let mut drive = chardev_path(&format!("id=disk{i},if=none,file="), &path, "");
         drive.push(match disk.format {
             DiskFormat::Raw => ",format=raw",
             DiskFormat::Qcow2 => ",format=qcow2",
@@ -521,12 +525,14 @@ mod tests {
                     format: DiskFormat::Qcow2,
                     read_only: false,
                     snapshot: false,
+                    inherited_fd: None,
                 },
                 DiskSpec {
                     path: "/k/modules.ext4".into(),
                     format: DiskFormat::Raw,
                     read_only: true,
                     snapshot: false,
+                    inherited_fd: None,
                 },
             ],
             console: ConsoleSpec::File("/vm/console.log".into()),

@@ -80,7 +80,8 @@ pub struct Confined {
     group: Option<(Hierarchy, Group, Origin)>,
     user: Option<UserClaim>,
     given: Vec<PathBuf>,
-    opened_dir: Option<PathBuf>,
+    /// Disks the VMM inherits open, from [`FIRST_INHERITED_FD`] on, in order.
+    inherited: Vec<PathBuf>,
     /// What the VMM is told.
     pub vmm: Confinement,
 }
@@ -98,34 +99,32 @@ impl Confined {
 
 impl Confined {
     /// Hands the VM's own writable disk files (those in `vm_dir`) to the VMM's user, 0600,
-    /// and lets that user (its group) through to them: QEMU opens its disks as root, but
-    /// reopens them by name when it deactivates and reactivates them around a saved state.
-    /// The state root and `vms/` are searchable by all (not listable), the VM's directory
-    /// by the VM's group alone (0710), for the run; nothing outside the VM's directory is
-    /// handed over.
-    pub fn give_disks(&mut self, root: &Path, vm_dir: &Path, disks: &[ignite_vmm::DiskSpec]) {
+    /// and has the VMM inherit them open: QEMU opens its disks as root, but reopens them by
+    /// name when it deactivates and reactivates them around a saved state, as the user it
+    /// has become. Through `/proc/self/fd/N` that name needs no search permission on the
+    /// state root's directories (which stay root's alone), only the file's own. Nothing
+    /// outside the VM's directory is handed over.
+    pub fn give_disks(&mut self, vm_dir: &Path, disks: &mut [ignite_vmm::DiskSpec]) {
         let Some(user) = self.vmm.user else {
             return;
         };
-        for dir in [root, &root.join("vms")] {
-            if let Err(e) = add_search(dir) {
-                tracing::warn!("cannot let VMM users through {}: {e}", dir.display());
-            }
-        }
-        match set_owner_mode(vm_dir, 0, user.gid, 0o710) {
-            Ok(()) => self.opened_dir = Some(vm_dir.to_path_buf()),
-            Err(e) => tracing::warn!(
-                "cannot let the VMM's user {} into {}: {e} (saving the VM's state will fail)",
-                user.uid,
-                vm_dir.display()
-            ),
-        }
         for disk in disks
-            .iter()
+            .iter_mut()
             .filter(|d| !d.read_only && d.path.parent() == Some(vm_dir))
         {
             match chown_private(&disk.path, user.uid, user.gid) {
-                Ok(()) => self.given.push(disk.path.clone()),
+                Ok(()) => {
+                    self.given.push(disk.path.clone());
+                    // Reopened through the descriptor it inherits, the disk needs no
+                    // search permission on the state root's directories, wherever the
+                    // root is (a relative backing file name would not resolve there).
+                    let backing_absolute =
+                        ignite_disk::backing_file(&disk.path).is_none_or(|b| b.is_absolute());
+                    if backing_absolute {
+                        disk.inherited_fd = Some(FIRST_INHERITED_FD + self.inherited.len() as u32);
+                        self.inherited.push(disk.path.clone());
+                    }
+                }
                 Err(e) => tracing::warn!(
                     "cannot hand {} to the VMM's user {}: {e} (saving the VM's state will fail)",
                     disk.path.display(),
@@ -133,6 +132,23 @@ impl Confined {
                 ),
             }
         }
+    }
+
+    /// What `vm exec-vmm` opens for the VMM before it execs it: `FD=PATH` pairs, `:`
+    /// separated (see [`open_inherited`]); `None` when there is nothing.
+    pub fn inherited_fds(&self) -> Option<std::ffi::OsString> {
+        if self.inherited.is_empty() {
+            return None;
+        }
+        let mut list = std::ffi::OsString::new();
+        for (i, path) in self.inherited.iter().enumerate() {
+            if i > 0 {
+                list.push("\0");
+            }
+            list.push(format!("{}=", FIRST_INHERITED_FD + i as u32));
+            list.push(path);
+        }
+        Some(list)
     }
 
     /// The VMM does not change user after all (a driver without a way to, such as
@@ -143,6 +159,46 @@ impl Confined {
     }
 }
 
+/// The first descriptor a VMM inherits its disks at (far above what a fresh process has
+/// open).
+pub const FIRST_INHERITED_FD: u32 = 100;
+
+/// In `vm exec-vmm`, before the exec: opens each `FD=PATH` of [`Confined::inherited_fds`]
+/// (read-write, no link followed) at exactly that descriptor, left open across the exec.
+/// The descriptors are returned, to be held until then.
+pub fn open_inherited(list: &std::ffi::OsStr) -> std::io::Result<Vec<std::os::fd::OwnedFd>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut held = Vec::new();
+    for entry in list.as_bytes().split(|b| *b == 0) {
+        let text = std::ffi::OsStr::from_bytes(entry);
+        let (fd, path) = entry
+            .iter()
+            .position(|b| *b == b'=')
+            .and_then(|i| {
+                let fd: u32 = std::str::from_utf8(&entry[..i]).ok()?.parse().ok()?;
+                Some((fd, Path::new(std::ffi::OsStr::from_bytes(&entry[i + 1..]))))
+            })
+            .ok_or_else(|| std::io::Error::other(format!("{text:?} is not FD=PATH")))?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(path)
+            .map_err(|e| std::io::Error::other(format!("cannot open {}: {e}", path.display())))?;
+        let placed = rustix::io::fcntl_dupfd_cloexec(&file, fd as i32)?;
+        let at = std::os::fd::AsRawFd::as_raw_fd(&placed);
+        if at != fd as i32 {
+            return Err(std::io::Error::other(format!(
+                "descriptor {fd} is taken (got {at}) for {}",
+                path.display()
+            )));
+        }
+        rustix::io::fcntl_setfd(&placed, rustix::io::FdFlags::empty())?;
+        held.push(placed);
+    }
+    Ok(held)
+}
+
 /// A file handed to a user: owner and mode 0600, without following a link.
 fn chown_private(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
     let file = open_no_follow(path)?;
@@ -150,27 +206,6 @@ fn chown_private(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
         return Err(std::io::Error::other("not a regular file"));
     }
     fchown_mode(&file, uid, gid, 0o600)
-}
-
-/// A directory's owner and mode, without following a link.
-fn set_owner_mode(dir: &Path, uid: u32, gid: u32, mode: u32) -> std::io::Result<()> {
-    let file = open_no_follow(dir)?;
-    if !file.metadata()?.is_dir() {
-        return Err(std::io::Error::other("not a directory"));
-    }
-    fchown_mode(&file, uid, gid, mode)
-}
-
-/// Adds search (not read) for everyone to a directory of root's.
-fn add_search(dir: &Path) -> std::io::Result<()> {
-    use std::os::fd::AsFd;
-    use std::os::unix::fs::PermissionsExt;
-    let file = open_no_follow(dir)?;
-    let mode = file.metadata()?.permissions().mode() & 0o7777;
-    if mode & 0o011 != 0o011 {
-        rustix::fs::fchmod(file.as_fd(), rustix::fs::Mode::from_raw_mode(mode | 0o011))?;
-    }
-    Ok(())
 }
 
 fn open_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
@@ -197,11 +232,6 @@ impl Drop for Confined {
             if let Err(e) = chown_private(path, 0, 0) {
                 tracing::warn!("cannot give {} back to root: {e}", path.display());
             }
-        }
-        if let Some(dir) = &self.opened_dir
-            && let Err(e) = set_owner_mode(dir, 0, 0, 0o700)
-        {
-            tracing::warn!("cannot make {} root's alone again: {e}", dir.display());
         }
         if let Some((hierarchy, group, origin)) = &self.group {
             origin.return_self(hierarchy);
@@ -270,7 +300,7 @@ pub fn enter(
         group,
         user,
         given: Vec::new(),
-        opened_dir: None,
+        inherited: Vec::new(),
         vmm,
     }
 }

@@ -567,6 +567,7 @@ mod tests {
                     format: DiskFormat::Qcow2,
                     read_only: false,
                     snapshot: false,
+                    inherited_fd: None,
                 };
                 2
             ],

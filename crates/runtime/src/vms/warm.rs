@@ -344,6 +344,7 @@ mod tests {
                 format: DiskFormat::Qcow2,
                 read_only: false,
                 snapshot: false,
+                inherited_fd: None,
             }],
             console: ConsoleSpec::File("/vms/a/console.log".into()),
             agent_socket: None,

@@ -198,7 +198,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     if !vmm.runs_as_vm_user() {
         confined.keep_user_unused();
     }
-    confined.give_disks(store.root(), files.dir(), &spec.disks);
+    confined.give_disks(files.dir(), &mut spec.disks);
     spec.confinement = confined.vmm.clone();
 
     let control = files.control_socket();
@@ -226,6 +226,10 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     match spec.confinement.user {
         Some(_) => helper_command.env(VMM_WATCH_ENV, "1"),
         None => helper_command.env_remove(VMM_WATCH_ENV),
+    };
+    match confined.inherited_fds() {
+        Some(list) => helper_command.env(VMM_FDS_ENV, list),
+        None => helper_command.env_remove(VMM_FDS_ENV),
     };
     if settings.vmm_mergeable {
         helper_command.env(VMM_MERGEABLE_ENV, "1");
@@ -743,6 +747,16 @@ pub fn exec_vmm(args: &[OsString]) -> std::io::Error {
     {
         return std::io::Error::other(format!("cannot watch the supervisor for the VMM: {e}"));
     }
+    // Held until the exec, which keeps them open for the VMM.
+    let _inherited = match std::env::var_os(VMM_FDS_ENV) {
+        Some(list) => match crate::vms::confinement::open_inherited(&list) {
+            Ok(held) => held,
+            Err(e) => {
+                return std::io::Error::other(format!("cannot open the VM's disks: {e}"));
+            }
+        },
+        None => Vec::new(),
+    };
     if let Some(netns) = std::env::var_os(VMM_NETNS_ENV) {
         let entered = std::fs::File::open(&netns).and_then(|file| {
             rustix::thread::move_into_link_name_space(
@@ -769,8 +783,13 @@ pub fn exec_vmm(args: &[OsString]) -> std::io::Error {
         .env_remove(VMM_NETNS_ENV)
         .env_remove(VMM_WATCH_ENV)
         .env_remove(VMM_MERGEABLE_ENV)
+        .env_remove(VMM_FDS_ENV)
         .exec()
 }
+
+/// Set by the supervisor on `vm exec-vmm`: the disks the VMM inherits open
+/// (`vms::confinement::open_inherited`).
+const VMM_FDS_ENV: &str = "IGNITE_VMM_FDS";
 
 /// Set by the supervisor on `vm exec-vmm` when the VMM will change user (`-runas`).
 const VMM_WATCH_ENV: &str = "IGNITE_VMM_WATCH";
@@ -795,6 +814,7 @@ fn start_watcher() -> std::io::Result<()> {
         .env_remove(VMM_WATCH_ENV)
         .env_remove(VMM_NETNS_ENV)
         .env_remove(VMM_MERGEABLE_ENV)
+        .env_remove(VMM_FDS_ENV)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -85,6 +85,7 @@ pub fn plan(inputs: &PlanInputs<'_>) -> MachinePlan {
         format: root_format,
         read_only: false,
         snapshot: false,
+        inherited_fd: None,
     }];
     if let Some(modules) = &kernel.modules_disk {
         disks.push(DiskSpec {
@@ -92,6 +93,7 @@ pub fn plan(inputs: &PlanInputs<'_>) -> MachinePlan {
             format: DiskFormat::Raw,
             read_only: true,
             snapshot: false,
+            inherited_fd: None,
         });
     }
     for volume in &guest.volumes {
@@ -109,6 +111,7 @@ pub fn plan(inputs: &PlanInputs<'_>) -> MachinePlan {
             format: DiskFormat::Raw,
             read_only: false,
             snapshot: false,
+            inherited_fd: None,
         });
     }
     let machine = MachineSpec {
