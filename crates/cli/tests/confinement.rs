@@ -74,6 +74,13 @@ fn confinement_of(host: &Host, name: &str) -> (String, u32, u32) {
     )
 }
 
+/// True when the host's claim of VMM user `user` names the VM `vm` (other tests' VMs
+/// may claim the same user once it is free).
+fn claimed_by(user: u32, vm: &str) -> bool {
+    std::fs::read_to_string(Path::new("/run/ignite/vmm-users").join(user.to_string()))
+        .is_ok_and(|text| text.contains(&format!("\"vm\":\"{vm}\"")))
+}
+
 fn uid_of(host: &Host, name: &str) -> String {
     host.vm(name).metadata.uid.unwrap().to_string()
 }
@@ -86,6 +93,8 @@ fn qemu_is_filtered_runs_as_its_vms_user_in_the_vms_cgroup_and_leaves_nothing() 
     run(&host, "c2", &[], "busybox sleep 100000");
     let (group1, qemu1, user1) = confinement_of(&host, "c1");
     let (group2, qemu2, user2) = confinement_of(&host, "c2");
+    let (c1_uid, c2_uid) = (uid_of(&host, "c1"), uid_of(&host, "c2"));
+    assert!(claimed_by(user1, &c1_uid) && claimed_by(user2, &c2_uid));
     assert_ne!(user1, user2, "two running VMs share a VMM user");
     assert_ne!(group1, group2);
     for (qemu, user) in [(qemu1, user1), (qemu2, user2)] {
@@ -198,11 +207,7 @@ fn qemu_is_filtered_runs_as_its_vms_user_in_the_vms_cgroup_and_leaves_nothing() 
     host.ignite().args(["rm", "-f", "c1"]).assert().success();
     assert!(!memory.exists(), "{} outlived rm", memory.display());
     assert!(
-        !host
-            .state()
-            .join("vmm-users")
-            .join(user1.to_string())
-            .exists(),
+        !claimed_by(user1, &c1_uid),
         "c1's VMM user is still claimed"
     );
     // kill -9 of the supervisor: QEMU goes with it, and the repair removes the group.
@@ -227,12 +232,10 @@ fn qemu_is_filtered_runs_as_its_vms_user_in_the_vms_cgroup_and_leaves_nothing() 
         "{} outlived the VM after kill -9 and rm",
         memory2.display()
     );
-    let left: Vec<_> = std::fs::read_dir(host.state().join("vmm-users"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .filter(|n| n != ".lock")
-        .collect();
-    assert!(left.is_empty(), "VMM users still claimed: {left:?}");
+    assert!(
+        !claimed_by(user2, &c2_uid),
+        "c2's VMM user is still claimed after kill -9 and rm"
+    );
 }
 
 #[test]
@@ -276,7 +279,7 @@ fn a_cpu_quota_holds_a_busy_guest_and_a_guest_past_its_memory_keeps_to_its_own()
     // within the guest's memory and its own, and the VM runs on.
     run(&host, "greedy", &[], "busybox sleep 100000");
     let (group, greedy_qemu, _) = confinement_of(&host, "greedy");
-    let _ = host
+    let greedy = host
         .ignite()
         .args([
             "exec",
@@ -285,10 +288,19 @@ fn a_cpu_quota_holds_a_busy_guest_and_a_guest_past_its_memory_keeps_to_its_own()
             "busybox",
             "sh",
             "-c",
-            "x=$(busybox head -c 300000000 /dev/zero | busybox tr '\\0' a); echo ${#x}",
+            // busybox tail buffers what it keeps; bounded in time, whatever the guest's
+            // OOM killer makes of it.
+            "busybox timeout -s KILL 60 busybox sh -c 'busybox head -c 300000000 /dev/zero | busybox tail -c 300000000 | busybox wc -c'",
         ])
+        .timeout(Duration::from_secs(150))
         .output()
         .unwrap();
+    let kept = String::from_utf8_lossy(&greedy.stdout);
+    assert_ne!(
+        kept.trim(),
+        "300000000",
+        "a 128 MB guest held 300 MB: {greedy:?}"
+    );
     let rss_kib: u64 = status_field(greedy_qemu, "VmRSS")
         .trim_end_matches("kB")
         .trim()

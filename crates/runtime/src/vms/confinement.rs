@@ -266,7 +266,6 @@ pub fn group_name(uid: &str) -> String {
 /// does not allow (no cgroup delegation, not root) is warned about and left out: the VM
 /// still runs, as before confinement existed.
 pub fn enter(
-    root: &Path,
     vm: &Vm,
     accel: Accel,
     translation_cache_mib: Option<u32>,
@@ -282,7 +281,7 @@ pub fn enter(
         }
     };
     let user = if euid == 0 {
-        match claim_user(&root.join(CLAIMS_DIR), users, uid.as_str()) {
+        match claim_user(Path::new(CLAIMS_DIR), users, uid.as_str()) {
             Ok(claim) => Some(claim),
             Err(e) => {
                 tracing::warn!("the VMM runs as root: {e}");
@@ -343,8 +342,8 @@ pub fn remove_left_group(relative: &str) {
 
 /// Gives back the VMM user a VM's killed supervisor held (unless a live one holds it
 /// meanwhile).
-pub fn release_left_user(root: &Path, user: u32) {
-    let path = root.join(CLAIMS_DIR).join(user.to_string());
+pub fn release_left_user(user: u32) {
+    let path = Path::new(CLAIMS_DIR).join(user.to_string());
     if read_claim(&path).is_some_and(|c| !process::is_alive(&c.supervisor)) {
         let _ = std::fs::remove_file(&path);
     }
@@ -357,8 +356,9 @@ pub fn usage_of(relative: &str) -> Option<ignite_cgroup::Usage> {
     group.exists().then(|| group.usage())
 }
 
-/// The claims' directory in the state root.
-pub const CLAIMS_DIR: &str = "vmm-users";
+/// The claims' directory: one for the host, whatever the state root (two roots must not
+/// hand one user to two VMs), in /run, so a reboot forgets every claim.
+pub const CLAIMS_DIR: &str = "/run/ignite/vmm-users";
 
 /// A claimed VMM user, given back (its file removed) on drop.
 #[derive(Debug)]
@@ -384,6 +384,12 @@ struct ClaimRecord {
 /// Claims the lowest free user of `users` for the VM `vm_uid`, for the calling process.
 pub fn claim_user(dir: &Path, users: VmmUsers, vm_uid: &str) -> Result<UserClaim, String> {
     use std::os::unix::fs::DirBuilderExt;
+    // The parent as any other directory of /run (ignited's socket is there too), the
+    // claims root's alone.
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -470,7 +476,7 @@ mod tests {
     #[test]
     fn users_are_claimed_lowest_first_and_a_dead_supervisors_claim_is_taken_over() {
         let dir = tempfile::tempdir().unwrap();
-        let claims = dir.path().join(CLAIMS_DIR);
+        let claims = dir.path().join("vmm-users");
         let users = VmmUsers {
             first: 5000,
             count: 2,

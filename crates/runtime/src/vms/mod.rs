@@ -492,7 +492,7 @@ pub fn repair(store: &Store, vm: Vm) -> Vm {
             confinement::remove_left_group(cgroup);
         }
         if let Some(user) = vmm.user {
-            confinement::release_left_user(store.root(), user);
+            confinement::release_left_user(user);
         }
     }
     let fix = |vm: &mut Vm| {

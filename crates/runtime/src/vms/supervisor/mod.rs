@@ -189,7 +189,6 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     // Dropped, which removes the group, before the VM is recorded as stopped: a start
     // that follows makes the group anew.
     let mut confined = super::confinement::enter(
-        store.root(),
         &vm,
         accel,
         settings.translation_cache_mib,
