@@ -120,7 +120,9 @@ impl Confined {
                     // root is (a relative backing file name would not resolve there).
                     let backing_absolute =
                         ignite_disk::backing_file(&disk.path).is_none_or(|b| b.is_absolute());
-                    if backing_absolute {
+                    // Listed one per line for `vm exec-vmm`.
+                    let one_line = !disk.path.as_os_str().as_encoded_bytes().contains(&b'\n');
+                    if backing_absolute && one_line {
                         disk.inherited_fd = Some(FIRST_INHERITED_FD + self.inherited.len() as u32);
                         self.inherited.push(disk.path.clone());
                     }
@@ -134,8 +136,8 @@ impl Confined {
         }
     }
 
-    /// What `vm exec-vmm` opens for the VMM before it execs it: `FD=PATH` pairs, `:`
-    /// separated (see [`open_inherited`]); `None` when there is nothing.
+    /// What `vm exec-vmm` opens for the VMM before it execs it: `FD=PATH` pairs, one per
+    /// line (see [`open_inherited`]); `None` when there is nothing.
     pub fn inherited_fds(&self) -> Option<std::ffi::OsString> {
         if self.inherited.is_empty() {
             return None;
@@ -143,7 +145,7 @@ impl Confined {
         let mut list = std::ffi::OsString::new();
         for (i, path) in self.inherited.iter().enumerate() {
             if i > 0 {
-                list.push("\0");
+                list.push("\n");
             }
             list.push(format!("{}=", FIRST_INHERITED_FD + i as u32));
             list.push(path);
@@ -169,7 +171,7 @@ pub const FIRST_INHERITED_FD: u32 = 100;
 pub fn open_inherited(list: &std::ffi::OsStr) -> std::io::Result<Vec<std::os::fd::OwnedFd>> {
     use std::os::unix::ffi::OsStrExt;
     let mut held = Vec::new();
-    for entry in list.as_bytes().split(|b| *b == 0) {
+    for entry in list.as_bytes().split(|b| *b == b'\n') {
         let text = std::ffi::OsStr::from_bytes(entry);
         let (fd, path) = entry
             .iter()
@@ -499,6 +501,44 @@ mod tests {
         assert_eq!(taken.user.uid, 5000);
         let text = std::fs::read_to_string(claims.join("5000")).unwrap();
         assert!(text.contains("\"vm\":\"d\""), "{text}");
+    }
+
+    #[test]
+    fn the_inherited_disks_list_names_each_descriptor_and_is_opened_at_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.raw"), dir.path().join("b.raw"));
+        std::fs::write(&a, b"a").unwrap();
+        std::fs::write(&b, b"b").unwrap();
+        let mut confined = Confined {
+            group: None,
+            user: None,
+            given: Vec::new(),
+            inherited: vec![a.clone(), b.clone()],
+            vmm: Confinement::default(),
+        };
+        let list = confined.inherited_fds().unwrap();
+        assert_eq!(
+            list.to_string_lossy(),
+            format!("100={}\n101={}", a.display(), b.display())
+        );
+        let held = open_inherited(&list).unwrap();
+        let numbers: Vec<i32> = held.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
+        assert_eq!(numbers, [100, 101]);
+        for fd in &held {
+            // Left open across an exec.
+            assert!(rustix::io::fcntl_getfd(fd).unwrap().is_empty());
+        }
+        assert_eq!(std::fs::read_link("/proc/self/fd/101").unwrap(), b);
+        drop(held);
+        assert!(open_inherited(std::ffi::OsStr::new("x")).is_err());
+        std::os::unix::fs::symlink(&a, dir.path().join("link")).unwrap();
+        let link = format!("102={}", dir.path().join("link").display());
+        assert!(
+            open_inherited(std::ffi::OsStr::new(&link)).is_err(),
+            "a link is not followed"
+        );
+        confined.inherited.clear();
+        assert_eq!(confined.inherited_fds(), None);
     }
 
     #[test]
