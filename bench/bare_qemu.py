@@ -12,6 +12,7 @@ TSC frequency (`tsc_early_khz=`) instead, the fastest reliable TCG boot known fo
 CPU model stays the recorded one (under TCG Ignite's x86-64-v2 model, faster than `max`), so
 both sides of a ratio boot the same CPU.
 """
+import re
 from pathlib import Path
 
 
@@ -49,5 +50,14 @@ def bare_cmdline(recorded_file: Path, fastest: bool = False) -> list:
             cmdline += [arg, nxt + extra]
             skip = 1
             continue
+        # Confinement is the supervisor's (the user it claimed, the seccomp filter): the
+        # bare QEMU runs as the caller, unfiltered.
+        if arg in ("-runas", "-sandbox"):
+            skip = 1
+            continue
+        # A confined VMM inherits its own disk open (`file=/proc/self/fd/N`): the bare run
+        # opens it by name, the VM's root disk beside the recorded command line.
+        if arg.startswith("id=disk") and "file=/proc/self/fd/" in arg:
+            arg = re.sub(r"file=/proc/self/fd/\d+", f"file={recorded_file.parent / 'root.qcow2'}", arg)
         cmdline.append(arg)
     return cmdline
