@@ -12,21 +12,7 @@ use assert_cmd::cargo::cargo_bin;
 use ignite_testkit::Host;
 
 fn run(host: &Host, name: &str, extra: &[&str], workload: &str) {
-    host.ignite()
-        .args([
-            "run",
-            "--network",
-            "none",
-            "--memory",
-            "128MB",
-            "--name",
-            name,
-        ])
-        .args(extra)
-        .arg(host.image())
-        .arg(workload)
-        .assert()
-        .success();
+    host.run_small(name, extra, workload).assert().success();
 }
 
 /// The group's directory in the mount of `controller` (v1) or the v2 mount.

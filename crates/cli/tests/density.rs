@@ -27,19 +27,8 @@ fn vmm_resident(host: &Host, vm: &str) -> u64 {
 fn memory_a_guest_frees_goes_back_to_the_host_and_is_shown() {
     ignite_testkit::require_root!("booting VMs");
     let host = Host::new(cargo_bin!("ignite"));
-    host.ignite()
+    host.run_small("m1", &[], "busybox sleep 100000")
         .env("IGNITE_TCG_TB_SIZE", "48")
-        .args([
-            "run",
-            "--network",
-            "none",
-            "--memory",
-            "128MB",
-            "--name",
-            "m1",
-        ])
-        .arg(host.image())
-        .arg("busybox sleep 100000")
         .assert()
         .success();
     // The machine has the balloon and, under TCG, the translation cache asked for.
@@ -119,19 +108,8 @@ fn memory_a_guest_frees_goes_back_to_the_host_and_is_shown() {
     // when asked.
     assert_eq!(ksm_merges_all_of(&host, "m1"), "yes");
     host.ignite().args(["rm", "-f", "m1"]).assert().success();
-    host.ignite()
+    host.run_small("m2", &[], "busybox sleep 100000")
         .env("IGNITE_VMM_MEMORY_MERGEABLE", "off")
-        .args([
-            "run",
-            "--network",
-            "none",
-            "--memory",
-            "128MB",
-            "--name",
-            "m2",
-        ])
-        .arg(host.image())
-        .arg("busybox sleep 100000")
         .assert()
         .success();
     assert_eq!(ksm_merges_all_of(&host, "m2"), "no");
@@ -369,18 +347,14 @@ fn sixty_four_vms_on_the_bridge_come_up_answer_and_go_without_a_trace() {
 fn a_warm_clone_frees_memory_without_touching_its_templates_memory_file() {
     ignite_testkit::require_root!("booting VMs");
     let host = Host::new(cargo_bin!("ignite"));
-    let warm = |args: &[&str]| {
-        host.ignite()
+    let warm = |name: &str| {
+        host.run_small(name, &[], "busybox sleep 100000")
             .env("IGNITE_WARM_STARTS", "on")
-            .args(["run", "--network", "none", "--memory", "128MB"])
-            .args(args)
-            .arg(host.image())
-            .arg("busybox sleep 100000")
             .assert()
             .success();
     };
     // The first run boots cold and has the machine's template built.
-    warm(&["--name", "first"]);
+    warm("first");
     let template = host.templates(1).remove(0);
     let listed = String::from_utf8(
         host.ignite()
@@ -408,7 +382,7 @@ fn a_warm_clone_frees_memory_without_touching_its_templates_memory_file() {
         )
     };
     let before = digest(&memory);
-    warm(&["--name", "clone"]);
+    warm("clone");
     assert!(
         host.vm("clone").status.restored_from.is_some(),
         "the second run did not start warm"

@@ -254,6 +254,26 @@ impl Host {
             .success();
     }
 
+    /// `ignite run` of a small container-mode VM (128 MB, no network) named `name`,
+    /// running `workload` (one shell string; the image's entrypoint is `sh -c`), with
+    /// `extra` flags; not yet run, so a test may add to its environment.
+    pub fn run_small(&self, name: &str, extra: &[&str], workload: &str) -> Command {
+        let mut cmd = self.ignite();
+        cmd.args([
+            "run",
+            "--network",
+            "none",
+            "--memory",
+            "128MB",
+            "--name",
+            name,
+        ])
+        .args(extra)
+        .arg(self.image())
+        .arg(workload);
+        cmd
+    }
+
     /// Runs a busybox shell script in a VM; returns its stdout.
     pub fn sh(&self, vm: &str, script: &str) -> String {
         stdout(
