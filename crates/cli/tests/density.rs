@@ -58,8 +58,9 @@ fn memory_a_guest_frees_goes_back_to_the_host_and_is_shown() {
             .is_some_and(|o| o < 9),
         "the reporting order is the kernel's default: {guest}"
     );
-    // An idle guest is tickless: its TSC stays the clocksource and it takes a few timer
-    // interrupts a second, not the periodic tick's 250.
+    // An idle guest is tickless: its TSC stays the clocksource and it takes far fewer timer
+    // interrupts than the periodic tick's 250 a second (1250 in 5 s). Under a loaded CI
+    // host a just-booted guest took 253 in 5 s: the bound is half the periodic rate.
     let timers = host.sh(
         "m1",
         "cat /sys/devices/system/clocksource/clocksource0/current_clocksource; grep LOC /proc/interrupts; sleep 5; grep LOC /proc/interrupts",
@@ -69,7 +70,7 @@ fn memory_a_guest_frees_goes_back_to_the_host_and_is_shown() {
     let count = |line: &str| -> u64 { line.split_whitespace().nth(1).unwrap().parse().unwrap() };
     let ticks = count(lines[2]) - count(lines[1]);
     assert!(
-        ticks < 250,
+        ticks < 625,
         "{ticks} timer interrupts in 5 s of idle: {timers}"
     );
     // 40 MiB written into a tmpfs and removed: the host holds it, then gets it back.
