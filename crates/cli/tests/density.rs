@@ -105,28 +105,62 @@ fn memory_a_guest_frees_goes_back_to_the_host_and_is_shown() {
         assert!(Instant::now() < deadline, "no guest statistics: {memory:?}");
         std::thread::sleep(Duration::from_secs(1));
     }
-    // All of the VMM's memory is offered to the host's KSM, not only the guest's; off
-    // when asked.
-    assert_eq!(ksm_merges_all_of(&host, "m1"), "yes");
+    // All of the VMM's memory is offered to the host's KSM, not only the guest's, and so
+    // is its supervisor's and its watcher's; off when asked.
+    assert_eq!(ksm_merges_all_of(&host, "m1"), ["yes"; 3]);
     host.ignite().args(["rm", "-f", "m1"]).assert().success();
     host.run_small("m2", &[], "busybox sleep 100000")
         .env("IGNITE_VMM_MEMORY_MERGEABLE", "off")
         .assert()
         .success();
-    assert_eq!(ksm_merges_all_of(&host, "m2"), "no");
+    assert_eq!(ksm_merges_all_of(&host, "m2"), ["no"; 3]);
     host.ignite().args(["rm", "-f", "m2"]).assert().success();
 }
 
-/// What the kernel says of the VM's VMM: `yes` when KSM may merge all of its private
-/// memory (`PR_SET_MEMORY_MERGE`), `no` when only what it marked itself.
-fn ksm_merges_all_of(host: &Host, vm: &str) -> String {
-    let pid = host.vm(vm).status.vmm.expect("the VM runs").process.pid;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/ksm_stat")).unwrap();
-    stat.lines()
-        .find_map(|l| l.strip_prefix("ksm_merge_any:"))
-        .unwrap_or_else(|| panic!("no ksm_merge_any in /proc/{pid}/ksm_stat: {stat}"))
-        .trim()
-        .to_string()
+/// What the kernel says of the VM's VMM, its supervisor (the VMM's parent) and its
+/// watcher (the VMM's child, as the VMM runs as its own user): `yes` when KSM may merge
+/// all of a process's private memory (`PR_SET_MEMORY_MERGE`), `no` when only what it
+/// marked itself.
+fn ksm_merges_all_of(host: &Host, vm: &str) -> [String; 3] {
+    let vmm = host.vm(vm).status.vmm.expect("the VM runs").process.pid;
+    let stat = std::fs::read_to_string(format!("/proc/{vmm}/stat")).unwrap();
+    let supervisor: u32 = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let children = std::fs::read_dir(format!("/proc/{vmm}/task"))
+        .unwrap()
+        .flat_map(|task| {
+            std::fs::read_to_string(task.unwrap().path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(
+        children.len(),
+        1,
+        "the VMM's children (its watcher only): {children:?}"
+    );
+    let merge_any = |pid: &str| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/ksm_stat")).unwrap();
+        stat.lines()
+            .find_map(|l| l.strip_prefix("ksm_merge_any:"))
+            .unwrap_or_else(|| panic!("no ksm_merge_any in /proc/{pid}/ksm_stat: {stat}"))
+            .trim()
+            .to_string()
+    };
+    [
+        merge_any(&vmm.to_string()),
+        merge_any(&supervisor.to_string()),
+        merge_any(&children[0]),
+    ]
 }
 
 const VMS: usize = 64;
@@ -384,9 +418,42 @@ fn a_warm_clone_frees_memory_without_touching_its_templates_memory_file() {
     };
     let before = digest(&memory);
     warm("clone");
+    let clone = host.vm("clone");
     assert!(
-        host.vm("clone").status.restored_from.is_some(),
+        clone.status.restored_from.is_some(),
         "the second run did not start warm"
+    );
+    // Its QEMU loads the kernel's own initramfs: no copy of it is written per warm VM.
+    let clone_dir = host
+        .state()
+        .join("vms")
+        .join(clone.metadata.uid.unwrap().to_string());
+    let cmdline = std::fs::read(clone_dir.join("vmm.cmdline")).unwrap();
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let initrd = args
+        .iter()
+        .skip_while(|a| *a != "-initrd")
+        .nth(1)
+        .expect("an -initrd");
+    assert!(
+        initrd.starts_with(&host.state().join("kernels").to_string_lossy().into_owned()),
+        "{initrd}"
+    );
+    assert!(!clone_dir.join("initramfs.cpio").exists());
+    // Its agent is a fork of PID 1 (the same command line), not a new exec of ignite-init
+    // (`ignite-agent agent container ...`), whose code TCG would translate anew.
+    let agent = host.sh(
+        "clone",
+        "for p in /proc/[0-9]*; do [ \"$(busybox cat $p/comm)\" = ignite-agent ] && busybox tr '\\0' ' ' < $p/cmdline && echo; done; busybox tr '\\0' ' ' < /proc/1/cmdline",
+    );
+    let lines: Vec<&str> = agent.lines().collect();
+    assert_eq!(lines.len(), 2, "one agent and PID 1: {agent}");
+    assert_eq!(
+        lines[0], lines[1],
+        "the agent's command line is not PID 1's: {agent}"
     );
     // The clone's balloon reports nothing: its driver is unbound (the device stays).
     let bound = host.sh(

@@ -6,7 +6,8 @@
 //! and exit status one way, stdin, window size and signals the other.
 //!
 //! It is a separate process, not a thread of PID 1, so that its children are its own to
-//! wait for while PID 1 reaps everything else.
+//! wait for while PID 1 reaps everything else. PID 1 forks it without an exec where it
+//! can (see [`fork_agent`]).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -57,6 +58,19 @@ pub fn spawn(
             home: "/".into(),
             groups: Vec::new(),
         });
+    let environment = process_env::environment(workload, &user);
+    match thread_count() {
+        Some(1) => match fork_agent(mode, init_started_millis, port.as_ref(), &environment) {
+            Ok(link) => return link,
+            Err(e) => say(&format!(
+                "warning: cannot fork the agent ({e}); starting it anew"
+            )),
+        },
+        threads => say(&format!(
+            "the agent is started anew: PID 1 runs {} threads",
+            threads.map_or("an unknown number of".to_string(), |n| n.to_string())
+        )),
+    }
     let mut command = Command::new("/proc/self/exe");
     command
         .arg0("ignite-agent")
@@ -64,7 +78,7 @@ pub fn spawn(
         .arg(mode.as_str())
         .arg(init_started_millis.to_string())
         .env_clear()
-        .envs(process_env::environment(workload, &user))
+        .envs(environment)
         .current_dir("/");
     if mode == BootMode::Container {
         command.stdin(Stdio::piped()).stdout(Stdio::piped());
@@ -87,8 +101,125 @@ pub fn spawn(
         }
     };
     Some(AgentLink {
-        to_agent: child.stdin.take()?,
-        from_agent: child.stdout.take()?,
+        to_agent: File::from(OwnedFd::from(child.stdin.take()?)),
+        from_agent: File::from(OwnedFd::from(child.stdout.take()?)),
+    })
+}
+
+/// How many threads this process runs (`/proc/self/status`). With one, a child forked
+/// from it inherits no lock that another thread held.
+fn thread_count() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// The agent as a fork of PID 1, not a new exec of this binary: its code stays at PID 1's
+/// addresses, in PID 1's pages. Under TCG the guest's code is translated for the host by
+/// address, so an agent exec'd at its own randomized address had all of its code
+/// translated a second time (after a warm start, ~4,000 of the ~45,000 translation blocks,
+/// ~2 MiB of the VMM's memory per VM), and wrote its own relocated data and heap into
+/// guest memory, where a warm clone's PID 1 shares the template's pages. The child is
+/// set up as `Command` set up the exec'd agent: its stdio, the channel at
+/// [`INHERITED_PORT_FD`], nothing else open, the workload's environment, `/`.
+/// `Ok(None)`: forked, but the link to it is not complete (as `spawn`'s).
+#[allow(unsafe_code)]
+fn fork_agent(
+    mode: BootMode,
+    init_started_millis: u64,
+    port: Option<&File>,
+    environment: &[(String, String)],
+) -> std::io::Result<Option<AgentLink>> {
+    use std::os::fd::{AsFd, AsRawFd, FromRawFd};
+    let container = mode == BootMode::Container;
+    // Close-on-exec, which here does not matter: the child closes what it does not use.
+    let (stdin_pipe, stdout_pipe) = if container {
+        (Some(std::io::pipe()?), Some(std::io::pipe()?))
+    } else {
+        (None, None)
+    };
+    let null = if container {
+        None
+    } else {
+        Some(File::open("/dev/null")?)
+    };
+    // SAFETY: this process runs one thread (the caller checked), so the child inherits no
+    // lock another thread held; the child never returns from this function (it exits).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if pid == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let dup_to = |fd: std::os::fd::BorrowedFd<'_>, target: i32| {
+                // SAFETY: the child's own descriptor numbers, which it takes over for the
+                // agent; the `OwnedFd` is forgotten, never closed by Rust.
+                let mut to = unsafe { OwnedFd::from_raw_fd(target) };
+                let done = if fd.as_raw_fd() == target {
+                    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())
+                } else {
+                    rustix::io::dup2(fd, &mut to)
+                };
+                std::mem::forget(to);
+                done
+            };
+            let stdio = match (&stdin_pipe, &stdout_pipe, &null) {
+                (Some((stdin_reader, _)), Some((_, stdout_writer)), _) => {
+                    dup_to(stdin_reader.as_fd(), 0).and_then(|()| dup_to(stdout_writer.as_fd(), 1))
+                }
+                (_, _, Some(null)) => dup_to(null.as_fd(), 0),
+                _ => Ok(()),
+            };
+            let port_moved = match port {
+                Some(port) => dup_to(port.as_fd(), INHERITED_PORT_FD),
+                None => Ok(()),
+            };
+            if stdio.is_err() || port_moved.is_err() {
+                return ExitCode::FAILURE;
+            }
+            // What an exec would have closed, and PID 1's ends of the pipes.
+            let first_closed = if port.is_some() {
+                INHERITED_PORT_FD + 1
+            } else {
+                3
+            };
+            // SAFETY: a system call on descriptor numbers only; the pipes' and the port's
+            // Rust owners are forgotten below, never closed again.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_close_range,
+                    first_closed as libc::c_uint,
+                    libc::c_uint::MAX,
+                    0,
+                );
+            }
+            std::mem::forget((stdin_pipe, stdout_pipe, null));
+            for (key, _) in std::env::vars_os() {
+                // SAFETY: the child runs one thread; nothing reads the environment meanwhile.
+                unsafe { std::env::remove_var(key) };
+            }
+            for (key, value) in environment {
+                // SAFETY: as above.
+                unsafe { std::env::set_var(key, value) };
+            }
+            let _ = std::env::set_current_dir("/");
+            let _ = rustix::thread::set_name(c"ignite-agent");
+            run(mode.as_str(), Some(init_started_millis), port.is_some())
+        }));
+        let code = match code {
+            Ok(code) if code == ExitCode::SUCCESS => 0,
+            _ => 1,
+        };
+        std::process::exit(code);
+    }
+    Ok(match (stdin_pipe, stdout_pipe) {
+        (Some((_, to_agent)), Some((from_agent, _))) => Some(AgentLink {
+            to_agent: File::from(OwnedFd::from(to_agent)),
+            from_agent: File::from(OwnedFd::from(from_agent)),
+        }),
+        _ => None,
     })
 }
 

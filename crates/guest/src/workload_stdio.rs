@@ -12,7 +12,7 @@ use std::io::{BufReader, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -38,8 +38,8 @@ const STDIN_BACKLOG: usize = 64;
 /// stdout) over which the workload's output and exit go to the host, and the host's stdin,
 /// window size, signals and exit acknowledgement come back.
 pub struct AgentLink {
-    pub to_agent: ChildStdin,
-    pub from_agent: ChildStdout,
+    pub to_agent: std::fs::File,
+    pub from_agent: std::fs::File,
 }
 
 /// The command to start, with its stdio set for the host; [`Pending::start`] after spawn.
@@ -141,7 +141,7 @@ pub fn report_failure(link: AgentLink, status: i32, message: &str, timeout: Dura
 
 /// The relay once the workload runs.
 pub struct Relay {
-    to_agent: Arc<Mutex<ChildStdin>>,
+    to_agent: Arc<Mutex<std::fs::File>>,
     pumps: usize,
     pumped: Receiver<()>,
     /// Frames sent so far, and whether one is being sent, to tell output still flowing
@@ -220,7 +220,7 @@ impl Pending {
 fn pump(
     kind: FrameKind,
     mut reader: Box<dyn Read + Send>,
-    to_agent: &Mutex<ChildStdin>,
+    to_agent: &Mutex<std::fs::File>,
     sent: &AtomicU64,
     sending: &AtomicUsize,
 ) {
