@@ -16,7 +16,7 @@ LAYOUT="$CACHE/debian-bookworm"
 require_root
 mkdir -p "$CACHE"
 # The recipe's version: a cached image made by another recipe is made again.
-RECIPE=4
+RECIPE=5
 if [ ! -f "$TAR" ] || [ "$(cat "$TAR.recipe" 2>/dev/null)" != "$RECIPE" ]; then
     log "building the Debian base image with mmdebstrap (about a minute, cached in $CACHE)"
     # Host keys are made on each VM's first boot, not shared by every VM of the image: an
@@ -35,12 +35,22 @@ if [ ! -f "$TAR" ] || [ "$(cat "$TAR.recipe" 2>/dev/null)" != "$RECIPE" ]; then
     # serial console keeps its getty); the boot status lines on the console and PID 1's
     # info-level messages (failures are still shown and logged); and `sshd -t` before
     # sshd (which checks its configuration itself).
+    # sshd comes first: it does not wait for network.target (ignite-init has set the
+    # VM's addresses before systemd starts, and sshd listens on the wildcard addresses),
+    # and while the system starts it has ten times another unit's share of the CPU
+    # (StartupCPUWeight; the default weight once the boot is over). The boot is bound by
+    # the guest's one vCPU, so sshd answered only after networkd, logind and D-Bus, which
+    # started beside it; measured under TCG, Debian to sshd 10.0 s before, 7.4-8.0 s after.
+    # Dependencies cannot be taken away by a drop-in, so the unit is copied into /etc with
+    # that one line changed (the build fails if the packaged line is not there).
     mmdebstrap --quiet --format=tar --variant=minbase --include="$PACKAGES" \
         --customize-hook='rm -f "$1"/etc/ssh/ssh_host_*' \
         --customize-hook='printf "#!/bin/sh\n# This VM'"'"'s own SSH host keys, made on its first boot.\nfor t in ed25519 ecdsa; do\n    [ -e /etc/ssh/ssh_host_\${t}_key ] || ssh-keygen -q -t \$t -N \"\" -f /etc/ssh/ssh_host_\${t}_key </dev/null >/dev/null || exit 1\ndone\n" > "$1"/usr/local/sbin/ignite-host-keys && chmod 755 "$1"/usr/local/sbin/ignite-host-keys' \
         --customize-hook='mkdir -p "$1"/etc/systemd/system/ssh.service.d && printf "[Service]\nExecStartPre=\nExecStartPre=/usr/local/sbin/ignite-host-keys\n" > "$1"/etc/systemd/system/ssh.service.d/ignite-host-keys.conf' \
         --customize-hook='printf "HostKey /etc/ssh/ssh_host_ed25519_key\nHostKey /etc/ssh/ssh_host_ecdsa_key\n" > "$1"/etc/ssh/sshd_config.d/ignite-host-keys.conf' \
         --customize-hook='chroot "$1" systemctl mask e2scrub_reap.service >/dev/null 2>&1' \
+        --customize-hook='grep -qx "After=network.target auditd.service" "$1"/usr/lib/systemd/system/ssh.service && sed "s/^After=network.target auditd.service\$/After=auditd.service/" "$1"/usr/lib/systemd/system/ssh.service > "$1"/etc/systemd/system/ssh.service' \
+        --customize-hook='printf "[Service]\nStartupCPUWeight=1000\n" > "$1"/etc/systemd/system/ssh.service.d/ignite-boot-first.conf' \
         --customize-hook='mkdir -p "$1"/etc/systemd/system-generators && for g in cryptsetup veritysetup integritysetup gpt-auto hibernate-resume debug run system-update; do ln -s /dev/null "$1"/etc/systemd/system-generators/systemd-$g-generator; done' \
         --customize-hook='chroot "$1" systemctl mask modprobe@drm.service modprobe@efi_pstore.service modprobe@fuse.service modprobe@loop.service modprobe@dm_mod.service modprobe@configfs.service sys-kernel-debug.mount sys-kernel-tracing.mount dev-hugepages.mount sys-fs-fuse-connections.mount >/dev/null 2>&1' \
         --customize-hook='rm -f "$1"/etc/systemd/system/getty.target.wants/getty@tty1.service' \

@@ -30,6 +30,8 @@ log "importing Debian's cloud kernel as the default kernel"
 
 log "building the Debian base image (systemd, openssh-server) with mmdebstrap"
 BASE_IMAGE=$(bash scripts/base-image.sh)
-"$PREFIX/bin/ignite" -q image import --name ignite/debian:bookworm "oci:$BASE_IMAGE:bookworm" >/dev/null
+# --pull: a base image built by a newer recipe replaces the one a former setup imported
+# (an import of a name that exists reads nothing otherwise); VMs of the old one keep its disk.
+"$PREFIX/bin/ignite" -q image import --pull --name ignite/debian:bookworm "oci:$BASE_IMAGE:bookworm" >/dev/null
 
 log "done: $("$PREFIX/bin/ignite" version -o short)"

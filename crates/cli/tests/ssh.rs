@@ -126,27 +126,42 @@ fn debian_on_the_bridge_gets_dhcp_ssh_exec_and_restarts() {
         .args(["ssh", "deb", "--", "sh", "-c", "exit 3"])
         .assert()
         .code(3);
-    // The image's systemd-networkd asked DHCP and got the address ignite-init set.
-    let log = std::fs::read_to_string(
-        host.root()
-            .join("state/vms")
-            .join(vm.metadata.uid.as_ref().unwrap().as_str())
-            .join("supervisor.log"),
-    )
-    .unwrap();
-    assert!(log.contains(&format!("DHCPACK {ip} to ")), "{log}");
-    let networkd = stdout(ns.ignite(&host).args([
-        "exec",
-        "deb",
-        "networkctl",
-        "status",
-        "eth0",
-        "--no-pager",
-    ]));
-    assert!(
-        networkd.contains(&format!("{ip} (DHCP4 via 10.61.0.1)")),
-        "{networkd}"
-    );
+    // The image's systemd-networkd asks DHCP and gets the address ignite-init set. sshd
+    // does not wait for the network (it answers first), so the exchange may come later.
+    let log_file = host
+        .root()
+        .join("state/vms")
+        .join(vm.metadata.uid.as_ref().unwrap().as_str())
+        .join("supervisor.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let log = std::fs::read_to_string(&log_file).unwrap();
+        if log.contains(&format!("DHCPACK {ip} to ")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no DHCPACK {ip}: {log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    // networkd applies the lease just after the server acknowledged it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let networkd = stdout(ns.ignite(&host).args([
+            "exec",
+            "deb",
+            "networkctl",
+            "status",
+            "eth0",
+            "--no-pager",
+        ]));
+        if networkd.contains(&format!("{ip} (DHCP4 via 10.61.0.1)")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{networkd}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
     // exec needs none of it.
     let out = ns
         .ignite(&host)

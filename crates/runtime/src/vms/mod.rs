@@ -1011,7 +1011,8 @@ pub fn wait_until_ready(store: &Store, vm: &Vm, timeout: Duration) -> Result<(),
         if Instant::now() > deadline {
             return Err(not_ready("its sshd did not answer"));
         }
-        std::thread::sleep(Duration::from_millis(250));
+        // A refused connection costs the guest nothing; a late look costs the caller.
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
