@@ -59,7 +59,15 @@ pub fn spawn(
             groups: Vec::new(),
         });
     let environment = process_env::environment(workload, &user);
+    // `set_var` refuses what `execve` passes on (an empty name, `=` in a name, NUL): such
+    // an environment goes to an agent exec'd as before.
+    let settable = environment
+        .iter()
+        .all(|(key, value)| !key.is_empty() && !key.contains(['=', '\0']) && !value.contains('\0'));
     match thread_count() {
+        Some(1) if !settable => {
+            say("the agent is started anew: the environment has names set_var refuses")
+        }
         Some(1) => match fork_agent(mode, init_started_millis, port.as_ref(), &environment) {
             Ok(link) => return link,
             Err(e) => say(&format!(
@@ -187,21 +195,33 @@ fn fork_agent(
             };
             // SAFETY: a system call on descriptor numbers only; the pipes' and the port's
             // Rust owners are forgotten below, never closed again.
-            unsafe {
+            let closed = unsafe {
                 libc::syscall(
                     libc::SYS_close_range,
                     first_closed as libc::c_uint,
                     libc::c_uint::MAX,
                     0,
-                );
+                )
+            };
+            // Kernels before 5.9 lack close_range: the descriptors one by one.
+            if closed != 0 {
+                let open: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+                    .map(|dir| {
+                        dir.flatten()
+                            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for fd in open.into_iter().filter(|fd| *fd >= first_closed) {
+                    // SAFETY: as above; the directory's own descriptor is closed by now.
+                    unsafe { libc::close(fd) };
+                }
             }
             std::mem::forget((stdin_pipe, stdout_pipe, null));
-            for (key, _) in std::env::vars_os() {
-                // SAFETY: the child runs one thread; nothing reads the environment meanwhile.
-                unsafe { std::env::remove_var(key) };
-            }
+            // SAFETY: the child runs one thread; nothing reads the environment meanwhile.
+            unsafe { libc::clearenv() };
             for (key, value) in environment {
-                // SAFETY: as above.
+                // SAFETY: as above; the names and values were checked in `spawn`.
                 unsafe { std::env::set_var(key, value) };
             }
             let _ = std::env::set_current_dir("/");

@@ -170,6 +170,8 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         // fw_cfg, not into guest memory), so it is the kernel's own, shared by every
         // VM, and no 3 MB copy is written and cached per VM.
         spec.initrd = kdir.join(crate::kernels::INITRAMFS_FILE);
+        // A cold start's copy (with that start's configuration) is not kept beside it.
+        let _ = std::fs::remove_file(files.initramfs());
     } else {
         write_vm_initramfs(&kdir, &config, &copies, &files.initramfs())?;
     }
