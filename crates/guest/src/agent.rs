@@ -126,10 +126,10 @@ fn thread_count() -> Option<u32> {
 
 /// The agent as a fork of PID 1, not a new exec of this binary: its code stays at PID 1's
 /// addresses, in PID 1's pages. Under TCG the guest's code is translated for the host by
-/// address, so an agent exec'd at its own randomized address had all of its code
-/// translated a second time (after a warm start, ~4,000 of the ~45,000 translation blocks,
-/// ~2 MiB of the VMM's memory per VM), and wrote its own relocated data and heap into
-/// guest memory, where a warm clone's PID 1 shares the template's pages. The child is
+/// address, so an agent exec'd at its own randomized address had the code it shares with
+/// PID 1 translated a second time, and it wrote its own relocated data and heap into guest
+/// memory, where a warm clone's PID 1 shares the template's pages (together ~3 MiB of host
+/// memory per idle VM started warm, measured). The child is
 /// set up as `Command` set up the exec'd agent: its stdio, the channel at
 /// [`INHERITED_PORT_FD`], nothing else open, the workload's environment, `/`.
 /// `Ok(None)`: forked, but the link to it is not complete (as `spawn`'s).
@@ -140,7 +140,7 @@ fn fork_agent(
     port: Option<&File>,
     environment: &[(String, String)],
 ) -> std::io::Result<Option<AgentLink>> {
-    use std::os::fd::{AsFd, AsRawFd, FromRawFd};
+    use std::os::fd::AsFd;
     let container = mode == BootMode::Container;
     // Close-on-exec, which here does not matter: the child closes what it does not use.
     let (stdin_pipe, stdout_pipe) = if container {
@@ -161,27 +161,16 @@ fn fork_agent(
     }
     if pid == 0 {
         let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let dup_to = |fd: std::os::fd::BorrowedFd<'_>, target: i32| {
-                // SAFETY: the child's own descriptor numbers, which it takes over for the
-                // agent; the `OwnedFd` is forgotten, never closed by Rust.
-                let mut to = unsafe { OwnedFd::from_raw_fd(target) };
-                let done = if fd.as_raw_fd() == target {
-                    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())
-                } else {
-                    rustix::io::dup2(fd, &mut to)
-                };
-                std::mem::forget(to);
-                done
-            };
             let stdio = match (&stdin_pipe, &stdout_pipe, &null) {
                 (Some((stdin_reader, _)), Some((_, stdout_writer)), _) => {
-                    dup_to(stdin_reader.as_fd(), 0).and_then(|()| dup_to(stdout_writer.as_fd(), 1))
+                    move_fd_to(stdin_reader.as_fd(), 0)
+                        .and_then(|()| move_fd_to(stdout_writer.as_fd(), 1))
                 }
-                (_, _, Some(null)) => dup_to(null.as_fd(), 0),
+                (_, _, Some(null)) => move_fd_to(null.as_fd(), 0),
                 _ => Ok(()),
             };
             let port_moved = match port {
-                Some(port) => dup_to(port.as_fd(), INHERITED_PORT_FD),
+                Some(port) => move_fd_to(port.as_fd(), INHERITED_PORT_FD),
                 None => Ok(()),
             };
             if stdio.is_err() || port_moved.is_err() {
@@ -251,26 +240,34 @@ pub const INHERITED_PORT_ARG: &str = "inherited-port";
 /// The agent, and no other child, gets the open port as fd 3.
 #[allow(unsafe_code)]
 fn inherit_port(command: &mut Command, port: &File) {
-    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::fd::AsRawFd;
     let fd = port.as_raw_fd();
     command.arg(INHERITED_PORT_ARG);
     // SAFETY: between fork and exec only dup2 runs, which is async-signal-safe; the new
     // descriptor (unlike the original) is not close-on-exec.
     unsafe {
         command.pre_exec(move || {
-            let port = rustix::fd::BorrowedFd::borrow_raw(fd);
-            // dup2 onto itself would keep close-on-exec.
-            if fd == INHERITED_PORT_FD {
-                return rustix::io::fcntl_setfd(port, rustix::io::FdFlags::empty())
-                    .map_err(std::io::Error::from);
-            }
-            let mut target = rustix::fd::OwnedFd::from_raw_fd(INHERITED_PORT_FD);
-            let dup = rustix::io::dup2(port, &mut target);
-            // The descriptor is the child's to keep through exec.
-            std::mem::forget(target);
-            dup.map_err(std::io::Error::from)
+            move_fd_to(rustix::fd::BorrowedFd::borrow_raw(fd), INHERITED_PORT_FD)
+                .map_err(std::io::Error::from)
         });
     }
+}
+
+/// Puts `fd` at descriptor number `target` of this process, open across exec: dup2, or,
+/// when it is there already (dup2 onto itself would keep close-on-exec), its flag
+/// cleared. Async-signal-safe (a forked child may call it before exec).
+#[allow(unsafe_code)]
+fn move_fd_to(fd: rustix::fd::BorrowedFd<'_>, target: i32) -> rustix::io::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    if fd.as_raw_fd() == target {
+        return rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty());
+    }
+    // SAFETY: a descriptor number of this process that the caller hands over; the
+    // `OwnedFd` is forgotten, never closed by Rust: the descriptor is the process's to keep.
+    let mut to = unsafe { rustix::fd::OwnedFd::from_raw_fd(target) };
+    let done = rustix::io::dup2(fd, &mut to);
+    std::mem::forget(to);
+    done
 }
 
 /// The agent channel PID 1 handed over (see [`inherit_port`]).
