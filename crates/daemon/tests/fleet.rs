@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin;
-use ignite_testkit::git::git;
+use ignite_testkit::git::{git, push_rebasing};
 use ignite_testkit::{Host, guest_init, workspace_binary};
 
 /// A child process, killed when dropped.
@@ -292,7 +292,8 @@ fn three_hosts_share_one_repository_each_running_its_own_vms() {
     git(&work, &["pull", "--quiet", "--rebase", "origin", "main"]);
     std::fs::write(work.join("a-vm0.yaml"), moved_text).unwrap();
     git(&work, &["commit", "--quiet", "-am", "move a-vm0 to node-c"]);
-    git(&work, &["push", "--quiet", "origin", "main"]);
+    // The daemons push statuses and heartbeats to the same branch meanwhile.
+    push_rebasing(&work, "main");
     let moved = Instant::now();
     wait_until(
         &fleet,

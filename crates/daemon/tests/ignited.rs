@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin;
-use ignite_testkit::git::git;
+use ignite_testkit::git::{git, push_rebasing};
 use ignite_testkit::{Host, guest_init, workspace_binary};
 
 /// `ignited daemon` over a manifest directory, until dropped.
@@ -397,7 +397,8 @@ fn ignited_gitops_follows_git_remotes_and_pushes_status() {
     git(&work, &["pull", "--quiet", "--rebase", "origin", "main"]);
     git(&work, &["rm", "--quiet", "g1.yaml"]);
     git(&work, &["commit", "--quiet", "-m", "no more g1"]);
-    git(&work, &["push", "--quiet", "origin", "main"]);
+    // The daemon may push g1's status meanwhile.
+    push_rebasing(&work, "main");
     wait_until(&host, "g1 is removed", || !listed("g1"));
     let log = std::fs::read_to_string(host.root().join("ignited.log")).unwrap();
     assert!(log.contains("cannot fetch"), "{log}");
