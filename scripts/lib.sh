@@ -20,7 +20,7 @@ SYSTEM_PACKAGES=(
     openssh-server  # sshd: the GitOps tests push to a Git remote over SSH on 127.0.0.1
     kmod            # depmod indexes a kernel's modules for modprobe inside VMs
     qemu-system-x86 # the QEMU microvm driver (and test guests, with TCG)
-    qemu-utils      # qemu-img makes each VM's qcow2 disk over its image
+    qemu-utils      # qemu-img checks the qcow2 overlays Ignite writes; the boot benchmarks make their own
     busybox-static  # the init of the test image that boots in VM mode
     xz-utils zstd lz4 bzip2 gzip # tests recompress a kernel in every bzImage format
     containernetworking-plugins # CNI plugins (bridge, host-local, portmap, ...) for --network-plugin cni

@@ -299,7 +299,6 @@ fn root_disks(root: &Path) -> Vec<String> {
 #[test]
 fn a_pull_keeps_the_root_disk_that_vms_of_the_old_image_use() {
     ignite_testkit::require_root!("importing images");
-    ignite_testkit::require_program!("qemu-img", "qemu-utils");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("state");
     let vmlinux = dir.path().join("vmlinux");

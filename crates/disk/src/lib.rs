@@ -13,6 +13,7 @@ use ignite_host_tools as host_tools;
 
 #[allow(unsafe_code)]
 mod ext2fs;
+mod qcow2;
 mod root_disk;
 #[allow(unsafe_code)]
 mod writer;

@@ -37,6 +37,7 @@ pub fn create_root_disk(
     dest: &Path,
     size: u64,
 ) -> Result<(), DiskError> {
+    refuse_existing(dest)?;
     let made = match format {
         DiskFormat::Raw => raw_copy(base, dest, size),
         DiskFormat::Qcow2 => qcow2_overlay(base, dest, size),
@@ -55,6 +56,7 @@ pub fn create_root_disk_on_layer(
     dest: &Path,
     size: u64,
 ) -> Result<(), DiskError> {
+    refuse_existing(dest)?;
     let made = match format {
         DiskFormat::Raw => raw_copy(layer, dest, size),
         DiskFormat::Qcow2 => overlay(layer, "qcow2", dest, size),
@@ -65,17 +67,24 @@ pub fn create_root_disk_on_layer(
     made
 }
 
+/// A disk is made where nothing is: what is there (a file, a link) is neither replaced
+/// nor, on a failure, removed.
+fn refuse_existing(dest: &Path) -> Result<(), DiskError> {
+    if dest.symlink_metadata().is_ok() {
+        return Err(DiskError::Failed {
+            program: "ignite",
+            path: dest.to_path_buf(),
+            output: "the disk exists already".into(),
+        });
+    }
+    Ok(())
+}
+
 /// A point-in-time copy of a disk that is not being written (its VM is paused and its
 /// VMM has flushed it): shares blocks where the filesystem can (reflinks), keeps holes,
 /// owner-only (it holds the guest's data). `dest` must not exist.
 pub fn copy_disk_layer(src: &Path, dest: &Path) -> Result<(), DiskError> {
-    if dest.symlink_metadata().is_ok() {
-        return Err(DiskError::Failed {
-            program: "cp",
-            path: dest.to_path_buf(),
-            output: "the destination exists".into(),
-        });
-    }
+    refuse_existing(dest)?;
     let copied = cp(src, dest).and_then(|()| {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
@@ -138,33 +147,22 @@ fn qcow2_overlay(base: &Path, dest: &Path, size: u64) -> Result<(), DiskError> {
     overlay(base, "raw", dest, size)
 }
 
+/// What `qemu-img create -f qcow2 -F FORMAT -b BASE DEST SIZE` makes, written directly
+/// ([`crate::qcow2`]). The base must be a file; its name is recorded as given.
 fn overlay(base: &Path, base_format: &str, dest: &Path, size: u64) -> Result<(), DiskError> {
-    let out = host_tools::QEMU_IMG
-        .command()?
-        .args(["create", "-q", "-f", "qcow2", "-F", base_format, "-b"])
-        .arg(base)
-        .arg(dest)
-        .arg(size.to_string())
-        .output()
-        .map_err(|source| DiskError::Run {
-            program: "qemu-img",
-            source,
-        })?;
-    if !out.status.success() {
+    let io = |action, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DiskError::Io(ignite_host_tools::PathError::new(action, path, source))
+    };
+    let meta = std::fs::metadata(base).map_err(io("read", base))?;
+    if !meta.is_file() {
         return Err(DiskError::Failed {
-            program: "qemu-img",
-            path: dest.to_path_buf(),
-            output: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            program: "qcow2",
+            path: base.to_path_buf(),
+            output: "a disk's base must be a regular file".into(),
         });
     }
-    std::fs::metadata(dest).map_err(|source| {
-        DiskError::Io(ignite_host_tools::PathError::new(
-            "create",
-            dest.to_path_buf(),
-            source,
-        ))
-    })?;
-    Ok(())
+    crate::qcow2::write_overlay(dest, base, base_format, size).map_err(io("create", dest))
 }
 
 /// The backing file a qcow2 disk names in its header (`None` for raw disks, unreadable
@@ -239,12 +237,54 @@ mod tests {
         let base = dir.path().join("base.ext4");
         std::fs::write(&base, vec![0u8; 1 << 20]).unwrap();
         let dest = dir.path().join(DiskFormat::Qcow2.root_disk_file());
-        assert!(
-            host_tools::QEMU_IMG.locate().is_some(),
-            "qemu-img is missing: install qemu-utils"
-        );
         create_root_disk(DiskFormat::Qcow2, &base, &dest, 2 << 20).unwrap();
         assert_eq!(backing_file(&dest), Some(base.clone()));
+        // QEMU's own tools read it as the overlay qemu-img makes, and find it sound.
+        let theirs = dir.path().join("theirs.qcow2");
+        let qemu_img = |args: &[&std::ffi::OsStr]| {
+            let out = std::process::Command::new("qemu-img")
+                .args(args)
+                .output()
+                .expect(
+                    "qemu-img (qemu-utils, installed by scripts/setup.sh) compares the overlay",
+                );
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        };
+        qemu_img(&[
+            "create".as_ref(),
+            "-q".as_ref(),
+            "-f".as_ref(),
+            "qcow2".as_ref(),
+            "-F".as_ref(),
+            "raw".as_ref(),
+            "-b".as_ref(),
+            base.as_os_str(),
+            theirs.as_os_str(),
+            "2097152".as_ref(),
+        ]);
+        let info = |disk: &Path| {
+            qemu_img(&["info".as_ref(), "--output=json".as_ref(), disk.as_os_str()])
+                .replace(&*disk.to_string_lossy(), "DISK")
+                .lines()
+                .filter(|l| !l.contains("actual-size") && !l.contains("dirty-flag"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(info(&dest), info(&theirs));
+        assert!(qemu_img(&["check".as_ref(), dest.as_os_str()]).contains("No errors"));
+        assert_eq!(
+            std::fs::metadata(&dest).unwrap().len(),
+            std::fs::metadata(&theirs).unwrap().len()
+        );
+        // What is there already is neither replaced nor removed.
+        std::fs::write(&theirs, b"kept").unwrap();
+        assert!(create_root_disk(DiskFormat::Qcow2, &base, &theirs, 2 << 20).is_err());
+        assert_eq!(std::fs::read(&theirs).unwrap(), b"kept");
         assert_eq!(backing_file(&base), None, "a raw disk has no backing file");
         assert_eq!(backing_file(&dir.path().join("absent")), None);
     }

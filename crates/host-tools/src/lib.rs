@@ -1,4 +1,4 @@
-//! The host programs Ignite runs (`mkfs.ext4`, `qemu-img`, `nft`, `ip`, `git`, ...), found
+//! The host programs Ignite runs (`mkfs.ext4`, `nft`, `ip`, `git`, ...), found
 //! in `PATH` and then in the system directories a normal user's `PATH` lacks: Debian's
 //! default user `PATH` has no `/usr/sbin`, where e2fsprogs, kmod, iproute2 and nftables
 //! install. Advice to install a package is given only when the program is really absent.
@@ -56,7 +56,6 @@ pub const TC: HostTool = HostTool::new("tc", "iproute2");
 pub const IPTABLES_NFT: HostTool = HostTool::new("iptables-nft", "iptables");
 /// iptables with the legacy x_tables backend, which some hosts' Docker Engine uses.
 pub const IPTABLES_LEGACY: HostTool = HostTool::new("iptables-legacy", "iptables");
-pub const QEMU_IMG: HostTool = HostTool::new("qemu-img", "qemu-utils");
 pub const QEMU_SYSTEM: HostTool = HostTool::new("qemu-system-x86_64", "qemu-system-x86");
 pub const SSH: HostTool = HostTool::new("ssh", "openssh-client");
 pub const SSH_KEYGEN: HostTool = HostTool::new("ssh-keygen", "openssh-client");

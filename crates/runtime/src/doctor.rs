@@ -68,13 +68,6 @@ pub fn run_checks(
             "it runs VMs",
         ),
         program(
-            "qemu-img",
-            "qemu-img",
-            "qemu-utils",
-            Verdict::Fail,
-            "it makes VM disks",
-        ),
-        program(
             "mkfs.ext4",
             "mkfs.ext4",
             "e2fsprogs",

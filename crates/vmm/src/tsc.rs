@@ -8,6 +8,8 @@
 //! Told the frequency (`tsc_early_khz=`) it skips the calibration, boots at once and keeps
 //! real time, since the counter it reads is the host's.
 
+use std::io::Read;
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -18,11 +20,54 @@ const INTERVAL: Duration = Duration::from_millis(20);
 /// A reading whose clock read took longer than this was interrupted; it is taken again.
 const MAX_BRACKET_TICKS: u64 = 20_000;
 
-/// The host's TSC frequency in kHz, measured once per process; `None` where there is no
-/// TSC to measure (not x86_64) or the measurement kept being interrupted.
+static KHZ: OnceLock<Option<u32>> = OnceLock::new();
+
+/// The host's TSC frequency in kHz, measured once per process (or taken from what
+/// [`host_tsc_khz_cached`] found); `None` where there is no TSC to measure (not x86_64)
+/// or the measurement kept being interrupted.
 pub fn host_tsc_khz() -> Option<u32> {
-    static KHZ: OnceLock<Option<u32>> = OnceLock::new();
     *KHZ.get_or_init(measure)
+}
+
+/// [`host_tsc_khz`], kept in `cache` for the host's boot: a frequency does not change
+/// while the host runs (the kernel measures its own once, at boot), so each VM's start
+/// need not count ticks for 20 ms again. The file is read without following a link and
+/// only a plausible frequency of this boot is taken; otherwise it is measured and the
+/// file written anew.
+pub fn host_tsc_khz_cached(cache: &Path) -> Option<u32> {
+    *KHZ.get_or_init(|| {
+        let boot = boot_id()?;
+        if let Some(khz) = read_cache(cache, &boot) {
+            return Some(khz);
+        }
+        let khz = measure()?;
+        let _ = std::fs::write(cache, cache_line(&boot, khz));
+        Some(khz)
+    })
+}
+
+fn boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id = id.trim();
+    (!id.is_empty()).then(|| id.to_string())
+}
+
+fn cache_line(boot: &str, khz: u32) -> String {
+    format!("{boot} {khz}\n")
+}
+
+fn read_cache(cache: &Path, boot: &str) -> Option<u32> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(cache)
+        .ok()?;
+    let mut text = String::new();
+    file.take(128).read_to_string(&mut text).ok()?;
+    let (id, khz) = text.trim().split_once(' ')?;
+    let khz: u32 = khz.parse().ok()?;
+    (id == boot && (100_000..=100_000_000).contains(&khz)).then_some(khz)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -81,6 +126,26 @@ fn khz(ticks: u64, elapsed: Duration) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cached_frequency_counts_for_its_boot_only_and_when_plausible() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("host-tsc");
+        assert_eq!(read_cache(&cache, "boot-a"), None, "no file");
+        std::fs::write(&cache, cache_line("boot-a", 2_100_045)).unwrap();
+        assert_eq!(read_cache(&cache, "boot-a"), Some(2_100_045));
+        assert_eq!(read_cache(&cache, "boot-b"), None, "another boot's");
+        for bad in ["boot-a 12", "boot-a", "boot-a x", "boot-a 999999999999", ""] {
+            std::fs::write(&cache, bad).unwrap();
+            assert_eq!(read_cache(&cache, "boot-a"), None, "{bad:?}");
+        }
+        // A link is not followed.
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, cache_line("boot-a", 2_100_045)).unwrap();
+        std::fs::remove_file(&cache).unwrap();
+        std::os::unix::fs::symlink(&target, &cache).unwrap();
+        assert_eq!(read_cache(&cache, "boot-a"), None);
+    }
 
     #[test]
     fn ticks_per_interval_become_khz() {

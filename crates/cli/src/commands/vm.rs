@@ -157,7 +157,11 @@ fn finish_attached(
     };
     drop(attachment);
     if started.status.auto_remove {
-        wait_for_removal(store, &vms::uid_of(started));
+        wait_for_removal(
+            store,
+            &vms::uid_of(started),
+            started.status.supervisor.as_ref(),
+        );
     }
     code
 }
@@ -166,7 +170,11 @@ fn finish_attached(
 const REMOVAL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Waits until the supervisor removed the ended VM (or it was started again).
-fn wait_for_removal(store: &Store, uid: &ignite_api::Uid) {
+fn wait_for_removal(
+    store: &Store,
+    uid: &ignite_api::Uid,
+    supervisor: Option<&ignite_api::ProcessRef>,
+) {
     let deadline = std::time::Instant::now() + REMOVAL_TIMEOUT;
     loop {
         match store.vms().get(uid) {
@@ -184,7 +192,13 @@ fn wait_for_removal(store: &Store, uid: &ignite_api::Uid) {
                 );
                 return;
             }
-            Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+            // The supervisor removes the VM last: its end is the moment to look again.
+            Ok(_) => match supervisor {
+                Some(supervisor) if vms::process::is_alive(supervisor) => {
+                    vms::process::wait_for_end(supervisor, Duration::from_millis(20))
+                }
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            },
         }
     }
 }

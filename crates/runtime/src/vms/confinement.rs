@@ -2,8 +2,8 @@
 //! (memory, processes and CPU time), the unprivileged user its VMM becomes (VMs started
 //! by root), and the VMM's system-call filter.
 //!
-//! The supervisor enters the VM's group before it starts the VMM, which inherits it, and
-//! removes the group when the VM ends; the repair after a crash removes what a killed
+//! The supervisor makes the VM's group; the VMM's launcher (`vm exec-vmm`) joins it just
+//! before it becomes the VMM, and the supervisor removes the group when the VM ends; the repair after a crash removes what a killed
 //! supervisor left. Users come from a range of host uids (the Configuration's
 //! `spec.vmmUsers`), one per running VM, claimed by a file in the state root that names
 //! the claiming supervisor (a claim whose supervisor is gone is taken over).
@@ -13,7 +13,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use ignite_api::{Accel, ProcessRef, Vm};
-use ignite_cgroup::group::{CpuMax, Origin};
+use ignite_cgroup::group::CpuMax;
 use ignite_cgroup::{Group, Hierarchy, Limits};
 use ignite_vmm::{Confinement, VmmUser};
 use serde::{Deserialize, Serialize};
@@ -27,8 +27,8 @@ const VMM_OVERHEAD_MIB: u64 = 256;
 /// QEMU's translation cache under TCG when none is set: it reserves 1 GiB and keeps what
 /// the guest's code fills.
 const QEMU_DEFAULT_TRANSLATION_CACHE_MIB: u64 = 1024;
-/// Processes and threads of a VM's supervisor and VMM together (QEMU's I/O worker pool
-/// alone may reach 64 threads).
+/// Processes and threads of a VM's VMM and its watcher (QEMU's I/O worker pool alone may
+/// reach 64 threads).
 const PIDS_MAX: u64 = 1024;
 
 /// The host uids VMMs run as, one per running VM started by root.
@@ -77,7 +77,7 @@ impl VmmUsers {
 /// What a VM's run holds: its group (left and removed on drop), its VMM's user, and
 /// the disks handed to that user (given back to root on drop).
 pub struct Confined {
-    group: Option<(Hierarchy, Group, Origin)>,
+    group: Option<Group>,
     user: Option<UserClaim>,
     given: Vec<PathBuf>,
     /// Disks the VMM inherits open, from [`FIRST_INHERITED_FD`] on, in order.
@@ -89,11 +89,34 @@ pub struct Confined {
 impl Confined {
     /// The group's path for the VM's status.
     pub fn cgroup(&self) -> Option<String> {
-        self.group.as_ref().map(|(_, g, _)| g.relative.clone())
+        self.group.as_ref().map(|g| g.relative.clone())
     }
 
     pub fn user(&self) -> Option<u32> {
         self.user.as_ref().map(|c| c.user.uid)
+    }
+
+    /// The group for the VMM's launcher to join (`Group::to_env`), if the VM has one.
+    pub fn vmm_group(&self) -> Option<String> {
+        self.group.as_ref().map(Group::to_env)
+    }
+
+    /// Checks that the started VMM joined the VM's group. One that could not (its
+    /// launcher logged why) runs without: the group is given up, left to the repair if
+    /// something is in it, and the VM's status names none.
+    pub fn check_vmm_joined(&mut self, vmm_pid: u32) {
+        if let Some(group) = &self.group
+            && !group.holds(vmm_pid)
+        {
+            tracing::warn!(
+                "the VM runs without a cgroup of its own: its VMM is not in {}",
+                group.relative
+            );
+            for dir in &group.dirs {
+                let _ = std::fs::remove_dir(dir);
+            }
+            self.group = None;
+        }
     }
 }
 
@@ -235,11 +258,10 @@ impl Drop for Confined {
                 tracing::warn!("cannot give {} back to root: {e}", path.display());
             }
         }
-        if let Some((hierarchy, group, origin)) = &self.group {
-            origin.return_self(hierarchy);
-            if let Err(e) = group.remove() {
-                tracing::warn!("cannot remove the VM's cgroup: {e}");
-            }
+        if let Some(group) = &self.group
+            && let Err(e) = group.remove()
+        {
+            tracing::warn!("cannot remove the VM's cgroup: {e}");
         }
     }
 }
@@ -264,7 +286,7 @@ pub fn group_name(uid: &str) -> String {
     format!("vm-{uid}")
 }
 
-/// Puts the calling supervisor in the VM's group and claims its VMM's user. What the host
+/// Makes the VM's group (for its VMM to join) and claims its VMM's user. What the host
 /// does not allow (no cgroup delegation, not root) is warned about and left out: the VM
 /// still runs, as before confinement existed.
 pub fn enter(
@@ -275,7 +297,7 @@ pub fn enter(
 ) -> Confined {
     let uid = super::uid_of(vm);
     let euid = rustix::process::geteuid().as_raw();
-    let group = match join_group(vm, uid.as_str(), euid, accel, translation_cache_mib) {
+    let group = match make_group(vm, uid.as_str(), euid, accel, translation_cache_mib) {
         Ok(group) => Some(group),
         Err(e) => {
             tracing::warn!("the VM runs without a cgroup of its own: {e}");
@@ -306,27 +328,21 @@ pub fn enter(
     }
 }
 
-fn join_group(
+fn make_group(
     vm: &Vm,
     uid: &str,
     euid: u32,
     accel: Accel,
     translation_cache_mib: Option<u32>,
-) -> Result<(Hierarchy, Group, Origin), ignite_cgroup::CgroupError> {
+) -> Result<Group, ignite_cgroup::CgroupError> {
     let hierarchy = Hierarchy::detect()?;
     let parent = hierarchy.parent_for(euid)?;
-    let group = Group::create(
+    Group::create(
         &hierarchy,
         &parent,
         &group_name(uid),
         &limits(vm, accel, translation_cache_mib),
-    )?;
-    let origin = Origin::of_self(&hierarchy);
-    if let Err(e) = group.join(std::process::id()) {
-        let _ = group.remove();
-        return Err(e);
-    }
-    Ok((hierarchy, group, origin))
+    )
 }
 
 /// Removes the group a VM's killed supervisor left (its processes first).

@@ -71,6 +71,22 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     let kdir = kernel_dir(store, &kernel);
     let files = VmFiles::new(store, uid);
     let settings = SupervisorConfig::read(files.dir())?;
+    let accel = settings.accel;
+    // What needs nothing from what follows runs beside it: the VM's cgroup and VMM user,
+    // and under TCG the host's TSC frequency for the guest (a 20 ms count on the host's
+    // first start of a boot, then read from the state root).
+    let confining = {
+        let (vm, users, cache) = (
+            vm.clone(),
+            settings.vmm_users,
+            settings.translation_cache_mib,
+        );
+        std::thread::spawn(move || super::confinement::enter(&vm, accel, cache, users))
+    };
+    if accel == ignite_api::Accel::Tcg {
+        let cache = store.root().join(HOST_TSC_FILE);
+        std::thread::spawn(move || ignite_vmm::tsc::host_tsc_khz_cached(&cache));
+    }
     // The supervisor's own memory (heap, relocated data) is much alike in every VM too;
     // the VMM and its watcher, which it starts, are marked again on their way.
     if settings.vmm_mergeable
@@ -107,7 +123,6 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
             vmm_mergeable: settings.vmm_mergeable,
         },
     });
-    let accel = settings.accel;
     if let Some((_, _, request)) = &attached {
         config.workload.stdin = request.stdin;
         config.workload.window = request.window;
@@ -205,12 +220,9 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     // The VM's cgroup (this process joins it, the VMM inherits it) and its VMM's user.
     // Dropped, which removes the group, before the VM is recorded as stopped: a start
     // that follows makes the group anew.
-    let mut confined = super::confinement::enter(
-        &vm,
-        accel,
-        settings.translation_cache_mib,
-        settings.vmm_users,
-    );
+    let mut confined = confining
+        .join()
+        .map_err(|_| VmError::Host("confining the VM panicked".into()))?;
     if !vmm.runs_as_vm_user() {
         confined.keep_user_unused();
     }
@@ -242,6 +254,10 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     match spec.confinement.user {
         Some(_) => helper_command.env(VMM_WATCH_ENV, "1"),
         None => helper_command.env_remove(VMM_WATCH_ENV),
+    };
+    match confined.vmm_group() {
+        Some(group) => helper_command.env(VMM_CGROUP_ENV, group),
+        None => helper_command.env_remove(VMM_CGROUP_ENV),
     };
     match confined.inherited_fds() {
         Some(list) => helper_command.env(VMM_FDS_ENV, list),
@@ -295,6 +311,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    confined.check_vmm_joined(child.id());
     let vmm_process = process::lookup(child.id());
     if let Err(e) = vmm.boot(&spec, &control) {
         let _ = child.kill();
@@ -739,8 +756,8 @@ const VMM_NETNS_ENV: &str = "IGNITE_VMM_NETNS";
 const VMM_MERGEABLE_ENV: &str = "IGNITE_VMM_MERGEABLE";
 
 /// `ignite vm exec-vmm -- PROGRAM ARGS...`: the VMM dies with its supervisor, runs in
-/// the VM's network namespace when the supervisor names one, and has its memory offered
-/// to the host's KSM when the supervisor says so.
+/// the VM's cgroup and network namespace when the supervisor names them, and has its
+/// memory offered to the host's KSM when the supervisor says so.
 pub fn exec_vmm(args: &[OsString]) -> std::io::Error {
     use std::os::unix::process::CommandExt;
     let Some((program, rest)) = args.split_first() else {
@@ -764,6 +781,18 @@ pub fn exec_vmm(args: &[OsString]) -> std::io::Error {
         // Only what KSM may merge is less: the VM runs as it would. Before the watcher
         // starts, which keeps the mark across its exec as the VMM does.
         tracing::debug!("the VMM's memory is not offered to KSM (Linux 6.4 or newer needed): {e}");
+    }
+    // Before the watcher starts, which goes in with it. As the launcher is one thread,
+    // this is a cheap move (see `Group::join_self`).
+    if let Some(text) = std::env::var_os(VMM_CGROUP_ENV) {
+        match text.to_str().and_then(ignite_cgroup::Group::from_env) {
+            Some(group) => {
+                if let Err(e) = group.join_self() {
+                    tracing::warn!("the VMM cannot join its VM's cgroup: {e}");
+                }
+            }
+            None => tracing::warn!("{VMM_CGROUP_ENV} does not name a cgroup: {text:?}"),
+        }
     }
     if std::env::var_os(VMM_WATCH_ENV).is_some()
         && let Err(e) = start_watcher()
@@ -797,12 +826,20 @@ pub fn exec_vmm(args: &[OsString]) -> std::io::Error {
     }
     Command::new(program)
         .args(rest)
+        .env_remove(VMM_CGROUP_ENV)
         .env_remove(VMM_NETNS_ENV)
         .env_remove(VMM_WATCH_ENV)
         .env_remove(VMM_MERGEABLE_ENV)
         .env_remove(VMM_FDS_ENV)
         .exec()
 }
+
+/// Where the host's TSC frequency is kept for the host's boot, under the state root.
+const HOST_TSC_FILE: &str = "host-tsc";
+
+/// Set by the supervisor on `vm exec-vmm`: the VM's cgroup (`Group::to_env`), which the
+/// launcher joins before it becomes the VMM.
+const VMM_CGROUP_ENV: &str = "IGNITE_VMM_CGROUP";
 
 /// Set by the supervisor on `vm exec-vmm`: the disks the VMM inherits open
 /// (`vms::confinement::open_inherited`).
@@ -829,6 +866,7 @@ fn start_watcher() -> std::io::Result<()> {
             format!("{}:{vmm}", supervisor.as_raw_nonzero()),
         )
         .env_remove(VMM_WATCH_ENV)
+        .env_remove(VMM_CGROUP_ENV)
         .env_remove(VMM_NETNS_ENV)
         .env_remove(VMM_MERGEABLE_ENV)
         .env_remove(VMM_FDS_ENV)
