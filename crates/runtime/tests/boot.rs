@@ -186,6 +186,7 @@ fn boot_with(
         memory_file: None,
         memory_reporting: false,
         translation_cache_mib: None,
+        tcg_icount: false,
         confinement: Default::default(),
     })
 }
@@ -228,6 +229,7 @@ fn a_blank_disk_is_reported_and_the_vm_powers_off() {
         memory_file: None,
         memory_reporting: false,
         translation_cache_mib: None,
+        tcg_icount: false,
         confinement: Default::default(),
     });
     let (console, powered_off) = vm.wait_exit(BOOT);

@@ -43,6 +43,7 @@ pub fn probe_kvm_boot(kernel: &Path, initrd: &Path, timeout: Duration) -> Result
         memory_file: None,
         memory_reporting: false,
         translation_cache_mib: None,
+        tcg_icount: false,
         confinement: Default::default(),
     };
     let start = Instant::now();

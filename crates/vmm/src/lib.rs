@@ -136,13 +136,17 @@ pub struct MachineSpec {
     pub memory_reporting: bool,
     /// The TCG translation cache's size in MiB (QEMU's `tb-size`); `None`: QEMU's own.
     pub translation_cache_mib: Option<u32>,
+    /// Under TCG, guest time from QEMU's instruction counting (`-icount shift=auto`, as
+    /// before the host's TSC frequency was handed to the guest): slower, for comparison
+    /// and for hosts whose TSC cannot be trusted (`IGNITE_TCG_CLOCK=icount`).
+    pub tcg_icount: bool,
     /// How the VMM process is held in.
     pub confinement: Confinement,
 }
 
 /// How the VMM process is held in (the README's "Confinement"): what the runtime decided
 /// for this host and caller, which each driver turns into its VMM's terms. The VM's cgroup
-/// is not here: the supervisor joins it before it starts the VMM, which inherits it.
+/// is not here: the VMM's launcher joins it just before it becomes the VMM.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Confinement {
     /// The unprivileged user and group the VMM runs as once it has opened its devices,

@@ -273,8 +273,8 @@ fn migration_status(reply: &serde_json::Value) -> MigrationStatus {
 /// for the TSC frequency a TCG guest is told (see [`crate::tsc`]).
 pub fn command_line(spec: &MachineSpec) -> Vec<OsString> {
     let tsc_khz = match spec.accel {
-        Accel::Tcg => crate::tsc::host_tsc_khz(),
-        Accel::Kvm => None,
+        Accel::Tcg if !spec.tcg_icount => crate::tsc::host_tsc_khz(),
+        Accel::Tcg | Accel::Kvm => None,
     };
     command_line_with(spec, tsc_khz)
 }
@@ -555,6 +555,7 @@ mod tests {
             memory_file: None,
             memory_reporting: false,
             translation_cache_mib: None,
+            tcg_icount: false,
             confinement: Default::default(),
         }
     }
@@ -666,6 +667,12 @@ mod tests {
             joined.contains("-append console=ttyS0 tsc_early_khz=1000000 tsc=unstable -"),
             "{joined}"
         );
+        // Instruction counting asked for: no frequency, QEMU counts.
+        let mut counted = spec();
+        counted.tcg_icount = true;
+        let joined = join_args(command_line(&counted));
+        assert!(joined.contains("-icount shift=auto"), "{joined}");
+        assert!(!joined.contains("tsc_early_khz"), "{joined}");
         // Under KVM the guest has kvmclock: nothing is added.
         let mut kvm = spec();
         kvm.accel = Accel::Kvm;

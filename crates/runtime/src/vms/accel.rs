@@ -17,6 +17,27 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub const ACCEL_ENV: &str = "IGNITE_ACCEL";
 
+/// How a TCG guest keeps time: `tsc` (the default: the host's TSC frequency handed to the
+/// guest) or `icount` (QEMU's instruction counting, as before; slower).
+pub const TCG_CLOCK_ENV: &str = "IGNITE_TCG_CLOCK";
+
+/// True when the starting command's `IGNITE_TCG_CLOCK` asks for instruction counting.
+/// Another value is warned about and the default kept, as the other `IGNITE_` settings.
+pub fn tcg_icount_from_env() -> bool {
+    tcg_icount(std::env::var(TCG_CLOCK_ENV).ok().as_deref())
+}
+
+fn tcg_icount(value: Option<&str>) -> bool {
+    match value.map(str::trim) {
+        None | Some("" | "tsc") => false,
+        Some("icount") => true,
+        Some(other) => {
+            tracing::warn!("{TCG_CLOCK_ENV}={other:?} is not tsc or icount: using tsc");
+            false
+        }
+    }
+}
+
 /// The accelerator asked for by the flag, then `IGNITE_ACCEL`, then the Configuration
 /// (`None`: `auto`, or nothing asked). An explicit KVM that cannot be opened is refused.
 pub fn asked(flag: Option<&str>, configured: Option<&str>) -> Result<Option<Accel>, String> {
@@ -95,6 +116,15 @@ pub fn resolve(flag: Option<&str>, configured: Option<&str>) -> Result<Accel, St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tcg_clock_is_the_tsc_unless_instruction_counting_is_asked_for() {
+        assert!(!tcg_icount(None));
+        assert!(!tcg_icount(Some("tsc")));
+        assert!(tcg_icount(Some("icount")));
+        assert!(tcg_icount(Some(" icount\n")));
+        assert!(!tcg_icount(Some("ICOUNT-please")), "unknown: the default");
+    }
 
     #[test]
     fn the_flag_wins_over_the_configuration_and_bad_values_say_what_is_allowed() {

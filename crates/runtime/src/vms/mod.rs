@@ -647,6 +647,7 @@ fn start_with(
     settings.translation_cache_mib = options.memory.translation_cache_mib;
     settings.vmm_users = options.vmm_users;
     settings.vmm_mergeable = options.memory.vmm_mergeable;
+    settings.tcg_icount = accel::tcg_icount_from_env();
     settings.write(files.dir())?;
     let log_path = files.supervisor_log();
     let log = std::fs::File::create(&log_path).map_err(io("create", &log_path))?;

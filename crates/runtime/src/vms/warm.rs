@@ -360,6 +360,7 @@ mod tests {
             memory_file: None,
             memory_reporting: false,
             translation_cache_mib: None,
+            tcg_icount: false,
             confinement: Default::default(),
         }
     }

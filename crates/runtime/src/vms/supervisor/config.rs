@@ -48,6 +48,10 @@ pub struct SupervisorConfig {
     /// `host_memory::mark_mergeable`).
     #[serde(default)]
     pub vmm_mergeable: bool,
+    /// Under TCG, guest time from instruction counting instead of the host's TSC
+    /// (`IGNITE_TCG_CLOCK=icount`, see `vms::accel::tcg_icount_from_env`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tcg_icount: bool,
 }
 
 impl SupervisorConfig {
@@ -63,6 +67,7 @@ impl SupervisorConfig {
             translation_cache_mib: None,
             vmm_users: VmmUsers::default(),
             vmm_mergeable: false,
+            tcg_icount: false,
         }
     }
 

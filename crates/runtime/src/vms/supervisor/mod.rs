@@ -83,7 +83,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
         );
         std::thread::spawn(move || super::confinement::enter(&vm, accel, cache, users))
     };
-    if accel == ignite_api::Accel::Tcg {
+    if accel == ignite_api::Accel::Tcg && !settings.tcg_icount {
         let cache = store.root().join(HOST_TSC_FILE);
         std::thread::spawn(move || ignite_vmm::tsc::host_tsc_khz_cached(&cache));
     }
@@ -228,6 +228,7 @@ pub fn run(store: &Store, uid: &Uid, helper: &std::path::Path) -> Result<(), VmE
     }
     confined.give_disks(files.dir(), &mut spec.disks);
     spec.confinement = confined.vmm.clone();
+    spec.tcg_icount = accel == ignite_api::Accel::Tcg && settings.tcg_icount;
 
     let control = files.control_socket();
     let (program, args) = vmm.command(&spec, &control);

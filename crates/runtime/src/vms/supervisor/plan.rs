@@ -147,6 +147,8 @@ pub fn plan(inputs: &PlanInputs<'_>) -> MachinePlan {
             Accel::Tcg => memory.translation_cache_mib,
             Accel::Kvm => None,
         },
+        // Set by the supervisor from its settings (`IGNITE_TCG_CLOCK` of the start).
+        tcg_icount: false,
         // Decided by the supervisor, which claims the VMM's user (`vms::confinement`).
         confinement: Default::default(),
     };
