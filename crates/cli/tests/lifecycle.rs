@@ -466,3 +466,64 @@ fn pause_freezes_a_counting_guest_and_unpause_resumes_it() {
     assert!(stderr.contains("VM counter is not running"), "{stderr}");
     host.ignite().args(["rm", "counter"]).assert().success();
 }
+
+/// Under TCG the guest keeps time with the host's TSC at the frequency it is told
+/// (`tsc_early_khz=`): told a wrong one, its clock would run fast or slow against the
+/// host's. Over a minute the guest's clock moves with the host's (within 0.5%).
+#[test]
+fn a_tcg_guests_clock_keeps_the_hosts_time() {
+    ignite_testkit::require_root!("booting VMs");
+    let host = Host::new(cargo_bin!("ignite"));
+    let uid = stdout(host.ignite().args([
+        "run",
+        "--name",
+        "clock",
+        "--network",
+        "none",
+        "-q",
+        &host.image(),
+        "while :; do busybox sleep 1; done",
+    ]));
+    let cmdline = std::fs::read(
+        host.root()
+            .join("state/vms")
+            .join(uid.trim())
+            .join("vmm.cmdline"),
+    )
+    .unwrap();
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    assert!(cmdline.contains("-accel tcg"), "{cmdline}");
+    assert!(cmdline.contains("tsc_early_khz="), "{cmdline}");
+    assert!(!cmdline.contains("-icount"), "{cmdline}");
+    // The guest's clock (its uptime, 10 ms steps) less the host's, read around one `exec`.
+    let host_start = Instant::now();
+    let offset = || {
+        let before = host_start.elapsed().as_secs_f64();
+        let uptime =
+            stdout(
+                host.ignite()
+                    .args(["exec", "clock", "busybox", "cat", "/proc/uptime"]),
+            );
+        let guest: f64 = uptime
+            .split_whitespace()
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("/proc/uptime: {uptime:?}"));
+        let after = host_start.elapsed().as_secs_f64();
+        (guest - (before + after) / 2.0, after - before)
+    };
+    let (first, took1) = offset();
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(60));
+    let (second, took2) = offset();
+    let elapsed = started.elapsed().as_secs_f64();
+    let drift = second - first;
+    // Each reading is uncertain by half its exec's time, and the uptime by 10 ms.
+    let allowed = 0.005 * elapsed + (took1 + took2) / 2.0 + 0.02;
+    assert!(
+        drift.abs() < allowed,
+        "the guest's clock moved {drift:+.3} s against the host's over {elapsed:.0} s (allowed {allowed:.3})"
+    );
+    eprintln!("guest clock against the host's over {elapsed:.0} s: {drift:+.3} s");
+    host.ignite().args(["rm", "-f", "clock"]).assert().success();
+}

@@ -722,7 +722,9 @@ fn start_with(
 }
 
 /// A VMM that exits at once (a missing disk, a bad argument) is a failed start, not a
-/// started VM: the record is watched for [`SETTLE_TIME`] after the VMM runs.
+/// started VM: the record is watched for [`SETTLE_TIME`] after the VMM runs, or until the
+/// guest's agent answered (a guest that booted that far is a started VM: under KVM that
+/// comes well before the settle time, which `start` and `run -d` would otherwise wait out).
 const SETTLE_TIME: Duration = Duration::from_millis(500);
 
 fn settled(
@@ -737,6 +739,9 @@ fn settled(
     while Instant::now() < until {
         std::thread::sleep(Duration::from_millis(20));
         current = store.vms().get(uid)?;
+        if current.status.running && current.status.boot_millis.is_some() {
+            return Ok(current);
+        }
         if !current.status.running {
             return match current
                 .status
